@@ -1,0 +1,57 @@
+# ragtune: `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+SAM := $(VENV)/bin/sam
+PYTHON_BOOTSTRAP ?= python3
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+# sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
+export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
+
+.PHONY: help install test lint validate build deploy invoke-prepare schema bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+install: ## Create .venv with everything to test, lint, validate and build (SAM CLI, cfn-lint included)
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)/sam
+	$(VENV)/sam/bin/pip install --quiet -r requirements-sam.txt
+	ln -sf ../sam/bin/sam $(VENV)/bin/sam
+	ln -sf ../sam/bin/cfn-lint $(VENV)/bin/cfn-lint
+	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
+
+test: lint validate ## Lint, validate the template, then run every test
+	$(PYTHON) -m pytest -n 2
+
+lint: ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+validate: ## sam validate --lint (cfn-lint included)
+	$(SAM) validate --lint
+
+build: ## sam build (the prepare image needs a Docker engine)
+	$(SAM) build
+
+deploy: build ## Build, then deploy with sam deploy --guided
+	$(SAM) deploy --guided
+
+invoke-prepare: ## sam local invoke PrepareFunction with the S3 event file (needs Docker and deployed resources)
+	$(SAM) local invoke PrepareFunction -e infra/events/prepare-config-created.json --env-vars infra/env.json
+
+schema: ## Regenerate docs/run-config.schema.json from the pydantic model
+	$(PYTHON) -c "import json; from shared.config import run_config_json_schema as s; \
+	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
+
+bench: ## Print prepare throughput (rows/s, peak memory) on 100k rows, and the prepare image's dependency size
+	$(PYTHON) -m benchmarks.prepare_throughput 100000
+	$(PYTHON) -m benchmarks.image_dependencies
+
+clean: ## Remove build output
+	rm -rf .aws-sam

@@ -1,0 +1,90 @@
+"""template.yaml as data: the single source of truth for every local resource we create.
+
+Tests and the local stack build their tables and bucket from these definitions, so
+what runs on a laptop cannot drift from what `sam deploy` creates.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !Sub, !GetAtt ...) as their long form."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected !{tag_suffix}", node.start_mark)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@lru_cache(maxsize=1)
+def load_template() -> dict[str, Any]:
+    with TEMPLATE_PATH.open(encoding="utf-8") as handle:
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506
+    return document
+
+
+def resource_properties(logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = load_template()["Resources"][logical_id]["Properties"]
+    return properties
+
+
+def create_table(dynamodb: Any, logical_id: str, table_name: str) -> None:
+    """Create a DynamoDB table with the keys, indexes and TTL the template declares."""
+    properties = resource_properties(logical_id)
+    arguments = {
+        key: properties[key]
+        for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+        if key in properties
+    }
+    dynamodb.create_table(TableName=table_name, **arguments)
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+
+
+def create_bucket(s3: Any, logical_id: str, bucket_name: str) -> None:
+    """Create the bucket with the versioning and encryption the template declares."""
+    properties = resource_properties(logical_id)
+    s3.create_bucket(Bucket=bucket_name)
+    if "VersioningConfiguration" in properties:
+        s3.put_bucket_versioning(
+            Bucket=bucket_name, VersioningConfiguration=properties["VersioningConfiguration"]
+        )
+    if "BucketEncryption" in properties:
+        s3.put_bucket_encryption(
+            Bucket=bucket_name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [  # CloudFormation's name for the rule's field differs from the API's
+                    {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                    for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                ]
+            },
+        )
+    if "PublicAccessBlockConfiguration" in properties:
+        s3.put_public_access_block(
+            Bucket=bucket_name,
+            PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"],
+        )

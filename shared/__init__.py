@@ -1,0 +1,1 @@
+"""ragtune's domain code, shipped with every function (imports point here, never back)."""

@@ -1,0 +1,183 @@
+"""The data gate: nothing reaches OpenAI unless it passes the checks OpenAI's cookbook makes.
+
+It reads the JSONL bytes that would be uploaded (not the objects that produced them),
+counts tokens the way the cookbook does, and estimates epochs and training cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import DataGateError
+from shared.tokens import count_tokens
+
+MIN_EXAMPLES = 10
+MAX_TOKENS_PER_EXAMPLE = 65_536
+ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
+ALLOWED_MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
+)
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_NAME = 1
+_TOKENS_REPLY_PRIMING = 3
+_ERRORS_QUOTED = 5
+
+# OpenAI's rule for n_epochs="auto" (from the cookbook's data-prep notebook).
+_TARGET_EPOCHS = 3
+_MIN_TARGET_EXAMPLES = 100
+_MAX_TARGET_EXAMPLES = 25_000
+_MIN_DEFAULT_EPOCHS = 1
+_MAX_DEFAULT_EPOCHS = 25
+
+
+@dataclass
+class GateReport:
+    """What the gate found in one JSONL file."""
+
+    examples: int = 0
+    total_tokens: int = 0
+    billing_tokens: int = 0
+    max_example_tokens: int = 0
+    examples_over_token_limit: int = 0
+    duplicate_examples: int = 0
+    format_errors: Counter[str] = field(default_factory=Counter)
+    first_errors: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "total_tokens": self.total_tokens,
+            "billing_tokens": self.billing_tokens,
+            "max_example_tokens": self.max_example_tokens,
+            "examples_over_token_limit": self.examples_over_token_limit,
+            "duplicate_examples": self.duplicate_examples,
+            "format_errors": dict(self.format_errors),
+        }
+
+
+def _example_errors(example: Any) -> list[str]:
+    if not isinstance(example, dict):
+        return ["data_type"]
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return ["missing_messages_list"]
+    errors = []
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            errors.append("message_missing_key")
+            continue
+        if set(message) - ALLOWED_MESSAGE_KEYS:
+            errors.append("message_unrecognized_key")
+        if message["role"] not in ALLOWED_ROLES:
+            errors.append("unrecognized_role")
+        content = message["content"]
+        has_call = message.get("tool_calls") or message.get("function_call")
+        if (not isinstance(content, str) or not content.strip()) and not has_call:
+            errors.append("missing_content")
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        errors.append("example_missing_assistant_message")
+    return errors
+
+
+def _example_tokens(messages: list[dict[str, Any]]) -> int:
+    tokens = _TOKENS_REPLY_PRIMING
+    for message in messages:
+        tokens += _TOKENS_PER_MESSAGE
+        for key, value in message.items():
+            if isinstance(value, str):
+                tokens += count_tokens(value)
+            if key == "name":
+                tokens += _TOKENS_PER_NAME
+    return tokens
+
+
+def inspect_jsonl(lines: Iterable[bytes]) -> GateReport:
+    """Check and count every line; streaming, so memory stays flat for any file size."""
+    report = GateReport()
+    seen: set[bytes] = set()
+    for number, line in enumerate(lines, start=1):
+        report.examples += 1
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError:
+            example = None
+        errors = _example_errors(example) if example is not None else ["invalid_json"]
+        if errors:
+            report.format_errors.update(errors)
+            if len(report.first_errors) < _ERRORS_QUOTED:
+                report.first_errors.append(f"line {number}: {', '.join(errors)}")
+            continue
+        digest = hashlib.blake2b(line.strip(), digest_size=16).digest()
+        if digest in seen:
+            report.duplicate_examples += 1
+        seen.add(digest)
+        tokens = _example_tokens(example["messages"])
+        report.total_tokens += tokens
+        report.billing_tokens += min(tokens, MAX_TOKENS_PER_EXAMPLE)
+        report.max_example_tokens = max(report.max_example_tokens, tokens)
+        if tokens > MAX_TOKENS_PER_EXAMPLE:
+            report.examples_over_token_limit += 1
+    return report
+
+
+def enforce(report: GateReport, file_label: str, min_examples: int) -> None:
+    """Raise a DataGateError naming every reason the file would be refused."""
+    reasons = []
+    if report.format_errors:
+        counts = ", ".join(f"{name} x{count}" for name, count in sorted(report.format_errors.items()))
+        reasons.append(f"format errors ({counts}; {'; '.join(report.first_errors)})")
+    if report.examples_over_token_limit:
+        reasons.append(
+            f"{report.examples_over_token_limit} examples exceed {MAX_TOKENS_PER_EXAMPLE} tokens "
+            f"(longest {report.max_example_tokens})"
+        )
+    if report.examples < min_examples:
+        reasons.append(f"{report.examples} examples; at least {min_examples} are required")
+    if reasons:
+        raise DataGateError(f"{file_label} failed the data gate: {'; '.join(reasons)}")
+
+
+def auto_epochs(n_examples: int) -> int:
+    """The number of epochs OpenAI picks for n_epochs="auto"."""
+    if n_examples <= 0:
+        return _TARGET_EPOCHS
+    if n_examples * _TARGET_EPOCHS < _MIN_TARGET_EXAMPLES:
+        return min(_MAX_DEFAULT_EPOCHS, _MIN_TARGET_EXAMPLES // n_examples)
+    if n_examples * _TARGET_EPOCHS > _MAX_TARGET_EXAMPLES:
+        return max(_MIN_DEFAULT_EPOCHS, _MAX_TARGET_EXAMPLES // n_examples)
+    return _TARGET_EPOCHS
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    epochs: int
+    trained_tokens: int
+    cost_usd: float
+    price_per_million_tokens: float
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "trained_tokens": self.trained_tokens,
+            "cost_usd": round(self.cost_usd, 4),
+            "price_per_million_tokens": self.price_per_million_tokens,
+        }
+
+
+def estimate_training(
+    train: GateReport, n_epochs: int | str, price_per_million_tokens: float
+) -> TrainingEstimate:
+    """Tokens billed are the training file's tokens times the epochs; validation is free."""
+    epochs = n_epochs if isinstance(n_epochs, int) else auto_epochs(train.examples)
+    trained_tokens = train.billing_tokens * epochs
+    return TrainingEstimate(
+        epochs=epochs,
+        trained_tokens=trained_tokens,
+        cost_usd=trained_tokens * price_per_million_tokens / 1_000_000,
+        price_per_million_tokens=price_per_million_tokens,
+    )

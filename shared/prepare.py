@@ -1,0 +1,182 @@
+"""Use case: a config object in S3 becomes gated fine-tuning JSONL under `datasets/<run_id>/`.
+
+Order matters: everything is written to local scratch and gated first, so a failure
+leaves nothing under `datasets/`; the validation file is uploaded before the run is
+marked `prepared`, and the training file last, so its arrival means the data is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonlines
+
+from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
+from shared.data_gate import MIN_EXAMPLES, GateReport, enforce, estimate_training, inspect_jsonl
+from shared.dataset_source import stream_batches
+from shared.errors import UserInputError
+from shared.examples import ExampleBuilder
+from shared.idempotency import once
+from shared.observability import logger, metrics
+from shared.runs import RunsRepository
+from shared.settings import settings
+from shared.storage import (
+    CONFIGS_PREFIX,
+    DATASETS_PREFIX,
+    ObjectMissingError,
+    ObjectRef,
+    read_object,
+    upload,
+)
+
+JSONL_CONTENT_TYPE = "application/jsonl"
+TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
+
+
+def derive_run_id(config_key: str, config_bytes: bytes) -> str:
+    """Readable and stable: the config's file name plus a hash of its key and content."""
+    stem = PurePosixPath(config_key).stem.lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40].strip("-") or "run"
+    digest = hashlib.sha256(config_key.encode() + b"\0" + config_bytes).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+def dataset_key(run_id: str, file_name: str) -> str:
+    return f"{DATASETS_PREFIX}{run_id}/{file_name}"
+
+
+def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
+    """Entry point for one S3 record: at most one run per config key and content."""
+    if not (ref.key.startswith(CONFIGS_PREFIX) and ref.key.endswith(".json")):
+        logger.warning("Ignoring object outside configs/*.json", extra={"key": ref.key})
+        return {"config_key": ref.key, "status": "ignored"}
+    try:
+        raw, version_id = read_object(ref, MAX_CONFIG_BYTES)
+    except ObjectMissingError as error:
+        logger.warning("Config object is gone; nothing to prepare", extra={"error": str(error)})
+        return {"config_key": ref.key, "status": "skipped"}
+    run_id = derive_run_id(ref.key, raw)
+    logger.append_keys(run_id=run_id)
+    read = ObjectRef(ref.bucket, ref.key, version_id)
+    # Keyed on the version too: a duplicate event is suppressed, a re-upload may retry a failed run.
+    return once(f"prepare:{run_id}:{version_id}", lambda: _prepare(run_id, read, raw))
+
+
+@dataclass
+class _LocalFiles:
+    train: Path
+    validation: Path | None
+    train_gate: GateReport
+    validation_gate: GateReport | None
+
+
+def _split_validation(all_path: Path, n: int, config: RunConfig, workdir: Path) -> tuple[Path, Path | None]:
+    """Hold out a seeded random sample, keeping the original order within each file."""
+    if config.validation_fraction == 0:
+        return all_path, None
+    held_out = set(
+        random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction)))
+    )
+    train, validation = workdir / TRAIN_FILE, workdir / VALIDATION_FILE
+    with all_path.open("rb") as lines, train.open("wb") as t, validation.open("wb") as v:
+        for index, line in enumerate(lines):
+            (v if index in held_out else t).write(line)
+    all_path.unlink()
+    return train, validation
+
+
+def _gate(path: Path, label: str, min_examples: int) -> GateReport:
+    with path.open("rb") as lines:
+        report = inspect_jsonl(lines)
+    enforce(report, label, min_examples)
+    return report
+
+
+def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _LocalFiles:
+    all_path = workdir / "all.jsonl"
+    with jsonlines.open(all_path, mode="w") as writer:
+        for example in builder.examples(stream_batches(config.dataset, workdir)):
+            writer.write(example)
+    train, validation = _split_validation(all_path, builder.counts.kept, config, workdir)
+    train_gate = _gate(train, "training file", MIN_EXAMPLES)
+    validation_gate = _gate(validation, "validation file", 1) if validation else None
+    return _LocalFiles(train, validation, train_gate, validation_gate)
+
+
+def _file_record(path: Path, key: str, gate: GateReport) -> dict[str, Any]:
+    return {"key": key, "bytes": path.stat().st_size, "examples": gate.examples}
+
+
+def _prepare(run_id: str, ref: ObjectRef, raw: bytes) -> dict[str, Any]:
+    runs = RunsRepository(settings().runs_table)
+    source = {
+        "config_key": ref.key,
+        "config_version": ref.version_id or "",
+        "config_sha256": hashlib.sha256(raw).hexdigest(),
+    }
+    if not runs.claim_for_preparation(run_id, source):
+        existing = runs.get(run_id) or {}
+        logger.info("Run already exists; nothing to do", extra={"status": existing.get("status")})
+        return {"run_id": run_id, "status": existing.get("status"), "replayed": True}
+
+    started = time.monotonic()
+    workdir = settings().scratch_dir / run_id
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    builder: ExampleBuilder | None = None
+    try:
+        config = parse_run_config(raw)
+        builder = ExampleBuilder(config)
+        files = _build_files(config, builder, workdir)
+        outcome = _publish(run_id, config, builder, files)
+    except UserInputError as error:
+        counts = builder.counts.as_record() if builder else {}
+        logger.warning("Run failed on its input", extra={"code": error.code, "reason": error.message})
+        runs.record_failure(run_id, error.code, error.message, counts=counts)
+        metrics.add_metric(name="RunsFailed", unit="Count", value=1)
+        return {"run_id": run_id, "status": "failed", "error": error.message}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    metrics.add_metric(name="RowsRead", unit="Count", value=builder.counts.read)
+    metrics.add_metric(name="RowsKept", unit="Count", value=builder.counts.kept)
+    metrics.add_metric(name="TrainingTokens", unit="Count", value=files.train_gate.total_tokens)
+    metrics.add_metric(name="PrepareSeconds", unit="Seconds", value=time.monotonic() - started)
+    logger.info("Run prepared", extra={"counts": outcome["counts"]})
+    return {"run_id": run_id, "status": "prepared", "train_key": outcome["files"]["train"]["key"]}
+
+
+def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _LocalFiles) -> dict[str, Any]:
+    """Upload validation, record the run as prepared, then upload training (the trigger)."""
+    bucket = settings().data_bucket
+    metadata = {"run-id": run_id}
+    record: dict[str, Any] = {
+        "config": config.model_dump(mode="json"),
+        "counts": {
+            **builder.counts.as_record(),
+            "train_examples": files.train_gate.examples,
+            "validation_examples": files.validation_gate.examples if files.validation_gate else 0,
+        },
+        "files": {"train": _file_record(files.train, dataset_key(run_id, TRAIN_FILE), files.train_gate)},
+        "gate": {"train": files.train_gate.as_record()},
+        "estimate": estimate_training(
+            files.train_gate,
+            config.fine_tune.hyperparameters.n_epochs,
+            settings().training_price_per_million_tokens,
+        ).as_record(),
+    }
+    if files.validation and files.validation_gate:
+        key = dataset_key(run_id, VALIDATION_FILE)
+        upload(files.validation, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)
+        record["files"]["validation"] = _file_record(files.validation, key, files.validation_gate)
+        record["gate"]["validation"] = files.validation_gate.as_record()
+    RunsRepository(settings().runs_table).record_prepared(run_id, record)
+    upload(files.train, ObjectRef(bucket, record["files"]["train"]["key"]), metadata, JSONL_CONTENT_TYPE)
+    return record

