@@ -7,6 +7,8 @@ status change is a conditional write, so replays and races cannot move a run bac
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +19,14 @@ from botocore.exceptions import ClientError
 from shared.aws import dynamodb_table
 
 ENTITY = "run"
-PREPARING, PREPARED, FAILED = "preparing", "prepared", "failed"
+PREPARING, PREPARED, STARTING, FAILED = "preparing", "prepared", "starting", "failed"
+SUCCEEDED, CANCELLED, TRACKING_FAILED = "succeeded", "cancelled", "tracking_failed"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+BY_CREATED_INDEX, BY_STATUS_INDEX = "ByCreated", "ByStatus"
+
+
+class InvalidCursorError(ValueError):
+    """A pagination cursor that this table did not hand out."""
 
 
 def utc_now() -> str:
@@ -92,36 +101,114 @@ class RunsRepository:
     def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> None:
         self._set_status(run_id, PREPARED, outcome, allowed_from=(PREPARING,))
 
-    def record_failure(self, run_id: str, code: str, message: str, **details: Any) -> None:
-        self._set_status(
-            run_id,
-            FAILED,
-            {"error": {"code": code, "message": message}, **details},
-            allowed_from=(PREPARING, PREPARED),
+    def record_failure(self, run_id: str, code: str, message: str, **details: Any) -> bool:
+        """Any run that has not finished may fail; a finished one keeps its outcome."""
+        return self._set_status(
+            run_id, FAILED, {"error": {"code": code, "message": message}, **details}, allowed_from=None
         )
 
+    def record_start(self, run_id: str, fields: dict[str, Any]) -> bool:
+        """Mark the run as being started at OpenAI (file ids are added as they are known)."""
+        return self._set_status(run_id, STARTING, fields, allowed_from=(PREPARED, STARTING))
+
+    def record_job(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
+        """Apply what OpenAI said about the run's job at `observed_at` (ns).
+
+        Conditional: the run has not finished and nothing newer was recorded, so a stale
+        or repeated poll changes nothing and a run never leaves a terminal status.
+        """
+        return self._set_status(
+            run_id, status, {**fields, "job_observed_at": observed_at}, allowed_from=None,
+            extra_condition=("attribute_not_exists(job_observed_at) OR job_observed_at < :observed",
+                             {":observed": observed_at}),
+        )
+
+    def record_tracking_failure(self, run_id: str, message: str) -> bool:
+        return self._set_status(
+            run_id, TRACKING_FAILED, {"error": {"code": "tracking_failed", "message": message}},
+            allowed_from=None,
+        )
+
+    def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query: dict[str, Any] = {
+            "IndexName": BY_CREATED_INDEX,
+            "KeyConditionExpression": "entity = :entity",
+            "ExpressionAttributeValues": {":entity": ENTITY},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = _decode_cursor(cursor)
+        page = self._table.query(**query)
+        last = page.get("LastEvaluatedKey")
+        return _from_dynamodb(page["Items"]), _encode_cursor(last) if last else None
+
+    def latest_succeeded(self) -> dict[str, Any] | None:
+        page = self._table.query(
+            IndexName=BY_STATUS_INDEX,
+            KeyConditionExpression="#status = :succeeded",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":succeeded": SUCCEEDED},
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        return _from_dynamodb(page["Items"][0]) if page["Items"] else None
+
     def _set_status(
-        self, run_id: str, status: str, fields: dict[str, Any], allowed_from: tuple[str, ...]
+        self,
+        run_id: str,
+        status: str,
+        fields: dict[str, Any],
+        allowed_from: tuple[str, ...] | None,
+        extra_condition: tuple[str, dict[str, Any]] | None = None,
     ) -> bool:
-        """Write `status` and `fields` only if the run is in one of `allowed_from`."""
+        """Write `status` and `fields` if the run is in `allowed_from` (None: any unfinished status).
+
+        `status_changed_at` (the ByStatus sort key) is the time of the last status write; a
+        terminal status is written once, so for finished runs it is when they finished.
+        """
         now = utc_now()
         values = {**fields, "status": status, "updated_at": now, "status_changed_at": now}
-        names = {f"#f{i}": name for i, name in enumerate(values)}
+        names = {f"#f{i}": name for i, name in enumerate(values)} | {"#status": "status"}
         placeholders = {f":v{i}": value for i, value in enumerate(values.values())}
-        allowed = {f":from{i}": state for i, state in enumerate(allowed_from)}
+        sets = [f"#f{i} = :v{i}" for i in range(len(values))]
+        if allowed_from is None:
+            states = {f":state{i}": state for i, state in enumerate(TERMINAL)}
+            condition = f"NOT #status IN ({', '.join(states)})"
+        else:
+            states = {f":state{i}": state for i, state in enumerate(allowed_from)}
+            condition = f"#status IN ({', '.join(states)})"
+        condition = f"attribute_exists(run_id) AND {condition}"
+        extra_values: dict[str, Any] = {}
+        if extra_condition:
+            condition = f"{condition} AND ({extra_condition[0]})"
+            extra_values = extra_condition[1]
         try:
             self._table.update_item(
                 Key={"run_id": run_id},
-                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-                ConditionExpression=(
-                    f"attribute_exists(run_id) AND #f{list(values).index('status')} "
-                    f"IN ({', '.join(allowed)})"
-                ),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_dynamodb({**placeholders, **allowed}),
+                ExpressionAttributeValues=_to_dynamodb(
+                    {**placeholders, **states, **extra_values}
+                ),
             )
         except ClientError as error:
             if _is_condition_failure(error):
                 return False
             raise
         return True
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(_from_dynamodb(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError) as error:
+        raise InvalidCursorError("cursor is not one this API returned") from error
+    if not isinstance(key, dict) or set(key) != {"run_id", "entity", "created_at"}:
+        raise InvalidCursorError("cursor is not one this API returned")
+    return key

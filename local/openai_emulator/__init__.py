@@ -1,0 +1,35 @@
+"""An OpenAI API emulator: a real loopback HTTP server the official ``openai`` SDK can talk to.
+
+It serves files, uploads, fine_tuning.jobs (+ events, checkpoints, cancel/pause/resume) and
+chat.completions with the request and response shapes of OpenAI's OpenAPI spec, so pipeline code
+can be exercised end to end offline. It is an emulator: its "models" never generate anything.
+
+Behaviour worth knowing:
+
+* Every request needs ``Authorization: Bearer <any non-empty key>`` (else 401). Errors always use
+  OpenAI's ``{"error": {"message", "type", "param", "code"}}`` shape.
+* Jobs go validating_files -> queued -> running -> succeeded, ``phase_seconds`` of active time per
+  phase, evaluated lazily on each read (``phase_seconds=0``: done on the first read after creation).
+  ``clock`` can be replaced for deterministic tests. A training file that is not valid chat JSONL
+  (or has fewer than ``min_training_examples`` lines, 10 like OpenAI) fails the job with
+  ``error.code == "invalid_training_file"``. Pause works on running jobs and sets status
+  ``"paused"`` as in the spec's pause example (the spec's FineTuningJob status enum omits it).
+* A succeeded job's ``fine_tuned_model`` (``ft:<base>:emulator:<suffix>:<8 chars>``) and its
+  checkpoints answer chat completions with the assistant message of the training example whose user
+  message has the highest word Jaccard overlap with the last user message. Known base models answer
+  ``BASE_MODEL_REPLY``; anything else is a 404 ``model_not_found``.
+* ``fine_tuning_access=False`` (constructor or attribute, or ``--no-fine-tuning-access``) makes job
+  creation answer 403, type ``invalid_request_error``, code ``fine_tuning_not_available``, like an
+  organisation without fine-tuning access.
+* ``inject_fault(path_regex, kind, method=..., status=..., delay=..., times=...)`` makes matching
+  requests answer an OpenAI-shaped 429 (with retry-after)/500/503 (``kind="status"``), sleep first
+  (``"slow"``) or lose the connection (``"drop"``); see faults.py for matching.
+* ``requests`` records every request (method, path, route, query, body, status, JSON response);
+  ``files``, ``uploads`` and ``jobs`` expose the held state; ``reset()`` forgets it all.
+"""
+
+from .faults import Fault
+from .recall import BASE_MODEL_REPLY
+from .server import OpenAIEmulator, RecordedRequest
+
+__all__ = ["BASE_MODEL_REPLY", "Fault", "OpenAIEmulator", "RecordedRequest"]

@@ -1,0 +1,79 @@
+"""Injected faults: make the next N matching requests fail the way a flaky OpenAI would.
+
+A fault matches when ``method`` is None or equal (case-insensitive) to the request method, and ``path``
+is a regular expression that ``re.fullmatch``-es the request path *without* the ``/v1`` prefix, e.g.
+``"/fine_tuning/jobs"`` (create/list only) or ``r"/fine_tuning/jobs/[^/]+/cancel"``. The first matching
+fault wins; each match uses up one of its ``times`` and the fault clears itself when none are left.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["status", "slow", "drop"]
+
+_STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    429: ("Rate limit reached (emulated). Please try again later.", "requests", "rate_limit_exceeded"),
+    500: (
+        "The server had an error while processing your request. Sorry about that! (emulated)",
+        "server_error",
+        None,
+    ),
+    503: ("The engine is currently overloaded, please try again later. (emulated)", "server_error", None),
+}
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    path: str
+    method: str | None = None
+    status: int = 500
+    delay: float = 0.0
+    retry_after: float = 1.0
+    times: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method.upper() == method) and re.fullmatch(self.path, path) is not None
+
+    def error(self) -> tuple[str, str, str | None]:
+        """(message, type, code) of the OpenAI-shaped error body for a ``status`` fault."""
+        return _STATUS_ERRORS.get(self.status, (f"Emulated HTTP {self.status} error.", "server_error", None))
+
+
+class FaultInjector:
+    """Thread-safe queue of pending faults."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> Fault:
+        if fault.kind not in ("status", "slow", "drop"):
+            raise ValueError(f"unknown fault kind {fault.kind!r}")
+        re.compile(fault.path)  # fail fast on a bad pattern, not on the next request
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume one use of the first fault matching this request, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def pending(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()

@@ -1,0 +1,170 @@
+"""Files and uploads held by the emulator, plus the id/clock helpers the other domains share.
+
+Nothing here locks: the server serialises every request on ``Store.lock`` (see server.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ApiError, invalid, missing, not_found
+
+FILE_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+UPLOAD_PURPOSES = {"assistants", "batch", "fine-tune", "vision"}
+MAX_UPLOAD_BYTES = 8 * 1024**3
+UPLOAD_TTL_SECONDS = 3600
+
+_ID_CHARS = string.ascii_letters + string.digits
+
+
+@dataclass
+class StoredFile:
+    obj: dict[str, Any]
+    content: bytes
+
+
+@dataclass
+class StoredUpload:
+    obj: dict[str, Any]
+    parts: dict[str, bytes] = field(default_factory=dict)
+
+
+class Store:
+    """Files and uploads by id, with the clock everything else reads time from."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.files: dict[str, StoredFile] = {}
+        self.uploads: dict[str, StoredUpload] = {}
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @staticmethod
+    def new_id(prefix: str, length: int = 24) -> str:
+        return prefix + "".join(random.choices(_ID_CHARS, k=length))
+
+    # files -------------------------------------------------------------------------------------------
+
+    def add_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "id": self.new_id("file-"),
+            "object": "file",
+            "bytes": len(content),
+            "created_at": self.now(),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        self.files[obj["id"]] = StoredFile(obj, content)
+        return obj
+
+    def create_file(self, form: dict[str, Any]) -> dict[str, Any]:
+        upload, purpose = form.get("file"), form.get("purpose")
+        if not isinstance(upload, FormFile):
+            raise missing("file")
+        if not purpose:
+            raise missing("purpose")
+        if purpose not in FILE_PURPOSES:
+            raise invalid(f"Invalid value for 'purpose': '{purpose}'.", "purpose", "invalid_value")
+        return self.add_file(upload.filename, str(purpose), upload.data)
+
+    def get_file(self, file_id: str) -> StoredFile:
+        if file_id not in self.files:
+            raise not_found(f"No such File object: {file_id}", "id")
+        return self.files[file_id]
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        self.get_file(file_id)
+        del self.files[file_id]
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # uploads -----------------------------------------------------------------------------------------
+
+    def create_upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        for name in ("filename", "purpose", "bytes", "mime_type"):
+            if body.get(name) is None:
+                raise missing(name)
+        if body["purpose"] not in UPLOAD_PURPOSES:
+            raise invalid(f"Invalid value for 'purpose': '{body['purpose']}'.", "purpose", "invalid_value")
+        size = body["bytes"]
+        if not isinstance(size, int) or not 0 < size <= MAX_UPLOAD_BYTES:
+            raise invalid("'bytes' must be a positive integer of at most 8 GB.", "bytes", "invalid_value")
+        created = self.now()
+        obj = {
+            "id": self.new_id("upload_"),
+            "object": "upload",
+            "bytes": size,
+            "created_at": created,
+            "expires_at": created + UPLOAD_TTL_SECONDS,
+            "filename": body["filename"],
+            "purpose": body["purpose"],
+            "status": "pending",
+            "file": None,
+        }
+        self.uploads[obj["id"]] = StoredUpload(obj)
+        return obj
+
+    def _pending_upload(self, upload_id: str) -> StoredUpload:
+        upload = self.uploads.get(upload_id)
+        if upload is None:
+            raise not_found(f"No such Upload object: {upload_id}", "upload_id")
+        if upload.obj["status"] != "pending":
+            raise invalid(f"Upload {upload_id} is already {upload.obj['status']}.", "upload_id")
+        return upload
+
+    def add_upload_part(self, upload_id: str, form: dict[str, Any]) -> dict[str, Any]:
+        upload = self._pending_upload(upload_id)
+        data = form.get("data")
+        if not isinstance(data, FormFile):
+            raise missing("data")
+        part: dict[str, Any] = {
+            "id": self.new_id("part_"),
+            "object": "upload.part",
+            "created_at": self.now(),
+            "upload_id": upload_id,
+        }
+        upload.parts[part["id"]] = data.data
+        return part
+
+    def complete_upload(self, upload_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        upload = self._pending_upload(upload_id)
+        part_ids = body.get("part_ids")
+        if not isinstance(part_ids, list):
+            raise missing("part_ids")
+        unknown = [p for p in part_ids if p not in upload.parts]
+        if unknown:
+            raise invalid(f"Part {unknown[0]} does not belong to upload {upload_id}.", "part_ids")
+        content = b"".join(upload.parts[p] for p in part_ids)
+        if len(content) != upload.obj["bytes"]:
+            raise invalid(
+                f"The upload declared {upload.obj['bytes']} bytes but its parts total {len(content)} bytes.",
+                "part_ids",
+            )
+        if "md5" in body and body["md5"] != hashlib.md5(content, usedforsecurity=False).hexdigest():
+            raise invalid("The md5 checksum does not match the uploaded bytes.", "md5")
+        upload.obj["status"] = "completed"
+        upload.obj["file"] = self.add_file(upload.obj["filename"], upload.obj["purpose"], content)
+        return upload.obj
+
+
+@dataclass(frozen=True)
+class FormFile:
+    """A file field of a multipart form, as recorded and handed to the domain."""
+
+    filename: str
+    data: bytes
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body

@@ -1,0 +1,230 @@
+"""The one module that speaks OpenAI (through the official SDK, never by hand).
+
+Every call has a timeout and bounded SDK retries; failures are sorted into two kinds
+callers can act on: `OpenAITransientError` (retry later: 429, 5xx, timeouts, dropped
+connections) and `OpenAIRefusedError` (OpenAI said no: record it, do not retry).
+The API key comes from Secrets Manager through Powertools Parameters and is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import IO, Any, Protocol, cast
+
+import openai
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from openai import OpenAI
+
+from shared.aws import AWS_CLIENT_CONFIG
+
+SECRET_MAX_AGE_SECONDS = 300
+RUN_ID_METADATA_KEY = "ragtune_run_id"
+TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class OpenAITransientError(Exception):
+    """Worth retrying later; the name is what Step Functions' Retry matches on."""
+
+
+class OpenAIRefusedError(Exception):
+    """OpenAI refused the request; its own message is kept for the user."""
+
+    def __init__(self, message: str, status_code: int | None, code: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+
+
+@contextmanager
+def _classified_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as error:
+        raise OpenAITransientError(f"OpenAI {action} failed transiently: {type(error).__name__}") from error
+    except openai.APIStatusError as error:
+        body = error.body if isinstance(error.body, dict) else {}
+        message = str(body.get("message") or error.message)
+        raise OpenAIRefusedError(
+            f"OpenAI refused {action}: {message}", error.status_code, body.get("code")
+        ) from error
+
+
+class UploadSource(Protocol):
+    """A file to upload, readable in a stream (seekable to 0) or by byte ranges."""
+
+    size: int
+    name: str
+
+    def open_stream(self) -> IO[bytes]: ...
+
+    def read_range(self, start: int, end: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """The fields of a fine-tuning job a run records."""
+
+    job_id: str
+    status: str
+    fine_tuned_model: str | None
+    trained_tokens: int | None
+    estimated_finish: int | None
+    error: dict[str, Any] | None
+    created_at: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_JOB_STATUSES
+
+    @classmethod
+    def of(cls, job: Any) -> JobSnapshot:
+        error = job.error.model_dump(exclude_none=True) if job.error and job.error.message else None
+        return cls(
+            job_id=job.id,
+            status=job.status,
+            fine_tuned_model=job.fine_tuned_model,
+            trained_tokens=job.trained_tokens,
+            estimated_finish=job.estimated_finish,
+            error=error,
+            created_at=job.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    model: str
+    usage: dict[str, int]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    run_id: str
+    model: str
+    training_file_id: str
+    validation_file_id: str | None
+    suffix: str | None
+    seed: int
+    hyperparameters: dict[str, Any]
+
+
+class OpenAIGateway:
+    def __init__(self, client: OpenAI, upload_part_bytes: int = 64 * 2**20) -> None:
+        self._client = client
+        self._part_bytes = upload_part_bytes
+
+    # Files -------------------------------------------------------------------------------
+    def upload_training_file(self, source: UploadSource, multipart_threshold: int) -> str:
+        """files.create up to the threshold, the Uploads API (parts, one in memory at a time) above."""
+        if source.size <= multipart_threshold:
+            with _classified_errors("the file upload"), source.open_stream() as stream:
+                created = self._client.files.create(
+                    file=(source.name, stream, "application/jsonl"), purpose="fine-tune"
+                )
+            return str(created.id)
+        return self._upload_in_parts(source)
+
+    def _upload_in_parts(self, source: UploadSource) -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        with _classified_errors("the multipart upload"):
+            upload = self._client.uploads.create(
+                bytes=source.size, filename=source.name, mime_type="application/jsonl", purpose="fine-tune"
+            )
+            part_ids = []
+            for start in range(0, source.size, self._part_bytes):
+                chunk = source.read_range(start, min(start + self._part_bytes, source.size) - 1)
+                digest.update(chunk)
+                part_ids.append(self._client.uploads.parts.create(upload.id, data=chunk).id)
+            completed = self._client.uploads.complete(upload.id, part_ids=part_ids, md5=digest.hexdigest())
+        if completed.file is None:
+            raise OpenAITransientError(f"OpenAI upload {upload.id} completed without a file")
+        return str(completed.file.id)
+
+    # Jobs --------------------------------------------------------------------------------
+    def find_job_for_run(self, run_id: str) -> JobSnapshot | None:
+        """The SDK retries POSTs, so a job may exist that we never heard back about."""
+        with _classified_errors("listing jobs"):
+            page = self._client.fine_tuning.jobs.list(metadata={RUN_ID_METADATA_KEY: run_id}, limit=10)
+            jobs = [job for job in page.data if (job.metadata or {}).get(RUN_ID_METADATA_KEY) == run_id]
+        return JobSnapshot.of(min(jobs, key=lambda job: job.created_at)) if jobs else None
+
+    def create_job(self, request: JobRequest) -> JobSnapshot:
+        hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}
+        optional: dict[str, Any] = {}
+        if request.validation_file_id:
+            optional["validation_file"] = request.validation_file_id
+        if request.suffix:
+            optional["suffix"] = request.suffix
+        with _classified_errors("creating the fine-tuning job"):
+            job = self._client.fine_tuning.jobs.create(
+                model=request.model,
+                training_file=request.training_file_id,
+                seed=request.seed,
+                metadata={RUN_ID_METADATA_KEY: request.run_id},
+                method=cast(Any, {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}),
+                **optional,
+            )
+        return JobSnapshot.of(job)
+
+    def retrieve_job(self, job_id: str) -> JobSnapshot:
+        with _classified_errors("retrieving the job"):
+            return JobSnapshot.of(self._client.fine_tuning.jobs.retrieve(job_id))
+
+    def events_since(self, job_id: str, last_event_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        """Events newer than `last_event_id`, oldest first (the API lists newest first)."""
+        with _classified_errors("listing job events"):
+            page = self._client.fine_tuning.jobs.list_events(job_id, limit=limit)
+        fresh = []
+        for event in page.data:
+            if event.id == last_event_id:
+                break
+            fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
+                          "message": event.message})
+        return fresh[::-1]
+
+    def latest_metrics(self, job_id: str) -> dict[str, Any] | None:
+        with _classified_errors("listing checkpoints"):
+            page = self._client.fine_tuning.jobs.checkpoints.list(job_id, limit=1)
+        if not page.data:
+            return None
+        checkpoint = page.data[0]
+        return {"step": checkpoint.step_number, **checkpoint.metrics.model_dump(exclude_none=True)}
+
+    def cancel_job(self, job_id: str) -> JobSnapshot:
+        with _classified_errors("cancelling the job"):
+            return JobSnapshot.of(self._client.fine_tuning.jobs.cancel(job_id))
+
+    # Inference ---------------------------------------------------------------------------
+    def answer(self, model: str, system: str | None, question: str, temperature: float,
+               max_tokens: int) -> Answer:
+        messages: list[Any] = [] if system is None else [{"role": "system", "content": system}]
+        messages.append({"role": "user", "content": question})
+        with _classified_errors("the chat completion"):
+            completion = self._client.chat.completions.create(
+                model=model, messages=messages, temperature=temperature, max_completion_tokens=max_tokens
+            )
+        usage = completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) \
+            if completion.usage else {}
+        return Answer(text=completion.choices[0].message.content or "", model=completion.model, usage=usage)
+
+
+@lru_cache(maxsize=1)
+def _secrets() -> SecretsProvider:
+    return SecretsProvider(boto_config=AWS_CLIENT_CONFIG)
+
+
+def api_key_from_secret(secret_name: str) -> str:
+    """The key, from Secrets Manager (cached for 5 minutes); never logged."""
+    value = _secrets().get(secret_name, max_age=SECRET_MAX_AGE_SECONDS)
+    return str(value).strip()
+
+
+def build_gateway(secret_name: str, timeout_seconds: float, max_retries: int) -> OpenAIGateway:
+    """`OPENAI_BASE_URL` in the environment points the SDK elsewhere (the emulator, a proxy)."""
+    client = OpenAI(api_key=api_key_from_secret(secret_name), timeout=timeout_seconds, max_retries=max_retries)
+    return OpenAIGateway(client)
