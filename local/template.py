@@ -88,3 +88,24 @@ def create_bucket(s3: Any, logical_id: str, bucket_name: str) -> None:
             Bucket=bucket_name,
             PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"],
         )
+
+
+def state_machine_definition(logical_id: str, substitutions: dict[str, str]) -> str:
+    """The definition file with its DefinitionSubstitutions filled from `substitutions`."""
+    properties = resource_properties(logical_id)
+    definition: str = (REPO_ROOT / properties["DefinitionUri"]).read_text(encoding="utf-8")
+    declared = set(properties.get("DefinitionSubstitutions", {}))
+    missing = declared - set(substitutions)
+    if missing:
+        raise ValueError(f"no value for substitution(s) {sorted(missing)} of {logical_id}")
+    for name in declared:
+        definition = definition.replace("${" + name + "}", substitutions[name])
+    return definition
+
+
+def function_handler(logical_id: str) -> str:
+    """A zip function's Handler, or an image function's ImageConfig.Command."""
+    properties = resource_properties(logical_id)
+    if properties.get("PackageType") == "Image":
+        return str(properties["ImageConfig"]["Command"][0])
+    return str(properties["Handler"])

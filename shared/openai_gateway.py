@@ -9,6 +9,8 @@ The API key comes from Secrets Manager through Powertools Parameters and is cach
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,10 +22,12 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from openai import OpenAI
 
 from shared.aws import AWS_CLIENT_CONFIG
+from shared.settings import settings
 
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+CREATE_JOB_ATTEMPTS = 3
 
 
 class OpenAITransientError(Exception):
@@ -57,8 +61,11 @@ def _classified_errors(action: str) -> Iterator[None]:
 class UploadSource(Protocol):
     """A file to upload, readable in a stream (seekable to 0) or by byte ranges."""
 
-    size: int
-    name: str
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
 
     def open_stream(self) -> IO[bytes]: ...
 
@@ -114,9 +121,10 @@ class JobRequest:
 
 
 class OpenAIGateway:
-    def __init__(self, client: OpenAI, upload_part_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, client: OpenAI, upload_part_bytes: int, retry_backoff_seconds: float) -> None:
         self._client = client
         self._part_bytes = upload_part_bytes
+        self._retry_backoff_seconds = retry_backoff_seconds
 
     # Files -------------------------------------------------------------------------------
     def upload_training_file(self, source: UploadSource, multipart_threshold: int) -> str:
@@ -154,6 +162,18 @@ class OpenAIGateway:
         return JobSnapshot.of(min(jobs, key=lambda job: job.created_at)) if jobs else None
 
     def create_job(self, request: JobRequest) -> JobSnapshot:
+        """Create without SDK retries: after a failed POST the job may exist, so look before retrying."""
+        for attempt in range(1, CREATE_JOB_ATTEMPTS):
+            try:
+                return self._create_job_once(request)
+            except OpenAITransientError:
+                time.sleep(self._retry_backoff_seconds * 2 ** (attempt - 1))
+                existing = self.find_job_for_run(request.run_id)
+                if existing:
+                    return existing
+        return self._create_job_once(request)
+
+    def _create_job_once(self, request: JobRequest) -> JobSnapshot:
         hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}
         optional: dict[str, Any] = {}
         if request.validation_file_id:
@@ -161,7 +181,7 @@ class OpenAIGateway:
         if request.suffix:
             optional["suffix"] = request.suffix
         with _classified_errors("creating the fine-tuning job"):
-            job = self._client.fine_tuning.jobs.create(
+            job = self._client.with_options(max_retries=0).fine_tuning.jobs.create(
                 model=request.model,
                 training_file=request.training_file_id,
                 seed=request.seed,
@@ -224,7 +244,19 @@ def api_key_from_secret(secret_name: str) -> str:
     return str(value).strip()
 
 
-def build_gateway(secret_name: str, timeout_seconds: float, max_retries: int) -> OpenAIGateway:
+@lru_cache(maxsize=4)
+def _client(api_key: str, base_url: str | None, timeout_seconds: float, max_retries: int) -> OpenAI:
+    """One pooled client per key and endpoint; a rotated key gets a new one within 5 minutes."""
+    return OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries)
+
+
+def gateway() -> OpenAIGateway:
     """`OPENAI_BASE_URL` in the environment points the SDK elsewhere (the emulator, a proxy)."""
-    client = OpenAI(api_key=api_key_from_secret(secret_name), timeout=timeout_seconds, max_retries=max_retries)
-    return OpenAIGateway(client)
+    config = settings()
+    client = _client(
+        api_key_from_secret(config.openai_api_key_secret),
+        os.environ.get("OPENAI_BASE_URL") or None,
+        config.openai_timeout_seconds,
+        config.openai_max_retries,
+    )
+    return OpenAIGateway(client, config.upload_part_bytes, config.openai_retry_backoff_seconds)

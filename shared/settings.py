@@ -21,6 +21,19 @@ class Settings(BaseModel):
         default=3.0, ge=0, alias="TRAINING_PRICE_PER_MILLION_TOKENS"
     )
     scratch_dir: Path = Field(default=Path("/tmp/ragtune"), alias="SCRATCH_DIR")
+    openai_api_key_secret: str = Field(alias="OPENAI_API_KEY_SECRET")
+    openai_timeout_seconds: float = Field(default=60.0, gt=0, alias="OPENAI_TIMEOUT_SECONDS")
+    openai_max_retries: int = Field(default=2, ge=0, le=5, alias="OPENAI_MAX_RETRIES")
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
+    notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN")
+    poll_interval_seconds: int = Field(default=60, ge=0, alias="POLL_INTERVAL_SECONDS")
+    max_polls_per_execution: int = Field(default=2000, ge=1, alias="MAX_POLLS_PER_EXECUTION")
+    upload_multipart_threshold_bytes: int = Field(
+        default=256 * 2**20, ge=1, alias="UPLOAD_MULTIPART_THRESHOLD_BYTES"
+    )
+    upload_part_bytes: int = Field(default=64 * 2**20, ge=5 * 2**10, le=64 * 2**20, alias="UPLOAD_PART_BYTES")
+    openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")
+    max_question_chars: int = Field(default=2000, ge=1, alias="MAX_QUESTION_CHARS")
 
 
 @lru_cache(maxsize=1)

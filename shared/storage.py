@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from boto3.s3.transfer import TransferConfig
@@ -81,3 +82,78 @@ def upload(source: Path, ref: ObjectRef, metadata: dict[str, str], content_type:
         ExtraArgs={"Metadata": metadata, "ContentType": content_type},
         Config=TRANSFER_CONFIG,
     )
+
+
+class _S3ObjectStream(io.RawIOBase):
+    """A seekable read stream over one S3 object, never more than one chunk in memory.
+
+    The HTTP client learns the length from seek/tell and rewinds with seek(0) before a
+    retry; each rewind re-opens the object at that offset with a ranged GET.
+    """
+
+    def __init__(self, ref: ObjectRef, size: int) -> None:
+        super().__init__()
+        self._ref, self._size, self._position = ref, size, 0
+        self._body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._position + offset, io.SEEK_END: self._size + offset}[whence]
+        if target != self._position:
+            self._close_body()
+        self._position = target
+        return target
+
+    def readinto(self, buffer: Any) -> int:
+        if self._position >= self._size:
+            return 0
+        if self._body is None:
+            self._body = client("s3").get_object(
+                Bucket=self._ref.bucket, Key=self._ref.key, Range=f"bytes={self._position}-",
+                **_version_args(self._ref),
+            )["Body"]
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def close(self) -> None:
+        self._close_body()
+        super().close()
+
+
+@dataclass(frozen=True)
+class S3UploadSource:
+    """An S3 object as the OpenAI gateway's UploadSource: streamed or read by ranges."""
+
+    ref: ObjectRef
+    size: int
+    name: str
+
+    @classmethod
+    def of(cls, ref: ObjectRef, name: str) -> S3UploadSource:
+        head = client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))
+        return cls(ref, int(head["ContentLength"]), name)
+
+    def open_stream(self) -> IO[bytes]:
+        return io.BufferedReader(_S3ObjectStream(self.ref, self.size), buffer_size=256 * 1024)
+
+    def read_range(self, start: int, end: int) -> bytes:
+        response = client("s3").get_object(
+            Bucket=self.ref.bucket, Key=self.ref.key, Range=f"bytes={start}-{end}", **_version_args(self.ref)
+        )
+        data: bytes = response["Body"].read()
+        return data

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,31 @@ os.environ.update(
         "RUNS_TABLE": "ragtune-runs",
         "IDEMPOTENCY_TABLE": "ragtune-idempotency",
         "TRAINING_PRICE_PER_MILLION_TOKENS": "3.00",
+        "OPENAI_API_KEY_SECRET": "ragtune/openai-api-key",
+        "OPENAI_MAX_RETRIES": "2",
+        "OPENAI_TIMEOUT_SECONDS": "5",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:ragtune-job-tracker",
+        "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ragtune-run-notifications",
+        "POLL_INTERVAL_SECONDS": "0",
     }
 )
 
 from moto import mock_aws  # noqa: E402  (after the fake credentials are in place)
 
-from local.template import create_bucket, create_table  # noqa: E402
-from shared import aws  # noqa: E402
+from local.lambda_runtime import in_process_lambdas  # noqa: E402
+from local.openai_emulator import OpenAIEmulator  # noqa: E402
+from local.template import (  # noqa: E402
+    create_bucket,
+    create_table,
+    function_handler,
+    state_machine_definition,
+)
+from shared import aws, openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "infra" / "events"
+# A stand-in key: it must never appear in a log line (tests assert that).
+TEST_OPENAI_KEY = "sk-ragtune-test-key"
 
 
 @dataclass
@@ -77,18 +93,62 @@ class Aws:
         return items
 
 
-@pytest.fixture
-def aws_account() -> Iterator[Aws]:
+def _create_poll_function_and_state_machine() -> None:
+    """PollJobFunction in moto's Lambda and the real state machine definition wired to it."""
+    role_arn = boto3.client("iam").create_role(
+        RoleName="ragtune-test", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]["Arn"]
+    function_arn = boto3.client("lambda").create_function(
+        FunctionName="ragtune-poll-job", Runtime="python3.12", Role=role_arn,
+        Handler=function_handler("PollJobFunction"), Code={"ZipFile": b"in-process"}, Timeout=60,
+    )["FunctionArn"]
+    boto3.client("stepfunctions").create_state_machine(
+        name=os.environ["STATE_MACHINE_ARN"].rsplit(":", 1)[1],
+        definition=state_machine_definition("JobStateMachine", {"PollJobFunctionArn": function_arn}),
+        roleArn=role_arn,
+    )
+
+
+@contextmanager
+def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     settings.cache_clear()
     aws.client.cache_clear()
     aws.dynamodb_table.cache_clear()
-    with mock_aws():
+    openai_gateway._secrets.cache_clear()
+    with mock_aws(config=config):  # type: ignore[arg-type]
         s3 = boto3.client("s3")
         dynamodb = boto3.client("dynamodb")
+        boto3.client("secretsmanager").create_secret(
+            Name=os.environ["OPENAI_API_KEY_SECRET"], SecretString=TEST_OPENAI_KEY
+        )
+        boto3.client("sns").create_topic(Name="ragtune-run-notifications")
         create_bucket(s3, "DataBucket", os.environ["DATA_BUCKET"])
         create_table(dynamodb, "RunsTable", os.environ["RUNS_TABLE"])
         create_table(dynamodb, "IdempotencyTable", os.environ["IDEMPOTENCY_TABLE"])
+        _create_poll_function_and_state_machine()
         yield Aws(s3, dynamodb, os.environ["DATA_BUCKET"], os.environ["RUNS_TABLE"])
+
+
+@pytest.fixture
+def aws_account() -> Iterator[Aws]:
+    """Executions are recorded by Step Functions but do not run."""
+    with _emulated_aws() as account:
+        yield account
+
+
+@pytest.fixture
+def aws_account_executing() -> Iterator[Aws]:
+    """Step Functions really executes the definition; its Lambda tasks run our handlers in-process."""
+    with _emulated_aws({"stepfunctions": {"execute_state_machine": True}}) as account, in_process_lambdas():
+        yield account
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
+    """The OpenAI emulator on a loopback port, with the SDK pointed at it; jobs finish at once."""
+    with OpenAIEmulator(phase_seconds=0.0) as running:
+        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        yield running
 
 
 @dataclass

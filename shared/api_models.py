@@ -1,0 +1,122 @@
+"""Request and response bodies of the ask API; they are also its published OpenAPI schema.
+
+Responses are built field by field from run items, so an internal attribute never reaches
+a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or epoch).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id, as listed by GET /runs.")]
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(description="What went wrong, for a person to read.")
+    code: str = Field(description="Stable machine-readable reason, e.g. run_not_found.")
+
+
+class AskRequest(BaseModel):
+    """The model is never chosen here: it always comes from a run this deployment trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(
+        description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default)."
+    )
+    run_id: RunId | None = Field(
+        default=None, description="Run whose model answers; omitted or null: the latest succeeded run."
+    )
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature (0: deterministic).")
+    max_tokens: int = Field(default=512, ge=1, le=4096, description="Upper bound on the answer's tokens.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class AskResponse(BaseModel):
+    answer: str
+    model: str = Field(description="The fine-tuned model that answered.")
+    run_id: str = Field(description="The run that trained it.")
+    usage: Usage
+
+
+class RunError(BaseModel):
+    code: str
+    message: str
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    config_key: str | None = None
+    fine_tuned_model: str | None = None
+    error: RunError | None = None
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Counts(BaseModel):
+    rows_read: int | None = None
+    rows_kept: int | None = None
+    rows_dropped: int | None = None
+    dropped_reasons: dict[str, int] = Field(default_factory=dict)
+    train_examples: int | None = None
+    validation_examples: int | None = None
+
+
+class Tokens(BaseModel):
+    """Tokens of the training file as counted by the data gate (o200k_base)."""
+
+    total_tokens: int
+    billing_tokens: int
+
+
+class Estimate(BaseModel):
+    epochs: int
+    trained_tokens: int
+    cost_usd: float
+    price_per_million_tokens: float
+
+
+class JobEvent(BaseModel):
+    id: str
+    created_at: datetime
+    level: str
+    message: str
+
+
+class RunDetail(BaseModel):
+    run_id: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    status_changed_at: datetime | None = None
+    finished_at: datetime | None = None
+    config_key: str | None = None
+    counts: Counts | None = None
+    tokens: Tokens | None = None
+    estimate: Estimate | None = None
+    job_id: str | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    estimated_finish: datetime | None = None
+    metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
+    events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
+    error: RunError | None = None
+
+
+class CancelResponse(BaseModel):
+    run_id: str
+    status: str = Field(description="The job's status as OpenAI reported it after the cancel request.")

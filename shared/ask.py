@@ -1,0 +1,130 @@
+"""Use cases behind the ask API: answer with a run's own model, list and show runs, cancel a job.
+
+The model and system prompt always come from a run record, so callers can reach only the
+models this deployment trained, prompted as they were trained. Errors a caller can fix are
+`UserInputError`s; the handler turns them (and OpenAI's failures) into HTTP answers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared.api_models import (
+    AskRequest,
+    AskResponse,
+    CancelResponse,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    Usage,
+)
+from shared.errors import UserInputError
+from shared.observability import logger, metrics
+from shared.openai_gateway import gateway
+from shared.runs import TERMINAL, RunsRepository
+from shared.settings import settings
+
+_JOB_FIELDS = ("job_id", "fine_tuned_model", "trained_tokens", "estimated_finish", "error")
+
+
+class InvalidQuestionError(UserInputError):
+    code = "invalid_question"
+
+
+class RunNotFoundError(UserInputError):
+    code = "run_not_found"
+
+
+class RunStateError(UserInputError):
+    """The run exists, but its status does not allow what was asked."""
+
+    code = "run_state_conflict"
+
+
+class NoModelError(RunStateError):
+    code = "no_model"
+
+
+class NotCancellableError(RunStateError):
+    code = "not_cancellable"
+
+
+def _runs() -> RunsRepository:
+    return RunsRepository(settings().runs_table)
+
+
+def _existing_run(run_id: str) -> dict[str, Any]:
+    run = _runs().get(run_id)
+    if run is None:
+        raise RunNotFoundError(f"No run with id {run_id!r}.")
+    return run
+
+
+def _checked_question(question: str) -> str:
+    question = question.strip()
+    if not question:
+        raise InvalidQuestionError("question must not be empty.")
+    limit = settings().max_question_chars
+    if len(question) > limit:
+        raise InvalidQuestionError(
+            f"question is {len(question)} characters long; the limit is {limit} characters."
+        )
+    return question
+
+
+def _run_with_model(run_id: str | None) -> dict[str, Any]:
+    if run_id is None:
+        run = _runs().latest_succeeded()
+        if run is None:
+            raise NoModelError("No run has succeeded yet, so there is no fine-tuned model to ask.")
+    else:
+        run = _existing_run(run_id)
+    if not run.get("fine_tuned_model"):
+        raise NoModelError(f"Run {run['run_id']} is {run['status']}; it has no fine-tuned model yet.")
+    return run
+
+
+def answer_question(request: AskRequest) -> AskResponse:
+    """Ask the run's model with the run's own training system prompt (None: no system message)."""
+    question = _checked_question(request.question)
+    run = _run_with_model(request.run_id)
+    system = ((run.get("config") or {}).get("template") or {}).get("system")
+    answer = gateway().answer(run["fine_tuned_model"], system, question, request.temperature, request.max_tokens)
+    metrics.add_metric(name="QuestionsAnswered", unit=MetricUnit.Count, value=1)
+    # The question itself is not logged: it is the caller's data, and may be sensitive.
+    logger.info("Question answered", extra={"run_id": run["run_id"], "model": answer.model,
+                                            "question_chars": len(question), "usage": answer.usage})
+    return AskResponse(answer=answer.text, model=answer.model, run_id=run["run_id"],
+                       usage=Usage.model_validate(answer.usage))
+
+
+def list_runs(limit: int, cursor: str | None) -> RunPage:
+    """Newest first; an invalid cursor raises `shared.runs.InvalidCursorError`."""
+    items, next_cursor = _runs().list_newest_first(limit, cursor)
+    return RunPage(runs=[RunSummary.model_validate(item) for item in items], next_cursor=next_cursor)
+
+
+def get_run(run_id: str) -> RunDetail:
+    run = _existing_run(run_id)
+    train_gate = (run.get("gate") or {}).get("train")
+    return RunDetail.model_validate({**run, "tokens": train_gate})
+
+
+def cancel_run(run_id: str) -> CancelResponse:
+    """Cancel the run's job at OpenAI and record what OpenAI answered, as a poll would."""
+    run = _existing_run(run_id)
+    status = run["status"]
+    if status in TERMINAL:
+        raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.")
+    if not run.get("job_id"):
+        raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.")
+    snapshot = gateway().cancel_job(run["job_id"])
+    fields = {name: getattr(snapshot, name) for name in _JOB_FIELDS if getattr(snapshot, name) is not None}
+    recorded = _runs().record_job(run_id, snapshot.status, fields, observed_at=time.time_ns())
+    metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
+    logger.info("Job cancel requested", extra={"run_id": run_id, "job_id": snapshot.job_id,
+                                               "job_status": snapshot.status, "recorded": recorded})
+    return CancelResponse(run_id=run_id, status=snapshot.status)

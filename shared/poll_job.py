@@ -1,0 +1,126 @@
+"""Use case: one poll of a run's fine-tuning job, for the Step Functions tracking loop.
+
+Writes the job's status, new events and latest checkpoint metrics onto the run with a
+conditional write, announces a finished run once, and hands the loop its next state.
+When an execution reaches its poll bound it starts a fresh one, far below the
+25,000-event history cap (about 9 events per poll).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.aws import client
+from shared.observability import logger, metrics
+from shared.openai_gateway import gateway
+from shared.runs import RunsRepository
+from shared.settings import settings
+from shared.start_job import start_tracking
+
+RECENT_EVENTS_KEPT = 20
+CONTINUED = "continued"
+
+
+class PollState(BaseModel):
+    """The state the loop carries from poll to poll (the execution's input, then each poll's output)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["poll"] = "poll"
+    run_id: str
+    job_id: str
+    generation: int = 0
+    polls: int = 0
+    max_polls: int
+    poll_interval_seconds: int
+    status: str = "unknown"
+    error_message: str = ""
+
+
+class TrackingFailure(BaseModel):
+    """What the state machine's Catch sends when polling itself failed for good."""
+
+    action: Literal["record_tracking_failure"]
+    run_id: str
+    cause: str
+
+
+def _merge_events(run: dict[str, Any], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    recorded: list[dict[str, Any]] = run.get("events", [])
+    known = {event["id"] for event in recorded}
+    merged = recorded + [event for event in fresh if event["id"] not in known]
+    return merged[-RECENT_EVENTS_KEPT:]
+
+
+def _notify(run_id: str, status: str, fields: dict[str, Any]) -> None:
+    message = {"run_id": run_id, "status": status, **fields}
+    client("sns").publish(
+        TopicArn=settings().notification_topic_arn,
+        Subject=f"ragtune run {run_id} {status}"[:100],
+        Message=json.dumps(message, default=str),
+        MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
+    )
+
+
+def poll_once(state: PollState) -> PollState:
+    openai, runs = gateway(), RunsRepository(settings().runs_table)
+    run = runs.get(state.run_id) or {}
+    job = openai.retrieve_job(state.job_id)
+    fresh_events = openai.events_since(state.job_id, run.get("last_event_id"))
+    fields: dict[str, Any] = {
+        "fine_tuned_model": job.fine_tuned_model,
+        "trained_tokens": job.trained_tokens,
+        "estimated_finish": job.estimated_finish,
+        "events": _merge_events(run, fresh_events),
+        "event_count": run.get("event_count", 0) + len(fresh_events),
+    }
+    if fresh_events:
+        fields["last_event_id"] = fresh_events[-1]["id"]
+    latest = openai.latest_metrics(state.job_id)
+    if latest:
+        fields["metrics"] = latest
+    if job.error:
+        fields["error"] = {"code": job.error.get("code") or "job_failed", "message": job.error.get("message", "")}
+    if job.terminal:
+        fields["finished_at"] = int(time.time())
+    fields = {key: value for key, value in fields.items() if value is not None}
+
+    changed = runs.record_job(state.run_id, job.status, fields, observed_at=time.time_ns())
+    if changed and job.terminal:
+        _notify(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
+                                           "error": fields.get("error")})
+        metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
+    logger.info("Polled job", extra={"job_status": job.status, "new_events": len(fresh_events), "changed": changed})
+
+    polls = state.polls + 1
+    status = job.status
+    if not job.terminal and polls >= state.max_polls:
+        start_tracking(state.run_id, state.job_id, state.generation + 1)
+        logger.info("Poll bound reached; tracking continues in a fresh execution",
+                    extra={"generation": state.generation + 1})
+        status = CONTINUED
+    error_message = fields["error"]["message"] if job.error else ""
+    return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})
+
+
+def _readable_cause(cause: str) -> str:
+    """A Lambda error's cause is JSON with a stack trace; users get its type and message only."""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause[:500]
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return f"{parsed.get('errorType', 'Error')}: {str(parsed['errorMessage'])[:500]}"
+    return cause[:500]
+
+
+def record_tracking_failure(failure: TrackingFailure) -> dict[str, Any]:
+    """Polling failed past its retries: say so on the run before the execution fails."""
+    message = f"Tracking the job failed: {_readable_cause(failure.cause)}"
+    RunsRepository(settings().runs_table).record_tracking_failure(failure.run_id, message)
+    logger.error("Tracking failed", extra={"cause": failure.cause[:2000]})
+    return {"run_id": failure.run_id, "status": "tracking_failed"}

@@ -1,0 +1,137 @@
+"""Use case: a run's training file has landed, so upload it to OpenAI and start the job.
+
+Runs once per run however often the S3 event arrives: Powertools idempotency stops
+duplicates, file ids are recorded as soon as they exist, an existing job is looked up
+by the run id in its metadata before creating one (the SDK retries POSTs), and the
+tracking execution has a name derived from the run id (Step Functions dedupes it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws import client
+from shared.config import RunConfig
+from shared.idempotency import once
+from shared.observability import logger, metrics
+from shared.openai_gateway import (
+    JobRequest,
+    JobSnapshot,
+    OpenAIGateway,
+    OpenAIRefusedError,
+    OpenAITransientError,
+    gateway,
+)
+from shared.runs import PREPARED, STARTING, RunsRepository
+from shared.settings import settings
+from shared.storage import ObjectRef, S3UploadSource
+
+TRAINING_KEY = re.compile(r"^datasets/(?P<run_id>[a-z0-9-]+)/train\.jsonl$")
+_REUSABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
+
+
+def execution_name(run_id: str, generation: int) -> str:
+    return f"{run_id}-g{generation}"
+
+
+def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
+    """The state machine's input: everything a poll needs, including its bound."""
+    return {
+        "run_id": run_id,
+        "job_id": job_id,
+        "generation": generation,
+        "polls": 0,
+        "max_polls": settings().max_polls_per_execution,
+        "poll_interval_seconds": settings().poll_interval_seconds,
+    }
+
+
+def start_tracking(run_id: str, job_id: str, generation: int) -> str:
+    """Start (or find) the execution that tracks the job; the same name never starts twice."""
+    name = execution_name(run_id, generation)
+    try:
+        response = client("stepfunctions").start_execution(
+            stateMachineArn=settings().state_machine_arn,
+            name=name,
+            input=json.dumps(tracking_input(run_id, job_id, generation)),
+        )
+        return str(response["executionArn"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        return f"{settings().state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+def start_training(ref: ObjectRef) -> dict[str, Any]:
+    """Entry point for one S3 record of a training file."""
+    match = TRAINING_KEY.match(ref.key)
+    if not match:
+        logger.warning("Ignoring object that is not a run's training file", extra={"key": ref.key})
+        return {"key": ref.key, "status": "ignored"}
+    run_id = match["run_id"]
+    logger.append_keys(run_id=run_id)
+    return once(f"start:{run_id}:{ref.version_id}", lambda: _start(run_id))
+
+
+def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
+    source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
+    return gateway.upload_training_file(source, settings().upload_multipart_threshold_bytes)
+
+
+def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: dict[str, Any]) -> JobSnapshot:
+    run_id = run["run_id"]
+    existing = openai.find_job_for_run(run_id)
+    if existing and existing.status in _REUSABLE_JOB_STATUSES:
+        logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
+        return existing
+    training_file_id = run.get("training_file_id") or _upload(openai, run_id, run["files"]["train"]["key"], "train")
+    runs.record_start(run_id, {"training_file_id": training_file_id})
+    validation_file_id = run.get("validation_file_id")
+    if "validation" in run["files"] and not validation_file_id:
+        validation_file_id = _upload(openai, run_id, run["files"]["validation"]["key"], "validation")
+        runs.record_start(run_id, {"validation_file_id": validation_file_id})
+    config = RunConfig.model_validate(run["config"])
+    return openai.create_job(JobRequest(
+        run_id=run_id,
+        model=config.fine_tune.model,
+        training_file_id=training_file_id,
+        validation_file_id=validation_file_id,
+        suffix=config.fine_tune.suffix,
+        seed=config.seed,
+        hyperparameters=config.fine_tune.hyperparameters.model_dump(),
+    ))
+
+
+def _start(run_id: str) -> dict[str, Any]:
+    runs = RunsRepository(settings().runs_table)
+    run = runs.get(run_id)
+    if run is None or run["status"] not in (PREPARED, STARTING):
+        status = run["status"] if run else "unknown"
+        logger.info("Run is not waiting to start; nothing to do", extra={"status": status})
+        return {"run_id": run_id, "status": status, "replayed": True}
+    runs.record_start(run_id, {})
+    try:
+        job = _find_or_create_job(gateway(), runs, run)
+    except OpenAIRefusedError as error:
+        logger.warning("OpenAI refused the run", extra={"status_code": error.status_code, "code": error.code})
+        runs.record_failure(run_id, "openai_refused", error.message)
+        metrics.add_metric(name="JobsRefused", unit="Count", value=1)
+        return {"run_id": run_id, "status": "failed", "error": error.message}
+    except OpenAITransientError as error:
+        message = f"{error}; the SDK's retries are spent. Upload the config again to retry the run."
+        logger.warning("OpenAI unavailable", extra={"reason": str(error)})
+        runs.record_failure(run_id, "openai_unavailable", message)
+        return {"run_id": run_id, "status": "failed", "error": message}
+
+    execution_arn = start_tracking(run_id, job.job_id, generation=0)
+    runs.record_job(
+        run_id, job.status, {"job_id": job.job_id, "execution_arn": execution_arn}, observed_at=time.time_ns()
+    )
+    metrics.add_metric(name="JobsStarted", unit="Count", value=1)
+    logger.info("Fine-tuning job started", extra={"job_id": job.job_id, "job_status": job.status})
+    return {"run_id": run_id, "status": job.status, "job_id": job.job_id}

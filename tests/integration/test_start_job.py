@@ -1,0 +1,202 @@
+"""StartJobFunction against moto and the OpenAI emulator: upload, job, tracking, idempotency, faults."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+from functions.prepare.app import lambda_handler as prepare_handler
+from functions.start_job.app import lambda_handler as start_handler
+from local.openai_emulator import OpenAIEmulator
+from shared.settings import settings
+from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row, write_jsonl
+
+CONFIG_KEY = "configs/sciq-sample.json"
+
+
+def prepare_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
+    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(data)}, **config})
+    [outcome] = prepare_handler(load_event("prepare-config-created.json"), context)["runs"]
+    assert outcome["status"] == "prepared"
+    [run] = aws_account.runs()
+    return run
+
+
+def training_event(run_id: str) -> dict[str, Any]:
+    event = load_event("start-job-training-file-created.json")
+    event["Records"][0]["s3"]["object"]["key"] = f"datasets/{run_id}/train.jsonl"
+    return event
+
+
+def executions() -> list[dict[str, Any]]:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    return [sfn.describe_execution(executionArn=e["executionArn"])
+            for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
+
+
+def routes(emulator: OpenAIEmulator, route: str, method: str = "POST") -> list[Any]:
+    return [r for r in emulator.requests if r.route == route and r.method == method]
+
+
+def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path, validation_fraction=0.25, seed=9,
+                      fine_tune={"suffix": "sciq", "hyperparameters": {"n_epochs": 2}})
+    run_id = run["run_id"]
+
+    result = start_handler(training_event(run_id), lambda_context)
+
+    # OpenAI received both files, byte for byte, and one job built from the run's config
+    [job] = emulator.jobs.values()
+    assert result == {"runs": [{"run_id": run_id, "status": "validating_files", "job_id": job.id}]}
+    assert emulator.files[job.training_file].content == aws_account.read(run["files"]["train"]["key"])
+    assert emulator.files[job.validation_file].content == aws_account.read(run["files"]["validation"]["key"])
+    assert emulator.files[job.training_file].obj["purpose"] == "fine-tune"
+    [create] = routes(emulator, "/fine_tuning/jobs")
+    assert create.body == {
+        "model": "gpt-4o-mini-2024-07-18", "training_file": job.training_file,
+        "validation_file": job.validation_file, "suffix": "sciq", "seed": 9,
+        "metadata": {"ragtune_run_id": run_id},
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    }
+    assert create.headers["authorization"] == f"Bearer {TEST_OPENAI_KEY}"
+
+    # The run records the ids and status; one execution named after the run tracks the job
+    [recorded] = aws_account.runs()
+    assert recorded["status"] == "validating_files"
+    assert (recorded["job_id"], recorded["training_file_id"], recorded["validation_file_id"]) == (
+        job.id, job.training_file, job.validation_file)
+    [execution] = executions()
+    assert execution["name"] == f"{run_id}-g0"
+    assert recorded["execution_arn"] == execution["executionArn"]
+    assert json.loads(execution["input"]) == {
+        "run_id": run_id, "job_id": job.id, "generation": 0, "polls": 0,
+        "max_polls": settings().max_polls_per_execution, "poll_interval_seconds": 0,
+    }
+
+
+def test_large_files_go_through_the_uploads_api_in_parts(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
+    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
+    settings.cache_clear()
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [job] = emulator.jobs.values()
+    body = aws_account.read(run["files"]["train"]["key"])
+    assert emulator.files[job.training_file].content == body
+    parts = routes(emulator, "/uploads/{upload_id}/parts")
+    assert len(parts) == -(-len(body) // 5120) > 1
+    assert not routes(emulator, "/files")
+
+
+def test_twenty_duplicate_and_concurrent_events_make_one_file_one_job_one_execution(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    event = training_event(run["run_id"])
+
+    def deliver(_: int) -> str:
+        try:
+            return str(start_handler(event, lambda_context)["runs"][0]["status"])
+        except IdempotencyAlreadyInProgressError:
+            return "retried later by Lambda"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(deliver, range(20)))
+    replays = [deliver(0) for _ in range(3)]  # Lambda's retries of the ones that were in progress
+
+    assert "validating_files" in outcomes
+    assert set(replays) == {"validating_files"}
+    assert len(emulator.files) == 1
+    assert len(emulator.jobs) == 1
+    assert len(executions()) == 1
+
+
+def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_message(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    emulator.fine_tuning_access = False
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    assert recorded["status"] == "failed"
+    assert recorded["error"] == {
+        "code": "openai_refused",
+        "message": "OpenAI refused creating the fine-tuning job: "
+                   "Fine-tuning job creation is not available for this organization.",
+    }
+    assert not emulator.jobs and not executions()
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "kind", "status"),
+    [
+        ("/files", "POST", "status", 500),
+        ("/files", "POST", "drop", None),
+        ("/fine_tuning/jobs", "GET", "status", 429),
+        ("/fine_tuning/jobs", "POST", "status", 503),
+        ("/fine_tuning/jobs", "POST", "drop", None),
+        ("/fine_tuning/jobs", "POST", "slow", None),
+    ],
+    ids=["upload-500", "upload-drop", "lookup-429", "create-503", "create-drop", "create-slow"],
+)
+@pytest.mark.parametrize("times", [2, 3])
+def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, path: str, method: str, kind: str, status: int | None, times: int,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
+    settings.cache_clear()
+    emulator.phase_seconds = 1000  # a job found again after a lost answer is still validating
+    emulator.inject_fault(path, kind=kind, method=method, status=status or 500, delay=1.0, times=times)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    attempts = len([r for r in emulator.requests if r.path == path and r.method == method])
+    if kind == "slow" and method == "POST" and path == "/fine_tuning/jobs":
+        # A timed-out create still ran at OpenAI: the lookup by run id finds that job and uses it
+        oldest = min(emulator.jobs.values(), key=lambda job: (job.created_at, job.id))
+        assert recorded["status"] == "validating_files"
+        assert recorded["job_id"] in {job.id for job in emulator.jobs.values()}
+        assert oldest.metadata == {"ragtune_run_id": recorded["run_id"]}
+        assert len(executions()) == 1
+    elif times == 2:  # within the SDK's 2 retries (3 attempts): the run goes on
+        assert recorded["status"] == "validating_files"
+        assert len(emulator.jobs) == 1 and len(executions()) == 1
+    else:  # retries spent: the run says so, nothing is left half-started
+        assert recorded["status"] == "failed"
+        assert recorded["error"]["code"] == "openai_unavailable"
+        assert "Upload the config again to retry" in recorded["error"]["message"]
+        assert not emulator.jobs and not executions()
+    assert attempts <= 3 + (1 if path == "/fine_tuning/jobs" and method == "GET" else 0)
+
+
+def test_the_api_key_never_reaches_the_logs(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, log_stream: Any,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    emulator.fine_tuning_access = False
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    logs = log_stream.getvalue()
+    assert "OpenAI refused the run" in logs
+    assert TEST_OPENAI_KEY not in logs
