@@ -195,16 +195,15 @@ class OpenAIGateway:
         with _classified_errors("retrieving the job"):
             return JobSnapshot.of(self._client.fine_tuning.jobs.retrieve(job_id))
 
-    def events_since(self, job_id: str, last_event_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        """Events newer than `last_event_id`, oldest first (the API lists newest first)."""
+    def events_since(self, job_id: str, last_event_id: str | None, cap: int = 1000) -> list[dict[str, Any]]:
+        """Events newer than `last_event_id`, oldest first; pages back (newest first) until it is seen."""
+        fresh: list[dict[str, Any]] = []
         with _classified_errors("listing job events"):
-            page = self._client.fine_tuning.jobs.list_events(job_id, limit=limit)
-        fresh = []
-        for event in page.data:
-            if event.id == last_event_id:
-                break
-            fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
-                          "message": event.message})
+            for event in self._client.fine_tuning.jobs.list_events(job_id, limit=100):
+                if event.id == last_event_id or len(fresh) == cap:
+                    break
+                fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
+                              "message": event.message})
         return fresh[::-1]
 
     def latest_metrics(self, job_id: str) -> dict[str, Any] | None:

@@ -51,20 +51,22 @@ def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
     }
 
 
-def start_tracking(run_id: str, job_id: str, generation: int) -> str:
-    """Start (or find) the execution that tracks the job; the same name never starts twice."""
-    name = execution_name(run_id, generation)
+def execution_arn(run_id: str, generation: int) -> str:
+    state_machine = settings().state_machine_arn
+    return f"{state_machine.replace(':stateMachine:', ':execution:')}:{execution_name(run_id, generation)}"
+
+
+def start_tracking(run_id: str, job_id: str, generation: int) -> None:
+    """Start the execution that tracks the job; a name that already ran is not started twice."""
     try:
-        response = client("stepfunctions").start_execution(
+        client("stepfunctions").start_execution(
             stateMachineArn=settings().state_machine_arn,
-            name=name,
+            name=execution_name(run_id, generation),
             input=json.dumps(tracking_input(run_id, job_id, generation)),
         )
-        return str(response["executionArn"])
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
-        return f"{settings().state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
 
 
 def start_training(ref: ObjectRef) -> dict[str, Any]:
@@ -127,11 +129,13 @@ def _start(run_id: str) -> dict[str, Any]:
         logger.warning("OpenAI unavailable", extra={"reason": str(error)})
         runs.record_failure(run_id, "openai_unavailable", message)
         return {"run_id": run_id, "status": "failed", "error": message}
+    observed_at = time.time_ns()
 
-    execution_arn = start_tracking(run_id, job.job_id, generation=0)
-    runs.record_job(
-        run_id, job.status, {"job_id": job.job_id, "execution_arn": execution_arn}, observed_at=time.time_ns()
-    )
+    # Ids first (the run stays `starting`, so a crash before the execution starts is retried),
+    # then the execution, whose first poll may already write a newer status than ours.
+    runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, 0)})
+    start_tracking(run_id, job.job_id, generation=0)
+    runs.record_job(run_id, job.status, {}, observed_at=observed_at)
     metrics.add_metric(name="JobsStarted", unit="Count", value=1)
     logger.info("Fine-tuning job started", extra={"job_id": job.job_id, "job_status": job.status})
     return {"run_id": run_id, "status": job.status, "job_id": job.job_id}

@@ -1,0 +1,167 @@
+"""PollJobFunction with its event file: conditional writes, events, metrics, notifications, bounds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from openai import OpenAI
+
+from functions.poll_job.app import lambda_handler as poll_handler
+from functions.start_job.app import lambda_handler as start_handler
+from local.openai_emulator import OpenAIEmulator
+from shared.runs import RunsRepository
+from tests.conftest import Aws, load_event
+from tests.integration.test_start_job import executions, prepare_run, training_event
+
+
+@pytest.fixture
+def notifications(aws_account: Aws) -> Any:
+    """An SQS queue subscribed to the run notifications topic; returns a reader of its messages."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic_arn = sns.list_topics()["Topics"][0]["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                  Attributes={"RawMessageDelivery": "true"})
+
+    def read() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
+
+    return read
+
+
+def started_run(aws_account: Aws, emulator: OpenAIEmulator, context: Any, tmp_path: Path) -> dict[str, Any]:
+    emulator.phase_seconds = 1000  # the job stays in validating_files until a test speeds it up
+    run = prepare_run(aws_account, context, tmp_path)
+    start_handler(training_event(run["run_id"]), context)
+    [started] = aws_account.runs()
+    return started
+
+
+def poll_event(run: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    event = load_event("poll-job.json")
+    event.update(run_id=run["run_id"], job_id=run["job_id"], **overrides)
+    return event
+
+
+def test_poll_records_progress_then_the_outcome_and_notifies_once(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, notifications: Any
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+
+    first = poll_handler(poll_event(run), lambda_context)
+    assert first["status"] == "validating_files" and first["polls"] == 1
+    [running] = aws_account.runs()
+    assert any(event["message"].startswith("Validating training file") for event in running["events"])
+    assert notifications() == []
+
+    emulator.phase_seconds = 0
+    second = poll_handler(poll_event(run, polls=1), lambda_context)
+
+    job = emulator.jobs[run["job_id"]]
+    assert second == {**poll_event(run), "polls": 2, "status": "succeeded", "error_message": ""}
+    [done] = aws_account.runs()
+    assert done["status"] == "succeeded"
+    assert done["fine_tuned_model"] == job.fine_tuned_model and done["fine_tuned_model"].startswith("ft:")
+    assert done["trained_tokens"] == job.trained_tokens
+    assert set(done["metrics"]) >= {"step", "train_loss", "train_mean_token_accuracy"}
+    assert done["metrics"]["step"] == job.checkpoints[-1]["step_number"]
+    assert [event["id"] for event in done["events"]] == [event["id"] for event in job.events][-20:]
+    assert done["event_count"] == len(job.events)
+    assert done["last_event_id"] == job.events[-1]["id"]
+    assert notifications() == [{"run_id": run["run_id"], "status": "succeeded", "job_id": job.id,
+                                "fine_tuned_model": job.fine_tuned_model, "error": None}]
+
+    # A repeated poll changes nothing and announces nothing
+    poll_handler(poll_event(run, polls=2), lambda_context)
+    [again] = aws_account.runs()
+    assert again["updated_at"] == done["updated_at"]
+    assert notifications() == []
+
+
+def test_stale_and_post_terminal_updates_change_nothing(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    runs = RunsRepository(aws_account.runs_table)
+    now = time.time_ns()
+
+    assert runs.record_job(run["run_id"], "running", {}, observed_at=now)
+    assert not runs.record_job(run["run_id"], "queued", {}, observed_at=now - 1)  # stale
+    assert runs.record_job(run["run_id"], "cancelled", {}, observed_at=now + 1)
+    assert not runs.record_job(run["run_id"], "running", {}, observed_at=now + 2)  # terminal stays
+    assert not runs.record_failure(run["run_id"], "x", "y")
+    assert runs.get(run["run_id"])["status"] == "cancelled"  # type: ignore[index]
+
+
+def test_an_unknown_status_like_paused_keeps_the_loop_going(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    emulator.phase_seconds = 0.2
+    sdk = OpenAI(base_url=emulator.base_url, api_key="test")
+    deadline = time.monotonic() + 5
+    while sdk.fine_tuning.jobs.retrieve(run["job_id"]).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    emulator.phase_seconds = 1000
+    sdk.fine_tuning.jobs.pause(run["job_id"])
+
+    state = poll_handler(poll_event(run), lambda_context)
+
+    assert state["status"] == "paused"
+    assert aws_account.runs()[0]["status"] == "paused"
+
+
+def test_failed_job_records_openais_error_and_hands_it_to_the_fail_state(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, notifications: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OpenAIEmulator(phase_seconds=0, min_training_examples=1000) as strict:
+        monkeypatch.setenv("OPENAI_BASE_URL", strict.base_url)
+        strict.phase_seconds = 1000
+        run = prepare_run(aws_account, lambda_context, tmp_path)
+        start_handler(training_event(run["run_id"]), lambda_context)
+        [run] = aws_account.runs()
+        strict.phase_seconds = 0
+
+        state = poll_handler(poll_event(run), lambda_context)
+
+    [failed] = aws_account.runs()
+    assert state["status"] == "failed"
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "invalid_training_file"
+    assert state["error_message"] == failed["error"]["message"] != ""
+    assert [n["status"] for n in notifications()] == ["failed"]
+
+
+def test_reaching_the_poll_bound_continues_in_a_fresh_execution(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+
+    state = poll_handler(poll_event(run, polls=4, max_polls=5), lambda_context)
+
+    assert state["status"] == "continued"
+    names = {execution["name"]: json.loads(execution["input"]) for execution in executions()}
+    assert names[f"{run['run_id']}-g1"] == {"run_id": run["run_id"], "job_id": run["job_id"], "generation": 1,
+                                            "polls": 0, "max_polls": 2000, "poll_interval_seconds": 0}
+
+
+def test_tracking_failure_is_recorded_without_a_stack_trace(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    cause = json.dumps({"errorMessage": "OpenAI refused retrieving the job: No such job", "errorType":
+                        "OpenAIRefusedError", "stackTrace": ["  File \"/var/task/shared/x.py\", line 1"]})
+
+    poll_handler({"action": "record_tracking_failure", "run_id": run["run_id"], "cause": cause}, lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["status"] == "tracking_failed"
+    assert failed["error"] == {"code": "tracking_failed", "message": "Tracking the job failed: "
+                               "OpenAIRefusedError: OpenAI refused retrieving the job: No such job"}
