@@ -109,3 +109,37 @@ def function_handler(logical_id: str) -> str:
     if properties.get("PackageType") == "Image":
         return str(properties["ImageConfig"]["Command"][0])
     return str(properties["Handler"])
+
+
+class _NoManagedPolicies:
+    """The translator looks managed policy names up in IAM; offline there are none to find."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@lru_cache(maxsize=1)
+def translated_template() -> dict[str, Any]:
+    """template.yaml expanded to plain CloudFormation by aws-sam-translator, offline.
+
+    Local paths become the placeholders `sam package` would write, and the state machine's
+    definition is inlined, so the translator accepts the template as it stands.
+    """
+    import copy
+    import json
+
+    from samtranslator.translator.transform import transform
+
+    document = copy.deepcopy(load_template())
+    for resource in document["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            if properties.get("PackageType") == "Image":
+                properties["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/local:latest"
+            else:
+                properties["CodeUri"] = "s3://local-placeholder/code.zip"
+        if resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in properties:
+            definition_file = REPO_ROOT / properties.pop("DefinitionUri")
+            properties["Definition"] = json.loads(definition_file.read_text(encoding="utf-8"))
+    translated: dict[str, Any] = transform(document, {"AWS::Region": "us-east-1"}, _NoManagedPolicies())
+    return translated

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from local.template import load_template
+from local.template import function_handler, load_template, state_machine_definition, translated_template
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +40,27 @@ def test_prepare_environment_keeps_caches_under_tmp() -> None:
     variables = RESOURCES["PrepareFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["HF_HOME"].startswith("/tmp/")
     assert variables["TIKTOKEN_CACHE_DIR"].startswith("/tmp/")
+
+
+def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> None:
+    translated = translated_template()["Resources"]
+    body = translated["RagtuneApi"]["Properties"]["Body"]
+    routes = {(path, method): spec for path, methods in body["paths"].items() for method, spec in methods.items()}
+    assert set(routes) == {("/ask", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"),
+                           ("/runs/{run_id}/cancel", "post")}
+    assert all(spec["security"] == [{"api_key": []}] for spec in routes.values())
+    assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    plan = translated["RagtuneApiUsagePlan"]["Properties"]
+    assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"} and plan["Quota"]["Period"] == "DAY"
+
+
+def test_state_machine_substitutions_are_all_declared_and_filled() -> None:
+    definition = json.loads(state_machine_definition("JobStateMachine", {"PollJobFunctionArn": "arn:poll"}))
+    assert definition["States"]["PollJob"]["Resource"] == "arn:poll"
+    assert "${" not in json.dumps(definition)
+
+
+def test_zip_handlers_are_importable() -> None:
+    for logical_id in ("StartJobFunction", "PollJobFunction", "AskFunction"):
+        module, _, attribute = function_handler(logical_id).rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attribute))
