@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install test lint validate build deploy invoke-prepare schema bench clean
+.PHONY: help install test lint validate build deploy invoke-prepare openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ deploy: build ## Build, then deploy with sam deploy --guided
 
 invoke-prepare: ## sam local invoke PrepareFunction with the S3 event file (needs Docker and deployed resources)
 	$(SAM) local invoke PrepareFunction -e infra/events/prepare-config-created.json --env-vars infra/env.json
+
+openapi: ## Regenerate docs/openapi.json from the ask API's routes and models
+	$(PYTHON) -m functions.ask.app
 
 schema: ## Regenerate docs/run-config.schema.json from the pydantic model
 	$(PYTHON) -c "import json; from shared.config import run_config_json_schema as s; \

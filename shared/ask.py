@@ -123,6 +123,8 @@ def cancel_run(run_id: str) -> CancelResponse:
         raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.")
     snapshot = gateway().cancel_job(run["job_id"])
     fields = {name: getattr(snapshot, name) for name in _JOB_FIELDS if getattr(snapshot, name) is not None}
+    if snapshot.terminal:
+        fields["finished_at"] = int(time.time())  # as the poller records it: it cannot write a finished run
     recorded = _runs().record_job(run_id, snapshot.status, fields, observed_at=time.time_ns())
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     logger.info("Job cancel requested", extra={"run_id": run_id, "job_id": snapshot.job_id,

@@ -49,7 +49,7 @@ def _classified_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as error:
-        raise OpenAITransientError(f"OpenAI {action} failed transiently: {type(error).__name__}") from error
+        raise OpenAITransientError(f"OpenAI: {action} failed transiently ({type(error).__name__})") from error
     except openai.APIStatusError as error:
         body = error.body if isinstance(error.body, dict) else {}
         message = str(body.get("message") or error.message)

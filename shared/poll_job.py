@@ -90,7 +90,7 @@ def poll_once(state: PollState) -> PollState:
     fields = {key: value for key, value in fields.items() if value is not None}
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=time.time_ns())
-    if changed and job.terminal:
+    if job.terminal and runs.claim_notification(state.run_id):
         _notify(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
                                            "error": fields.get("error")})
         metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)

@@ -129,6 +129,21 @@ class RunsRepository:
             allowed_from=None,
         )
 
+    def claim_notification(self, run_id: str) -> bool:
+        """True exactly once per finished run: whoever finished it (poll or cancel), one notice goes out."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET notified_at = :now",
+                ConditionExpression="attribute_exists(run_id) AND attribute_not_exists(notified_at)",
+                ExpressionAttributeValues={":now": utc_now()},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         query: dict[str, Any] = {
             "IndexName": BY_CREATED_INDEX,
@@ -209,6 +224,7 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError) as error:
         raise InvalidCursorError("cursor is not one this API returned") from error
-    if not isinstance(key, dict) or set(key) != {"run_id", "entity", "created_at"}:
+    if (not isinstance(key, dict) or set(key) != {"run_id", "entity", "created_at"}
+            or not all(isinstance(value, str) for value in key.values())):
         raise InvalidCursorError("cursor is not one this API returned")
     return key

@@ -1,0 +1,191 @@
+"""AskFunction: the REST API (API key required) to ask a run's fine-tuned model and manage runs.
+
+Routes parse, call one use case in `shared.ask` and return. Exception handlers give every
+failure the same JSON shape {"message", "code"}: the caller's mistakes are 4xx, OpenAI's
+failures 502/503, anything else a generic 500 whose detail stays in the logs.
+`python -m functions.ask.app` rewrites docs/openapi.json from these routes.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from shared import ask
+from shared.api_models import (
+    AskRequest,
+    AskResponse,
+    CancelResponse,
+    ErrorBody,
+    RunDetail,
+    RunId,
+    RunPage,
+)
+from shared.errors import UserInputError
+from shared.observability import logger, metrics, tracer
+from shared.openai_gateway import OpenAIRefusedError, OpenAITransientError
+from shared.runs import InvalidCursorError
+
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _responses(ok: HTTPStatus, model: type[BaseModel], description: str, *errors: HTTPStatus) -> dict[int, Any]:
+    """A route's documented answers: its success body, then its errors (all ErrorBody; 422 is added)."""
+    answers = {ok: (description, model)} | {status: (status.phrase, ErrorBody) for status in errors}
+    return {
+        status.value: {"description": text, "content": {"application/json": {"model": body}}}
+        for status, (text, body) in answers.items()
+    }
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, str]]:
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=ErrorBody(message=message, code=code).model_dump(),
+    )
+
+
+@app.post(
+    "/ask",
+    summary="Answer a question with a fine-tuned model",
+    description="Uses the named run's model, or the latest succeeded run's, with that run's training "
+    "system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400.",
+    responses=_responses(HTTPStatus.OK, AskResponse, "The answer", HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND,
+                         HTTPStatus.CONFLICT, HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE),
+)
+def post_ask(request: Annotated[AskRequest, Body()]) -> AskResponse:
+    return ask.answer_question(request)
+
+
+@app.get("/runs", summary="List runs, newest first",
+         responses=_responses(HTTPStatus.OK, RunPage, "A page of runs", HTTPStatus.BAD_REQUEST))
+def get_runs(
+    limit: Annotated[int, Query(ge=1, le=100, description="Runs per page.")] = 20,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> RunPage:
+    return ask.list_runs(limit, cursor)
+
+
+@app.get("/runs/<run_id>", summary="Show one run",
+         responses=_responses(HTTPStatus.OK, RunDetail, "The run", HTTPStatus.NOT_FOUND))
+def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
+    return ask.get_run(run_id)
+
+
+@app.post(
+    "/runs/<run_id>/cancel",
+    summary="Cancel a run's fine-tuning job",
+    responses=_responses(HTTPStatus.ACCEPTED, CancelResponse, "Cancel requested; the status is the job's as "
+                         "OpenAI reported it", HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.BAD_GATEWAY,
+                         HTTPStatus.SERVICE_UNAVAILABLE),
+)
+def post_cancel(run_id: Annotated[RunId, PathParam()]) -> Response[CancelResponse]:
+    result = ask.cancel_run(run_id)
+    return Response(status_code=HTTPStatus.ACCEPTED.value, content_type=content_types.APPLICATION_JSON,
+                    body=result)
+
+
+@app.exception_handler(UserInputError)
+def user_input_error(error: UserInputError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.BAD_REQUEST, error.code, error.message)
+
+
+@app.exception_handler(ask.RunNotFoundError)
+def run_not_found(error: ask.RunNotFoundError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.NOT_FOUND, error.code, error.message)
+
+
+@app.exception_handler(ask.RunStateError)
+def run_state_conflict(error: ask.RunStateError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.CONFLICT, error.code, error.message)
+
+
+@app.exception_handler(InvalidCursorError)
+def invalid_cursor(error: InvalidCursorError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_cursor", f"{error}; pass next_cursor from a previous page.")
+
+
+@app.exception_handler(OpenAITransientError)
+def openai_unavailable(error: OpenAITransientError) -> Response[dict[str, str]]:
+    logger.warning("OpenAI unavailable", extra={"error": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_unavailable",
+                  "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.")
+
+
+@app.exception_handler(OpenAIRefusedError)
+def openai_refused(error: OpenAIRefusedError) -> Response[dict[str, str]]:
+    logger.warning("OpenAI refused", extra={"status_code": error.status_code, "code": error.code})
+    return _error(HTTPStatus.BAD_GATEWAY, "openai_refused", error.message)
+
+
+# Registering a handler for Exception takes precedence over the resolver's own answers for
+# its exceptions (lookup follows the MRO), so those are given the house shape here.
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
+    """The document's HTTPValidationError shape (msg included: pydantic's, no input echoed), plus ours."""
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    fields = "; ".join(".".join(str(part) for part in e["loc"]) + f": {e['msg']}" for e in detail)
+    return Response(
+        status_code=HTTPStatus.UNPROCESSABLE_ENTITY.value,
+        content_type=content_types.APPLICATION_JSON,
+        body={"message": f"Invalid request: {fields}", "code": "invalid_request", "detail": detail},
+    )
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def unsupported_content_type(error: RequestUnsupportedContentType) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json.")
+
+
+@app.exception_handler(ServiceError)
+def service_error(error: ServiceError) -> Response[dict[str, str]]:
+    status = HTTPStatus(error.status_code)
+    return _error(status, status.name.lower(), str(error.msg))
+
+
+@app.exception_handler(Exception)
+def unexpected_error(error: Exception) -> Response[dict[str, str]]:
+    logger.exception("Unexpected error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
+                  "Internal error; it has been logged with this request's id.")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def openapi_document() -> str:
+    """The API's OpenAPI document, API key (header x-api-key) required on every route."""
+    document = app.get_openapi_json_schema(
+        title="ragtune API",
+        version="1",
+        description="Ask the models ragtune fine-tuned, and list, inspect and cancel runs.",
+        security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
+        security=[{"apiKey": []}],
+    )
+    return document + "\n"
+
+
+if __name__ == "__main__":
+    OPENAPI_PATH.write_text(openapi_document(), encoding="utf-8")
+    print(f"wrote {OPENAPI_PATH}")

@@ -1,0 +1,454 @@
+"""AskFunction called in-process with the REST proxy event files, against moto and the OpenAI emulator.
+
+Runs are written through RunsRepository's own lifecycle writes, and tuned models are real
+emulator jobs trained on a small SciQ-shaped file, so answers are the emulator's recall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+from openai import OpenAI
+
+from functions.ask.app import lambda_handler
+from local.openai_emulator import OpenAIEmulator
+from shared import ask
+from shared.runs import RunsRepository
+from shared.settings import settings
+from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row
+
+# GET routes publish no metric; Powertools warns about that on every flush.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
+CORIOLIS_QUESTION = (
+    "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
+    "hemisphere and northwest to southeast or the reverse in the southern hemisphere?"
+)
+CORIOLIS_ANSWER = "Coriolis effect Explanation: Earth's rotation deflects moving air."
+BASE_MODEL = "gpt-4o-mini-2024-07-18"
+RUN_IN_EVENT_FILES = "sciq-sample-0123456789ab"
+PREPARED_OUTCOME = {
+    "counts": {"rows_read": 14, "rows_kept": 12, "rows_dropped": 2, "dropped_reasons": {"empty support": 2},
+               "train_examples": 12, "validation_examples": 0},
+    "files": {"train": {"key": "datasets/x/train.jsonl", "bytes": 4096, "examples": 12}},
+    "gate": {"train": {"examples": 12, "total_tokens": 480, "billing_tokens": 470, "max_example_tokens": 52,
+                       "examples_over_token_limit": 0, "duplicate_examples": 0, "format_errors": {}}},
+    "estimate": {"epochs": 8, "trained_tokens": 3760, "cost_usd": 0.0113, "price_per_million_tokens": 3.0},
+}
+
+
+# Events ------------------------------------------------------------------------------------------
+
+def invoke(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
+    response = lambda_handler(event, context)
+    assert response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    return response["statusCode"], json.loads(response["body"])
+
+
+def ask_event(body: dict[str, Any] | str) -> dict[str, Any]:
+    event = load_event("ask-question.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def list_event(**query: str) -> dict[str, Any]:
+    event = load_event("ask-list-runs.json")
+    event["queryStringParameters"] = query or None
+    event["multiValueQueryStringParameters"] = {name: [value] for name, value in query.items()} or None
+    return event
+
+
+def run_event(name: str, run_id: str) -> dict[str, Any]:
+    """ask-get-run.json or ask-cancel-run.json, for another run id."""
+    event = load_event(name)
+    event["path"] = event["resource"].replace("{run_id}", run_id)
+    event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{event['path']}"
+    event["pathParameters"] = {"run_id": run_id}
+    return event
+
+
+# Emulated OpenAI and recorded runs -------------------------------------------------------------
+
+def training_jsonl(system: str | None, extra: tuple[str, str] | None = None) -> bytes:
+    pairs = [(row["question"], f"{row['correct_answer']} Explanation: {row['support']}")
+             for row in (sciq_row(i) for i in range(11))]
+    pairs.append(extra or (CORIOLIS_QUESTION, CORIOLIS_ANSWER))
+    prompt = [] if system is None else [{"role": "system", "content": system}]
+    lines = [{"messages": [*prompt, {"role": "user", "content": question},
+                           {"role": "assistant", "content": answer}]} for question, answer in pairs]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def start_emulator_job(emulator: OpenAIEmulator, system: str | None = NOTEBOOK_SYSTEM,
+                       extra: tuple[str, str] | None = None) -> Any:
+    client = OpenAI(base_url=emulator.base_url, api_key=TEST_OPENAI_KEY, max_retries=0)
+    file = client.files.create(file=("train.jsonl", training_jsonl(system, extra)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=file.id)
+    return client.fine_tuning.jobs.retrieve(job.id)  # phase_seconds=0: succeeded on this first read
+
+
+def record_run(run_id: str, status: str, system: str | None = NOTEBOOK_SYSTEM, **job: Any) -> None:
+    """Walk the run through the repository's own writes up to `status`."""
+    runs = RunsRepository(os.environ["RUNS_TABLE"])
+    config = {"dataset": {"source": "allenai/sciq"},
+              "template": {"system": system, "user": "{question}",
+                           "assistant": "{correct_answer} Explanation: {support}"}}
+    assert runs.claim_for_preparation(run_id, {"config_key": f"configs/{run_id}.json", "config_version": "v1",
+                                               "config": config})
+    if status == "preparing":
+        return
+    runs.record_prepared(run_id, PREPARED_OUTCOME)
+    if status == "prepared":
+        return
+    assert runs.record_start(run_id, {"training_file_id": "file-abc"})
+    assert runs.record_job(run_id, status, job, observed_at=time.time_ns())
+
+
+def trained_run(emulator: OpenAIEmulator, run_id: str, system: str | None = NOTEBOOK_SYSTEM,
+                extra: tuple[str, str] | None = None, **fields: Any) -> str:
+    """A run that succeeded with a real emulator model, recorded as the poller records one."""
+    job = start_emulator_job(emulator, system, extra)
+    assert job.status == "succeeded"
+    record_run(run_id, "succeeded", system, job_id=job.id, fine_tuned_model=job.fine_tuned_model,
+               trained_tokens=job.trained_tokens, finished_at=int(time.time()), **fields)
+    return str(job.fine_tuned_model)
+
+
+def chat_requests(emulator: OpenAIEmulator) -> list[Any]:
+    return [r for r in emulator.requests if r.path == "/chat/completions"]
+
+
+def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faults are injected for good; skip the SDK's backoff to keep the suite fast."""
+    monkeypatch.setenv("OPENAI_MAX_RETRIES", "0")
+    settings.cache_clear()
+
+
+# POST /ask -------------------------------------------------------------------------------------
+
+def test_answers_with_the_named_runs_model_and_its_training_prompt(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    # Given a succeeded run whose model was trained on the Coriolis example
+    model = trained_run(emulator, "sciq-aaaaaaaaaaaa")
+
+    # When the question of the original notebook is asked of that run
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+
+    # Then the model recalls its training answer
+    assert status == 200
+    assert body["answer"] == CORIOLIS_ANSWER
+    assert body["model"] == model and model.startswith("ft:gpt-4o-mini")
+    assert body["run_id"] == "sciq-aaaaaaaaaaaa"
+    assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"] > 0
+
+    # And OpenAI was asked with the run's model, its training system prompt and temperature 0
+    [request] = chat_requests(emulator)
+    assert request.body["model"] == model
+    assert request.body["messages"] == [{"role": "system", "content": NOTEBOOK_SYSTEM},
+                                        {"role": "user", "content": CORIOLIS_QUESTION}]
+    assert request.body["temperature"] == 0
+    assert request.body["max_completion_tokens"] == 512
+
+
+def test_latest_succeeded_run_answers_when_no_run_is_named(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    trained_run(emulator, "older-aaaaaaaaaaaa", system="Old prompt.", extra=(CORIOLIS_QUESTION, "old answer"))
+    newer = trained_run(emulator, "newer-bbbbbbbbbbbb", system="New prompt.", extra=(CORIOLIS_QUESTION, "new answer"))
+    record_run("running-cccccccccccc", "running", job_id="ftjob-running")  # newest, but has no model
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "temperature": 0.7, "max_tokens": 64}),
+                          lambda_context)
+
+    assert (status, body["answer"], body["model"], body["run_id"]) == (200, "new answer", newer, "newer-bbbbbbbbbbbb")
+    [request] = chat_requests(emulator)
+    assert request.body["messages"][0] == {"role": "system", "content": "New prompt."}
+    assert (request.body["temperature"], request.body["max_completion_tokens"]) == (0.7, 64)
+
+
+def test_run_without_a_system_prompt_sends_none(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    trained_run(emulator, "plain-aaaaaaaaaaaa", system=None)
+
+    status, body = invoke(ask_event({"question": f"  {CORIOLIS_QUESTION}\n"}), lambda_context)
+
+    assert (status, body["answer"]) == (200, CORIOLIS_ANSWER)
+    assert chat_requests(emulator)[0].body["messages"] == [{"role": "user", "content": CORIOLIS_QUESTION}]
+
+
+def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+
+    blank = invoke(ask_event({"question": "   \n\t"}), lambda_context)
+    too_long = invoke(ask_event({"question": "x" * 2001}), lambda_context)
+    monkeypatch.setenv("MAX_QUESTION_CHARS", "10")
+    settings.cache_clear()
+    over_setting = invoke(ask_event({"question": "eleven char"}), lambda_context)
+
+    assert blank == (400, {"message": "question must not be empty.", "code": "invalid_question"})
+    assert too_long == (400, {"message": "question is 2001 characters long; the limit is 2000 characters.",
+                              "code": "invalid_question"})
+    assert over_setting == (400, {"message": "question is 11 characters long; the limit is 10 characters.",
+                                  "code": "invalid_question"})
+    assert chat_requests(emulator) == []
+
+
+MALFORMED: list[tuple[dict[str, Any], list[Any], str]] = [
+    (ask_event({"run_id": "x"}), ["body", "question"], "missing"),
+    (ask_event({"question": "q", "temperature": 2.5}), ["body", "temperature"], "less_than_equal"),
+    (ask_event({"question": "q", "max_tokens": 0}), ["body", "max_tokens"], "greater_than_equal"),
+    (ask_event({"question": "q", "model": "gpt-4o"}), ["body", "model"], "extra_forbidden"),  # never from a caller
+    (ask_event({"question": "q", "run_id": ""}), ["body", "run_id"], "string_too_short"),
+    (ask_event("{not json"), ["body", 1], "json_invalid"),
+    (list_event(limit="0"), ["query", "limit"], "greater_than_equal"),
+    (list_event(limit="101"), ["query", "limit"], "less_than_equal"),
+    (list_event(limit="ten"), ["query", "limit"], "int_parsing"),
+]
+
+
+def test_malformed_requests_are_a_422_naming_the_field(aws_account: Aws, lambda_context: Any) -> None:
+    for event, field, kind in MALFORMED:
+        status, body = invoke(event, lambda_context)
+
+        assert status == 422, (field, body)
+        assert body["code"] == "invalid_request"
+        assert [(error["loc"], error["type"]) for error in body["detail"]] == [(field, kind)]
+        assert body["message"].startswith("Invalid request: " + ".".join(map(str, field)) + ": ")
+
+
+def test_unknown_run_is_a_404_on_every_route(aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any) -> None:
+    not_found = (404, {"message": f"No run with id {RUN_IN_EVENT_FILES!r}.", "code": "run_not_found"})
+
+    assert invoke(ask_event({"question": "q?", "run_id": RUN_IN_EVENT_FILES}), lambda_context) == not_found
+    assert invoke(load_event("ask-get-run.json"), lambda_context) == not_found
+    assert invoke(load_event("ask-cancel-run.json"), lambda_context) == not_found
+    assert emulator.requests == []
+
+
+def test_no_model_yet_is_a_409_saying_the_runs_status(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    record_run("sciq-aaaaaaaaaaaa", "prepared")
+    record_run("sciq-bbbbbbbbbbbb", "running", job_id="ftjob-1")
+
+    named = invoke(ask_event({"question": "q?", "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+    latest = invoke(ask_event({"question": "q?"}), lambda_context)
+
+    assert named == (409, {"message": "Run sciq-aaaaaaaaaaaa is prepared; it has no fine-tuned model yet.",
+                           "code": "no_model"})
+    assert latest == (409, {"message": "No run has succeeded yet, so there is no fine-tuned model to ask.",
+                            "code": "no_model"})
+    assert chat_requests(emulator) == []
+
+
+def test_openai_unavailable_is_a_503(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    no_retries(monkeypatch)
+    emulator.inject_fault("/chat/completions", kind="status", status=503, times=10)
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    assert (status, body) == (503, {
+        "message": "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
+        "code": "openai_unavailable"})
+    assert [r.status for r in chat_requests(emulator)] == [503]
+
+
+def test_openai_refusing_is_a_502_with_its_reason(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    record_run("gone-bbbbbbbbbbbb", "succeeded", job_id="ftjob-1",
+               fine_tuned_model="ft:gpt-4o-mini-2024-07-18:emulator::deleted1")
+    no_retries(monkeypatch)
+    emulator.inject_fault("/chat/completions", kind="status", status=400, times=1)
+
+    refused = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+    model_gone = invoke(ask_event({"question": "q?", "run_id": "gone-bbbbbbbbbbbb"}), lambda_context)
+
+    assert refused == (502, {"message": "OpenAI refused the chat completion: Emulated HTTP 400 error.",
+                             "code": "openai_refused"})
+    assert model_gone == (502, {"message": "OpenAI refused the chat completion: The model "
+                                           "`ft:gpt-4o-mini-2024-07-18:emulator::deleted1` does not exist or you "
+                                           "do not have access to it.", "code": "openai_refused"})
+
+
+def test_unexpected_error_is_a_generic_500_detailed_only_in_logs(
+    aws_account: Aws, lambda_context: Any, log_stream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> RunsRepository:
+        raise RuntimeError("table exploded: internal detail")
+
+    monkeypatch.setattr(ask, "_runs", broken)
+
+    status, body = invoke(ask_event({"question": "q?"}), lambda_context)
+
+    assert (status, body) == (500, {"message": "Internal error; it has been logged with this request's id.",
+                                    "code": "internal_error"})
+    [log] = [json.loads(line) for line in log_stream.getvalue().splitlines() if "Unexpected error" in line]
+    assert "table exploded: internal detail" in log["exception"]
+    assert log["correlation_id"] == load_event("ask-question.json")["requestContext"]["requestId"]
+
+
+def test_logs_never_hold_the_openai_key_the_api_key_or_the_question(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, log_stream: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+    no_retries(monkeypatch)
+    emulator.inject_fault("/chat/completions", kind="status", status=401, times=1)
+    invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    logs = log_stream.getvalue()
+    answered = [json.loads(line) for line in logs.splitlines() if "Question answered" in line]
+    assert answered and answered[0]["run_id"] == "sciq-aaaaaaaaaaaa"
+    assert "OpenAI refused" in logs
+    assert TEST_OPENAI_KEY not in logs
+    assert load_event("ask-question.json")["headers"]["x-api-key"] not in logs
+    assert "northern hemisphere" not in logs
+
+
+# GET /runs -------------------------------------------------------------------------------------
+
+def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_context: Any) -> None:
+    for name in ("first", "second", "third"):
+        record_run(f"{name}-000000000000", "prepared")
+
+    status, page = invoke(list_event(limit="2"), lambda_context)
+    assert status == 200
+    assert [run["run_id"] for run in page["runs"]] == ["third-000000000000", "second-000000000000"]
+    assert page["next_cursor"]
+    assert set(page["runs"][0]) == {"run_id", "status", "created_at", "updated_at", "config_key",
+                                    "fine_tuned_model", "error"}
+    assert page["runs"][0]["status"] == "prepared"
+    assert page["runs"][0]["config_key"] == "configs/third-000000000000.json"
+
+    status, last = invoke(list_event(limit="2", cursor=page["next_cursor"]), lambda_context)
+    assert status == 200
+    assert ([run["run_id"] for run in last["runs"]], last["next_cursor"]) == (["first-000000000000"], None)
+
+    status, everything = invoke(load_event("ask-list-runs.json"), lambda_context)  # limit=20
+    assert status == 200 and everything["next_cursor"] is None
+    assert [run["run_id"] for run in everything["runs"]] == [f"{name}-000000000000"
+                                                             for name in ("third", "second", "first")]
+
+
+def test_bad_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None:
+    status, body = invoke(list_event(cursor="not-a-cursor"), lambda_context)
+
+    assert (status, body) == (400, {"message": "cursor is not one this API returned; pass next_cursor "
+                                               "from a previous page.", "code": "invalid_cursor"})
+
+
+# GET /runs/{run_id} ------------------------------------------------------------------------------
+
+def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    model = trained_run(emulator, RUN_IN_EVENT_FILES, metrics={"step": 96, "train_loss": 0.25},
+                        events=[{"id": "ftevent-1", "created_at": 1795766400, "level": "info",
+                                 "message": "Job done"}], last_event_id="ftevent-1", event_count=1)
+
+    status, run = invoke(load_event("ask-get-run.json"), lambda_context)
+
+    assert status == 200
+    assert set(run) == {"run_id", "status", "created_at", "updated_at", "status_changed_at", "finished_at",
+                        "config_key", "counts", "tokens", "estimate", "job_id", "fine_tuned_model",
+                        "trained_tokens", "estimated_finish", "metrics", "events", "error"}
+    assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
+    assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
+    assert run["counts"] == PREPARED_OUTCOME["counts"]
+    assert run["tokens"] == {"total_tokens": 480, "billing_tokens": 470}
+    assert run["estimate"] == PREPARED_OUTCOME["estimate"]
+    assert run["metrics"] == {"step": 96, "train_loss": 0.25}
+    assert run["events"] == [{"id": "ftevent-1", "created_at": "2026-11-27T08:00:00Z", "level": "info",
+                              "message": "Job done"}]
+    assert run["finished_at"].endswith("Z") and run["created_at"] <= run["updated_at"]
+    assert run["error"] is None and run["estimated_finish"] is None
+
+
+def test_early_run_detail_has_nulls_not_errors(aws_account: Aws, lambda_context: Any) -> None:
+    record_run("early-000000000000", "preparing")
+
+    status, run = invoke(run_event("ask-get-run.json", "early-000000000000"), lambda_context)
+
+    assert status == 200
+    assert run["status"] == "preparing"
+    assert (run["counts"], run["tokens"], run["job_id"], run["events"]) == (None, None, None, [])
+
+
+# POST /runs/{run_id}/cancel ----------------------------------------------------------------------
+
+def test_cancel_stops_a_running_job_and_records_it(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    emulator.phase_seconds = 1000  # the job stays in progress
+    job = start_emulator_job(emulator)
+    record_run("sciq-aaaaaaaaaaaa", job.status, job_id=job.id)
+
+    status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
+
+    assert (status, body) == (202, {"run_id": "sciq-aaaaaaaaaaaa", "status": "cancelled"})
+    assert emulator.jobs[job.id].status == "cancelled"
+    assert [r.path for r in emulator.requests if r.method == "POST"][-1] == f"/fine_tuning/jobs/{job.id}/cancel"
+    [run] = aws_account.runs()
+    assert (run["status"], run["job_id"]) == ("cancelled", job.id)
+    assert abs(run["finished_at"] - time.time()) < 60
+
+
+def test_cancel_a_finished_run_or_one_without_a_job_is_a_409(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    trained_run(emulator, "done-aaaaaaaaaaaa")
+    record_run("early-bbbbbbbbbbbb", "prepared")
+    requests_before = len(emulator.requests)
+
+    finished = invoke(run_event("ask-cancel-run.json", "done-aaaaaaaaaaaa"), lambda_context)
+    no_job = invoke(run_event("ask-cancel-run.json", "early-bbbbbbbbbbbb"), lambda_context)
+
+    assert finished == (409, {"message": "Run done-aaaaaaaaaaaa has already succeeded; there is nothing to cancel.",
+                              "code": "not_cancellable"})
+    assert no_job == (409, {"message": "Run early-bbbbbbbbbbbb is prepared and has no fine-tuning job yet; "
+                                       "nothing to cancel.", "code": "not_cancellable"})
+    assert len(emulator.requests) == requests_before
+
+
+def test_cancel_while_openai_is_down_is_a_503_and_changes_nothing(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.phase_seconds = 1000
+    job = start_emulator_job(emulator)
+    record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
+    no_retries(monkeypatch)
+    emulator.inject_fault(r"/fine_tuning/jobs/[^/]+/cancel", kind="status", status=503, times=10)
+
+    status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
+
+    assert (status, body["code"]) == (503, "openai_unavailable")
+    assert aws_account.runs()[0]["status"] == "running"
+
+
+def test_cancel_refused_by_openai_is_a_502(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = start_emulator_job(emulator)  # already succeeded at OpenAI, not yet seen by the poller
+    record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
+    no_retries(monkeypatch)
+
+    status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
+
+    assert (status, body) == (502, {"message": f"OpenAI refused cancelling the job: Job {job.id} has already "
+                                               "succeeded and cannot be cancelled.", "code": "openai_refused"})
