@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install test lint validate build deploy invoke-prepare openapi schema bench clean
+.PHONY: help install demo local test lint validate build deploy invoke-prepare openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ install: ## Create .venv with everything to test, lint, validate and build (SAM 
 	ln -sf ../sam/bin/sam $(VENV)/bin/sam
 	ln -sf ../sam/bin/cfn-lint $(VENV)/bin/cfn-lint
 	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
+
+demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer
+	$(PYTHON) -m local demo
+
+local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
+	$(PYTHON) -m local serve
 
 test: lint validate ## Lint, validate the template, then run every test
 	$(PYTHON) -m pytest -n 2

@@ -1,0 +1,60 @@
+"""`python -m local demo` (make demo) and `python -m local serve` (make local)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from local.demo import DemoFailed, run_demo
+from local.stack import LocalStack
+
+
+def _stack(poll_interval: int | None, log_level: str | None = None) -> LocalStack:
+    if os.environ.get("OPENAI_API_KEY"):
+        print("OPENAI_API_KEY is set: using the real OpenAI API. Fine-tuning costs money; see the README.")
+        return LocalStack(poll_interval_seconds=poll_interval or 60, log_level=log_level)
+    return LocalStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
+
+
+def demo(poll_interval: int | None) -> int:
+    started = time.monotonic()
+    print("starting the local stack (moto + in-process handlers)")
+    try:
+        with _stack(poll_interval, log_level="WARNING") as stack:
+            run_demo(stack)
+    except DemoFailed as failure:
+        print(f"demo failed: {failure}", file=sys.stderr)
+        return 1
+    print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def serve(poll_interval: int | None) -> int:
+    stopping = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stopping.set())
+    with _stack(poll_interval) as stack:
+        print(f"s3_endpoint={stack.endpoint_url}")
+        print(f"bucket={stack.bucket}")
+        print(f"api_url={stack.api_url}")
+        print(f"api_key={stack.api_key}", flush=True)
+        stopping.wait()
+        print("stopping", flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser.add_argument("command", choices=["demo", "serve"])
+    parser.add_argument("--poll-interval", type=int, default=None,
+                        help="seconds between job polls (default: 1 with the emulator, 60 with OpenAI)")
+    arguments = parser.parse_args()
+    return {"demo": demo, "serve": serve}[arguments.command](arguments.poll_interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`make demo`: one run through the whole local stack, driven the way a user drives AWS.
+
+Uploads the sample dataset and a config to S3, follows the run through the API, then
+asks the notebook's test question. Raises DemoFailed with the reason if any step fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from local.stack import LocalStack
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+SAMPLE_DATA_KEY = "data/sciq-sample.jsonl"
+DEMO_CONFIG_KEY = "configs/demo.json"
+NOTEBOOK_TEST_QUESTION = (
+    "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
+    "hemisphere and northwest to southeast or the reverse in the southern hemisphere?"
+)
+FINISHED = {"succeeded", "failed", "cancelled", "tracking_failed"}
+
+
+class DemoFailed(Exception):
+    """A step of the demo did not do what it should; the message says which and why."""
+
+
+class _Api:
+    def __init__(self, stack: LocalStack) -> None:
+        self._url = stack.api_url
+        self._session = requests.Session()
+        self._session.headers["x-api-key"] = stack.api_key
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._session.request(method, f"{self._url}{path}", timeout=60, **kwargs)
+        if response.status_code >= 400:
+            raise DemoFailed(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+
+def _prepared(run: dict[str, Any]) -> str:
+    counts, tokens, estimate = run["counts"], run["tokens"], run["estimate"]
+    return (f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
+            f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), {tokens['total_tokens']} tokens, "
+            f"estimated ${estimate['cost_usd']} for {estimate['epochs']} epochs")
+
+
+def _describe(run: dict[str, Any]) -> str:
+    status: str = run["status"]
+    if status in {"preparing", "prepared", "starting"}:
+        return status
+    if status in {"validating_files", "queued"}:
+        return f"job {run.get('job_id')} {status}"
+    if status == "running":
+        metrics = run.get("metrics") or {}
+        last_event = (run.get("events") or [{}])[-1].get("message", "")
+        loss = f", train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
+        return f"running: {last_event}{loss}"
+    if status == "succeeded":
+        return f"succeeded: model {run.get('fine_tuned_model')}, {run.get('trained_tokens')} trained tokens"
+    error = run.get("error") or {}
+    return f"{status}: {error.get('message', '')}"
+
+
+def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_seconds
+    run_id, last_line = None, ""
+    while time.monotonic() < deadline:
+        if run_id is None:
+            runs = [r for r in api.call("GET", "/runs")["runs"] if r.get("config_key") == DEMO_CONFIG_KEY]
+            run_id = runs[0]["run_id"] if runs else None
+        if run_id is not None:
+            run: dict[str, Any] = api.call("GET", f"/runs/{run_id}")
+            if not last_line and run.get("counts") and run.get("tokens"):
+                last_line = _prepared(run)
+                out(f"  {last_line}")
+            line = _describe(run)
+            if line != last_line:
+                out(f"  {line}")
+                last_line = line
+            if run["status"] in FINISHED:
+                return run
+        time.sleep(0.2)
+    raise DemoFailed(f"the run did not finish within {timeout_seconds:.0f} s (last: {last_line or 'no run'})")
+
+
+def run_demo(stack: LocalStack, out: Callable[[str], None] = print, timeout_seconds: float = 300) -> dict[str, Any]:
+    """Returns the answer body from POST /ask; raises DemoFailed on any failed step."""
+    s3 = stack.client("s3")
+    out(f"uploading the sample dataset to s3://{stack.bucket}/{SAMPLE_DATA_KEY}")
+    s3.upload_file(str(SAMPLE_DIR / "sciq-sample.jsonl"), stack.bucket, SAMPLE_DATA_KEY)
+    out(f"dropping the run config into s3://{stack.bucket}/{DEMO_CONFIG_KEY}")
+    s3.upload_file(str(SAMPLE_DIR / "demo-config.json"), stack.bucket, DEMO_CONFIG_KEY)
+
+    api = _Api(stack)
+    run = _wait_for_run(api, out, timeout_seconds)
+    if run["status"] != "succeeded":
+        raise DemoFailed(f"the run ended {run['status']}: {(run.get('error') or {}).get('message')}")
+
+    out(f"asking: {NOTEBOOK_TEST_QUESTION}")
+    answer: dict[str, Any] = api.call("POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION,
+                                                              "run_id": run["run_id"]})
+    source = "the OpenAI emulator (recalls training data)" if stack.emulator else "OpenAI"
+    out(f"answer ({source}): {answer['answer']}")
+    out(f"model: {answer['model']}")
+    out(f"run: {run['run_id']}, {run['counts']['train_examples']} training examples, "
+        f"{run['tokens']['total_tokens']} tokens, estimated ${run['estimate']['cost_usd']}, "
+        f"job {run['job_id']}, usage {answer['usage']}")
+    return answer

@@ -1,0 +1,275 @@
+"""The deployed topology in one process, offline: template.yaml read, moto serving it.
+
+Everything comes from the translated template: the bucket and its notifications, the
+tables, topic and queue, the functions with their handlers and environment, the state
+machine with its substitutions, and the API's routes and key requirement. moto's server
+holds the AWS side (an S3-compatible endpoint the aws CLI can use); every Lambda
+invocation runs our real handler in this process; OpenAI is the emulator unless
+OPENAI_API_KEY is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
+from local.lambda_runtime import in_process_lambdas
+from local.openai_emulator import OpenAIEmulator
+from local.template import create_bucket, create_table, translated_template
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+STACK_NAME = "ragtune"
+PSEUDO_PARAMETERS = {
+    "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
+    "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com",
+}
+# Resource types the local stack creates; anything else in the template is reported as ignored.
+CREATED_TYPES = {
+    "AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SQS::Queue",
+    "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine", "AWS::ApiGateway::RestApi",
+    "AWS::ApiGateway::ApiKey",
+}
+
+
+@dataclass
+class _Resource:
+    """What a CloudFormation Ref / GetAtt of one resource resolves to here."""
+
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class TemplateResolver:
+    """Resolves Ref, Fn::Sub and Fn::GetAtt against parameters and the resources created so far."""
+
+    def __init__(self, parameters: dict[str, str]) -> None:
+        self.parameters = {**PSEUDO_PARAMETERS, **parameters}
+        self.resources: dict[str, _Resource] = {}
+
+    def _lookup(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        logical_id, _, attribute = name.partition(".")
+        resource = self.resources[logical_id]
+        return resource.attributes[attribute] if attribute else resource.ref
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"}:
+            return self._lookup(value["Ref"])
+        if set(value) == {"Fn::GetAtt"}:
+            logical_id, attribute = value["Fn::GetAtt"]
+            return self._lookup(f"{logical_id}.{attribute}")
+        if set(value) == {"Fn::Join"}:
+            delimiter, items = value["Fn::Join"]
+            return delimiter.join(str(self.resolve(item)) for item in items)
+        if set(value) == {"Fn::Sub"}:
+            template, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+            local = {name: str(self.resolve(item)) for name, item in variables.items()}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: local.get(m[1]) or self._lookup(m[1]), template)
+        return {key: self.resolve(item) for key, item in value.items()}
+
+
+def _parameter_defaults() -> dict[str, str]:
+    parameters = translated_template().get("Parameters", {})
+    return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
+
+
+class LocalStack:
+    """Start, use, stop. `endpoint_url`, `bucket`, `api_url` and `api_key` are what users need."""
+
+    def __init__(
+        self, poll_interval_seconds: int = 1, emulator_phase_seconds: float = 1.0, log_level: str | None = None
+    ) -> None:
+        self.real_openai_key = os.environ.get("OPENAI_API_KEY")
+        self._poll_interval = poll_interval_seconds
+        self._log_level = log_level
+        self._emulator = None if self.real_openai_key else OpenAIEmulator(phase_seconds=emulator_phase_seconds)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._lambdas = in_process_lambdas()
+        self.api_key = f"local-{secrets.token_hex(16)}"
+        self.ignored: list[str] = []
+        self.endpoint_url = ""
+        self.bucket = ""
+        self._api: LocalApiGateway | None = None
+        self._resolver = TemplateResolver({})
+        self._function_names: dict[str, str] = {}
+        self._applied_environment: dict[str, str] = {}
+        self._saved_environment: dict[str, str] = {}
+
+    # Lifecycle ------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+        self._saved_environment = dict(os.environ)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        requests.post(f"{self.endpoint_url}/moto-api/config", timeout=10,
+                      json={"stepfunctions": {"execute_state_machine": True}})
+        self._configure_process_environment(port)
+        self._lambdas.__enter__()
+        if self._emulator:
+            self._emulator.start()
+        self._resolver = TemplateResolver(self._parameter_values())
+        self._create_resources()
+        self._api = LocalApiGateway(routes_from_template(), self._invoke_function, {self.api_key}, stage_name())
+        self._api.start()
+        return self
+
+    def stop(self) -> None:
+        if self._api:
+            self._api.stop()
+        if self._emulator:
+            self._emulator.stop()
+        self._lambdas.__exit__(None, None, None)
+        self._moto.stop()
+        os.environ.clear()
+        os.environ.update(self._saved_environment)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        assert self._api is not None, "start() first"
+        return self._api.url
+
+    @property
+    def emulator(self) -> OpenAIEmulator | None:
+        return self._emulator
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+
+    # Setup ----------------------------------------------------------------------------------
+    def _configure_process_environment(self, moto_port: int) -> None:
+        """Handlers here talk to moto's server; Step Functions calls Lambda through MOTO_PORT."""
+        os.environ.update({
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint_url, "MOTO_PORT": str(moto_port),
+            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+        })
+        os.environ.pop("AWS_PROFILE", None)
+
+    def _parameter_values(self) -> dict[str, str]:
+        values = _parameter_defaults()
+        if self._emulator:
+            values["OpenAIBaseUrl"] = self._emulator.base_url
+            values["PollIntervalSeconds"] = str(self._poll_interval)
+        if self._log_level:
+            values["LogLevel"] = self._log_level
+        return values
+
+    def _create_resources(self) -> None:
+        resources = translated_template()["Resources"]
+        order = ["AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SQS::Queue",
+                 "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine", "AWS::ApiGateway::RestApi",
+                 "AWS::ApiGateway::ApiKey"]
+        self.ignored = sorted(f"{lid} ({r['Type']})" for lid, r in resources.items() if r["Type"] not in CREATED_TYPES)
+        self.client("iam").create_role(RoleName="ragtune-local", AssumeRolePolicyDocument="{}")
+        self._secret()
+        for resource_type in order:
+            for logical_id, resource in resources.items():
+                if resource["Type"] == resource_type:
+                    self._create(logical_id, resource_type, resource.get("Properties", {}))
+        for logical_id, resource in resources.items():
+            if resource["Type"] == "AWS::S3::Bucket":
+                self._bucket_notifications(logical_id, resource["Properties"])
+
+    def _secret(self) -> None:
+        name = self._resolver.parameters["OpenAIApiKeySecretName"]
+        key = self.real_openai_key or "sk-emulator-local"
+        self.client("secretsmanager").create_secret(Name=name, SecretString=key)
+
+    def _create(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> None:
+        resolve = self._resolver.resolve
+        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+        name = f"{STACK_NAME}-{logical_id}"
+        if resource_type == "AWS::S3::Bucket":
+            self.bucket = resolve(properties["BucketName"])
+            create_bucket(self.client("s3"), logical_id, self.bucket)
+            self._resolver.resources[logical_id] = _Resource(self.bucket, {"Arn": f"arn:aws:s3:::{self.bucket}"})
+        elif resource_type == "AWS::DynamoDB::Table":
+            create_table(self.client("dynamodb"), logical_id, name)
+            self._resolver.resources[logical_id] = _Resource(name, {"Arn": arn.format("dynamodb", f"table/{name}")})
+        elif resource_type == "AWS::SNS::Topic":
+            topic_arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+            self._resolver.resources[logical_id] = _Resource(topic_arn, {"TopicName": name})
+        elif resource_type == "AWS::SQS::Queue":
+            url = self.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+            self._resolver.resources[logical_id] = _Resource(url, {"Arn": arn.format("sqs", name)})
+        elif resource_type == "AWS::Lambda::Function":
+            self._function(logical_id, name, properties)
+        elif resource_type == "AWS::StepFunctions::StateMachine":
+            state_machine = resolve(properties["StateMachineName"])
+            definition = resolve(properties["DefinitionString"])
+            for key, value in resolve(properties.get("DefinitionSubstitutions", {})).items():
+                definition = definition.replace("${" + key + "}", str(value))
+            created = self.client("stepfunctions").create_state_machine(
+                name=state_machine, definition=definition, roleArn=self._role_arn(), type="STANDARD"
+            )
+            self._resolver.resources[logical_id] = _Resource(created["stateMachineArn"], {"Name": state_machine})
+        else:  # the API and its key are served by LocalApiGateway
+            self._resolver.resources[logical_id] = _Resource(name)
+
+    def _role_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:role/ragtune-local"
+
+    def _function(self, logical_id: str, name: str, properties: dict[str, Any]) -> None:
+        """A moto function whose code is never run: the in-process hook runs its handler instead."""
+        environment = self._resolver.resolve(properties.get("Environment", {}).get("Variables", {}))
+        handler = properties.get("Handler") or properties["ImageConfig"]["Command"][0]
+        created = self.client("lambda").create_function(
+            FunctionName=name, Runtime=properties.get("Runtime", "python3.12"), Role=self._role_arn(),
+            Handler=handler, Code={"ZipFile": b"runs in-process"}, Timeout=int(properties.get("Timeout", 3)),
+            MemorySize=int(properties.get("MemorySize", 128)), Environment={"Variables": environment},
+        )
+        self._apply_environment(logical_id, environment)
+        self._function_names[logical_id] = name
+        self._resolver.resources[logical_id] = _Resource(name, {"Arn": created["FunctionArn"]})
+
+    def _apply_environment(self, logical_id: str, environment: dict[str, str]) -> None:
+        """All handlers share this process: the first function's value of a variable wins; others are noted."""
+        for key, value in environment.items():
+            applied = self._applied_environment.setdefault(key, value)
+            if applied == value:
+                os.environ[key] = value
+            else:
+                self.ignored.append(f"{logical_id} environment {key}={value} (using {applied})")
+
+    def _bucket_notifications(self, logical_id: str, properties: dict[str, Any]) -> None:
+        configurations = self._resolver.resolve(properties.get("NotificationConfiguration", {}))
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={"LambdaFunctionConfigurations": [
+                {"LambdaFunctionArn": item["Function"], "Events": [item["Event"]],
+                 "Filter": {"Key": {"FilterRules": item["Filter"]["S3Key"]["Rules"]}}}
+                for item in configurations.get("LambdaConfigurations", [])
+            ]},
+        )
+
+    def _invoke_function(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """API requests reach functions through moto's Invoke, like every other trigger."""
+        response = self.client("lambda").invoke(
+            FunctionName=self._function_names[logical_id], Payload=json.dumps(event).encode()
+        )
+        payload: dict[str, Any] = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise RuntimeError(f"{logical_id} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+        return payload

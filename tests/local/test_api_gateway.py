@@ -1,0 +1,239 @@
+"""The local API Gateway front: routes from the template, AWS's proxy event shape, AWS's own answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from local.api_gateway import LocalApiGateway, Route, routes_from_template, stage_name
+from local.lambda_runtime import LambdaContext
+from local.template import load_template
+from tests.conftest import Aws, load_event
+
+KEY = "local-test-key-0123456789"
+OK_RESPONSE = {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"ok": true}'}
+
+
+@dataclass
+class RecordingInvoke:
+    """Stands in for the function: records what it was sent, answers `response` (or raises it)."""
+
+    response: Any = field(default_factory=lambda: dict(OK_RESPONSE))
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, function_logical_id: str, event: dict[str, Any]) -> Any:
+        self.calls.append((function_logical_id, event))
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+    @property
+    def event(self) -> dict[str, Any]:
+        assert len(self.calls) == 1
+        return self.calls[0][1]
+
+
+@pytest.fixture
+def function() -> RecordingInvoke:
+    return RecordingInvoke()
+
+
+@pytest.fixture
+def api(function: RecordingInvoke) -> Iterator[str]:
+    with LocalApiGateway(routes_from_template(), function, {KEY}, stage=stage_name()) as gateway:
+        yield gateway.url
+
+
+def get(url: str, **kwargs: Any) -> requests.Response:
+    return requests.get(url, headers={"x-api-key": KEY}, timeout=5, **kwargs)
+
+
+def assert_shaped_like(event: dict[str, Any], event_file: str) -> None:
+    """Same keys as the AWS-shaped event file, at the top, in requestContext and in its identity."""
+    expected = load_event(event_file)
+    assert set(event) == set(expected)
+    assert set(event["requestContext"]) == set(expected["requestContext"])
+    assert set(event["requestContext"]["identity"]) == set(expected["requestContext"]["identity"])
+
+
+# Routes from the template --------------------------------------------------------------------------
+
+def test_routes_are_the_ask_function_api_events_with_a_key_required() -> None:
+    events = load_template()["Resources"]["AskFunction"]["Properties"]["Events"].values()
+    declared = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"}
+    routes = routes_from_template()
+    assert {(route.path, route.method) for route in routes} == declared
+    assert {route.function_logical_id for route in routes} == {"AskFunction"}
+    assert all(route.api_key_required for route in routes)
+    assert stage_name() == "v1"
+
+
+# The proxy event -----------------------------------------------------------------------------------
+
+def test_list_runs_event_is_shaped_as_api_gateway_sends_it(api: str, function: RecordingInvoke) -> None:
+    assert get(f"{api}/runs?limit=2").status_code == 200
+    function_id, event = function.calls[0]
+    assert function_id == "AskFunction"
+    assert_shaped_like(event, "ask-list-runs.json")
+    assert (event["resource"], event["path"], event["httpMethod"]) == ("/runs", "/runs", "GET")
+    assert event["queryStringParameters"] == {"limit": "2"}
+    assert event["multiValueQueryStringParameters"] == {"limit": ["2"]}
+    assert event["pathParameters"] is None
+    assert event["stageVariables"] is None
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+    assert event["headers"]["x-api-key"] == KEY
+    assert event["multiValueHeaders"]["x-api-key"] == [KEY]
+    context = event["requestContext"]
+    assert (context["stage"], context["path"], context["resourcePath"], context["httpMethod"]) == (
+        "v1", "/v1/runs", "/runs", "GET")
+    assert context["protocol"] == "HTTP/1.1"
+    assert context["identity"]["apiKey"] == KEY
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+    assert isinstance(context["requestTimeEpoch"], int)
+    assert context["requestTime"].endswith(" +0000")
+
+
+def test_ask_event_carries_the_json_body_as_text(api: str, function: RecordingInvoke) -> None:
+    body = {"question": "What is measured in joules — in Zürich?"}
+    response = requests.post(f"{api}/ask", json=body, headers={"x-api-key": KEY}, timeout=5)
+    assert response.status_code == 200
+    event = function.event
+    assert_shaped_like(event, "ask-question.json")
+    assert (event["resource"], event["path"], event["httpMethod"]) == ("/ask", "/ask", "POST")
+    assert json.loads(event["body"]) == body
+    assert event["isBase64Encoded"] is False
+    assert event["headers"]["Content-Type"] == "application/json"
+    assert event["queryStringParameters"] is None
+    assert event["multiValueQueryStringParameters"] is None
+
+
+def test_run_event_has_path_parameters_and_repeated_query_values(api: str, function: RecordingInvoke) -> None:
+    response = get(f"{api}/runs/sciq-sample-0123456789ab?a=1&a=2")
+    assert response.status_code == 200
+    event = function.event
+    assert_shaped_like(event, "ask-get-run.json")
+    assert event["resource"] == "/runs/{run_id}"
+    assert event["path"] == "/runs/sciq-sample-0123456789ab"
+    assert event["pathParameters"] == {"run_id": "sciq-sample-0123456789ab"}
+    assert event["requestContext"]["path"] == "/v1/runs/sciq-sample-0123456789ab"
+    assert event["queryStringParameters"] == {"a": "2"}  # the last value, as AWS does
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"]}
+    assert response.headers["x-amzn-RequestId"] == event["requestContext"]["requestId"]
+
+
+def test_a_body_that_is_not_utf8_is_sent_base64_encoded(api: str, function: RecordingInvoke) -> None:
+    raw = b"\xff\xfe\x00binary"
+    requests.post(f"{api}/ask", data=raw, headers={"x-api-key": KEY}, timeout=5)
+    assert function.event["isBase64Encoded"] is True
+    assert base64.b64decode(function.event["body"]) == raw
+
+
+def test_a_literal_segment_wins_over_a_parameter() -> None:
+    routes = [Route("/runs/{run_id}", "GET", "ById", False), Route("/runs/latest", "GET", "Latest", False)]
+    function = RecordingInvoke()
+    with LocalApiGateway(routes, function, set()) as gateway:
+        requests.get(f"{gateway.url}/runs/latest", timeout=5)
+        requests.get(f"{gateway.url}/runs/other", timeout=5)
+    assert [(name, event["pathParameters"]) for name, event in function.calls] == [
+        ("Latest", None), ("ById", {"run_id": "other"})]
+    assert function.calls[0][1]["requestContext"]["identity"]["apiKey"] is None
+
+
+# The function's answer -----------------------------------------------------------------------------
+
+def test_status_headers_and_body_pass_through_unchanged(api: str, function: RecordingInvoke) -> None:
+    function.response = {
+        "statusCode": 418,
+        "headers": {"Content-Type": "text/plain; charset=utf-8", "X-Single": "one"},
+        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+        "body": "I'm a teapot ☕",
+        "isBase64Encoded": False,
+    }
+    response = get(f"{api}/runs")
+    assert response.status_code == 418
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["X-Single"] == "one"
+    assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert response.content == "I'm a teapot ☕".encode()
+    assert response.headers["x-amzn-RequestId"] == function.event["requestContext"]["requestId"]
+
+
+def test_a_base64_body_is_decoded(api: str, function: RecordingInvoke) -> None:
+    payload = bytes(range(256))
+    function.response = {"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"},
+                         "body": base64.b64encode(payload).decode(), "isBase64Encoded": True}
+    response = get(f"{api}/runs")
+    assert response.status_code == 200
+    assert response.content == payload
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("boom"), {"errorMessage": "boom", "errorType": "KeyError"},
+                                     None, {"statusCode": "200"}])
+def test_a_function_error_is_a_502(api: str, function: RecordingInvoke, failure: Any) -> None:
+    function.response = failure
+    response = get(f"{api}/runs")
+    assert response.status_code == 502
+    assert response.json() == {"message": "Internal server error"}
+    assert len(function.calls) == 1
+
+
+# What API Gateway answers itself ------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}])
+def test_no_valid_api_key_is_forbidden_and_the_function_not_invoked(
+    api: str, function: RecordingInvoke, headers: dict[str, str]
+) -> None:
+    response = requests.get(f"{api}/runs", headers=headers, timeout=5)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Forbidden"}
+    assert "x-amzn-RequestId" in response.headers
+    assert function.calls == []
+
+
+def test_the_key_header_name_is_case_insensitive(api: str, function: RecordingInvoke) -> None:
+    assert requests.get(f"{api}/runs", headers={"X-API-Key": KEY}, timeout=5).status_code == 200
+    assert function.event["requestContext"]["identity"]["apiKey"] == KEY
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", "/runs/a/b/c"), ("DELETE", "/runs"),
+                                              ("GET", "/ask"), ("POST", "/runs/x")])
+def test_an_unknown_route_or_method_is_missing_authentication_token(
+    api: str, function: RecordingInvoke, method: str, path: str
+) -> None:
+    response = requests.request(method, f"{api}{path}", headers={"x-api-key": KEY}, timeout=5)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+    assert function.calls == []
+
+
+@pytest.mark.parametrize("path", ["/runs", "/v2/runs", "/"])
+def test_a_request_outside_the_stage_is_forbidden(api: str, function: RecordingInvoke, path: str) -> None:
+    root = api.removesuffix("/v1")
+    response = requests.get(f"{root}{path}", headers={"x-api-key": KEY}, timeout=5)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Forbidden"}
+    assert function.calls == []
+
+
+# The real handler ----------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_the_real_ask_handler_lists_no_runs(aws_account: Aws) -> None:
+    from functions.ask.app import lambda_handler
+
+    def invoke(function_logical_id: str, event: dict[str, Any]) -> Any:
+        assert function_logical_id == "AskFunction"
+        return lambda_handler(event, LambdaContext())
+
+    with LocalApiGateway(routes_from_template(), invoke, {KEY}, stage=stage_name()) as gateway:
+        response = get(f"{gateway.url}/runs")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"runs": [], "next_cursor": None}

@@ -1,0 +1,166 @@
+"""The local stack as users run it: `python -m local demo` and `python -m local serve` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "local" / "sample"
+
+
+def _environment() -> dict[str, str]:
+    """A user's shell: no AWS settings of the test session, no OpenAI key (so: the emulator)."""
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))}
+    environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return environment
+
+
+def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "local", "demo"], cwd=ROOT, env=_environment(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(line.strip().startswith("prepared: 32 rows read, 31 kept") for line in lines)
+    assert any("succeeded: model ft:gpt-4o-mini-2024-07-18:emulator:sciq-demo:" in line for line in lines)
+    [answer] = [line for line in lines if line.startswith("answer (the OpenAI emulator")]
+    assert answer.split("): ", 1)[1].startswith("Coriolis effect Explanation: Without Coriolis Effect")
+    assert elapsed < 60
+
+
+@dataclass
+class Served:
+    s3_endpoint: str
+    bucket: str
+    api_url: str
+    api_key: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.s3_endpoint, region_name="us-east-1",
+                            aws_access_key_id="any", aws_secret_access_key="any")
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"x-api-key": self.api_key, **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.api_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def run_for(self, config_key: str, timeout: float = 60) -> dict[str, Any]:
+        """Polls GET /runs like a user would, until the run for `config_key` has finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.api("GET", "/runs").json()["runs"] if r["config_key"] == config_key]
+            if runs and runs[0]["status"] in {"succeeded", "failed", "cancelled", "tracking_failed"}:
+                detail: dict[str, Any] = self.api("GET", f"/runs/{runs[0]['run_id']}").json()
+                return detail
+            time.sleep(0.2)
+        raise AssertionError(f"no finished run for {config_key}")
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Served, subprocess.Popen[str]]]:
+    process = subprocess.Popen([sys.executable, "-m", "local", "serve"], cwd=ROOT, env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed: dict[str, str] = {}
+    assert process.stdout is not None
+    while len(printed) < 4:
+        line = process.stdout.readline()
+        assert line, "serve mode exited before printing its endpoints"
+        key, _, value = line.strip().partition("=")
+        if key in {"s3_endpoint", "bucket", "api_url", "api_key"}:
+            printed[key] = value
+    yield Served(**printed), process
+    if process.poll() is None:
+        process.kill()
+
+
+def test_serve_mode_runs_a_config_dropped_with_boto3_and_answers_over_http(
+    served: tuple[Served, subprocess.Popen[str]],
+) -> None:
+    stack, _ = served
+    s3 = stack.client("s3")
+    s3.upload_file(str(SAMPLE / "sciq-sample.jsonl"), stack.bucket, "data/sciq-sample.jsonl")
+    s3.upload_file(str(SAMPLE / "demo-config.json"), stack.bucket, "configs/served run.json")
+
+    run = stack.run_for("configs/served run.json")
+    answer = stack.api("POST", "/ask", json={"question": "What is the outermost layer of the Earth called?"})
+
+    assert run["status"] == "succeeded", run
+    assert answer.status_code == 200
+    assert answer.json()["answer"].startswith("crust Explanation: The crust is Earth's thin")
+    assert answer.json()["run_id"] == run["run_id"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="datasets/")["Contents"]]
+    assert keys == [f"datasets/{run['run_id']}/train.jsonl"]
+
+
+def test_a_broken_config_dropped_in_serve_mode_is_a_failed_run_in_get_runs(
+    served: tuple[Served, subprocess.Popen[str]],
+) -> None:
+    stack, _ = served
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="configs/broken.json",
+                                  Body=json.dumps({"dataset": {"source": "nowhere.csv"}, "epochs": 3}))
+
+    run = stack.run_for("configs/broken.json")
+
+    assert run["status"] == "failed"
+    assert run["error"]["code"] == "invalid_config"
+    assert "epochs: unknown key" in run["error"]["message"]
+
+
+def test_the_three_invocation_paths_reach_the_real_handlers(
+    served: tuple[Served, subprocess.Popen[str]],
+) -> None:
+    stack, _ = served
+    # Direct Invoke: moto would need Docker; the payload is what our poll handler returns
+    invoked = stack.client("lambda").invoke(
+        FunctionName="ragtune-PollJobFunction",
+        Payload=json.dumps({"action": "record_tracking_failure", "run_id": "no-such-run", "cause": "test"}),
+    )
+    payload = invoked["Payload"].read()
+    assert json.loads(payload) == {"run_id": "no-such-run", "status": "tracking_failed"}
+
+    # S3 notification: a config dropped becomes a run (checked above); Step Functions Task: the
+    # tracking execution's poll task outputs are our handler's PollState
+    s3 = stack.client("s3")
+    s3.upload_file(str(SAMPLE / "sciq-sample.jsonl"), stack.bucket, "data/sciq-sample.jsonl")
+    s3.upload_file(str(SAMPLE / "demo-config.json"), stack.bucket, "configs/paths.json")
+    run = stack.run_for("configs/paths.json")
+    sfn = stack.client("stepfunctions")
+    [machine] = sfn.list_state_machines()["stateMachines"]
+    executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    [execution] = [e for e in executions if e["name"] == f"{run['run_id']}-g0"]
+    history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    outputs = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"]) for e in history
+               if e["type"] == "LambdaFunctionSucceeded"]
+    assert outputs and outputs[-1]["status"] == "succeeded" and outputs[-1]["run_id"] == run["run_id"]
+
+
+def test_the_api_key_is_enforced_and_unknown_routes_answer_as_api_gateway(
+    served: tuple[Served, subprocess.Popen[str]],
+) -> None:
+    stack, _ = served
+    assert stack.api("GET", "/runs", headers={"x-api-key": ""}).status_code == 403
+    no_key = requests.get(f"{stack.api_url}/runs", timeout=10)
+    assert (no_key.status_code, no_key.json()) == (403, {"message": "Forbidden"})
+    unknown = stack.api("DELETE", "/runs")
+    assert (unknown.status_code, unknown.json()) == (403, {"message": "Missing Authentication Token"})
+
+
+def test_sigterm_stops_serve_mode_cleanly(served: tuple[Served, subprocess.Popen[str]]) -> None:
+    _, process = served
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
