@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo local test lint validate build deploy invoke-prepare openapi schema bench clean
+.PHONY: help install demo local test lint validate build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,15 @@ deploy: build ## Build, then deploy with sam deploy --guided
 
 invoke-prepare: ## sam local invoke PrepareFunction with the S3 event file (needs Docker and deployed resources)
 	$(SAM) local invoke PrepareFunction -e infra/events/prepare-config-created.json --env-vars infra/env.json
+
+invoke-start-job: ## sam local invoke StartJobFunction with a training-file S3 event (needs Docker)
+	$(SAM) local invoke StartJobFunction -e infra/events/start-job-training-file-created.json --env-vars infra/env.json
+
+invoke-poll-job: ## sam local invoke PollJobFunction with a state machine task input (needs Docker)
+	$(SAM) local invoke PollJobFunction -e infra/events/poll-job.json --env-vars infra/env.json
+
+invoke-ask: ## sam local invoke AskFunction with a POST /ask API Gateway event (needs Docker)
+	$(SAM) local invoke AskFunction -e infra/events/ask-question.json --env-vars infra/env.json
 
 openapi: ## Regenerate docs/openapi.json from the ask API's routes and models
 	$(PYTHON) -m functions.ask.app
