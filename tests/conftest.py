@@ -44,7 +44,7 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402  (after the fake credentials are in place)
 
-from local.lambda_runtime import in_process_lambdas  # noqa: E402
+from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
 from local.template import (  # noqa: E402
     create_bucket,
@@ -151,23 +151,9 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
         yield running
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "ragtune-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ragtune-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = "/aws/lambda/ragtune-test"
-    log_stream_name: str = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LambdaContext:
+    return LambdaContext(function_name="ragtune-test", memory_limit_in_mb=2048, timeout_seconds=300)
 
 
 def load_event(name: str) -> dict[str, Any]:

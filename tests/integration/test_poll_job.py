@@ -14,6 +14,7 @@ from openai import OpenAI
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from shared.openai_gateway import OpenAITransientError
 from shared.runs import RunsRepository
 from tests.conftest import Aws, load_event
 from tests.integration.test_start_job import executions, prepare_run, training_event
@@ -165,3 +166,24 @@ def test_tracking_failure_is_recorded_without_a_stack_trace(
     assert failed["status"] == "tracking_failed"
     assert failed["error"] == {"code": "tracking_failed", "message": "Tracking the job failed: "
                                "OpenAIRefusedError: OpenAI refused retrieving the job: No such job"}
+
+
+@pytest.mark.parametrize("path", [r"/fine_tuning/jobs/[^/]+", r"/fine_tuning/jobs/[^/]+/events",
+                                  r"/fine_tuning/jobs/[^/]+/checkpoints"], ids=["job", "events", "checkpoints"])
+@pytest.mark.parametrize("times", [2, 3])
+def test_poll_faults_are_retried_then_left_to_the_state_machines_retry(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, path: str, times: int,
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    emulator.phase_seconds = 0
+    emulator.inject_fault(path, kind="status", method="GET", status=429, times=times)
+
+    if times == 2:  # within the SDK's retries: the poll records the outcome
+        assert poll_handler(poll_event(run), lambda_context)["status"] == "succeeded"
+        assert aws_account.runs()[0]["status"] == "succeeded"
+    else:  # retries spent: the error's name is what the state machine's Retry matches; the run is untouched
+        with pytest.raises(OpenAITransientError):
+            poll_handler(poll_event(run), lambda_context)
+        assert aws_account.runs()[0]["status"] == "validating_files"
+        assert poll_handler(poll_event(run), lambda_context)["status"] == "succeeded"  # the Retry's next attempt
