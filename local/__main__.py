@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
-from local.demo import DemoFailed, run_demo
+from local.demo import DEMO_CONFIG, SAMPLE_DATA, DemoFailed, run_demo
 from local.stack import LocalStack
 
 
@@ -20,12 +21,12 @@ def _stack(poll_interval: int | None, log_level: str | None = None) -> LocalStac
     return LocalStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
 
 
-def demo(poll_interval: int | None) -> int:
+def demo(arguments: argparse.Namespace) -> int:
     started = time.monotonic()
     print("starting the local stack (moto + in-process handlers)")
     try:
-        with _stack(poll_interval, log_level="WARNING") as stack:
-            run_demo(stack)
+        with _stack(arguments.poll_interval, log_level="WARNING") as stack:
+            run_demo(stack, data=arguments.data, config=arguments.config)
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1
@@ -33,11 +34,11 @@ def demo(poll_interval: int | None) -> int:
     return 0
 
 
-def serve(poll_interval: int | None) -> int:
+def serve(arguments: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stopping.set())
-    with _stack(poll_interval) as stack:
+    with _stack(arguments.poll_interval) as stack:
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
@@ -52,8 +53,12 @@ def main() -> int:
     parser.add_argument("command", choices=["demo", "serve"])
     parser.add_argument("--poll-interval", type=int, default=None,
                         help="seconds between job polls (default: 1 with the emulator, 60 with OpenAI)")
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA,
+                        help="demo: dataset uploaded to s3://<bucket>/data/<its name> (default: the SciQ sample)")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG,
+                        help="demo: run config; its dataset.source should point at the uploaded data")
     arguments = parser.parse_args()
-    return {"demo": demo, "serve": serve}[arguments.command](arguments.poll_interval)
+    return {"demo": demo, "serve": serve}[arguments.command](arguments)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import requests
 from local.stack import LocalStack
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
-SAMPLE_DATA_KEY = "data/sciq-sample.jsonl"
+SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"
+DEMO_CONFIG = SAMPLE_DIR / "demo-config.json"
 DEMO_CONFIG_KEY = "configs/demo.json"
 NOTEBOOK_TEST_QUESTION = (
     "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
@@ -88,13 +89,22 @@ def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float)
     raise DemoFailed(f"the run did not finish within {timeout_seconds:.0f} s (last: {last_line or 'no run'})")
 
 
-def run_demo(stack: LocalStack, out: Callable[[str], None] = print, timeout_seconds: float = 300) -> dict[str, Any]:
-    """Returns the answer body from POST /ask; raises DemoFailed on any failed step."""
+def run_demo(
+    stack: LocalStack,
+    data: Path = SAMPLE_DATA,
+    config: Path = DEMO_CONFIG,
+    out: Callable[[str], None] = print,
+    timeout_seconds: float = 300,
+) -> dict[str, Any]:
+    """Returns the answer body from POST /ask; raises DemoFailed on any failed step.
+
+    `data` lands at s3://<bucket>/data/<its name>, where the config's dataset.source should point.
+    """
     s3 = stack.client("s3")
-    out(f"uploading the sample dataset to s3://{stack.bucket}/{SAMPLE_DATA_KEY}")
-    s3.upload_file(str(SAMPLE_DIR / "sciq-sample.jsonl"), stack.bucket, SAMPLE_DATA_KEY)
+    out(f"uploading the dataset to s3://{stack.bucket}/data/{data.name}")
+    s3.upload_file(str(data), stack.bucket, f"data/{data.name}")
     out(f"dropping the run config into s3://{stack.bucket}/{DEMO_CONFIG_KEY}")
-    s3.upload_file(str(SAMPLE_DIR / "demo-config.json"), stack.bucket, DEMO_CONFIG_KEY)
+    s3.upload_file(str(config), stack.bucket, DEMO_CONFIG_KEY)
 
     api = _Api(stack)
     run = _wait_for_run(api, out, timeout_seconds)

@@ -44,6 +44,17 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     assert elapsed < 60
 
 
+def test_demo_exits_non_zero_with_the_reason_when_the_run_fails(tmp_path: Path) -> None:
+    config = tmp_path / "typo.json"
+    config.write_text(json.dumps({"dataset": {"source": "s3://ragtune-data-123456789012-us-east-1/data/x.jsonl"},
+                                  "validaton_fraction": 0.1}), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "local", "demo", "--config", str(config)], cwd=ROOT,
+                            env=_environment(), capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 1
+    assert "demo failed: the run ended failed: config is invalid: validaton_fraction: unknown key" in result.stderr
+
+
 @dataclass
 class Served:
     s3_endpoint: str
