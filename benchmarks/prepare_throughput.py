@@ -21,7 +21,9 @@ os.environ.update({
     "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
     "HF_HOME": str(SCRATCH / "hf"), "TIKTOKEN_CACHE_DIR": str(SCRATCH / "tiktoken"),
     "SCRATCH_DIR": str(SCRATCH / "work"), "DATA_BUCKET": "ragtune-bench", "RUNS_TABLE": "runs",
-    "IDEMPOTENCY_TABLE": "idempotency",
+    "IDEMPOTENCY_TABLE": "idempotency", "OPENAI_API_KEY_SECRET": "unused",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:unused",
+    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:unused",
 })
 
 import boto3  # noqa: E402
