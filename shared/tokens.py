@@ -38,5 +38,7 @@ def encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING_NAME)
 
 
+@lru_cache(maxsize=4096)
 def count_tokens(text: str) -> int:
+    """Cached: roles and the system prompt repeat on every example."""
     return len(encoding().encode_ordinary(text))

