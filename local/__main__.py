@@ -26,7 +26,9 @@ def demo(arguments: argparse.Namespace) -> int:
     print("starting the local stack (moto + in-process handlers)")
     try:
         with _stack(arguments.poll_interval, log_level="WARNING") as stack:
-            run_demo(stack, data=arguments.data, config=arguments.config)
+            # A real fine-tuning job takes minutes to hours; the emulator's takes seconds.
+            timeout = 300 if stack.emulator else 4 * 3600
+            run_demo(stack, data=arguments.data, config=arguments.config, timeout_seconds=timeout)
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1

@@ -169,9 +169,9 @@ class LocalStack:
 
     def _parameter_values(self) -> dict[str, str]:
         values = _parameter_defaults()
+        values["PollIntervalSeconds"] = str(self._poll_interval)
         if self._emulator:
             values["OpenAIBaseUrl"] = self._emulator.base_url
-            values["PollIntervalSeconds"] = str(self._poll_interval)
         if self._log_level:
             values["LogLevel"] = self._log_level
         return values
