@@ -24,6 +24,7 @@ from moto.server import ThreadedMotoServer
 
 from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
 from local.lambda_runtime import in_process_lambdas
+from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
 from local.template import create_bucket, create_table, translated_template
 
@@ -114,6 +115,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self._saved_environment = dict(os.environ)
+        make_dynamodb_writes_atomic()
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

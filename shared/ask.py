@@ -27,8 +27,6 @@ from shared.openai_gateway import gateway
 from shared.runs import TERMINAL, RunsRepository
 from shared.settings import settings
 
-_JOB_FIELDS = ("job_id", "fine_tuned_model", "trained_tokens", "estimated_finish", "error")
-
 
 class InvalidQuestionError(UserInputError):
     code = "invalid_question"
@@ -122,10 +120,7 @@ def cancel_run(run_id: str) -> CancelResponse:
     if not run.get("job_id"):
         raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.")
     snapshot = gateway().cancel_job(run["job_id"])
-    fields = {name: getattr(snapshot, name) for name in _JOB_FIELDS if getattr(snapshot, name) is not None}
-    if snapshot.terminal:
-        fields["finished_at"] = int(time.time())  # as the poller records it: it cannot write a finished run
-    recorded = _runs().record_job(run_id, snapshot.status, fields, observed_at=time.time_ns())
+    recorded = _runs().record_job(run_id, snapshot.status, snapshot.run_fields(), observed_at=time.time_ns())
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     logger.info("Job cancel requested", extra={"run_id": run_id, "job_id": snapshot.job_id,
                                                "job_status": snapshot.status, "recorded": recorded})

@@ -19,6 +19,7 @@ from typing import IO, Any, Protocol, cast
 
 import openai
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from openai import OpenAI
 
 from shared.aws import AWS_CLIENT_CONFIG
@@ -27,6 +28,8 @@ from shared.settings import settings
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
+USABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
 CREATE_JOB_ATTEMPTS = 3
 
 
@@ -42,6 +45,10 @@ class OpenAIRefusedError(Exception):
         self.message = message
         self.status_code = status_code
         self.code = code
+
+
+class OpenAIKeyUnavailableError(Exception):
+    """The API key's secret cannot be read: a deployment problem, reported as such."""
 
 
 @contextmanager
@@ -87,6 +94,20 @@ class JobSnapshot:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_JOB_STATUSES
+
+    def run_fields(self) -> dict[str, Any]:
+        """What a run records of its job; unknown values are left out rather than stored as null."""
+        fields: dict[str, Any] = {
+            "job_id": self.job_id,
+            "fine_tuned_model": self.fine_tuned_model,
+            "trained_tokens": self.trained_tokens,
+            "estimated_finish": self.estimated_finish,
+        }
+        if self.error:
+            fields["error"] = {"code": self.error.get("code") or "job_failed", "message": self.error.get("message", "")}
+        if self.terminal:
+            fields["finished_at"] = int(time.time())
+        return {key: value for key, value in fields.items() if value is not None}
 
     @classmethod
     def of(cls, job: Any) -> JobSnapshot:
@@ -155,11 +176,16 @@ class OpenAIGateway:
 
     # Jobs --------------------------------------------------------------------------------
     def find_job_for_run(self, run_id: str) -> JobSnapshot | None:
-        """The SDK retries POSTs, so a job may exist that we never heard back about."""
+        """The run's newest usable job: a POST we never heard back about may have created one.
+
+        Failed or cancelled jobs of an earlier attempt of the run are ignored.
+        """
         with _classified_errors("listing jobs"):
-            page = self._client.fine_tuning.jobs.list(metadata={RUN_ID_METADATA_KEY: run_id}, limit=10)
-            jobs = [job for job in page.data if (job.metadata or {}).get(RUN_ID_METADATA_KEY) == run_id]
-        return JobSnapshot.of(min(jobs, key=lambda job: job.created_at)) if jobs else None
+            page = self._client.fine_tuning.jobs.list(metadata={RUN_ID_METADATA_KEY: run_id}, limit=20)
+            jobs = [JobSnapshot.of(job) for job in page.data
+                    if (job.metadata or {}).get(RUN_ID_METADATA_KEY) == run_id]
+        usable = [job for job in jobs if job.status in USABLE_JOB_STATUSES]
+        return max(usable, key=lambda job: job.created_at) if usable else None
 
     def create_job(self, request: JobRequest) -> JobSnapshot:
         """Create without SDK retries: after a failed POST the job may exist, so look before retrying."""
@@ -239,7 +265,12 @@ def _secrets() -> SecretsProvider:
 
 def api_key_from_secret(secret_name: str) -> str:
     """The key, from Secrets Manager (cached for 5 minutes); never logged."""
-    value = _secrets().get(secret_name, max_age=SECRET_MAX_AGE_SECONDS)
+    try:
+        value = _secrets().get(secret_name, max_age=SECRET_MAX_AGE_SECONDS)
+    except GetParameterError as error:
+        raise OpenAIKeyUnavailableError(
+            f"The OpenAI API key cannot be read from Secrets Manager secret {secret_name!r}: {error}"
+        ) from error
     return str(value).strip()
 
 

@@ -70,11 +70,10 @@ def poll_once(state: PollState) -> PollState:
     openai, runs = gateway(), RunsRepository(settings().runs_table)
     run = runs.get(state.run_id) or {}
     job = openai.retrieve_job(state.job_id)
+    observed_at = time.time_ns()
     fresh_events = openai.events_since(state.job_id, run.get("last_event_id"))
-    fields: dict[str, Any] = {
-        "fine_tuned_model": job.fine_tuned_model,
-        "trained_tokens": job.trained_tokens,
-        "estimated_finish": job.estimated_finish,
+    fields = {
+        **job.run_fields(),
         "events": _merge_events(run, fresh_events),
         "event_count": run.get("event_count", 0) + len(fresh_events),
     }
@@ -83,13 +82,8 @@ def poll_once(state: PollState) -> PollState:
     latest = openai.latest_metrics(state.job_id)
     if latest:
         fields["metrics"] = latest
-    if job.error:
-        fields["error"] = {"code": job.error.get("code") or "job_failed", "message": job.error.get("message", "")}
-    if job.terminal:
-        fields["finished_at"] = int(time.time())
-    fields = {key: value for key, value in fields.items() if value is not None}
 
-    changed = runs.record_job(state.run_id, job.status, fields, observed_at=time.time_ns())
+    changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
     if job.terminal and runs.claim_notification(state.run_id):
         _notify(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
                                            "error": fields.get("error")})

@@ -177,6 +177,8 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         upload(files.validation, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)
         record["files"]["validation"] = _file_record(files.validation, key, files.validation_gate)
         record["gate"]["validation"] = files.validation_gate.as_record()
-    RunsRepository(settings().runs_table).record_prepared(run_id, record)
+    if not RunsRepository(settings().runs_table).record_prepared(run_id, record):
+        logger.info("Run was prepared by another delivery meanwhile; not uploading the training file again")
+        return record
     upload(files.train, ObjectRef(bucket, record["files"]["train"]["key"]), metadata, JSONL_CONTENT_TYPE)
     return record

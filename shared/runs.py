@@ -98,8 +98,8 @@ class RunsRepository:
             raise
         return True
 
-    def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> None:
-        self._set_status(run_id, PREPARED, outcome, allowed_from=(PREPARING,))
+    def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> bool:
+        return self._set_status(run_id, PREPARED, outcome, allowed_from=(PREPARING,))
 
     def record_failure(self, run_id: str, code: str, message: str, **details: Any) -> bool:
         """Any run that has not finished may fail; a finished one keeps its outcome."""
@@ -107,9 +107,21 @@ class RunsRepository:
             run_id, FAILED, {"error": {"code": code, "message": message}, **details}, allowed_from=None
         )
 
+    def claim_start(self, run_id: str, owner: str) -> bool:
+        """Take the run from `prepared` to `starting` for `owner` (a training file version).
+
+        The same owner may take it again (a retry after a crash); another owner, e.g. the
+        event of a second upload of the same data, may not, so two jobs cannot race.
+        """
+        return self._set_status(
+            run_id, STARTING, {"start_owner": owner}, allowed_from=(PREPARED, STARTING),
+            extra_condition=("#status = :prepared OR start_owner = :owner",
+                             {":prepared": PREPARED, ":owner": owner}),
+        )
+
     def record_start(self, run_id: str, fields: dict[str, Any]) -> bool:
-        """Mark the run as being started at OpenAI (file ids are added as they are known)."""
-        return self._set_status(run_id, STARTING, fields, allowed_from=(PREPARED, STARTING))
+        """Add what is known while starting (file ids, job id) to a `starting` run."""
+        return self._set_status(run_id, STARTING, fields, allowed_from=(STARTING,))
 
     def record_job(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
         """Apply what OpenAI said about the run's job at `observed_at` (ns).
@@ -225,6 +237,6 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
     except (binascii.Error, ValueError) as error:
         raise InvalidCursorError("cursor is not one this API returned") from error
     if (not isinstance(key, dict) or set(key) != {"run_id", "entity", "created_at"}
-            or not all(isinstance(value, str) for value in key.values())):
+            or not all(isinstance(value, str) and value for value in key.values()) or key["entity"] != ENTITY):
         raise InvalidCursorError("cursor is not one this API returned")
     return key

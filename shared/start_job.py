@@ -23,16 +23,16 @@ from shared.openai_gateway import (
     JobRequest,
     JobSnapshot,
     OpenAIGateway,
+    OpenAIKeyUnavailableError,
     OpenAIRefusedError,
     OpenAITransientError,
     gateway,
 )
-from shared.runs import PREPARED, STARTING, RunsRepository
+from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.storage import ObjectRef, S3UploadSource
 
 TRAINING_KEY = re.compile(r"^datasets/(?P<run_id>[a-z0-9-]+)/train\.jsonl$")
-_REUSABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
 
 
 def execution_name(run_id: str, generation: int) -> str:
@@ -77,7 +77,8 @@ def start_training(ref: ObjectRef) -> dict[str, Any]:
         return {"key": ref.key, "status": "ignored"}
     run_id = match["run_id"]
     logger.append_keys(run_id=run_id)
-    return once(f"start:{run_id}:{ref.version_id}", lambda: _start(run_id))
+    owner = ref.version_id or "unversioned"
+    return once(f"start:{run_id}:{owner}", lambda: _start(run_id, owner))
 
 
 def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
@@ -88,7 +89,7 @@ def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
 def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: dict[str, Any]) -> JobSnapshot:
     run_id = run["run_id"]
     existing = openai.find_job_for_run(run_id)
-    if existing and existing.status in _REUSABLE_JOB_STATUSES:
+    if existing:
         logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
         return existing
     training_file_id = run.get("training_file_id") or _upload(openai, run_id, run["files"]["train"]["key"], "train")
@@ -109,16 +110,19 @@ def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: dict[s
     ))
 
 
-def _start(run_id: str) -> dict[str, Any]:
+def _start(run_id: str, owner: str) -> dict[str, Any]:
     runs = RunsRepository(settings().runs_table)
     run = runs.get(run_id)
-    if run is None or run["status"] not in (PREPARED, STARTING):
-        status = run["status"] if run else "unknown"
-        logger.info("Run is not waiting to start; nothing to do", extra={"status": status})
+    if run is None or not runs.claim_start(run_id, owner):
+        status = (runs.get(run_id) or {}).get("status", "unknown")
+        logger.info("Run is not waiting to start, or another event is starting it", extra={"status": status})
         return {"run_id": run_id, "status": status, "replayed": True}
-    runs.record_start(run_id, {})
     try:
         job = _find_or_create_job(gateway(), runs, run)
+    except OpenAIKeyUnavailableError as error:
+        logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
+        runs.record_failure(run_id, "openai_key_unavailable", f"{error}. Fix it, then upload the config again.")
+        return {"run_id": run_id, "status": "failed", "error": str(error)}
     except OpenAIRefusedError as error:
         logger.warning("OpenAI refused the run", extra={"status_code": error.status_code, "code": error.code})
         runs.record_failure(run_id, "openai_refused", error.message)
@@ -135,7 +139,7 @@ def _start(run_id: str) -> dict[str, Any]:
     # then the execution, whose first poll may already write a newer status than ours.
     runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, 0)})
     start_tracking(run_id, job.job_id, generation=0)
-    runs.record_job(run_id, job.status, {}, observed_at=observed_at)
+    runs.record_job(run_id, job.status, job.run_fields(), observed_at=observed_at)
     metrics.add_metric(name="JobsStarted", unit="Count", value=1)
     logger.info("Fine-tuning job started", extra={"job_id": job.job_id, "job_status": job.status})
     return {"run_id": run_id, "status": job.status, "job_id": job.job_id}

@@ -56,7 +56,11 @@ def read_object(ref: ObjectRef, max_bytes: int) -> tuple[bytes, str | None]:
             Bucket=ref.bucket, Key=ref.key, Range=f"bytes=0-{max_bytes}", **_version_args(ref)
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] in _MISSING:
+        code = error.response["Error"]["Code"]
+        if code == "InvalidRange":  # S3's answer to a range on an empty object
+            return b"", client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref)).get(
+                "VersionId")
+        if code in _MISSING:
             raise ObjectMissingError(f"{ref.uri} cannot be read: {error}") from error
         raise
     body: bytes = response["Body"].read()

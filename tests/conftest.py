@@ -45,6 +45,7 @@ os.environ.update(
 from moto import mock_aws  # noqa: E402  (after the fake credentials are in place)
 
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
+from local.moto_fidelity import make_dynamodb_writes_atomic  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
 from local.template import (  # noqa: E402
     create_bucket,
@@ -56,6 +57,7 @@ from shared import aws, openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "infra" / "events"
+make_dynamodb_writes_atomic()
 # A stand-in key: it must never appear in a log line (tests assert that).
 TEST_OPENAI_KEY = "sk-ragtune-test-key"
 

@@ -37,7 +37,7 @@ from shared.api_models import (
 )
 from shared.errors import UserInputError
 from shared.observability import logger, metrics, tracer
-from shared.openai_gateway import OpenAIRefusedError, OpenAITransientError
+from shared.openai_gateway import OpenAIKeyUnavailableError, OpenAIRefusedError, OpenAITransientError
 from shared.runs import InvalidCursorError
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -127,6 +127,13 @@ def openai_unavailable(error: OpenAITransientError) -> Response[dict[str, str]]:
     logger.warning("OpenAI unavailable", extra={"error": str(error)})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_unavailable",
                   "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.")
+
+
+@app.exception_handler(OpenAIKeyUnavailableError)
+def openai_key_unavailable(error: OpenAIKeyUnavailableError) -> Response[dict[str, str]]:
+    logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_key_unavailable",
+                  "This deployment cannot read its OpenAI API key; its operator has been told in the logs.")
 
 
 @app.exception_handler(OpenAIRefusedError)

@@ -6,11 +6,13 @@ emulator jobs trained on a small SciQ-shaped file, so answers are the emulator's
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
 from typing import Any
 
+import boto3
 import pytest
 from openai import OpenAI
 
@@ -105,6 +107,7 @@ def record_run(run_id: str, status: str, system: str | None = NOTEBOOK_SYSTEM, *
     runs.record_prepared(run_id, PREPARED_OUTCOME)
     if status == "prepared":
         return
+    assert runs.claim_start(run_id, owner="test")
     assert runs.record_start(run_id, {"training_file_id": "file-abc"})
     assert runs.record_job(run_id, status, job, observed_at=time.time_ns())
 
@@ -452,3 +455,23 @@ def test_cancel_refused_by_openai_is_a_502(
 
     assert (status, body) == (502, {"message": f"OpenAI refused cancelling the job: Job {job.id} has already "
                                                "succeeded and cannot be cancelled.", "code": "openai_refused"})
+
+
+def test_an_unreadable_api_key_secret_is_a_503_that_blames_the_deployment(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    boto3.client("secretsmanager").delete_secret(SecretId="ragtune/openai-api-key", ForceDeleteWithoutRecovery=True)
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    assert (status, body["code"]) == (503, "openai_key_unavailable")
+    assert chat_requests(emulator) == []
+
+
+def test_a_forged_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None:
+    forged = base64.urlsafe_b64encode(json.dumps({"run_id": "x", "entity": "job", "created_at": "y"}).encode())
+
+    status, body = invoke(list_event(cursor=forged.decode()), lambda_context)
+
+    assert (status, body["code"]) == (400, "invalid_cursor")

@@ -29,6 +29,7 @@ def invoke_and_get_failed_run(aws_account: Aws, context: Any) -> dict[str, Any]:
     ("body", "code", "expected"),
     [
         (b"{not json", "invalid_config", "config is not valid JSON: Expecting property name"),
+        (b"", "invalid_config", "config is not valid JSON: Expecting value at line 1 column 1"),
         (b"[1, 2]", "invalid_config", "config must be a JSON object"),
         (b"{}", "invalid_config", "dataset: Field required"),
         (json.dumps({"dataset": {"source": "x.jsonl"}, "epochs": 3}).encode(), "invalid_config",
@@ -47,7 +48,7 @@ def invoke_and_get_failed_run(aws_account: Aws, context: Any) -> dict[str, Any]:
         (json.dumps({"dataset": {"source": "x.jsonl"}, "template": {"user": "{question!r}"}}).encode(),
          "invalid_config", "template.user: placeholder {question!r} is not a plain column name"),
     ],
-    ids=["not-json", "not-object", "no-dataset", "unknown-key", "unknown-nested-key", "fraction",
+    ids=["not-json", "empty", "not-object", "no-dataset", "unknown-key", "unknown-nested-key", "fraction",
          "max-examples", "epochs", "suffix", "placeholder"],
 )
 def test_broken_config(aws_account: Aws, lambda_context: Any, body: bytes, code: str, expected: str) -> None:

@@ -10,10 +10,12 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from openai import OpenAI
 
 from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from shared.runs import RunsRepository
 from shared.settings import settings
 from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row, write_jsonl
 
@@ -200,3 +202,58 @@ def test_the_api_key_never_reaches_the_logs(
     logs = log_stream.getvalue()
     assert "OpenAI refused the run" in logs
     assert TEST_OPENAI_KEY not in logs
+
+
+def test_a_second_upload_of_the_same_data_does_not_start_a_second_job(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    first, second = training_event(run["run_id"]), training_event(run["run_id"])
+    first["Records"][0]["s3"]["object"]["versionId"] = "version-a"
+    second["Records"][0]["s3"]["object"]["versionId"] = "version-b"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda event: start_handler(event, lambda_context)["runs"][0], [first, second]))
+
+    assert sorted(bool(o.get("replayed")) for o in outcomes) == [False, True], outcomes
+    assert len(emulator.jobs) == 1 and len(emulator.files) == 1 and len(executions()) == 1
+
+
+def test_retrying_a_run_whose_job_failed_starts_a_fresh_job(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OpenAIEmulator(phase_seconds=0, min_training_examples=1000) as strict:
+        monkeypatch.setenv("OPENAI_BASE_URL", strict.base_url)
+        run = prepare_run(aws_account, lambda_context, tmp_path)
+        start_handler(training_event(run["run_id"]), lambda_context)
+        [failed_job] = strict.jobs.values()
+        sdk = OpenAI(base_url=strict.base_url, api_key="test")
+        assert sdk.fine_tuning.jobs.retrieve(failed_job.id).status == "failed"  # as the poll would see it
+        RunsRepository(aws_account.runs_table).record_failure(run["run_id"], "invalid_training_file", "too few")
+        strict.fine_tuning.min_examples = 10
+
+        # The user uploads the config again: same run id, a new attempt
+        aws_account.put_config(CONFIG_KEY, json.loads(aws_account.s3.get_object(
+            Bucket=aws_account.bucket, Key=CONFIG_KEY)["Body"].read()))
+        prepare_handler(load_event("prepare-config-created.json"), lambda_context)
+        event = training_event(run["run_id"])
+        event["Records"][0]["s3"]["object"]["versionId"] = "second-upload"
+        start_handler(event, lambda_context)
+
+        [retried] = aws_account.runs()
+        assert len(strict.jobs) == 2
+        assert retried["job_id"] != failed_job.id and retried["status"] == "validating_files"
+
+
+def test_an_unreadable_api_key_secret_fails_the_run_with_what_to_fix(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    boto3.client("secretsmanager").delete_secret(SecretId="ragtune/openai-api-key", ForceDeleteWithoutRecovery=True)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["status"] == "failed" and failed["error"]["code"] == "openai_key_unavailable"
+    assert "secret 'ragtune/openai-api-key'" in failed["error"]["message"]
+    assert not emulator.requests
