@@ -12,14 +12,15 @@ import pytest
 
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from shared.settings import settings
 from tests.conftest import Aws
 from tests.integration.test_start_job import prepare_run, training_event
 
 
-def finished_execution(run_id: str, timeout: float = 60) -> dict[str, Any]:
+def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
     sfn = boto3.client("stepfunctions")
     arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    execution_arn = f"{arn.replace(':stateMachine:', ':execution:')}:{run_id}-g0"
+    execution_arn = f"{arn.replace(':stateMachine:', ':execution:')}:{run_id}-g{generation}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         execution: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
@@ -103,3 +104,25 @@ def test_a_poll_that_cannot_succeed_is_recorded_on_the_run_before_failing(
     assert failed["status"] == "tracking_failed"
     assert failed["error"]["message"].startswith("Tracking the job failed: OpenAIRefusedError: OpenAI refused")
     assert "stackTrace" not in failed["error"]["message"]
+
+
+def test_reaching_the_poll_bound_continues_in_a_fresh_execution_that_finishes_the_job(
+    aws_account_executing: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_POLLS_PER_EXECUTION", "2")
+    settings.cache_clear()
+    run = prepare_run(aws_account_executing, lambda_context, tmp_path)
+    emulator.phase_seconds = 1000
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+    first = finished_execution(run["run_id"])
+    emulator.phase_seconds = 0
+    second = finished_execution(run["run_id"], generation=1)
+
+    assert first["status"] == "SUCCEEDED"
+    assert history_states(first["executionArn"])[-1] == "ContinuedInNewExecution"
+    assert history_states(first["executionArn"]).count("PollJob") == 2
+    assert second["status"] == "SUCCEEDED" and history_states(second["executionArn"])[-1] == "JobSucceeded"
+    assert json.loads(second["input"])["generation"] == 1
+    assert aws_account_executing.runs()[0]["status"] == "succeeded"
