@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 
 import openai
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -30,7 +30,8 @@ RUN_ID_METADATA_KEY = "ragtune_run_id"
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
 USABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
-CREATE_JOB_ATTEMPTS = 3
+CREATE_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class OpenAITransientError(Exception):
@@ -148,15 +149,37 @@ class OpenAIGateway:
         self._retry_backoff_seconds = retry_backoff_seconds
 
     # Files -------------------------------------------------------------------------------
+    def _create_or_find(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """POSTs without an idempotency key, SDK retries off: after a failed attempt the object may
+        exist anyway (the answer was lost, not the request), so look for it before trying again."""
+        for attempt in range(1, CREATE_ATTEMPTS):
+            try:
+                return create()
+            except OpenAITransientError:
+                time.sleep(self._retry_backoff_seconds * 2 ** (attempt - 1))
+                found = find()
+                if found is not None:
+                    return found
+        return create()
+
     def upload_training_file(self, source: UploadSource, multipart_threshold: int) -> str:
         """files.create up to the threshold, the Uploads API (parts, one in memory at a time) above."""
-        if source.size <= multipart_threshold:
-            with _classified_errors("the file upload"), source.open_stream() as stream:
-                created = self._client.files.create(
-                    file=(source.name, stream, "application/jsonl"), purpose="fine-tune"
-                )
-            return str(created.id)
-        return self._upload_in_parts(source)
+        if source.size > multipart_threshold:
+            return self._upload_in_parts(source)
+        return self._create_or_find(lambda: self._create_file_once(source), lambda: self._find_file(source))
+
+    def _create_file_once(self, source: UploadSource) -> str:
+        with _classified_errors("the file upload"), source.open_stream() as stream:
+            created = self._client.with_options(max_retries=0).files.create(
+                file=(source.name, stream, "application/jsonl"), purpose="fine-tune"
+            )
+        return str(created.id)
+
+    def _find_file(self, source: UploadSource) -> str | None:
+        """The newest fine-tune file with this name (it carries the content's hash) and size."""
+        with _classified_errors("listing files"):
+            page = self._client.files.list(purpose="fine-tune", order="desc", limit=100)
+        return next((f.id for f in page.data if f.filename == source.name and f.bytes == source.size), None)
 
     def _upload_in_parts(self, source: UploadSource) -> str:
         digest = hashlib.md5(usedforsecurity=False)
@@ -188,16 +211,8 @@ class OpenAIGateway:
         return max(usable, key=lambda job: job.created_at) if usable else None
 
     def create_job(self, request: JobRequest) -> JobSnapshot:
-        """Create without SDK retries: after a failed POST the job may exist, so look before retrying."""
-        for attempt in range(1, CREATE_JOB_ATTEMPTS):
-            try:
-                return self._create_job_once(request)
-            except OpenAITransientError:
-                time.sleep(self._retry_backoff_seconds * 2 ** (attempt - 1))
-                existing = self.find_job_for_run(request.run_id)
-                if existing:
-                    return existing
-        return self._create_job_once(request)
+        return self._create_or_find(lambda: self._create_job_once(request),
+                                    lambda: self.find_job_for_run(request.run_id))
 
     def _create_job_once(self, request: JobRequest) -> JobSnapshot:
         hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}

@@ -82,6 +82,7 @@ def start_training(ref: ObjectRef) -> dict[str, Any]:
 
 
 def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
+    """Named after the run and the content's ETag, so a lost answer can be found again by name."""
     source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
     return gateway.upload_training_file(source, settings().upload_multipart_threshold_bytes)
 

@@ -148,9 +148,11 @@ class S3UploadSource:
     name: str
 
     @classmethod
-    def of(cls, ref: ObjectRef, name: str) -> S3UploadSource:
+    def of(cls, ref: ObjectRef, stem: str) -> S3UploadSource:
+        """Named `<stem>-<ETag prefix>.jsonl`: other content, other name."""
         head = client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))
-        return cls(ref, int(head["ContentLength"]), name)
+        etag = str(head["ETag"]).strip('"')[:12]
+        return cls(ref, int(head["ContentLength"]), f"{stem}-{etag}.jsonl")
 
     def open_stream(self) -> IO[bytes]:
         return io.BufferedReader(_S3ObjectStream(self.ref, self.size), buffer_size=256 * 1024)

@@ -1,8 +1,9 @@
 """An OpenAI API emulator: a real loopback HTTP server the official ``openai`` SDK can talk to.
 
-It serves files, uploads, fine_tuning.jobs (+ events, checkpoints, cancel/pause/resume) and
-chat.completions with the request and response shapes of OpenAI's OpenAPI spec, so pipeline code
-can be exercised end to end offline. It is an emulator: its "models" never generate anything.
+It serves files (create, list, retrieve, content, delete), uploads, fine_tuning.jobs (+ events,
+checkpoints, cancel/pause/resume) and chat.completions with the request and response shapes of
+OpenAI's OpenAPI spec, so pipeline code can be exercised end to end offline. It is an emulator:
+its "models" never generate anything.
 
 Behaviour worth knowing:
 

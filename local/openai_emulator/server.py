@@ -55,6 +55,7 @@ def _job(c: Call) -> str:
 _JOB = "/fine_tuning/jobs/{fine_tuning_job_id}"
 ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/files", lambda e, c: e.store.create_file(c.body)),
+    ("GET", "/files", lambda e, c: e.store.list_files(c.query)),
     ("GET", "/files/{file_id}", lambda e, c: e.store.get_file(c.params["file_id"]).obj),
     ("GET", "/files/{file_id}/content", lambda e, c: e.store.get_file(c.params["file_id"]).content),
     ("DELETE", "/files/{file_id}", lambda e, c: e.store.delete_file(c.params["file_id"])),

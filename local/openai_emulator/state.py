@@ -77,6 +77,26 @@ class Store:
             raise invalid(f"Invalid value for 'purpose': '{purpose}'.", "purpose", "invalid_value")
         return self.add_file(upload.filename, str(purpose), upload.data)
 
+    def list_files(self, query: dict[str, str]) -> dict[str, Any]:
+        """GET /files: newest first by default, filtered by purpose, paged with `after` and `limit`."""
+        try:
+            limit = int(query.get("limit", "10000"))
+        except ValueError:
+            raise invalid("Invalid value for 'limit'.", "limit", "invalid_value") from None
+        if not 1 <= limit <= 10000:
+            raise invalid("'limit' must be between 1 and 10000.", "limit", "invalid_value")
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise invalid(f"Invalid value for 'order': '{order}'.", "order", "invalid_value")
+        files = [f.obj for f in self.files.values() if query.get("purpose") in (None, f.obj["purpose"])]
+        files = files if order == "asc" else files[::-1]
+        if "after" in query:
+            ids = [f["id"] for f in files]
+            files = files[ids.index(query["after"]) + 1:] if query["after"] in ids else []
+        page = files[:limit]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else "",
+                "last_id": page[-1]["id"] if page else "", "has_more": len(files) > limit}
+
     def get_file(self, file_id: str) -> StoredFile:
         if file_id not in self.files:
             raise not_found(f"No such File object: {file_id}", "id")

@@ -59,6 +59,7 @@ def _exercise_every_endpoint(emu: OpenAIEmulator, clock: FakeClock) -> None:
     jobs = client.fine_tuning.jobs
     training = upload_training(client)
     client.files.retrieve(training)
+    client.files.list(purpose="fine-tune", order="desc", limit=5)
     client.files.content(training)
     client.files.delete(upload_training(client))
     data = training_jsonl()
@@ -129,6 +130,6 @@ def test_every_response_matches_the_spec(spec: dict[str, Any], clock: FakeClock)
         declared = spec["components"]["schemas"][ref.rsplit("/", 1)[1]].get("properties", {})
         assert set(record.response) <= set(declared), f"undeclared fields in {record.method} {record.route}"
         checked.add((record.method, record.route))
-    assert len(checked) == 15  # every JSON-answering endpoint the emulator serves
+    assert len(checked) == 16  # every JSON-answering endpoint the emulator serves
     statuses = {r.status for r in emu.requests}
     assert {400, 401, 403, 404, 429} <= statuses

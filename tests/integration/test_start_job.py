@@ -257,3 +257,22 @@ def test_an_unreadable_api_key_secret_fails_the_run_with_what_to_fix(
     assert failed["status"] == "failed" and failed["error"]["code"] == "openai_key_unavailable"
     assert "secret 'ragtune/openai-api-key'" in failed["error"]["message"]
     assert not emulator.requests
+
+
+def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0.5")
+    settings.cache_clear()
+    # OpenAI stores the file after 0.8 s; the client gave up at 0.5 s and looks again at 1.0 s
+    emulator.inject_fault("/files", kind="slow", method="POST", delay=0.8, times=1)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [file_id] = emulator.files
+    assert len(routes(emulator, "/files")) == 1
+    assert aws_account.runs()[0]["training_file_id"] == file_id
+    assert emulator.files[file_id].obj["filename"].startswith(f"{run['run_id']}-train-")
