@@ -475,3 +475,21 @@ def test_a_forged_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None
     status, body = invoke(list_event(cursor=forged.decode()), lambda_context)
 
     assert (status, body["code"]) == (400, "invalid_cursor")
+
+
+@pytest.mark.parametrize(("kind", "status"), [("status", 429), ("status", 500), ("drop", 0), ("slow", 0)])
+def test_every_openai_fault_on_ask_is_a_503_after_bounded_retries(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch,
+    kind: str, status: int,
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    monkeypatch.setenv("OPENAI_MAX_RETRIES", "1")
+    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.3")
+    settings.cache_clear()
+    emulator.inject_fault("/chat/completions", kind=kind, status=status or 500, delay=1.0, retry_after=0.01,
+                          times=10)
+
+    code, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    assert (code, body["code"]) == (503, "openai_unavailable")
+    assert len(chat_requests(emulator)) == 2  # one retry, then the caller hears about it

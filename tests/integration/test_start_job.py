@@ -276,3 +276,28 @@ def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
     assert len(routes(emulator, "/files")) == 1
     assert aws_account.runs()[0]["training_file_id"] == file_id
     assert emulator.files[file_id].obj["filename"].startswith(f"{run['run_id']}-train-")
+
+
+@pytest.mark.parametrize("path", ["/uploads", r"/uploads/[^/]+/parts", r"/uploads/[^/]+/complete"],
+                         ids=["create", "part", "complete"])
+@pytest.mark.parametrize("times", [2, 3])
+def test_uploads_api_faults_are_retried_then_recorded(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, path: str, times: int,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
+    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
+    settings.cache_clear()
+    emulator.inject_fault(path, kind="status", method="POST", status=500, times=times)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    if times == 2:  # parts are bytes, safe for the SDK to send again
+        assert recorded["status"] == "validating_files"
+        [job] = emulator.jobs.values()
+        assert emulator.files[job.training_file].content == aws_account.read(run["files"]["train"]["key"])
+    else:
+        assert (recorded["status"], recorded["error"]["code"]) == ("failed", "openai_unavailable")
+        assert not emulator.jobs and not executions()
