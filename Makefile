@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo local test lint validate build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask openapi schema bench clean
+.PHONY: help install demo local test lint validate build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ invoke-poll-job: ## sam local invoke PollJobFunction with a state machine task i
 
 invoke-ask: ## sam local invoke AskFunction with a POST /ask API Gateway event (needs Docker)
 	$(SAM) local invoke AskFunction -e infra/events/ask-question.json --env-vars infra/env.json
+
+invoke-failed-events: ## sam local invoke FailedEventsFunction with a dead-lettered S3 event (needs Docker)
+	$(SAM) local invoke FailedEventsFunction -e infra/events/failed-event.json --env-vars infra/env.json
 
 openapi: ## Regenerate docs/openapi.json from the ask API's routes and models
 	$(PYTHON) -m functions.ask.app

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import jsonlines
@@ -25,6 +24,7 @@ from shared.errors import UserInputError
 from shared.examples import ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
+from shared.run_ids import derive_run_id
 from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.storage import (
@@ -38,14 +38,6 @@ from shared.storage import (
 
 JSONL_CONTENT_TYPE = "application/jsonl"
 TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
-
-
-def derive_run_id(config_key: str, config_bytes: bytes) -> str:
-    """Readable and stable: the config's file name plus a hash of its key and content."""
-    stem = PurePosixPath(config_key).stem.lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40].strip("-") or "run"
-    digest = hashlib.sha256(config_key.encode() + b"\0" + config_bytes).hexdigest()[:12]
-    return f"{slug}-{digest}"
 
 
 def dataset_key(run_id: str, file_name: str) -> str:

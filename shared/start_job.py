@@ -9,7 +9,6 @@ tracking execution has a name derived from the run id (Step Functions dedupes it
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -28,11 +27,10 @@ from shared.openai_gateway import (
     OpenAITransientError,
     gateway,
 )
+from shared.run_ids import run_id_of_training_key
 from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.storage import ObjectRef, S3UploadSource
-
-TRAINING_KEY = re.compile(r"^datasets/(?P<run_id>[a-z0-9-]+)/train\.jsonl$")
 
 
 def execution_name(run_id: str, generation: int) -> str:
@@ -71,11 +69,10 @@ def start_tracking(run_id: str, job_id: str, generation: int) -> None:
 
 def start_training(ref: ObjectRef) -> dict[str, Any]:
     """Entry point for one S3 record of a training file."""
-    match = TRAINING_KEY.match(ref.key)
-    if not match:
+    run_id = run_id_of_training_key(ref.key)
+    if run_id is None:
         logger.warning("Ignoring object that is not a run's training file", extra={"key": ref.key})
         return {"key": ref.key, "status": "ignored"}
-    run_id = match["run_id"]
     logger.append_keys(run_id=run_id)
     owner = ref.version_id or "unversioned"
     return once(f"start:{run_id}:{owner}", lambda: _start(run_id, owner))

