@@ -11,12 +11,12 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo local test lint validate build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install demo local test lint validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-install: ## Create .venv with everything to test, lint, validate and build (SAM CLI, cfn-lint included)
+install: ## Create .venv with everything to test, lint, validate, audit and build (SAM CLI, cfn-lint, checkov included)
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
@@ -24,6 +24,9 @@ install: ## Create .venv with everything to test, lint, validate and build (SAM 
 	$(VENV)/sam/bin/pip install --quiet -r requirements-sam.txt
 	ln -sf ../sam/bin/sam $(VENV)/bin/sam
 	ln -sf ../sam/bin/cfn-lint $(VENV)/bin/cfn-lint
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)/audit
+	$(VENV)/audit/bin/pip install --quiet -r requirements-audit.txt
+	ln -sf ../audit/bin/checkov $(VENV)/bin/checkov
 	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
 
 demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer
@@ -32,7 +35,7 @@ demo: ## The whole pipeline on this machine: local stack, sample data, a run, th
 local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
 	$(PYTHON) -m local serve
 
-test: lint validate ## Lint, validate the template, then run every test
+test: lint validate audit ## Lint, validate and audit the template and code, then run every test
 	$(PYTHON) -m pytest -n 2
 
 lint: ## ruff and mypy
@@ -41,6 +44,12 @@ lint: ## ruff and mypy
 
 validate: ## sam validate --lint (cfn-lint included)
 	$(SAM) validate --lint
+
+# Every finding is fixed or skipped with a written reason: checkov skips live in the template's
+# Metadata (checkov: skip: id + comment), bandit's as `# nosec BXXX reason` on the line.
+audit: ## checkov on template.yaml, bandit (medium and high) on functions/ shared/ local/
+	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+	$(VENV)/bin/bandit --recursive functions shared local --severity-level medium --quiet
 
 build: ## sam build (the prepare image needs a Docker engine)
 	$(SAM) build

@@ -63,9 +63,12 @@ def main(rows: int) -> None:
         create_bucket(boto3.client("s3"), "DataBucket", "ragtune-bench")
         create_table(boto3.client("dynamodb"), "RunsTable", "runs")
         create_table(boto3.client("dynamodb"), "IdempotencyTable", "idempotency")
+        # The function reads only the Hub or its data bucket's data/: the rows go there first, as a user's would.
+        boto3.client("s3").upload_file(str(data), "ragtune-bench", "data/rows.jsonl")
         boto3.client("s3").put_object(
             Bucket="ragtune-bench", Key="configs/bench.json",
-            Body=json.dumps({"dataset": {"source": str(data)}, "validation_fraction": 0.1}).encode(),
+            Body=json.dumps({"dataset": {"source": "s3://ragtune-bench/data/rows.jsonl"},
+                             "validation_fraction": 0.1}).encode(),
         )
         from functions.prepare.app import lambda_handler
 

@@ -15,8 +15,10 @@ from local.stack import LocalStack
 
 
 def _stack(poll_interval: int | None, log_level: str | None = None) -> LocalStack:
+    """The emulator unless OPENAI_API_KEY or OPENAI_BASE_URL is set; then that endpoint, polled every 60 s."""
     if os.environ.get("OPENAI_API_KEY"):
-        print("OPENAI_API_KEY is set: using the real OpenAI API. Fine-tuning costs money; see the README.")
+        print("OPENAI_API_KEY is set: fine-tuning through a real endpoint costs money; see the README.")
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return LocalStack(poll_interval_seconds=poll_interval or 60, log_level=log_level)
     return LocalStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
 
@@ -26,6 +28,7 @@ def demo(arguments: argparse.Namespace) -> int:
     print("starting the local stack (moto + in-process handlers)")
     try:
         with _stack(arguments.poll_interval, log_level="WARNING") as stack:
+            print(stack.openai_endpoint)
             # A real fine-tuning job takes minutes to hours; the emulator's takes seconds.
             timeout = 300 if stack.emulator else 4 * 3600
             run_demo(stack, data=arguments.data, config=arguments.config, timeout_seconds=timeout)
@@ -41,10 +44,12 @@ def serve(arguments: argparse.Namespace) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stopping.set())
     with _stack(arguments.poll_interval) as stack:
+        print(stack.openai_endpoint)
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
-        print(f"api_key={stack.api_key}", flush=True)
+        print(f"api_key={stack.api_key}")
+        print(f"openai_base_url={stack.openai_base_url}", flush=True)
         stopping.wait()
         print("stopping", flush=True)
     return 0
@@ -54,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("command", choices=["demo", "serve"])
     parser.add_argument("--poll-interval", type=int, default=None,
-                        help="seconds between job polls (default: 1 with the emulator, 60 with OpenAI)")
+                        help="seconds between job polls (default: 1 with the emulator, 60 with another endpoint)")
     parser.add_argument("--data", type=Path, default=SAMPLE_DATA,
                         help="demo: dataset uploaded to s3://<bucket>/data/<its name> (default: the SciQ sample)")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG,

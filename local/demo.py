@@ -46,8 +46,22 @@ class _Api:
 def _prepared(run: dict[str, Any]) -> str:
     counts, tokens, estimate = run["counts"], run["tokens"], run["estimate"]
     return (f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
-            f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), {tokens['total_tokens']} tokens, "
-            f"estimated ${estimate['cost_usd']} for {estimate['epochs']} epochs")
+            f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), "
+            f"{tokens['billing_tokens']:,} billed tokens per epoch; estimated {estimate['epochs']} epochs "
+            f"= {estimate['trained_tokens']:,} trained tokens, ${estimate['cost_usd']}")
+
+
+def _trained(run: dict[str, Any]) -> str:
+    """Trained tokens are what the job bills (billed tokens per epoch times epochs), compared with the estimate."""
+    trained, estimate = run.get("trained_tokens"), run.get("estimate") or {}
+    per_epoch = (run.get("tokens") or {}).get("billing_tokens")
+    if trained is None or not estimate or not per_epoch:
+        return f"{trained} trained tokens"
+    if trained == estimate["trained_tokens"]:
+        return f"{trained:,} trained tokens ({estimate['epochs']} epochs × {per_epoch:,}), as estimated"
+    epochs = f"{trained // per_epoch} epochs × {per_epoch:,}" if trained % per_epoch == 0 else "its own token count"
+    return (f"{trained:,} trained tokens ({epochs}; estimated {estimate['trained_tokens']:,} = "
+            f"{estimate['epochs']} epochs × {per_epoch:,}: the endpoint picks epochs and counts tokens itself)")
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -62,7 +76,7 @@ def _describe(run: dict[str, Any]) -> str:
         loss = f", train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
         return f"running: {last_event}{loss}"
     if status == "succeeded":
-        return f"succeeded: model {run.get('fine_tuned_model')}, {run.get('trained_tokens')} trained tokens"
+        return f"succeeded: model {run.get('fine_tuned_model')}, {_trained(run)}"
     error = run.get("error") or {}
     return f"{status}: {error.get('message', '')}"
 
@@ -114,7 +128,7 @@ def run_demo(
     out(f"asking: {NOTEBOOK_TEST_QUESTION}")
     answer: dict[str, Any] = api.call("POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION,
                                                               "run_id": run["run_id"]})
-    source = "the OpenAI emulator (recalls training data)" if stack.emulator else "OpenAI"
+    source = "the OpenAI emulator (recalls training data)" if stack.emulator else stack.openai_base_url
     out(f"answer ({source}): {answer['answer']}")
     out(f"model: {answer['model']}")
     out(f"run: {run['run_id']}, {run['counts']['train_examples']} training examples, "

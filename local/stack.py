@@ -4,8 +4,8 @@ Everything comes from the translated template: the bucket and its notifications,
 tables, topic and queue, the functions with their handlers and environment, the state
 machine with its substitutions, and the API's routes and key requirement. moto's server
 holds the AWS side (an S3-compatible endpoint the aws CLI can use); every Lambda
-invocation runs our real handler in this process; OpenAI is the emulator unless
-OPENAI_API_KEY is set.
+invocation runs our real handler in this process; OpenAI is the in-process emulator
+unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `LocalStack.openai_endpoint`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ from local.template import create_bucket, create_table, translated_template
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 STACK_NAME = "ragtune"
+LAMBDA_TMP = "/tmp"  # nosec B108  # only matched, to move it: each stack gets a private folder instead
 PSEUDO_PARAMETERS = {
     "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
     "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com",
@@ -95,10 +98,12 @@ class LocalStack:
     def __init__(
         self, poll_interval_seconds: int = 1, emulator_phase_seconds: float = 1.0, log_level: str | None = None
     ) -> None:
-        self.real_openai_key = os.environ.get("OPENAI_API_KEY")
+        self.real_openai_key = os.environ.get("OPENAI_API_KEY") or None
+        self.user_base_url = os.environ.get("OPENAI_BASE_URL") or None
         self._poll_interval = poll_interval_seconds
         self._log_level = log_level
-        self._emulator = None if self.real_openai_key else OpenAIEmulator(phase_seconds=emulator_phase_seconds)
+        use_emulator = not (self.real_openai_key or self.user_base_url)
+        self._emulator = OpenAIEmulator(phase_seconds=emulator_phase_seconds) if use_emulator else None
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._lambdas = in_process_lambdas()
         self.api_key = f"local-{secrets.token_hex(16)}"
@@ -110,11 +115,13 @@ class LocalStack:
         self._function_names: dict[str, str] = {}
         self._applied_environment: dict[str, str] = {}
         self._saved_environment: dict[str, str] = {}
+        self._sandbox_tmp = ""
 
     # Lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self._saved_environment = dict(os.environ)
+        self._sandbox_tmp = tempfile.mkdtemp(prefix="ragtune-local-")
         make_dynamodb_writes_atomic()
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -140,6 +147,7 @@ class LocalStack:
         self._moto.stop()
         os.environ.clear()
         os.environ.update(self._saved_environment)
+        shutil.rmtree(self._sandbox_tmp, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -155,6 +163,22 @@ class LocalStack:
     @property
     def emulator(self) -> OpenAIEmulator | None:
         return self._emulator
+
+    @property
+    def openai_base_url(self) -> str:
+        """The endpoint every handler calls: the emulator's, else OPENAI_BASE_URL, else the template's default."""
+        if self._emulator:
+            return self._emulator.base_url
+        return self.user_base_url or _parameter_defaults()["OpenAIBaseUrl"]
+
+    @property
+    def openai_endpoint(self) -> str:
+        """One line saying which OpenAI endpoint the stack uses, and why."""
+        if self._emulator:
+            return f"OpenAI: the in-process emulator at {self.openai_base_url} (no OPENAI_API_KEY or OPENAI_BASE_URL)"
+        source = "OPENAI_BASE_URL" if self.user_base_url else "the template's OpenAIBaseUrl default"
+        key = "OPENAI_API_KEY" if self.real_openai_key else "no key (OPENAI_API_KEY unset)"
+        return f"OpenAI: {self.openai_base_url} (from {source}), with {key}"
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
@@ -172,8 +196,7 @@ class LocalStack:
     def _parameter_values(self) -> dict[str, str]:
         values = _parameter_defaults()
         values["PollIntervalSeconds"] = str(self._poll_interval)
-        if self._emulator:
-            values["OpenAIBaseUrl"] = self._emulator.base_url
+        values["OpenAIBaseUrl"] = self.openai_base_url  # the user's OPENAI_BASE_URL wins over the default
         if self._log_level:
             values["LogLevel"] = self._log_level
         return values
@@ -196,7 +219,7 @@ class LocalStack:
 
     def _secret(self) -> None:
         name = self._resolver.parameters["OpenAIApiKeySecretName"]
-        key = self.real_openai_key or "sk-emulator-local"
+        key = self.real_openai_key or "sk-local-no-key"
         self.client("secretsmanager").create_secret(Name=name, SecretString=key)
 
     def _create(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> None:
@@ -236,6 +259,9 @@ class LocalStack:
     def _function(self, logical_id: str, name: str, properties: dict[str, Any]) -> None:
         """A moto function whose code is never run: the in-process hook runs its handler instead."""
         environment = self._resolver.resolve(properties.get("Environment", {}).get("Variables", {}))
+        # Each Lambda sandbox has its own /tmp; two local stacks on one machine must not share scratch files.
+        environment = {key: self._sandbox_tmp + value[len(LAMBDA_TMP):] if value.startswith(LAMBDA_TMP + "/") else value
+                       for key, value in environment.items()}
         handler = properties.get("Handler") or properties["ImageConfig"]["Command"][0]
         created = self.client("lambda").create_function(
             FunctionName=name, Runtime=properties.get("Runtime", "python3.12"), Role=self._role_arn(),

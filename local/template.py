@@ -42,7 +42,7 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 @lru_cache(maxsize=1)
 def load_template() -> dict[str, Any]:
     with TEMPLATE_PATH.open(encoding="utf-8") as handle:
-        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506
+        document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
     return document
 
 

@@ -7,7 +7,7 @@ a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,12 @@ RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id
 class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong, for a person to read.")
     code: str = Field(description="Stable machine-readable reason, e.g. run_not_found.")
+
+
+class RunConflictBody(ErrorBody):
+    """Why the run's state does not allow what was asked, with its status as recorded now."""
+
+    status: str = Field(description="The run's status now, e.g. succeeded, or prepared when it has no job yet.")
 
 
 class AskRequest(BaseModel):
@@ -41,7 +47,11 @@ class Usage(BaseModel):
 
 
 class AskResponse(BaseModel):
-    answer: str
+    answer: str | None = Field(description="The model's answer; null when the model refused to answer.")
+    refusal: str | None = Field(
+        description="The model's refusal message when it declined to answer (OpenAI's `message.refusal`); "
+        "then `answer` is null. Null when the model answered.",
+    )
     model: str = Field(description="The fine-tuned model that answered.")
     run_id: str = Field(description="The run that trained it.")
     usage: Usage
@@ -50,6 +60,7 @@ class AskResponse(BaseModel):
 class RunError(BaseModel):
     code: str
     message: str
+    openai_code: str | None = Field(default=None, description="OpenAI's own error code, when OpenAI gave one.")
 
 
 class RunSummary(BaseModel):
@@ -90,6 +101,36 @@ class Estimate(BaseModel):
     price_per_million_tokens: float
 
 
+class DataFile(BaseModel):
+    """A JSONL file prepared for OpenAI, as uploaded to the data bucket."""
+
+    key: str = Field(description="S3 key in the data bucket, e.g. datasets/<run_id>/train.jsonl.")
+    bytes: int
+    examples: int
+
+
+class RunFiles(BaseModel):
+    train: DataFile
+    validation: DataFile | None = Field(default=None, description="Only when validation_fraction > 0.")
+
+
+class GateReport(BaseModel):
+    """The data gate's findings on one file (tokens counted with o200k_base)."""
+
+    examples: int
+    total_tokens: int
+    billing_tokens: int = Field(description="Tokens billed per epoch: each example's, capped at the per-example limit.")
+    max_example_tokens: int
+    examples_over_token_limit: int
+    duplicate_examples: int
+    format_errors: dict[str, int] = Field(default_factory=dict, description="Count per kind of format error.")
+
+
+class RunGate(BaseModel):
+    train: GateReport
+    validation: GateReport | None = None
+
+
 class JobEvent(BaseModel):
     id: str
     created_at: datetime
@@ -105,9 +146,19 @@ class RunDetail(BaseModel):
     status_changed_at: datetime | None = None
     finished_at: datetime | None = None
     config_key: str | None = None
+    config_version: str | None = Field(default=None, description="S3 version id of the config object.")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="The resolved run config as recorded when the run was prepared, every default filled in "
+        "(shaped as docs/run-config.schema.json describes); null until the run is prepared.",
+    )
     counts: Counts | None = None
+    files: RunFiles | None = Field(default=None, description="The prepared JSONL files; null until prepared.")
+    gate: RunGate | None = Field(default=None, description="The data gate's report per file; null until prepared.")
     tokens: Tokens | None = None
     estimate: Estimate | None = None
+    training_file_id: str | None = Field(default=None, description="OpenAI file id of the uploaded training file.")
+    validation_file_id: str | None = Field(default=None, description="OpenAI file id of the validation file.")
     job_id: str | None = None
     fine_tuned_model: str | None = None
     trained_tokens: int | None = None

@@ -23,7 +23,7 @@ from shared.api_models import (
 )
 from shared.errors import UserInputError
 from shared.observability import logger, metrics
-from shared.openai_gateway import gateway
+from shared.openai_gateway import JobSnapshot, OpenAIGateway, OpenAIRefusedError, gateway
 from shared.runs import TERMINAL, RunsRepository
 from shared.settings import settings
 
@@ -37,9 +37,13 @@ class RunNotFoundError(UserInputError):
 
 
 class RunStateError(UserInputError):
-    """The run exists, but its status does not allow what was asked."""
+    """The run exists, but its status does not allow what was asked; `status` is the run's, when told."""
 
     code = "run_state_conflict"
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NoModelError(RunStateError):
@@ -48,6 +52,12 @@ class NoModelError(RunStateError):
 
 class NotCancellableError(RunStateError):
     code = "not_cancellable"
+
+
+class JobAlreadyFinishedError(NotCancellableError):
+    """OpenAI refused the cancel because the job had finished before our record said so."""
+
+    code = "job_already_finished"
 
 
 def _runs() -> RunsRepository:
@@ -91,11 +101,13 @@ def answer_question(request: AskRequest) -> AskResponse:
     run = _run_with_model(request.run_id)
     system = ((run.get("config") or {}).get("template") or {}).get("system")
     answer = gateway().answer(run["fine_tuned_model"], system, question, request.temperature, request.max_tokens)
-    metrics.add_metric(name="QuestionsAnswered", unit=MetricUnit.Count, value=1)
+    refused = answer.refusal is not None
+    metrics.add_metric(name="QuestionsRefused" if refused else "QuestionsAnswered", unit=MetricUnit.Count, value=1)
     # The question itself is not logged: it is the caller's data, and may be sensitive.
-    logger.info("Question answered", extra={"run_id": run["run_id"], "model": answer.model,
-                                            "question_chars": len(question), "usage": answer.usage})
-    return AskResponse(answer=answer.text, model=answer.model, run_id=run["run_id"],
+    logger.info("Question refused by the model" if refused else "Question answered",
+                extra={"run_id": run["run_id"], "model": answer.model, "question_chars": len(question),
+                       "usage": answer.usage})
+    return AskResponse(answer=answer.text, refusal=answer.refusal, model=answer.model, run_id=run["run_id"],
                        usage=Usage.model_validate(answer.usage))
 
 
@@ -111,16 +123,48 @@ def get_run(run_id: str) -> RunDetail:
     return RunDetail.model_validate({**run, "tokens": train_gate})
 
 
+def _record_job(run_id: str, job: JobSnapshot) -> bool:
+    """What OpenAI just said about the run's job, recorded as a poll records it (and, once the job
+    has finished, without the error of a tracking loop that gave up on it)."""
+    return _runs().record_job_outside_tracking(run_id, job.status, job.run_fields(), observed_at=time.time_ns())
+
+
+def _job_if_finished(openai: OpenAIGateway, job_id: str) -> JobSnapshot | None:
+    """The job, if OpenAI says it has finished; None if it has not, or OpenAI will not say."""
+    try:
+        job = openai.retrieve_job(job_id)
+    except OpenAIRefusedError:
+        return None
+    return job if job.terminal else None
+
+
 def cancel_run(run_id: str) -> CancelResponse:
-    """Cancel the run's job at OpenAI and record what OpenAI answered, as a poll would."""
+    """Cancel the run's job at OpenAI and record what OpenAI answered, as a poll would.
+
+    A job that finished before the run's record caught up cannot be cancelled: OpenAI refuses.
+    The run is then brought up to the job's real state and the caller hears why (a conflict).
+    """
     run = _existing_run(run_id)
     status = run["status"]
     if status in TERMINAL:
-        raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.")
+        raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.", status)
     if not run.get("job_id"):
-        raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.")
-    snapshot = gateway().cancel_job(run["job_id"])
-    recorded = _runs().record_job(run_id, snapshot.status, snapshot.run_fields(), observed_at=time.time_ns())
+        raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.",
+                                  status)
+    openai = gateway()
+    try:
+        snapshot = openai.cancel_job(run["job_id"])
+    except OpenAIRefusedError:
+        finished = _job_if_finished(openai, run["job_id"])
+        if finished is None:
+            raise
+        recorded = _record_job(run_id, finished)
+        logger.info("Cancel refused: the job had already finished", extra={
+            "run_id": run_id, "job_id": finished.job_id, "job_status": finished.status, "recorded": recorded})
+        raise JobAlreadyFinishedError(
+            f"Job {finished.job_id} has already {finished.status} at OpenAI, so it cannot be cancelled; "
+            f"run {run_id} now records it as {finished.status}.", finished.status) from None
+    recorded = _record_job(run_id, snapshot)
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     logger.info("Job cancel requested", extra={"run_id": run_id, "job_id": snapshot.job_id,
                                                "job_status": snapshot.status, "recorded": recorded})

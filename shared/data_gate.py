@@ -84,7 +84,8 @@ def _example_errors(example: Any) -> list[str]:
     return errors
 
 
-def _example_tokens(messages: list[dict[str, Any]]) -> int:
+def example_tokens(messages: list[dict[str, Any]]) -> int:
+    """One example's tokens the cookbook's way (the OpenAI emulator counts with this too)."""
     tokens = _TOKENS_REPLY_PRIMING
     for message in messages:
         tokens += _TOKENS_PER_MESSAGE
@@ -116,7 +117,7 @@ def inspect_jsonl(lines: Iterable[bytes]) -> GateReport:
         if digest in seen:
             report.duplicate_examples += 1
         seen.add(digest)
-        tokens = _example_tokens(example["messages"])
+        tokens = example_tokens(example["messages"])
         report.total_tokens += tokens
         report.billing_tokens += min(tokens, MAX_TOKENS_PER_EXAMPLE)
         report.max_example_tokens = max(report.max_example_tokens, tokens)

@@ -1,10 +1,21 @@
-"""Rows to chat-format training examples: the config's filter, then its templates."""
+"""Rows to chat-format training examples: the config's filter, then its templates.
+
+Only text reaches a training example. Every column the filter or the templates name must
+hold, in a kept row, a string, a number or a boolean (written `3`, `2.5`, `true`); a row is
+dropped, and counted under a reason naming the column, when one of them is null (`missing
+<column>`), holds a list, a dict or any other structure (`non-text <column>`), or, for a
+filter column, is `""` (`empty <column>`).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from shared.config import RunConfig
@@ -28,8 +39,23 @@ class RowCounts:
         }
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+def cell_text(value: Any) -> str | None:
+    """A cell as training text, or None when it has no text form (null, NaN, list, dict, bytes, ...)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) else repr(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return None
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class ExampleBuilder:
@@ -39,24 +65,54 @@ class ExampleBuilder:
         self._config = config
         self.counts = RowCounts()
         self._columns_checked = False
+        self._non_empty = set(config.filter.non_empty)
+        # Filter columns first, in the filter's order, then the templates' other columns.
+        self._checked = list(dict.fromkeys([*config.filter.non_empty, *config.template.placeholders()]))
+
+    def _uses_default(self, section: str) -> bool:
+        spec = getattr(self._config, section)
+        return section not in self._config.model_fields_set or not spec.model_fields_set
 
     def _check_columns(self, columns: Iterable[str]) -> None:
+        columns = sorted(columns)
         missing = sorted(set(self._config.required_columns()) - set(columns))
-        if missing:
-            raise DatasetError(
-                f"dataset has no column(s) {', '.join(missing)} used by the config's "
-                f"filter/template; it has: {', '.join(sorted(columns))}"
+        if not missing:
+            self._columns_checked = True
+            return
+        message = (f"dataset has no column(s) {', '.join(missing)} used by the config's "
+                   f"filter/template; it has: {', '.join(columns)}")
+        hints = []
+        if self._uses_default("filter") and self._non_empty & set(missing):
+            present = [name for name in self._config.template.placeholders() if name in columns]
+            example = json.dumps(present) if present else '["<column>", ...]'
+            hints.append(
+                "The filter is the default one (the notebook's SciQ columns "
+                f"{', '.join(self._config.filter.non_empty)}): set "
+                f'"filter": {{"non_empty": {example}}} to the columns that must not be empty, or '
+                '"filter": {"non_empty": []} to keep every row.'
             )
-        self._columns_checked = True
+        if self._uses_default("template") and set(self._config.template.placeholders()) & set(missing):
+            hints.append(
+                "The template is the default one (the notebook's SciQ columns "
+                f"{', '.join(self._config.template.placeholders())}): set \"template\": "
+                '{"user": "...", "assistant": "..."} with {column} placeholders naming your columns.'
+            )
+        raise DatasetError(". ".join([message, *hints]) if hints else message)
 
     def _drop_reason(self, row: dict[str, Any]) -> str | None:
-        for column in self._config.filter.non_empty:
-            if _text(row[column]) == "":
+        for column in self._checked:
+            value = row[column]
+            if _is_missing(value):
+                return f"missing {column}"
+            text = cell_text(value)
+            if text is None:
+                return f"non-text {column}"
+            if text == "" and column in self._non_empty:
                 return f"empty {column}"
         return None
 
     def _render(self, row: dict[str, Any]) -> Example:
-        values = {name: _text(row[name]) for name in self._config.template.placeholders()}
+        values = {name: cell_text(row[name]) or "" for name in self._config.template.placeholders()}
         template = self._config.template
         messages = [] if template.system is None else [
             {"role": "system", "content": template.system.format_map(values)}

@@ -10,20 +10,20 @@ import json
 from typing import Any
 
 from shared.config import MAX_CONFIG_BYTES
+from shared.errors import without_internal_paths
 from shared.observability import logger
 from shared.run_ids import derive_run_id, run_id_of_training_key
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, read_object
+from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, read_object, whole_object
 
 
 def _run_id(ref: ObjectRef) -> str | None:
     if ref.key.startswith(CONFIGS_PREFIX):
         try:
-            raw, _ = read_object(ref, MAX_CONFIG_BYTES)
+            return derive_run_id(ref.key, whole_object(ref, read_object(ref, MAX_CONFIG_BYTES)))
         except ObjectMissingError:
             return None
-        return derive_run_id(ref.key, raw)
     return run_id_of_training_key(ref.key)
 
 
@@ -36,7 +36,8 @@ def record_failed_delivery(body: str, error_message: str) -> list[dict[str, Any]
         if run_id is None:
             logger.warning("Failed event names no run", extra={"key": ref.key})
             continue
-        message = (f"Processing {ref.key} failed after Lambda's retries: {error_message[:500]}. "
+        message = (f"Processing {ref.key} failed after Lambda's retries: "
+                   f"{without_internal_paths(error_message)[:500]}. "
                    "Upload the config again to retry the run.")
         recorded = RunsRepository(settings().runs_table).record_failure(run_id, "processing_failed", message)
         logger.info("Failed delivery recorded on its run", extra={"run_id": run_id, "recorded": recorded})

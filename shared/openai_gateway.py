@@ -4,6 +4,10 @@ Every call has a timeout and bounded SDK retries; failures are sorted into two k
 callers can act on: `OpenAITransientError` (retry later: 429, 5xx, timeouts, dropped
 connections) and `OpenAIRefusedError` (OpenAI said no: record it, do not retry).
 The API key comes from Secrets Manager through Powertools Parameters and is cached.
+
+Every job and file it creates carries the deployment's identity (the data bucket's name, unique
+across AWS) next to the run id, and only what carries both is ever looked up, adopted or tracked:
+two deployments given the same config derive the same run id, but never share a job.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, Any, Protocol, TypeVar, cast
 
@@ -27,15 +31,32 @@ from shared.settings import settings
 
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
+DEPLOYMENT_METADATA_KEY = "ragtune_deployment"
+METADATA_MAX_VALUE_CHARS = 512  # OpenAI's job metadata: at most 16 pairs, keys of 64 and values of 512 characters
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 # A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
 USABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
 CREATE_ATTEMPTS = 3
+# Events are read newest first, 100 a page, until the last one recorded; at most this many pages a poll.
+EVENTS_PER_PAGE = 100
+MAX_EVENT_PAGES_PER_POLL = 10
+# What an Upload can end as besides `completed`, and what that means for the user.
+UPLOAD_ENDED = {
+    "expired": "expired before it was completed (an upload must be completed within an hour)",
+    "cancelled": "was cancelled before it was completed",
+}
 T = TypeVar("T")
 
 
 class OpenAITransientError(Exception):
-    """Worth retrying later; the name is what Step Functions' Retry matches on."""
+    """Worth retrying later; the name is what Step Functions' Retry matches on.
+
+    `code` is OpenAI's own error code when it answered with one (e.g. `rate_limit_exceeded`).
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class OpenAIRefusedError(Exception):
@@ -52,14 +73,37 @@ class OpenAIKeyUnavailableError(Exception):
     """The API key's secret cannot be read: a deployment problem, reported as such."""
 
 
+class ForeignJobError(Exception):
+    """A job id that is not the run's job of this deployment (its metadata says so): never tracked."""
+
+
+class OpenAIEmptyAnswerError(Exception):
+    """A chat completion came back with nothing to give the caller: no choices, or a message
+    with neither content nor a refusal. Not a refusal (OpenAI said yes), not worth a blind retry here."""
+
+
+def _retryable(error: openai.APIStatusError) -> bool:
+    """The SDK's own rule (`_should_retry`): `x-should-retry` decides when OpenAI sends it,
+    otherwise 408 (request timeout), 409 (lock timeout), 429 and 5xx are worth another try."""
+    should_retry = error.response.headers.get("x-should-retry")
+    if should_retry in ("true", "false"):
+        return should_retry == "true"
+    return error.status_code in (408, 409, 429) or error.status_code >= 500
+
+
 @contextmanager
 def _classified_errors(action: str) -> Iterator[None]:
     try:
         yield
-    except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as error:
+    except openai.APIConnectionError as error:  # timeouts included
         raise OpenAITransientError(f"OpenAI: {action} failed transiently ({type(error).__name__})") from error
     except openai.APIStatusError as error:
         body = error.body if isinstance(error.body, dict) else {}
+        if _retryable(error):
+            raise OpenAITransientError(
+                f"OpenAI: {action} failed transiently ({type(error).__name__}, HTTP {error.status_code})",
+                body.get("code"),
+            ) from error
         message = str(body.get("message") or error.message)
         raise OpenAIRefusedError(
             f"OpenAI refused {action}: {message}", error.status_code, body.get("code")
@@ -91,42 +135,63 @@ class JobSnapshot:
     estimated_finish: int | None
     error: dict[str, Any] | None
     created_at: int
+    finished_at: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_JOB_STATUSES
 
     def run_fields(self) -> dict[str, Any]:
-        """What a run records of its job; unknown values are left out rather than stored as null."""
+        """What a run records of its job; unknown values are left out rather than stored as null.
+
+        `finished_at` is the job's own (epoch seconds, like `estimated_finish`); when the run saw it
+        finish is `status_changed_at`.
+        """
         fields: dict[str, Any] = {
             "job_id": self.job_id,
             "fine_tuned_model": self.fine_tuned_model,
             "trained_tokens": self.trained_tokens,
             "estimated_finish": self.estimated_finish,
+            "error": self.run_error(),
+            "finished_at": self.finished_at if self.terminal else None,
         }
-        if self.error:
-            fields["error"] = {"code": self.error.get("code") or "job_failed", "message": self.error.get("message", "")}
-        if self.terminal:
-            fields["finished_at"] = int(time.time())
         return {key: value for key, value in fields.items() if value is not None}
+
+    def run_error(self) -> dict[str, str] | None:
+        """The run's `error` for this job: our code (`job_failed`), OpenAI's message, and OpenAI's
+        own code as `openai_code`. A failed job always gets one, even when OpenAI gave no reason."""
+        if self.status != "failed" and not self.error:
+            return None
+        given = self.error or {}
+        error = {"code": "job_failed", "message": str(given.get("message") or "").strip()
+                 or "OpenAI reported the fine-tuning job as failed without giving a reason."}
+        if given.get("code"):
+            error["openai_code"] = str(given["code"])
+        return error
 
     @classmethod
     def of(cls, job: Any) -> JobSnapshot:
-        error = job.error.model_dump(exclude_none=True) if job.error and job.error.message else None
+        error = job.error.model_dump(exclude_none=True) if job.error else None
         return cls(
             job_id=job.id,
             status=job.status,
             fine_tuned_model=job.fine_tuned_model,
             trained_tokens=job.trained_tokens,
             estimated_finish=job.estimated_finish,
-            error=error,
+            error=error or None,
             created_at=job.created_at,
+            finished_at=job.finished_at,
+            metadata=dict(job.metadata or {}),
         )
 
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    """The model's reply: `text`, or, when it declined to answer, `refusal` (and `text` is None)."""
+
+    text: str | None
+    refusal: str | None
     model: str
     usage: dict[str, int]
 
@@ -143,10 +208,28 @@ class JobRequest:
 
 
 class OpenAIGateway:
-    def __init__(self, client: OpenAI, upload_part_bytes: int, retry_backoff_seconds: float) -> None:
+    def __init__(self, client: OpenAI, upload_part_bytes: int, retry_backoff_seconds: float, *,
+                 deployment: str) -> None:
+        """`deployment` names this deployment at OpenAI (the data bucket): it tags every job and file."""
+        if not 0 < len(deployment) <= METADATA_MAX_VALUE_CHARS:
+            raise ValueError(f"deployment identity {deployment!r}: 1 to {METADATA_MAX_VALUE_CHARS} characters")
         self._client = client
         self._part_bytes = upload_part_bytes
         self._retry_backoff_seconds = retry_backoff_seconds
+        self._deployment = deployment
+
+    # Ownership ---------------------------------------------------------------------------
+    def job_metadata(self, run_id: str) -> dict[str, str]:
+        """What tags a job as `run_id`'s of this deployment (2 of OpenAI's 16 pairs; short keys and values)."""
+        return {RUN_ID_METADATA_KEY: run_id, DEPLOYMENT_METADATA_KEY: self._deployment}
+
+    def is_own_job(self, job: JobSnapshot, run_id: str) -> bool:
+        return all(job.metadata.get(key) == value for key, value in self.job_metadata(run_id).items())
+
+    def file_name(self, source: UploadSource) -> str:
+        """`<deployment>_<source name>`: files.create takes no metadata, so the name carries the identity
+        (a source name, `<run id>-<train|validation>-<ETag>.jsonl`, holds no `_`: the last one splits them)."""
+        return f"{self._deployment}_{source.name}"
 
     # Files -------------------------------------------------------------------------------
     def _create_or_find(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
@@ -171,21 +254,24 @@ class OpenAIGateway:
     def _create_file_once(self, source: UploadSource) -> str:
         with _classified_errors("the file upload"), source.open_stream() as stream:
             created = self._client.with_options(max_retries=0).files.create(
-                file=(source.name, stream, "application/jsonl"), purpose="fine-tune"
+                file=(self.file_name(source), stream, "application/jsonl"), purpose="fine-tune"
             )
         return str(created.id)
 
     def _find_file(self, source: UploadSource) -> str | None:
-        """The newest fine-tune file with this name (it carries the content's hash) and size."""
+        """The newest fine-tune file with this deployment's name for it (which carries the run id and
+        the content's hash) and its size; another deployment's file of the same run has another name."""
+        name = self.file_name(source)
         with _classified_errors("listing files"):
             page = self._client.files.list(purpose="fine-tune", order="desc", limit=100)
-        return next((f.id for f in page.data if f.filename == source.name and f.bytes == source.size), None)
+        return next((f.id for f in page.data if f.filename == name and f.bytes == source.size), None)
 
     def _upload_in_parts(self, source: UploadSource) -> str:
         digest = hashlib.md5(usedforsecurity=False)
+        name = self.file_name(source)
         with _classified_errors("the multipart upload"):
             upload = self._client.uploads.create(
-                bytes=source.size, filename=source.name, mime_type="application/jsonl", purpose="fine-tune"
+                bytes=source.size, filename=name, mime_type="application/jsonl", purpose="fine-tune"
             )
             part_ids = []
             for start in range(0, source.size, self._part_bytes):
@@ -193,20 +279,24 @@ class OpenAIGateway:
                 digest.update(chunk)
                 part_ids.append(self._client.uploads.parts.create(upload.id, data=chunk).id)
             completed = self._client.uploads.complete(upload.id, part_ids=part_ids, md5=digest.hexdigest())
+        if completed.status in UPLOAD_ENDED:  # OpenAI will not make this upload a file: a refusal, not a blip
+            raise OpenAIRefusedError(
+                f"OpenAI's upload {upload.id} of {name} {UPLOAD_ENDED[completed.status]}. "
+                "Upload the config again to retry.", None, None)
         if completed.file is None:
             raise OpenAITransientError(f"OpenAI upload {upload.id} completed without a file")
         return str(completed.file.id)
 
     # Jobs --------------------------------------------------------------------------------
     def find_job_for_run(self, run_id: str) -> JobSnapshot | None:
-        """The run's newest usable job: a POST we never heard back about may have created one.
+        """The run's newest usable job of this deployment: a POST we never heard back about may have
+        created one. Jobs of other deployments (same run id, other bucket) are never candidates.
 
         Failed or cancelled jobs of an earlier attempt of the run are ignored.
         """
         with _classified_errors("listing jobs"):
-            page = self._client.fine_tuning.jobs.list(metadata={RUN_ID_METADATA_KEY: run_id}, limit=20)
-            jobs = [JobSnapshot.of(job) for job in page.data
-                    if (job.metadata or {}).get(RUN_ID_METADATA_KEY) == run_id]
+            page = self._client.fine_tuning.jobs.list(metadata=self.job_metadata(run_id), limit=20)
+            jobs = [snapshot for snapshot in map(JobSnapshot.of, page.data) if self.is_own_job(snapshot, run_id)]
         usable = [job for job in jobs if job.status in USABLE_JOB_STATUSES]
         return max(usable, key=lambda job: job.created_at) if usable else None
 
@@ -226,34 +316,50 @@ class OpenAIGateway:
                 model=request.model,
                 training_file=request.training_file_id,
                 seed=request.seed,
-                metadata={RUN_ID_METADATA_KEY: request.run_id},
+                metadata=self.job_metadata(request.run_id),
                 method=cast(Any, {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}),
                 **optional,
             )
         return JobSnapshot.of(job)
 
-    def retrieve_job(self, job_id: str) -> JobSnapshot:
+    def retrieve_job(self, job_id: str, run_id: str | None = None) -> JobSnapshot:
+        """With `run_id`: only that run's job of this deployment, else `ForeignJobError`."""
         with _classified_errors("retrieving the job"):
-            return JobSnapshot.of(self._client.fine_tuning.jobs.retrieve(job_id))
+            job = JobSnapshot.of(self._client.fine_tuning.jobs.retrieve(job_id))
+        if run_id is not None and not self.is_own_job(job, run_id):
+            raise ForeignJobError(
+                f"Job {job_id} was not created by this deployment for run {run_id} (its metadata "
+                f"{RUN_ID_METADATA_KEY}={job.metadata.get(RUN_ID_METADATA_KEY)!r}, "
+                f"{DEPLOYMENT_METADATA_KEY}={job.metadata.get(DEPLOYMENT_METADATA_KEY)!r}); it is not tracked."
+            )
+        return job
 
-    def events_since(self, job_id: str, last_event_id: str | None, cap: int = 1000) -> list[dict[str, Any]]:
-        """Events newer than `last_event_id`, oldest first; pages back (newest first) until it is seen."""
+    def events_since(self, job_id: str, last_event_id: str | None) -> list[dict[str, Any]]:
+        """Events newer than `last_event_id`, oldest first; pages back (newest first) until it is seen,
+        at most `MAX_EVENT_PAGES_PER_POLL` pages. Past that bound the older unseen events are skipped
+        (the run keeps the 20 newest), so one poll costs a bounded number of requests whatever OpenAI says."""
         fresh: list[dict[str, Any]] = []
         with _classified_errors("listing job events"):
-            for event in self._client.fine_tuning.jobs.list_events(job_id, limit=100):
-                if event.id == last_event_id or len(fresh) == cap:
+            page = self._client.fine_tuning.jobs.list_events(job_id, limit=EVENTS_PER_PAGE)
+            for pages_read in range(1, MAX_EVENT_PAGES_PER_POLL + 1):
+                for event in page.data:
+                    if event.id == last_event_id:
+                        return fresh[::-1]
+                    fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
+                                  "message": event.message})
+                if pages_read == MAX_EVENT_PAGES_PER_POLL or not page.has_next_page():
                     break
-                fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
-                              "message": event.message})
+                page = page.get_next_page()
         return fresh[::-1]
 
     def latest_metrics(self, job_id: str) -> dict[str, Any] | None:
+        """The newest checkpoint's metrics; `step` is the checkpoint's `step_number`, whatever its metrics say."""
         with _classified_errors("listing checkpoints"):
             page = self._client.fine_tuning.jobs.checkpoints.list(job_id, limit=1)
         if not page.data:
             return None
         checkpoint = page.data[0]
-        return {"step": checkpoint.step_number, **checkpoint.metrics.model_dump(exclude_none=True)}
+        return {**checkpoint.metrics.model_dump(exclude_none=True), "step": checkpoint.step_number}
 
     def cancel_job(self, job_id: str) -> JobSnapshot:
         with _classified_errors("cancelling the job"):
@@ -268,9 +374,14 @@ class OpenAIGateway:
             completion = self._client.chat.completions.create(
                 model=model, messages=messages, temperature=temperature, max_completion_tokens=max_tokens
             )
+        if not completion.choices:
+            raise OpenAIEmptyAnswerError("OpenAI's chat completion held no choices, so there is no answer to give.")
+        message = completion.choices[0].message
+        if message.content is None and not message.refusal:
+            raise OpenAIEmptyAnswerError("OpenAI's chat completion held neither an answer nor a refusal.")
         usage = completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) \
             if completion.usage else {}
-        return Answer(text=completion.choices[0].message.content or "", model=completion.model, usage=usage)
+        return Answer(text=message.content, refusal=message.refusal or None, model=completion.model, usage=usage)
 
 
 @lru_cache(maxsize=1)
@@ -304,4 +415,5 @@ def gateway() -> OpenAIGateway:
         config.openai_timeout_seconds,
         config.openai_max_retries,
     )
-    return OpenAIGateway(client, config.upload_part_bytes, config.openai_retry_backoff_seconds)
+    return OpenAIGateway(client, config.upload_part_bytes, config.openai_retry_backoff_seconds,
+                         deployment=config.data_bucket)

@@ -2,6 +2,8 @@
 
 Writes the job's status, new events and latest checkpoint metrics onto the run with a
 conditional write, announces a finished run once, and hands the loop its next state.
+A job whose metadata does not name this run and this deployment is never tracked
+(`ForeignJobError`: the state machine's Catch records `tracking_failed`).
 When an execution reaches its poll bound it starts a fresh one, far below the
 25,000-event history cap (about 9 events per poll).
 """
@@ -69,7 +71,7 @@ def _notify(run_id: str, status: str, fields: dict[str, Any]) -> None:
 def poll_once(state: PollState) -> PollState:
     openai, runs = gateway(), RunsRepository(settings().runs_table)
     run = runs.get(state.run_id) or {}
-    job = openai.retrieve_job(state.job_id)
+    job = openai.retrieve_job(state.job_id, run_id=state.run_id)  # another deployment's job: ForeignJobError
     observed_at = time.time_ns()
     fresh_events = openai.events_since(state.job_id, run.get("last_event_id"))
     fields = {
@@ -97,7 +99,7 @@ def poll_once(state: PollState) -> PollState:
         logger.info("Poll bound reached; tracking continues in a fresh execution",
                     extra={"generation": state.generation + 1})
         status = CONTINUED
-    error_message = fields["error"]["message"] if job.error else ""
+    error_message = fields["error"]["message"] if "error" in fields else ""
     return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})
 
 

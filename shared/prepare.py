@@ -11,6 +11,7 @@ import hashlib
 import random
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import jsonlines
 
 from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
 from shared.data_gate import MIN_EXAMPLES, GateReport, enforce, estimate_training, inspect_jsonl
-from shared.dataset_source import stream_batches
+from shared.dataset_source import check_source_location, stream_batches
 from shared.errors import UserInputError
 from shared.examples import ExampleBuilder
 from shared.idempotency import once
@@ -30,10 +31,12 @@ from shared.settings import settings
 from shared.storage import (
     CONFIGS_PREFIX,
     DATASETS_PREFIX,
+    BoundedRead,
     ObjectMissingError,
     ObjectRef,
     read_object,
     upload,
+    whole_object,
 )
 
 JSONL_CONTENT_TYPE = "application/jsonl"
@@ -49,16 +52,25 @@ def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
     if not (ref.key.startswith(CONFIGS_PREFIX) and ref.key.endswith(".json")):
         logger.warning("Ignoring object outside configs/*.json", extra={"key": ref.key})
         return {"config_key": ref.key, "status": "ignored"}
+    content_sha256 = hashlib.sha256()
+
+    def hashed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            content_sha256.update(chunk)
+            yield chunk
+
     try:
-        raw, version_id = read_object(ref, MAX_CONFIG_BYTES)
+        config_object = read_object(ref, MAX_CONFIG_BYTES)
+        # From the whole content, even when it is too large to use: truncation must not merge two runs.
+        run_id = derive_run_id(ref.key, hashed(whole_object(ref, config_object)))
     except ObjectMissingError as error:
         logger.warning("Config object is gone; nothing to prepare", extra={"error": str(error)})
         return {"config_key": ref.key, "status": "skipped"}
-    run_id = derive_run_id(ref.key, raw)
     logger.append_keys(run_id=run_id)
-    read = ObjectRef(ref.bucket, ref.key, version_id)
+    read = ObjectRef(ref.bucket, ref.key, config_object.version_id)
+    sha256 = content_sha256.hexdigest()
     # Keyed on the version too: a duplicate event is suppressed, a re-upload may retry a failed run.
-    return once(f"prepare:{run_id}:{version_id}", lambda: _prepare(run_id, read, raw))
+    return once(f"prepare:{run_id}:{read.version_id}", lambda: _prepare(run_id, read, config_object, sha256))
 
 
 @dataclass
@@ -94,7 +106,7 @@ def _gate(path: Path, label: str, min_examples: int) -> GateReport:
 def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _LocalFiles:
     all_path = workdir / "all.jsonl"
     with jsonlines.open(all_path, mode="w") as writer:
-        for example in builder.examples(stream_batches(config.dataset, workdir)):
+        for example in builder.examples(stream_batches(config.dataset, workdir, settings().data_bucket)):
             writer.write(example)
     train, validation = _split_validation(all_path, builder.counts.kept, config, workdir)
     train_gate = _gate(train, "training file", MIN_EXAMPLES)
@@ -106,12 +118,12 @@ def _file_record(path: Path, key: str, gate: GateReport) -> dict[str, Any]:
     return {"key": key, "bytes": path.stat().st_size, "examples": gate.examples}
 
 
-def _prepare(run_id: str, ref: ObjectRef, raw: bytes) -> dict[str, Any]:
+def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: str) -> dict[str, Any]:
     runs = RunsRepository(settings().runs_table)
     source = {
         "config_key": ref.key,
         "config_version": ref.version_id or "",
-        "config_sha256": hashlib.sha256(raw).hexdigest(),
+        "config_sha256": sha256,
     }
     if not runs.claim_for_preparation(run_id, source):
         existing = runs.get(run_id) or {}
@@ -124,7 +136,8 @@ def _prepare(run_id: str, ref: ObjectRef, raw: bytes) -> dict[str, Any]:
     workdir.mkdir(parents=True)
     builder: ExampleBuilder | None = None
     try:
-        config = parse_run_config(raw)
+        config = parse_run_config(config_object.body, size=config_object.size)
+        check_source_location(config.dataset, settings().data_bucket)  # before anything is read
         builder = ExampleBuilder(config)
         files = _build_files(config, builder, workdir)
         outcome = _publish(run_id, config, builder, files)

@@ -101,11 +101,14 @@ class RunsRepository:
     def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> bool:
         return self._set_status(run_id, PREPARED, outcome, allowed_from=(PREPARING,))
 
-    def record_failure(self, run_id: str, code: str, message: str, **details: Any) -> bool:
-        """Any run that has not finished may fail; a finished one keeps its outcome."""
-        return self._set_status(
-            run_id, FAILED, {"error": {"code": code, "message": message}, **details}, allowed_from=None
-        )
+    def record_failure(self, run_id: str, code: str, message: str, openai_code: str | None = None,
+                       **details: Any) -> bool:
+        """Any run that has not finished may fail; a finished one keeps its outcome.
+
+        `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own.
+        """
+        error = {"code": code, "message": message} | ({"openai_code": openai_code} if openai_code else {})
+        return self._set_status(run_id, FAILED, {"error": error, **details}, allowed_from=None)
 
     def claim_start(self, run_id: str, owner: str) -> bool:
         """Take the run from `prepared` to `starting` for `owner` (a training file version).
@@ -134,6 +137,27 @@ class RunsRepository:
             extra_condition=("attribute_not_exists(job_observed_at) OR job_observed_at < :observed",
                              {":observed": observed_at}),
         )
+
+    def record_job_outside_tracking(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
+        """`record_job` for a job seen by the API (a cancel), where the run may be `tracking_failed`.
+
+        Once the job has finished without an error of its own, the tracking error no longer
+        describes the run: it is removed, only if this observation is still the latest recorded.
+        """
+        recorded = self.record_job(run_id, status, fields, observed_at)
+        if recorded and status in TERMINAL and "error" not in fields:
+            try:
+                self._table.update_item(
+                    Key={"run_id": run_id},
+                    UpdateExpression="REMOVE #error",
+                    ConditionExpression="job_observed_at = :observed AND #error.code = :tracking_failed",
+                    ExpressionAttributeNames={"#error": "error"},
+                    ExpressionAttributeValues={":observed": observed_at, ":tracking_failed": TRACKING_FAILED},
+                )
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+        return recorded
 
     def record_tracking_failure(self, run_id: str, message: str) -> bool:
         return self._set_status(

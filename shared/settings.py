@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
+
 
 class Settings(BaseModel):
     """What template.yaml's Globals and function Environment blocks provide."""
@@ -20,7 +22,7 @@ class Settings(BaseModel):
     training_price_per_million_tokens: float = Field(
         default=3.0, ge=0, alias="TRAINING_PRICE_PER_MILLION_TOKENS"
     )
-    scratch_dir: Path = Field(default=Path("/tmp/ragtune"), alias="SCRATCH_DIR")
+    scratch_dir: Path = Field(default=LAMBDA_SCRATCH_DIR, alias="SCRATCH_DIR")
     openai_api_key_secret: str = Field(alias="OPENAI_API_KEY_SECRET")
     openai_timeout_seconds: float = Field(default=60.0, gt=0, alias="OPENAI_TIMEOUT_SECONDS")
     openai_max_retries: int = Field(default=2, ge=0, le=5, alias="OPENAI_MAX_RETRIES")
@@ -31,7 +33,8 @@ class Settings(BaseModel):
     upload_multipart_threshold_bytes: int = Field(
         default=256 * 2**20, ge=1, alias="UPLOAD_MULTIPART_THRESHOLD_BYTES"
     )
-    upload_part_bytes: int = Field(default=64 * 2**20, ge=5 * 2**10, le=64 * 2**20, alias="UPLOAD_PART_BYTES")
+    # OpenAI: "Each Part can be at most 64 MB", decimal: 64 MiB (67,108,864 bytes) is over it
+    upload_part_bytes: int = Field(default=64_000_000, ge=5 * 2**10, le=64_000_000, alias="UPLOAD_PART_BYTES")
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")
     max_question_chars: int = Field(default=2000, ge=1, alias="MAX_QUESTION_CHARS")
 

@@ -2,12 +2,14 @@
 
 Runs once per run however often the S3 event arrives: Powertools idempotency stops
 duplicates, file ids are recorded as soon as they exist, an existing job is looked up
-by the run id in its metadata before creating one (the SDK retries POSTs), and the
-tracking execution has a name derived from the run id (Step Functions dedupes it).
+by the run id and this deployment's identity in its metadata before creating one (a
+POST's answer can be lost), and the tracking execution has a name derived from the run
+and its job (Step Functions dedupes it). Only a job this deployment created is ever recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -33,8 +35,14 @@ from shared.settings import settings
 from shared.storage import ObjectRef, S3UploadSource
 
 
-def execution_name(run_id: str, generation: int) -> str:
-    return f"{run_id}-g{generation}"
+def execution_name(run_id: str, job_id: str, generation: int) -> str:
+    """One name per job and generation (at most 70 of Step Functions' 80 characters).
+
+    Step Functions refuses a name that already ran with another input, so a retried run's new
+    job needs a name of its own; a duplicate start of the same job still dedupes.
+    """
+    job_digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return f"{run_id}-{job_digest}-g{generation}"
 
 
 def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
@@ -49,9 +57,10 @@ def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
     }
 
 
-def execution_arn(run_id: str, generation: int) -> str:
+def execution_arn(run_id: str, job_id: str, generation: int) -> str:
     state_machine = settings().state_machine_arn
-    return f"{state_machine.replace(':stateMachine:', ':execution:')}:{execution_name(run_id, generation)}"
+    name = execution_name(run_id, job_id, generation)
+    return f"{state_machine.replace(':stateMachine:', ':execution:')}:{name}"
 
 
 def start_tracking(run_id: str, job_id: str, generation: int) -> None:
@@ -59,7 +68,7 @@ def start_tracking(run_id: str, job_id: str, generation: int) -> None:
     try:
         client("stepfunctions").start_execution(
             stateMachineArn=settings().state_machine_arn,
-            name=execution_name(run_id, generation),
+            name=execution_name(run_id, job_id, generation),
             input=json.dumps(tracking_input(run_id, job_id, generation)),
         )
     except ClientError as error:
@@ -79,7 +88,8 @@ def start_training(ref: ObjectRef) -> dict[str, Any]:
 
 
 def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
-    """Named after the run and the content's ETag, so a lost answer can be found again by name."""
+    """Named after the run and the content's ETag (the gateway adds the deployment), so a lost
+    answer can be found again by name."""
     source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
     return gateway.upload_training_file(source, settings().upload_multipart_threshold_bytes)
 
@@ -123,19 +133,19 @@ def _start(run_id: str, owner: str) -> dict[str, Any]:
         return {"run_id": run_id, "status": "failed", "error": str(error)}
     except OpenAIRefusedError as error:
         logger.warning("OpenAI refused the run", extra={"status_code": error.status_code, "code": error.code})
-        runs.record_failure(run_id, "openai_refused", error.message)
+        runs.record_failure(run_id, "openai_refused", error.message, openai_code=error.code)
         metrics.add_metric(name="JobsRefused", unit="Count", value=1)
         return {"run_id": run_id, "status": "failed", "error": error.message}
     except OpenAITransientError as error:
         message = f"{error}; the SDK's retries are spent. Upload the config again to retry the run."
         logger.warning("OpenAI unavailable", extra={"reason": str(error)})
-        runs.record_failure(run_id, "openai_unavailable", message)
+        runs.record_failure(run_id, "openai_unavailable", message, openai_code=error.code)
         return {"run_id": run_id, "status": "failed", "error": message}
     observed_at = time.time_ns()
 
     # Ids first (the run stays `starting`, so a crash before the execution starts is retried),
     # then the execution, whose first poll may already write a newer status than ours.
-    runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, 0)})
+    runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, job.job_id, 0)})
     start_tracking(run_id, job.job_id, generation=0)
     runs.record_job(run_id, job.status, job.run_fields(), observed_at=observed_at)
     metrics.add_metric(name="JobsStarted", unit="Count", value=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -49,8 +50,28 @@ def _version_args(ref: ObjectRef) -> dict[str, str]:
     return {"VersionId": ref.version_id} if ref.version_id else {}
 
 
-def read_object(ref: ObjectRef, max_bytes: int) -> tuple[bytes, str | None]:
-    """Read a small object and the version read; at most max_bytes + 1 so a huge one cannot hurt."""
+@dataclass(frozen=True)
+class BoundedRead:
+    """The first bytes of an object (all of it when small enough), its real size and the version read."""
+
+    body: bytes
+    size: int
+    version_id: str | None
+
+    @property
+    def complete(self) -> bool:
+        return len(self.body) == self.size
+
+
+def _total_size(response: dict[str, Any], body: bytes) -> int:
+    """`Content-Range: bytes 0-65536/70000` carries the object's real size."""
+    content_range = str(response.get("ContentRange") or "")
+    total = content_range.rpartition("/")[2]
+    return int(total) if total.isdigit() else len(body)
+
+
+def read_object(ref: ObjectRef, max_bytes: int) -> BoundedRead:
+    """Read at most max_bytes + 1 bytes of an object, so a huge one cannot hurt, and learn its real size."""
     try:
         response = client("s3").get_object(
             Bucket=ref.bucket, Key=ref.key, Range=f"bytes=0-{max_bytes}", **_version_args(ref)
@@ -58,13 +79,34 @@ def read_object(ref: ObjectRef, max_bytes: int) -> tuple[bytes, str | None]:
     except ClientError as error:
         code = error.response["Error"]["Code"]
         if code == "InvalidRange":  # S3's answer to a range on an empty object
-            return b"", client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref)).get(
-                "VersionId")
+            head = client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))
+            return BoundedRead(b"", 0, head.get("VersionId"))
         if code in _MISSING:
             raise ObjectMissingError(f"{ref.uri} cannot be read: {error}") from error
         raise
     body: bytes = response["Body"].read()
-    return body, response.get("VersionId")
+    return BoundedRead(body, _total_size(response, body), response.get("VersionId"))
+
+
+def stream_object(ref: ObjectRef, chunk_bytes: int = 2**20) -> Iterator[bytes]:
+    """The whole object in chunks: never more than one chunk in memory. Pin `ref.version_id` to read one version."""
+    try:
+        body = client("s3").get_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))["Body"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] in _MISSING:
+            raise ObjectMissingError(f"{ref.uri} cannot be read: {error}") from error
+        raise
+    try:
+        yield from iter(lambda: body.read(chunk_bytes), b"")
+    finally:
+        body.close()
+
+
+def whole_object(ref: ObjectRef, read: BoundedRead) -> Iterable[bytes]:
+    """All the content `read` started on: its body when complete, else the same version streamed."""
+    if read.complete:
+        return [read.body]
+    return stream_object(ObjectRef(ref.bucket, ref.key, read.version_id or ref.version_id))
 
 
 def download(ref: ObjectRef, destination: Path) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 import tiktoken
 
 ENCODING_NAME = "o200k_base"
+_DEFAULT_CACHE_DIR = "/tmp/tiktoken"  # nosec B108  # Lambda's only writable disk, private to its sandbox
 _ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 
 
 def _seed_tiktoken_cache() -> None:
-    cache_dir = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", "/tmp/tiktoken"))
+    cache_dir = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", _DEFAULT_CACHE_DIR))
     cached = cache_dir / hashlib.sha1(_ENCODING_URL.encode(), usedforsecurity=False).hexdigest()
     if cached.exists():
         return

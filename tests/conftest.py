@@ -75,6 +75,15 @@ class Aws:
         body = config if isinstance(config, bytes) else json.dumps(config).encode()
         return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body).get("VersionId")
 
+    def put_data(self, data: Path | bytes, name: str | None = None) -> str:
+        """A dataset under `data/`, where a config's dataset.source may point; returns that s3:// URI."""
+        if name is None:
+            assert isinstance(data, Path), "name the object when uploading bytes"
+            name = data.name
+        body = data if isinstance(data, bytes) else data.read_bytes()
+        self.s3.put_object(Bucket=self.bucket, Key=f"data/{name}", Body=body)
+        return f"s3://{self.bucket}/data/{name}"
+
     def keys(self, prefix: str) -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return sorted(item["Key"] for item in listing.get("Contents", []))

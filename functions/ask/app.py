@@ -31,13 +31,19 @@ from shared.api_models import (
     AskResponse,
     CancelResponse,
     ErrorBody,
+    RunConflictBody,
     RunDetail,
     RunId,
     RunPage,
 )
 from shared.errors import UserInputError
 from shared.observability import logger, metrics, tracer
-from shared.openai_gateway import OpenAIKeyUnavailableError, OpenAIRefusedError, OpenAITransientError
+from shared.openai_gateway import (
+    OpenAIEmptyAnswerError,
+    OpenAIKeyUnavailableError,
+    OpenAIRefusedError,
+    OpenAITransientError,
+)
 from shared.runs import InvalidCursorError
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -45,9 +51,14 @@ OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 app = APIGatewayRestResolver(enable_validation=True)
 
 
-def _responses(ok: HTTPStatus, model: type[BaseModel], description: str, *errors: HTTPStatus) -> dict[int, Any]:
-    """A route's documented answers: its success body, then its errors (all ErrorBody; 422 is added)."""
-    answers = {ok: (description, model)} | {status: (status.phrase, ErrorBody) for status in errors}
+def _responses(ok: HTTPStatus, model: type[BaseModel], description: str,
+               *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]]) -> dict[int, Any]:
+    """A route's documented answers: its success body, then its errors (ErrorBody unless a model is
+    given with the status; 422 is added)."""
+    answers = {ok: (description, model)} | {
+        status: (status.phrase, body)
+        for status, body in (error if isinstance(error, tuple) else (error, ErrorBody) for error in errors)
+    }
     return {
         status.value: {"description": text, "content": {"application/json": {"model": body}}}
         for status, (text, body) in answers.items()
@@ -66,7 +77,10 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
     "/ask",
     summary="Answer a question with a fine-tuned model",
     description="Uses the named run's model, or the latest succeeded run's, with that run's training "
-    "system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400.",
+    "system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400. "
+    "When the model declines to answer, the answer is null and `refusal` holds the model's message "
+    "(still a 200). A 502 is OpenAI refusing the request (`openai_refused`) or answering without any "
+    "answer or refusal (`openai_empty_response`).",
     responses=_responses(HTTPStatus.OK, AskResponse, "The answer", HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND,
                          HTTPStatus.CONFLICT, HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE),
 )
@@ -92,9 +106,12 @@ def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
 @app.post(
     "/runs/<run_id>/cancel",
     summary="Cancel a run's fine-tuning job",
+    description="A 409 carries the run's status: `not_cancellable` when the run has finished or has no job "
+    "yet; `job_already_finished` when OpenAI says the job finished before the run's record caught up "
+    "(the run is then updated to the job's real status, model and error).",
     responses=_responses(HTTPStatus.ACCEPTED, CancelResponse, "Cancel requested; the status is the job's as "
-                         "OpenAI reported it", HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.BAD_GATEWAY,
-                         HTTPStatus.SERVICE_UNAVAILABLE),
+                         "OpenAI reported it", HTTPStatus.NOT_FOUND, (HTTPStatus.CONFLICT, RunConflictBody),
+                         HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE),
 )
 def post_cancel(run_id: Annotated[RunId, PathParam()]) -> Response[CancelResponse]:
     result = ask.cancel_run(run_id)
@@ -114,7 +131,13 @@ def run_not_found(error: ask.RunNotFoundError) -> Response[dict[str, str]]:
 
 @app.exception_handler(ask.RunStateError)
 def run_state_conflict(error: ask.RunStateError) -> Response[dict[str, str]]:
-    return _error(HTTPStatus.CONFLICT, error.code, error.message)
+    if error.status is None:
+        return _error(HTTPStatus.CONFLICT, error.code, error.message)
+    return Response(
+        status_code=HTTPStatus.CONFLICT.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=RunConflictBody(message=error.message, code=error.code, status=error.status).model_dump(),
+    )
 
 
 @app.exception_handler(InvalidCursorError)
@@ -134,6 +157,12 @@ def openai_key_unavailable(error: OpenAIKeyUnavailableError) -> Response[dict[st
     logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
     return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_key_unavailable",
                   "This deployment cannot read its OpenAI API key; its operator has been told in the logs.")
+
+
+@app.exception_handler(OpenAIEmptyAnswerError)
+def openai_empty_response(error: OpenAIEmptyAnswerError) -> Response[dict[str, str]]:
+    logger.warning("OpenAI answered without an answer", extra={"error": str(error)})
+    return _error(HTTPStatus.BAD_GATEWAY, "openai_empty_response", f"{error} Try again.")
 
 
 @app.exception_handler(OpenAIRefusedError)

@@ -22,9 +22,12 @@ Behaviour worth knowing:
 * ``fine_tuning_access=False`` (constructor or attribute, or ``--no-fine-tuning-access``) makes job
   creation answer 403, type ``invalid_request_error``, code ``fine_tuning_not_available``, like an
   organisation without fine-tuning access.
-* ``inject_fault(path_regex, kind, method=..., status=..., delay=..., times=...)`` makes matching
-  requests answer an OpenAI-shaped 429 (with retry-after)/500/503 (``kind="status"``), sleep first
-  (``"slow"``) or lose the connection (``"drop"``); see faults.py for matching.
+* ``inject_fault(path_regex, kind, method=..., status=..., delay=..., times=..., headers=...)`` makes
+  matching requests answer an OpenAI-shaped 408/409/429 (with retry-after)/500/503 or any other status
+  (``kind="status"``, plus ``headers`` such as ``x-should-retry``), sleep first (``"slow"``) or lose the
+  connection (``"drop"``); see faults.py for matching.
+* Uploads: a part over 64 MB (64,000,000 bytes) is a 400; completing an upload after its
+  ``expires_at`` (an hour) answers it ``expired`` with no file (when OpenAI answers that is unverified).
 * ``requests`` records every request (method, path, route, query, body, status, JSON response);
   ``files``, ``uploads`` and ``jobs`` expose the held state; ``reset()`` forgets it all.
 """

@@ -1,4 +1,9 @@
-"""Chat-format JSONL training data: validation the way OpenAI reports it, and rough token counts."""
+"""Chat-format JSONL training data: validation the way OpenAI reports it, and token counts.
+
+Training tokens are counted exactly as the data gate counts them (o200k_base, the cookbook's
+per-message overhead, capped per example), so a job's trained_tokens equal the run's estimate
+(billed tokens x epochs). Chat usage keeps the ~4 characters per token rule of thumb.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from shared.data_gate import MAX_TOKENS_PER_EXAMPLE, example_tokens
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -20,7 +27,7 @@ class Example:
 
     user: str
     assistant: str
-    tokens: int
+    tokens: int  # billed: the cookbook's count, capped at MAX_TOKENS_PER_EXAMPLE
 
 
 def estimate_tokens(text: str) -> int:
@@ -64,18 +71,16 @@ def _parse_line(line: str, number: int) -> Example:
     if not isinstance(messages, list) or not messages:
         raise TrainingFileError(f"{where}: expected a non-empty 'messages' list.")
     user = assistant = ""
-    tokens = 0
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             raise TrainingFileError(f"{where}: every message needs a valid 'role'.")
         body = message_text(message.get("content"))
         if message.get("content") is None and not message.get("tool_calls"):
             raise TrainingFileError(f"{where}: a message has no 'content'.")
-        tokens += estimate_tokens(body) + 4  # per-message overhead, as in OpenAI's cookbook
         if message["role"] == "user":
             user = body
         elif message["role"] == "assistant":
             assistant = body
     if not any(m["role"] == "assistant" for m in messages):
         raise TrainingFileError(f"{where}: the example has no assistant message.")
-    return Example(user=user, assistant=assistant, tokens=tokens)
+    return Example(user=user, assistant=assistant, tokens=min(example_tokens(messages), MAX_TOKENS_PER_EXAMPLE))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["status", "slow", "drop"]
 
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    408: ("Request timed out (emulated). Please try again.", "server_error", "timeout"),
+    409: ("Another request is modifying this resource (emulated). Please try again.", "server_error", "conflict"),
     429: ("Rate limit reached (emulated). Please try again later.", "requests", "rate_limit_exceeded"),
     500: (
         "The server had an error while processing your request. Sorry about that! (emulated)",
@@ -35,6 +37,7 @@ class Fault:
     delay: float = 0.0
     retry_after: float = 1.0
     times: int = 1
+    headers: dict[str, str] = field(default_factory=dict)  # added to a ``status`` answer, e.g. x-should-retry
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and re.fullmatch(self.path, path) is not None

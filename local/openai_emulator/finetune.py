@@ -37,13 +37,14 @@ HYPERPARAMETER_LIMITS = {"n_epochs": (1, 50), "batch_size": (1, 256)}
 
 
 def auto_n_epochs(n_examples: int) -> int:
-    """OpenAI's "auto" rule: 3 epochs, scaled so examples*epochs lands in [100, 25000], within 1..25."""
+    """OpenAI's "auto" rule as its cookbook states it: 3 epochs, else 100 // n (at most 25) for small sets
+    and 25000 // n (at least 1) for large ones. Floor division, so 31 examples train 3 epochs (93 < 100)."""
     epochs = 3
     if n_examples * epochs < 100:
-        epochs = math.ceil(100 / n_examples)
+        epochs = min(25, 100 // n_examples)
     elif n_examples * epochs > 25_000:
-        epochs = 25_000 // n_examples
-    return max(1, min(25, epochs))
+        epochs = max(1, 25_000 // n_examples)
+    return epochs
 
 
 def auto_batch_size(n_examples: int) -> int:

@@ -153,7 +153,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     "retry-after": str(max(1, round(fault.retry_after))),
                     "retry-after-ms": str(int(fault.retry_after * 1000)),
                 }
-                headers = retry if fault.status == 429 else {}
+                headers = {**(retry if fault.status == 429 else {}), **fault.headers}
                 raise ApiError(fault.status, message, type=kind, code=code, headers=headers)
             auth = self.headers.get("Authorization", "")
             if not auth.startswith("Bearer ") or not auth[7:].strip():
@@ -309,6 +309,10 @@ class OpenAIEmulator:
         delay: float = 0.0,
         retry_after: float = 1.0,
         times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
-        """Make the next ``times`` requests matching ``method``/``path`` (regex, see faults.py) misbehave."""
-        return self.faults.add(Fault(kind, path, method, status, delay, retry_after, times))
+        """Make the next ``times`` requests matching ``method``/``path`` (regex, see faults.py) misbehave.
+
+        ``headers`` are sent with a ``status`` answer, e.g. ``{"x-should-retry": "false"}``.
+        """
+        return self.faults.add(Fault(kind, path, method, status, delay, retry_after, times, dict(headers or {})))

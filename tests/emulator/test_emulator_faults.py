@@ -69,3 +69,22 @@ def test_faults_only_hit_matching_requests(client: OpenAI, emu: OpenAIEmulator) 
 def test_bad_fault_kind_is_refused(emu: OpenAIEmulator) -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         emu.inject_fault("/x", "explode")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("status", "code"), [(408, "timeout"), (409, "conflict")])
+def test_408_and_409_are_openai_shaped_and_the_sdk_retries_them(emu: OpenAIEmulator, status: int, code: str) -> None:
+    emu.inject_fault("/chat/completions", status=status, times=2)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client_for(emu).chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert (caught.value.status_code, caught.value.code) == (status, code)
+
+    assert client_for(emu, max_retries=1).chat.completions.create(**CHAT).choices  # type: ignore[call-overload]
+    assert [r.status for r in emu.requests] == [status, status, 200]
+
+
+def test_a_fault_can_carry_headers_such_as_x_should_retry(client: OpenAI, emu: OpenAIEmulator) -> None:
+    emu.inject_fault("/chat/completions", status=503, headers={"x-should-retry": "false"})
+    with pytest.raises(openai.InternalServerError) as caught:
+        client_for(emu, max_retries=2).chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(emu.requests) == 1  # the SDK obeys the header: no retry

@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from local.openai_emulator import OpenAIEmulator
 
-from .conftest import training_jsonl
+from .conftest import FakeClock, training_jsonl
 
 
 def test_file_create_retrieve_content_delete(client: OpenAI, emu: OpenAIEmulator) -> None:
@@ -80,3 +80,26 @@ def test_missing_api_key_is_401(emu: OpenAIEmulator) -> None:
 def test_unknown_route_is_404(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError, match="Invalid URL"):
         client.get("/nothing/here", cast_to=object)
+
+
+def test_a_part_over_64_mb_is_refused(client: OpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.openai_emulator import state
+
+    monkeypatch.setattr(state, "MAX_PART_BYTES", 8)  # the real limit is 64,000,000 bytes: too big to send here
+    upload = client.uploads.create(bytes=17, filename="t.jsonl", mime_type="text/jsonl", purpose="fine-tune")
+    assert client.uploads.parts.create(upload.id, data=b"12345678").upload_id == upload.id  # exactly the limit
+    with pytest.raises(openai.BadRequestError, match="at most 64 MB"):
+        client.uploads.parts.create(upload.id, data=b"123456789")
+
+
+def test_completing_an_upload_after_it_expired_answers_expired_without_a_file(
+    slow_client: OpenAI, slow_emu: OpenAIEmulator, clock: FakeClock
+) -> None:
+    upload = slow_client.uploads.create(bytes=5, filename="t.jsonl", mime_type="text/jsonl", purpose="fine-tune")
+    part = slow_client.uploads.parts.create(upload.id, data=b"12345")
+    clock.advance(3600)  # an upload lives one hour
+
+    done = slow_client.uploads.complete(upload.id, part_ids=[part.id])
+
+    assert (done.status, done.file) == ("expired", None)
+    assert not slow_emu.files

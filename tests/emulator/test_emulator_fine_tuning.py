@@ -86,7 +86,7 @@ def test_lifecycle_paces_with_phase_seconds_and_pause_resume(slow_client: OpenAI
     clock.advance(15)  # halfway through running
     running = jobs.retrieve(job.id)
     assert running.status == "running" and running.estimated_finish == int(clock.now) + 5
-    assert running.hyperparameters.n_epochs == 9  # ceil(100 / 12 examples)
+    assert running.hyperparameters.n_epochs == 8  # 100 // 12 examples (the cookbook floors)
     assert jobs.pause(job.id).model_dump()["status"] == "paused"  # not in the SDK's Literal
     clock.advance(100)
     assert jobs.retrieve(job.id).model_dump()["status"] == "paused"

@@ -13,15 +13,19 @@ import time
 from typing import Any
 
 import boto3
+import httpx2
+import openai
 import pytest
 from openai import OpenAI
 
 from functions.ask.app import lambda_handler
+from functions.prepare.app import lambda_handler as prepare_handler
 from local.openai_emulator import OpenAIEmulator
-from shared import ask
+from shared import ask, openai_gateway
+from shared.openai_gateway import JobSnapshot
 from shared.runs import RunsRepository
 from shared.settings import settings
-from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row
+from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row, write_jsonl
 
 # GET routes publish no metric; Powertools warns about that on every flush.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -132,6 +136,31 @@ def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     settings.cache_clear()
 
 
+TUNED_MODEL = "ft:gpt-4o-mini-2024-07-18:org::abc123"
+USAGE = {"prompt_tokens": 31, "completion_tokens": 9, "total_tokens": 40}
+
+
+def chat_completion(*choices: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion object as the spec shapes it, with these choices."""
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1795766400, "model": TUNED_MODEL,
+            "choices": [{"index": i, "finish_reason": "stop", "logprobs": None, **choice}
+                        for i, choice in enumerate(choices)], "usage": USAGE}
+
+
+def openai_answering(monkeypatch: pytest.MonkeyPatch, completion: dict[str, Any]) -> list[httpx2.Request]:
+    """Every OpenAI request goes to a transport that answers 200 with `completion`; returns the requests."""
+    requests: list[httpx2.Request] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        requests.append(request)
+        return httpx2.Response(200, json=completion)
+
+    client = OpenAI(api_key=TEST_OPENAI_KEY, base_url="https://openai.invalid/v1", max_retries=0,
+                    http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(answer)))
+    monkeypatch.setattr(openai_gateway, "_client", lambda *_: client)
+    return requests
+
+
 # POST /ask -------------------------------------------------------------------------------------
 
 def test_answers_with_the_named_runs_model_and_its_training_prompt(
@@ -148,6 +177,7 @@ def test_answers_with_the_named_runs_model_and_its_training_prompt(
     assert body["answer"] == CORIOLIS_ANSWER
     assert body["model"] == model and model.startswith("ft:gpt-4o-mini")
     assert body["run_id"] == "sciq-aaaaaaaaaaaa"
+    assert body["refusal"] is None
     assert set(body["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"] > 0
 
@@ -204,6 +234,46 @@ def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
     assert over_setting == (400, {"message": "question is 11 characters long; the limit is 10 characters.",
                                   "code": "invalid_question"})
     assert chat_requests(emulator) == []
+
+
+def test_a_refusal_is_a_200_with_the_models_refusal_and_no_answer(
+    aws_account: Aws, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a succeeded run, and a model that declines: content null, refusal set (OpenAI's shape)
+    record_run("sciq-aaaaaaaaaaaa", "succeeded", job_id="ftjob-1", fine_tuned_model=TUNED_MODEL)
+    refusal = "I'm sorry, I can't help with that."
+    sent = openai_answering(monkeypatch, chat_completion(
+        {"message": {"role": "assistant", "content": None, "refusal": refusal, "annotations": []}}))
+
+    # When a question is asked
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    # Then the caller hears the refusal, not an empty answer
+    assert (status, body) == (200, {"answer": None, "refusal": refusal, "model": TUNED_MODEL,
+                                    "run_id": "sciq-aaaaaaaaaaaa", "usage": USAGE})
+    assert [json.loads(request.content)["model"] for request in sent] == [TUNED_MODEL]
+    assert aws_account.runs()[0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("choices", "message"), [
+    ((), "OpenAI's chat completion held no choices, so there is no answer to give. Try again."),
+    (({"message": {"role": "assistant", "content": None, "refusal": None}},),
+     "OpenAI's chat completion held neither an answer nor a refusal. Try again."),
+])
+def test_a_completion_without_an_answer_is_a_502_saying_so(
+    aws_account: Aws, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_stream: Any,
+    choices: tuple[dict[str, Any], ...], message: str,
+) -> None:
+    record_run("sciq-aaaaaaaaaaaa", "succeeded", job_id="ftjob-1", fine_tuned_model=TUNED_MODEL)
+    sent = openai_answering(monkeypatch, chat_completion(*choices))
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    assert (status, body) == (502, {"message": message, "code": "openai_empty_response"})
+    assert len(sent) == 1
+    assert "Unexpected error" not in log_stream.getvalue()
+    [run] = aws_account.runs()
+    assert (run["status"], run["fine_tuned_model"]) == ("succeeded", TUNED_MODEL)
 
 
 MALFORMED: list[tuple[dict[str, Any], list[Any], str]] = [
@@ -369,11 +439,17 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
 
     assert status == 200
     assert set(run) == {"run_id", "status", "created_at", "updated_at", "status_changed_at", "finished_at",
-                        "config_key", "counts", "tokens", "estimate", "job_id", "fine_tuned_model",
+                        "config_key", "config_version", "config", "counts", "files", "gate", "tokens", "estimate",
+                        "training_file_id", "validation_file_id", "job_id", "fine_tuned_model",
                         "trained_tokens", "estimated_finish", "metrics", "events", "error"}
     assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
+    assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
+    assert (run["training_file_id"], run["validation_file_id"]) == ("file-abc", None)
     assert run["counts"] == PREPARED_OUTCOME["counts"]
+    assert run["files"] == {**PREPARED_OUTCOME["files"], "validation": None}
+    assert run["gate"] == {**PREPARED_OUTCOME["gate"], "validation": None}
+    assert run["config"]["template"]["system"] == NOTEBOOK_SYSTEM
     assert run["tokens"] == {"total_tokens": 480, "billing_tokens": 470}
     assert run["estimate"] == PREPARED_OUTCOME["estimate"]
     assert run["metrics"] == {"step": 96, "train_loss": 0.25}
@@ -391,16 +467,57 @@ def test_early_run_detail_has_nulls_not_errors(aws_account: Aws, lambda_context:
     assert status == 200
     assert run["status"] == "preparing"
     assert (run["counts"], run["tokens"], run["job_id"], run["events"]) == (None, None, None, [])
+    assert (run["files"], run["gate"], run["training_file_id"]) == (None, None, None)
+
+
+def test_run_detail_shows_the_config_files_and_gate_prepare_recorded(
+    aws_account: Aws, lambda_context: Any, tmp_path: Any
+) -> None:
+    # Given a run PrepareFunction prepared from a config with a validation split and explicit settings
+    rows = [sciq_row(i) for i in range(16)] + [sciq_row(16, support="")]
+    data = write_jsonl(tmp_path / "sciq.jsonl", rows)
+    aws_account.s3.upload_file(str(data), aws_account.bucket, "data/sciq.jsonl")
+    version = aws_account.put_config("configs/sciq-sample.json", {
+        "dataset": {"source": f"s3://{aws_account.bucket}/data/sciq.jsonl"}, "validation_fraction": 0.25,
+        "max_examples": 40,
+        "fine_tune": {"suffix": "sciq", "hyperparameters": {"n_epochs": 2}}})
+    prepare_handler(load_event("prepare-config-created.json"), lambda_context)
+    [recorded] = aws_account.runs()
+    assert recorded["status"] == "prepared"
+
+    # When the run is shown
+    status, run = invoke(run_event("ask-get-run.json", recorded["run_id"]), lambda_context)
+
+    # Then its body holds the resolved config, both files and both gate reports, as recorded
+    assert status == 200
+    assert run["config"] == recorded["config"]
+    assert run["config"]["validation_fraction"] == 0.25 and run["config"]["seed"] == 42  # a default, resolved
+    assert run["config"]["fine_tune"]["hyperparameters"] == {"n_epochs": 2, "batch_size": "auto",
+                                                             "learning_rate_multiplier": "auto"}
+    assert run["files"] == recorded["files"]
+    assert run["files"]["validation"] == {"key": f"datasets/{run['run_id']}/validation.jsonl",
+                                          "bytes": len(aws_account.read(run["files"]["validation"]["key"])),
+                                          "examples": 4}
+    assert run["files"]["train"]["examples"] == 12
+    assert run["gate"] == recorded["gate"]
+    assert run["gate"]["validation"]["examples"] == 4 and run["gate"]["train"]["format_errors"] == {}
+    assert run["tokens"] == {"total_tokens": recorded["gate"]["train"]["total_tokens"],
+                             "billing_tokens": recorded["gate"]["train"]["billing_tokens"]}
+    assert (run["config_key"], run["config_version"]) == ("configs/sciq-sample.json", version)
+    assert "config_sha256" in recorded and "config_sha256" not in run
 
 
 # POST /runs/{run_id}/cancel ----------------------------------------------------------------------
 
+@pytest.mark.parametrize("tracking_failed", [False, True])
 def test_cancel_stops_a_running_job_and_records_it(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tracking_failed: bool
 ) -> None:
     emulator.phase_seconds = 1000  # the job stays in progress
     job = start_emulator_job(emulator)
     record_run("sciq-aaaaaaaaaaaa", job.status, job_id=job.id)
+    if tracking_failed:  # its error no longer describes a run that ended cancelled
+        RunsRepository(os.environ["RUNS_TABLE"]).record_tracking_failure("sciq-aaaaaaaaaaaa", "gave up")
 
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
 
@@ -410,6 +527,7 @@ def test_cancel_stops_a_running_job_and_records_it(
     [run] = aws_account.runs()
     assert (run["status"], run["job_id"]) == ("cancelled", job.id)
     assert abs(run["finished_at"] - time.time()) < 60
+    assert "error" not in run
 
 
 def test_cancel_a_finished_run_or_one_without_a_job_is_a_409(
@@ -423,9 +541,9 @@ def test_cancel_a_finished_run_or_one_without_a_job_is_a_409(
     no_job = invoke(run_event("ask-cancel-run.json", "early-bbbbbbbbbbbb"), lambda_context)
 
     assert finished == (409, {"message": "Run done-aaaaaaaaaaaa has already succeeded; there is nothing to cancel.",
-                              "code": "not_cancellable"})
+                              "code": "not_cancellable", "status": "succeeded"})
     assert no_job == (409, {"message": "Run early-bbbbbbbbbbbb is prepared and has no fine-tuning job yet; "
-                                       "nothing to cancel.", "code": "not_cancellable"})
+                                       "nothing to cancel.", "code": "not_cancellable", "status": "prepared"})
     assert len(emulator.requests) == requests_before
 
 
@@ -444,17 +562,85 @@ def test_cancel_while_openai_is_down_is_a_503_and_changes_nothing(
     assert aws_account.runs()[0]["status"] == "running"
 
 
-def test_cancel_refused_by_openai_is_a_502(
+def finished_emulator_job(emulator: OpenAIEmulator, outcome: str) -> Any:
+    """A job that reached `outcome` at OpenAI (succeeded, failed on a too-small file, or cancelled there)."""
+    client = OpenAI(base_url=emulator.base_url, api_key=TEST_OPENAI_KEY, max_retries=0)
+    if outcome == "failed":
+        too_few = b"".join(training_jsonl(NOTEBOOK_SYSTEM).splitlines(keepends=True)[:3])
+        file = client.files.create(file=("train.jsonl", too_few), purpose="fine-tune")
+        return client.fine_tuning.jobs.retrieve(client.fine_tuning.jobs.create(model=BASE_MODEL,
+                                                                               training_file=file.id).id)
+    if outcome == "cancelled":
+        emulator.phase_seconds = 1000
+        job = start_emulator_job(emulator)
+        return client.fine_tuning.jobs.cancel(job.id)
+    return start_emulator_job(emulator)
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed", "cancelled"])
+@pytest.mark.parametrize("recorded_status", ["running", "tracking_failed"])
+def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_state(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch,
+    outcome: str, recorded_status: str,
+) -> None:
+    # Given a job that finished at OpenAI while its run still records it as unfinished
+    job = finished_emulator_job(emulator, outcome)
+    assert job.status == outcome
+    record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
+    if recorded_status == "tracking_failed":  # the poller gave up: nothing else will catch up with the job
+        RunsRepository(os.environ["RUNS_TABLE"]).record_tracking_failure("sciq-aaaaaaaaaaaa", "gave up")
+    no_retries(monkeypatch)
+
+    # When the caller asks to cancel it
+    status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
+
+    # Then OpenAI refused, and the caller hears why, with the job's real status
+    assert (status, body) == (409, {
+        "message": f"Job {job.id} has already {outcome} at OpenAI, so it cannot be cancelled; "
+                   f"run sciq-aaaaaaaaaaaa now records it as {outcome}.",
+        "code": "job_already_finished", "status": outcome})
+    assert [(r.method, r.path, r.status) for r in emulator.requests[-2:]] == [
+        ("POST", f"/fine_tuning/jobs/{job.id}/cancel", 400), ("GET", f"/fine_tuning/jobs/{job.id}", 200)]
+
+    # And the run records the job as a poll records it: status, model, tokens, error, when it finished
+    [run] = aws_account.runs()
+    assert (run["status"], run["job_id"]) == (outcome, job.id)
+    assert run.get("fine_tuned_model") == job.fine_tuned_model
+    assert run.get("trained_tokens") == job.trained_tokens
+    assert abs(run["finished_at"] - time.time()) < 60 and run["job_observed_at"] > 0
+    assert run.get("error") == JobSnapshot.of(job).run_fields().get("error")  # a tracking error is gone
+    if outcome == "failed":
+        assert job.error.message in run["error"]["message"]
+    shown = invoke(run_event("ask-get-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)[1]
+    assert (shown["status"], shown["fine_tuned_model"]) == (outcome, job.fine_tuned_model)
+    assert shown["error"] == (None if "error" not in run else {"openai_code": None, **run["error"]})
+    if outcome == "succeeded":  # and its model now answers
+        assert invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)[1]["answer"] == CORIOLIS_ANSWER
+
+    # And a second cancel is the plain conflict of a finished run, with no call to OpenAI
+    requests_before = len(emulator.requests)
+    again = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
+    assert again == (409, {"message": f"Run sciq-aaaaaaaaaaaa has already {outcome}; there is nothing to cancel.",
+                           "code": "not_cancellable", "status": outcome})
+    assert len(emulator.requests) == requests_before
+
+
+def test_cancel_refused_for_a_job_still_going_is_a_502_and_changes_nothing(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = start_emulator_job(emulator)  # already succeeded at OpenAI, not yet seen by the poller
+    emulator.phase_seconds = 1000
+    job = start_emulator_job(emulator)
     record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
     no_retries(monkeypatch)
+    emulator.inject_fault(r"/fine_tuning/jobs/[^/]+/cancel", kind="status", status=400, times=1)
 
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
 
-    assert (status, body) == (502, {"message": f"OpenAI refused cancelling the job: Job {job.id} has already "
-                                               "succeeded and cannot be cancelled.", "code": "openai_refused"})
+    assert (status, body) == (502, {"message": "OpenAI refused cancelling the job: Emulated HTTP 400 error.",
+                                    "code": "openai_refused"})
+    assert emulator.jobs[job.id].status not in ("succeeded", "failed", "cancelled")
+    [run] = aws_account.runs()
+    assert run["status"] == "running" and "finished_at" not in run
 
 
 def test_an_unreadable_api_key_secret_is_a_503_that_blames_the_deployment(

@@ -8,6 +8,7 @@ from typing import Any
 
 from functions.failed_events.app import lambda_handler as failed_events_handler
 from functions.prepare.app import lambda_handler as prepare_handler
+from shared.run_ids import derive_run_id
 from shared.runs import RunsRepository
 from tests.conftest import Aws, load_event, sciq_row, write_jsonl
 
@@ -24,7 +25,7 @@ def test_a_config_event_that_failed_every_retry_fails_its_run(
     aws_account: Aws, lambda_context: Any, tmp_path: Path
 ) -> None:
     data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(12)])
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(data)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(data)}})
     s3_event = load_event("prepare-config-created.json")
     prepare_handler(s3_event, lambda_context)
     [run] = aws_account.runs()
@@ -60,3 +61,40 @@ def test_a_training_file_event_that_failed_every_retry_fails_its_run_but_never_a
 
     statuses = {run["run_id"]: run["status"] for run in aws_account.runs()}
     assert statuses == {"stuck-0123456789ab": "failed", "done-0123456789ab": "succeeded"}
+
+
+def test_an_oversized_config_event_names_the_run_prepare_named_from_its_whole_content(
+    aws_account: Aws, lambda_context: Any
+) -> None:
+    body = b'{"dataset": {"source": "allenai/sciq"}, "template": {"system": "' + b"x" * 70_000 + b'"}}'
+    aws_account.put_config(CONFIG_KEY, body)
+    s3_event = load_event("prepare-config-created.json")
+    prepare_handler(s3_event, lambda_context)
+    [run] = aws_account.runs()
+    assert run["run_id"] == derive_run_id(CONFIG_KEY, body)
+    assert run["error"] == {"code": "invalid_config", "message": f"config is {len(body)} bytes; the limit is 65536"}
+    RunsRepository(aws_account.runs_table).claim_for_preparation(
+        run["run_id"], {"config_key": CONFIG_KEY, "config_version": "v2"})
+
+    failed_events_handler(dead_letter(s3_event), lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["run_id"] == run["run_id"] and failed["error"]["code"] == "processing_failed"
+
+
+def test_lambdas_error_is_recorded_without_the_functions_own_paths(aws_account: Aws, lambda_context: Any) -> None:
+    body = json.dumps({"dataset": {"source": "allenai/sciq"}}).encode()
+    aws_account.put_config(CONFIG_KEY, body)
+    assert RunsRepository(aws_account.runs_table).claim_for_preparation(  # a run that crashed while preparing
+        derive_run_id(CONFIG_KEY, body), {"config_key": CONFIG_KEY, "config_version": "v1"})
+    s3_event = load_event("prepare-config-created.json")
+    event = dead_letter(s3_event)
+    event["Records"][0]["messageAttributes"]["ErrorMessage"]["stringValue"] = (
+        "[Errno 28] No space left on device: '/tmp/ragtune/sciq-sample-0123456789ab/all.jsonl'")
+
+    failed_events_handler(event, lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["error"]["message"] == (
+        f"Processing {CONFIG_KEY} failed after Lambda's retries: [Errno 28] No space left on device: "
+        "'<internal path>'. Upload the config again to retry the run.")

@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx2
+import openai
 import pytest
 from openai import OpenAI
 
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from shared.openai_gateway import OpenAITransientError
+from shared import poll_job
+from shared.openai_gateway import MAX_EVENT_PAGES_PER_POLL, ForeignJobError, OpenAIGateway, OpenAITransientError
 from shared.runs import RunsRepository
+from shared.start_job import execution_name
 from tests.conftest import Aws, load_event
 from tests.integration.test_start_job import executions, prepare_run, training_event
 
@@ -133,9 +137,12 @@ def test_failed_job_records_openais_error_and_hands_it_to_the_fail_state(
         state = poll_handler(poll_event(run), lambda_context)
 
     [failed] = aws_account.runs()
+    job = strict.jobs[run["job_id"]]
     assert state["status"] == "failed"
     assert failed["status"] == "failed"
-    assert failed["error"]["code"] == "invalid_training_file"
+    # Our code says what happened to the run; OpenAI's own code is kept next to its message
+    assert failed["error"] == {"code": "job_failed", "message": job.error["message"],  # type: ignore[index]
+                               "openai_code": "invalid_training_file"}
     assert state["error_message"] == failed["error"]["message"] != ""
     assert [n["status"] for n in notifications()] == ["failed"]
 
@@ -149,8 +156,9 @@ def test_reaching_the_poll_bound_continues_in_a_fresh_execution(
 
     assert state["status"] == "continued"
     names = {execution["name"]: json.loads(execution["input"]) for execution in executions()}
-    assert names[f"{run['run_id']}-g1"] == {"run_id": run["run_id"], "job_id": run["job_id"], "generation": 1,
-                                            "polls": 0, "max_polls": 2000, "poll_interval_seconds": 0}
+    next_execution = execution_name(run["run_id"], run["job_id"], 1)
+    assert names[next_execution] == {"run_id": run["run_id"], "job_id": run["job_id"], "generation": 1,
+                                     "polls": 0, "max_polls": 2000, "poll_interval_seconds": 0}
 
 
 def test_tracking_failure_is_recorded_without_a_stack_trace(
@@ -171,13 +179,14 @@ def test_tracking_failure_is_recorded_without_a_stack_trace(
 @pytest.mark.parametrize("path", [r"/fine_tuning/jobs/[^/]+", r"/fine_tuning/jobs/[^/]+/events",
                                   r"/fine_tuning/jobs/[^/]+/checkpoints"], ids=["job", "events", "checkpoints"])
 @pytest.mark.parametrize("times", [2, 3])
+@pytest.mark.parametrize("status", [429, 409])
 def test_poll_faults_are_retried_then_left_to_the_state_machines_retry(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, path: str, times: int,
+    monkeypatch: pytest.MonkeyPatch, path: str, times: int, status: int,
 ) -> None:
     run = started_run(aws_account, emulator, lambda_context, tmp_path)
     emulator.phase_seconds = 0
-    emulator.inject_fault(path, kind="status", method="GET", status=429, times=times)
+    emulator.inject_fault(path, kind="status", method="GET", status=status, times=times)
 
     if times == 2:  # within the SDK's retries: the poll records the outcome
         assert poll_handler(poll_event(run), lambda_context)["status"] == "succeeded"
@@ -187,3 +196,104 @@ def test_poll_faults_are_retried_then_left_to_the_state_machines_retry(
             poll_handler(poll_event(run), lambda_context)
         assert aws_account.runs()[0]["status"] == "validating_files"
         assert poll_handler(poll_event(run), lambda_context)["status"] == "succeeded"  # the Retry's next attempt
+
+
+def test_a_job_that_failed_without_an_error_is_recorded_with_a_clear_one(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, notifications: Any
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    job = emulator.jobs[run["job_id"]]
+    with emulator.store.lock:  # OpenAI answers `failed` with `error: null`
+        job.status, job.error, job.finished_at = "failed", None, 1_750_000_000
+
+    state = poll_handler(poll_event(run), lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "job_failed",
+                               "message": "OpenAI reported the fine-tuning job as failed without giving a reason."}
+    assert failed["finished_at"] == 1_750_000_000
+    assert state["status"] == "failed" and state["error_message"] == failed["error"]["message"]
+    [notice] = notifications()
+    assert notice["error"] == failed["error"]
+
+
+def test_a_finished_job_records_its_own_finish_time_and_its_checkpoints_step(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    emulator.phase_seconds = 0
+    sdk = OpenAI(base_url=emulator.base_url, api_key="test")
+    assert sdk.fine_tuning.jobs.retrieve(run["job_id"]).status == "succeeded"
+    job = emulator.jobs[run["job_id"]]
+    with emulator.store.lock:
+        job.finished_at = int(time.time()) - 3600  # it finished an hour before this poll saw it
+        newest = job.checkpoints[-1]
+        newest["metrics"]["step"] = 7.0  # a metrics step that is not the checkpoint's
+
+    poll_handler(poll_event(run), lambda_context)
+
+    [done] = aws_account.runs()
+    assert done["finished_at"] == job.finished_at
+    assert done["metrics"]["step"] == newest["step_number"] != 7
+    assert done["metrics"]["train_loss"] == newest["metrics"]["train_loss"]
+
+
+def test_a_job_of_another_deployment_is_never_tracked(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, notifications: Any
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    ours = emulator.jobs[run["job_id"]]
+    sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
+    emulator.phase_seconds = 0
+    foreign = [sdk.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=ours.training_file, metadata=metadata).id
+               for metadata in ({"ragtune_run_id": run["run_id"]},
+                                {"ragtune_run_id": run["run_id"], "ragtune_deployment": "ragtune-data-999-eu-west-1"})]
+
+    for job_id in foreign:  # however the id reached the loop, the poll refuses before writing anything
+        with pytest.raises(ForeignJobError, match=f"{job_id} was not created by this deployment"):
+            poll_handler({**poll_event(run), "job_id": job_id}, lambda_context)
+
+    [untouched] = aws_account.runs()
+    assert untouched["status"] == "validating_files" and untouched["job_id"] == ours.id
+    assert "fine_tuned_model" not in untouched and "events" not in untouched
+    assert notifications() == []
+    requested = [r.path for r in emulator.requests if r.method == "GET" and r.path.startswith("/fine_tuning/jobs/")]
+    assert requested == [f"/fine_tuning/jobs/{job_id}" for job_id in foreign]  # no events, no checkpoints read
+
+
+def test_event_paging_is_bounded_per_poll(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API that answers one event per page and always has more costs a bounded number of GETs."""
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    job = emulator.jobs[run["job_id"]].to_json(None)
+    pages: list[str] = []
+
+    def openai_api(request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path.removeprefix("/v1")
+        if path.endswith("/events"):
+            pages.append(request.url.params.get("after", ""))
+            n = len(pages)
+            return httpx2.Response(200, json={"object": "list", "has_more": True, "data": [
+                {"object": "fine_tuning.job.event", "id": f"ftevent-{n}", "created_at": 1_750_000_000 - n,
+                 "level": "info", "message": f"event {n}", "type": "message"}]})
+        if path.endswith("/checkpoints"):
+            return httpx2.Response(200, json={"object": "list", "data": [], "has_more": False})
+        return httpx2.Response(200, json={**job, "status": "running"})
+
+    sdk = OpenAI(api_key="test", base_url="http://openai.test/v1", max_retries=0,
+                 http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(openai_api)))
+    monkeypatch.setattr(poll_job, "gateway", lambda: OpenAIGateway(
+        sdk, upload_part_bytes=5120, retry_backoff_seconds=0, deployment=aws_account.bucket))
+
+    poll_handler(poll_event(run), lambda_context)
+
+    assert len(pages) == MAX_EVENT_PAGES_PER_POLL
+    assert pages == ["", *[f"ftevent-{n}" for n in range(1, MAX_EVENT_PAGES_PER_POLL)]]
+    [running] = aws_account.runs()
+    assert running["status"] == "running"
+    assert running["event_count"] == MAX_EVENT_PAGES_PER_POLL
+    assert running["last_event_id"] == "ftevent-1"  # the newest: the next poll reads only what is newer
+    assert [e["id"] for e in running["events"]][-1] == "ftevent-1"

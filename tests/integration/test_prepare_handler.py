@@ -45,7 +45,7 @@ def test_default_config_writes_the_notebooks_jsonl_and_records_the_run(
     aws_account: Aws, lambda_context: Any, sciq_file: Path
 ) -> None:
     # Given a config naming only the dataset, on SciQ-shaped rows with tricky text
-    version = aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    version = aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
 
     # When the S3 event for it arrives
     result = invoke(lambda_context)
@@ -88,7 +88,7 @@ def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
     aws_account: Aws, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
-    config = {"dataset": {"source": str(data)}, "validation_fraction": 0.25, "seed": 7}
+    config = {"dataset": {"source": aws_account.put_data(data)}, "validation_fraction": 0.25, "seed": 7}
     aws_account.put_config(CONFIG_KEY, config)
     uploads: list[tuple[str, str | None]] = []
     real_upload = prepare.upload
@@ -126,7 +126,7 @@ def test_custom_template_filter_and_max_examples(aws_account: Aws, lambda_contex
     rows = [sciq_row(i) for i in range(30)]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     aws_account.put_config(CONFIG_KEY, {
-        "dataset": {"source": str(data)},
+        "dataset": {"source": aws_account.put_data(data)},
         "filter": {"non_empty": []},
         "template": {"system": None, "user": "Q: {question} {{literal}}", "assistant": "{correct_answer}"},
         "max_examples": 10,
@@ -153,7 +153,7 @@ def test_loads_csv_parquet_and_json_files(aws_account: Aws, lambda_context: Any,
     {"csv": lambda: frame.to_csv(path, index=False),
      "parquet": lambda: frame.to_parquet(path),
      "json": lambda: path.write_text(json.dumps(rows), encoding="utf-8")}[file_format]()
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(path)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(path)}})
 
     invoke(lambda_context)
 
@@ -174,7 +174,7 @@ def test_s3_dataset_source(aws_account: Aws, lambda_context: Any, sciq_file: Pat
 
 
 def test_replayed_event_gives_one_run_and_one_file(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
 
     first = invoke(lambda_context)
     second = invoke(lambda_context)
@@ -185,9 +185,9 @@ def test_replayed_event_gives_one_run_and_one_file(aws_account: Aws, lambda_cont
 
 
 def test_edited_config_is_a_new_run(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
     invoke(lambda_context)
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}, "seed": 1})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}, "seed": 1})
     invoke(lambda_context)
 
     runs = aws_account.runs()
@@ -197,7 +197,7 @@ def test_edited_config_is_a_new_run(aws_account: Aws, lambda_context: Any, sciq_
 
 def test_url_encoded_key_with_spaces_and_non_ascii(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
     key = "configs/my résumé run (2).json"
-    aws_account.put_config(key, {"dataset": {"source": str(sciq_file)}})
+    aws_account.put_config(key, {"dataset": {"source": aws_account.put_data(sciq_file)}})
 
     invoke(lambda_context, "prepare-config-key-encoded.json")
 
@@ -210,7 +210,7 @@ def test_url_encoded_key_with_spaces_and_non_ascii(aws_account: Aws, lambda_cont
 def test_transient_failure_is_retried_without_a_second_run_or_partial_file(
     aws_account: Aws, lambda_context: Any, sciq_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
     real_upload = prepare.upload
 
     def failing_upload(*args: Any, **kwargs: Any) -> None:
@@ -233,7 +233,7 @@ def test_logs_are_json_with_the_run_id_and_metrics_are_emitted(
     aws_account: Aws, lambda_context: Any, sciq_file: Path, log_stream: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(sciq_file)}})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
     invoke(lambda_context)
 
     run_id = only_run(aws_account)["run_id"]
@@ -243,3 +243,45 @@ def test_logs_are_json_with_the_run_id_and_metrics_are_emitted(
     assert all(log.get("run_id") == run_id for log in logs)
     assert metrics and metrics[0]["RowsRead"] == [14.0] and metrics[0]["RowsKept"] == [12.0]
     assert metrics[0]["TrainingTokens"][0] > 0 and "PrepareSeconds" in metrics[0]
+
+
+def test_numbers_and_booleans_are_written_as_text_and_nulls_or_structures_drop_their_row(
+    aws_account: Aws, lambda_context: Any
+) -> None:
+    rows: list[dict[str, Any]] = [
+        dict(sciq_row(i), year=2000 + i, score=i / 2, verified=i % 2 == 0, hint=f"hint {i}",
+             meta={"text": f"m{i}", "lang": "en"}) for i in range(14)
+    ]
+    rows[12]["hint"] = None
+    rows[13]["year"] = None
+    body = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    aws_account.put_config(CONFIG_KEY, {
+        "dataset": {"source": aws_account.put_data(body, "typed.jsonl")},
+        "template": {"user": "{question} ({year}, score {score}, verified: {verified}, {hint})",
+                     "assistant": "{correct_answer} Explanation: {support}"},
+    })
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert run["status"] == "prepared", run.get("error")
+    assert run["counts"]["dropped_reasons"] == {"missing hint": 1, "missing year": 1}
+    lines = [json.loads(line) for line in aws_account.read(run["files"]["train"]["key"]).splitlines()]
+    assert [line["messages"][1]["content"] for line in lines[:2]] == [
+        "Question 0: what is measured in joules? (2000, score 0.0, verified: true, hint 0)",
+        "Question 1: what is measured in joules? (2001, score 0.5, verified: false, hint 1)",
+    ]
+    assert b"None" not in aws_account.read(run["files"]["train"]["key"])
+
+    # A template that names the structured column: every row is dropped, the reason names it, the run fails
+    aws_account.put_config("configs/meta.json", {
+        "dataset": {"source": f"s3://{aws_account.bucket}/data/typed.jsonl"},
+        "template": {"user": "{question}", "assistant": "{meta}"},
+    })
+    event = load_event("prepare-config-created.json")
+    event["Records"][0]["s3"]["object"]["key"] = "configs/meta.json"
+    lambda_handler(event, lambda_context)
+    failed = next(r for r in aws_account.runs() if r["config_key"] == "configs/meta.json")
+    assert failed["status"] == "failed" and failed["error"]["code"] == "data_gate_failed"
+    assert failed["counts"]["dropped_reasons"] == {"non-text meta": 14}
+    assert aws_account.keys(f"datasets/{failed['run_id']}/") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ CONFIG_KEY = "configs/sciq-sample.json"
 
 def prepare_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
     data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": str(data)}, **config})
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(data)}, **config})
     [outcome] = prepare_handler(load_event("prepare-config-created.json"), context)["runs"]
     assert outcome["status"] == "prepared"
     [run] = aws_account.runs()
@@ -48,6 +49,11 @@ def routes(emulator: OpenAIEmulator, route: str, method: str = "POST") -> list[A
     return [r for r in emulator.requests if r.route == route and r.method == method]
 
 
+def statuses(emulator: OpenAIEmulator, path: str, method: str = "POST") -> list[int | None]:
+    """What each request to `path` was answered, faults included (a faulted request has no route)."""
+    return [r.status for r in emulator.requests if r.path == path and r.method == method]
+
+
 def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
 ) -> None:
@@ -67,7 +73,7 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     assert create.body == {
         "model": "gpt-4o-mini-2024-07-18", "training_file": job.training_file,
         "validation_file": job.validation_file, "suffix": "sciq", "seed": 9,
-        "metadata": {"ragtune_run_id": run_id},
+        "metadata": {"ragtune_run_id": run_id, "ragtune_deployment": aws_account.bucket},
         "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
     }
     assert create.headers["authorization"] == f"Bearer {TEST_OPENAI_KEY}"
@@ -78,7 +84,7 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     assert (recorded["job_id"], recorded["training_file_id"], recorded["validation_file_id"]) == (
         job.id, job.training_file, job.validation_file)
     [execution] = executions()
-    assert execution["name"] == f"{run_id}-g0"
+    assert execution["name"] == f"{run_id}-{hashlib.sha256(job.id.encode()).hexdigest()[:8]}-g0"
     assert recorded["execution_arn"] == execution["executionArn"]
     assert json.loads(execution["input"]) == {
         "run_id": run_id, "job_id": job.id, "generation": 0, "polls": 0,
@@ -142,6 +148,7 @@ def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_mess
         "code": "openai_refused",
         "message": "OpenAI refused creating the fine-tuning job: "
                    "Fine-tuning job creation is not available for this organization.",
+        "openai_code": "fine_tuning_not_available",
     }
     assert not emulator.jobs and not executions()
 
@@ -152,11 +159,15 @@ def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_mess
         ("/files", "POST", "status", 500),
         ("/files", "POST", "drop", None),
         ("/fine_tuning/jobs", "GET", "status", 429),
+        ("/fine_tuning/jobs", "GET", "status", 409),
         ("/fine_tuning/jobs", "POST", "status", 503),
+        ("/fine_tuning/jobs", "POST", "status", 409),
+        ("/fine_tuning/jobs", "POST", "status", 408),
         ("/fine_tuning/jobs", "POST", "drop", None),
         ("/fine_tuning/jobs", "POST", "slow", None),
     ],
-    ids=["upload-500", "upload-drop", "lookup-429", "create-503", "create-drop", "create-slow"],
+    ids=["upload-500", "upload-drop", "lookup-429", "lookup-409", "create-503", "create-409", "create-408",
+         "create-drop", "create-slow"],
 )
 @pytest.mark.parametrize("times", [2, 3])
 def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
@@ -179,7 +190,7 @@ def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
         oldest = min(emulator.jobs.values(), key=lambda job: (job.created_at, job.id))
         assert recorded["status"] == "validating_files"
         assert recorded["job_id"] in {job.id for job in emulator.jobs.values()}
-        assert oldest.metadata == {"ragtune_run_id": recorded["run_id"]}
+        assert oldest.metadata == {"ragtune_run_id": recorded["run_id"], "ragtune_deployment": aws_account.bucket}
         assert len(executions()) == 1
     elif times == 2:  # within the SDK's 2 retries (3 attempts): the run goes on
         assert recorded["status"] == "validating_files"
@@ -188,6 +199,9 @@ def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
         assert recorded["status"] == "failed"
         assert recorded["error"]["code"] == "openai_unavailable"
         assert "Upload the config again to retry" in recorded["error"]["message"]
+        # OpenAI's own code, when its answer had one, is kept next to the message
+        openai_codes = {429: "rate_limit_exceeded", 409: "conflict", 408: "timeout"}  # the emulator's; 5xx: none
+        assert recorded["error"].get("openai_code") == (openai_codes.get(status or 0) if kind == "status" else None)
         assert not emulator.jobs and not executions()
     assert attempts <= 3 + (1 if path == "/fine_tuning/jobs" and method == "GET" else 0)
 
@@ -243,6 +257,11 @@ def test_retrying_a_run_whose_job_failed_starts_a_fresh_job(
         [retried] = aws_account.runs()
         assert len(strict.jobs) == 2
         assert retried["job_id"] != failed_job.id and retried["status"] == "validating_files"
+        # A fresh execution tracks the new job: an execution name is never reused (on AWS a name
+        # that ran with another input is refused, and the new job would go untracked)
+        tracked = {json.loads(e["input"])["job_id"]: e for e in executions()}
+        assert set(tracked) == {failed_job.id, retried["job_id"]}
+        assert retried["execution_arn"] == tracked[retried["job_id"]]["executionArn"]
 
 
 def test_an_unreadable_api_key_secret_fails_the_run_with_what_to_fix(
@@ -275,7 +294,7 @@ def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
     [file_id] = emulator.files
     assert len(routes(emulator, "/files")) == 1
     assert aws_account.runs()[0]["training_file_id"] == file_id
-    assert emulator.files[file_id].obj["filename"].startswith(f"{run['run_id']}-train-")
+    assert emulator.files[file_id].obj["filename"].startswith(f"{aws_account.bucket}_{run['run_id']}-train-")
 
 
 @pytest.mark.parametrize("path", ["/uploads", r"/uploads/[^/]+/parts", r"/uploads/[^/]+/complete"],
@@ -301,3 +320,133 @@ def test_uploads_api_faults_are_retried_then_recorded(
     else:
         assert (recorded["status"], recorded["error"]["code"]) == ("failed", "openai_unavailable")
         assert not emulator.jobs and not executions()
+
+
+def test_one_409_on_create_is_retried_and_the_job_is_created(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
+    settings.cache_clear()
+    emulator.inject_fault("/fine_tuning/jobs", method="POST", status=409, times=1)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [job] = emulator.jobs.values()
+    assert statuses(emulator, "/fine_tuning/jobs") == [409, 200]
+    [recorded] = aws_account.runs()
+    assert (recorded["status"], recorded["job_id"]) == ("validating_files", job.id)
+    assert "error" not in recorded and len(executions()) == 1
+
+
+@pytest.mark.parametrize(("status", "should_retry", "outcome"),
+                         [(400, "true", "validating_files"), (503, "false", "failed")],
+                         ids=["400-should-retry", "503-should-not-retry"])
+def test_x_should_retry_decides_over_the_status_code(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, status: int, should_retry: str, outcome: str,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
+    settings.cache_clear()
+    emulator.inject_fault("/fine_tuning/jobs", method="POST", status=status, times=1,
+                          headers={"x-should-retry": should_retry})
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    creates = statuses(emulator, "/fine_tuning/jobs")
+    assert recorded["status"] == outcome
+    if should_retry == "true":
+        assert creates == [status, 200] and len(emulator.jobs) == 1
+    else:  # OpenAI said not to retry: a refusal, recorded with its message, no second attempt
+        assert creates == [status] and not emulator.jobs and not executions()
+        assert recorded["error"]["code"] == "openai_refused"
+        assert "overloaded" in recorded["error"]["message"]
+
+
+FOREIGN_BUCKET = "ragtune-data-999999999999-eu-west-1"
+
+
+def test_a_job_another_deployment_made_for_the_same_run_is_never_adopted(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    """Same config key and bytes give the same run id everywhere: only the deployment tells jobs apart."""
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    run_id = run["run_id"]
+    emulator.phase_seconds = 1000  # the other deployment's jobs are still validating: usable, if they were ours
+    sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
+    their_file = sdk.files.create(file=("theirs.jsonl", aws_account.read(run["files"]["train"]["key"])),
+                                  purpose="fine-tune").id
+    foreign = {
+        sdk.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=their_file, metadata=metadata).id
+        for metadata in ({"ragtune_run_id": run_id},  # tagged the way ragtune tagged jobs before deployments
+                         {"ragtune_run_id": run_id, "ragtune_deployment": FOREIGN_BUCKET})
+    }
+
+    start_handler(training_event(run_id), lambda_context)
+
+    [recorded] = aws_account.runs()
+    [ours] = [job for job in emulator.jobs.values() if job.id not in foreign]
+    assert recorded["job_id"] == ours.id and recorded["status"] == "validating_files"
+    assert ours.metadata == {"ragtune_run_id": run_id, "ragtune_deployment": aws_account.bucket}
+    assert ours.training_file != their_file
+    [lookup] = routes(emulator, "/fine_tuning/jobs", "GET")
+    assert lookup.query["metadata[ragtune_run_id]"] == run_id
+    assert lookup.query["metadata[ragtune_deployment]"] == aws_account.bucket
+    [execution] = executions()
+    assert json.loads(execution["input"])["job_id"] == ours.id
+
+
+def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    run_id, key = run["run_id"], run["files"]["train"]["key"]
+    etag = aws_account.s3.head_object(Bucket=aws_account.bucket, Key=key)["ETag"].strip('"')[:12]
+    body = aws_account.read(key)
+    sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
+    foreign = {sdk.files.create(file=(name, body), purpose="fine-tune").id
+               for name in (f"{run_id}-train-{etag}.jsonl", f"{FOREIGN_BUCKET}_{run_id}-train-{etag}.jsonl")}
+    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
+    settings.cache_clear()
+    # Our upload's answer is lost, so the gateway looks for the file by name and size before trying again
+    emulator.inject_fault("/files", kind="drop", method="POST", times=1)
+
+    start_handler(training_event(run_id), lambda_context)
+
+    [recorded] = aws_account.runs()
+    [job] = emulator.jobs.values()
+    assert recorded["training_file_id"] == job.training_file and job.training_file not in foreign
+    assert emulator.files[job.training_file].obj["filename"] == f"{aws_account.bucket}_{run_id}-train-{etag}.jsonl"
+    assert emulator.files[job.training_file].content == body
+
+
+def test_an_upload_that_completes_expired_fails_the_run_saying_so(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
+    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
+    settings.cache_clear()
+    # The hour an upload lives is over by the time it is completed
+    real_clock = emulator.store.clock
+    emulator.store.clock = lambda: real_clock() + (
+        3600 if routes(emulator, "/uploads/{upload_id}/complete") else 0)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    [upload] = emulator.uploads.values()
+    assert upload.obj["status"] == "expired"
+    assert recorded["status"] == "failed"
+    assert recorded["error"] == {
+        "code": "openai_refused",
+        "message": f"OpenAI's upload {upload.obj['id']} of {upload.obj['filename']} expired before it was "
+                   "completed (an upload must be completed within an hour). Upload the config again to retry.",
+    }
+    assert len(routes(emulator, "/uploads/{upload_id}/complete")) == 1  # a refusal: not tried again
+    assert not emulator.jobs and not executions()

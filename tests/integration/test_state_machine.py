@@ -12,22 +12,25 @@ import pytest
 
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from shared.runs import RunsRepository
 from shared.settings import settings
+from shared.start_job import execution_arn
 from tests.conftest import Aws
 from tests.integration.test_start_job import prepare_run, training_event
 
 
 def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
     sfn = boto3.client("stepfunctions")
-    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    execution_arn = f"{arn.replace(':stateMachine:', ':execution:')}:{run_id}-g{generation}"
+    run = RunsRepository(settings().runs_table).get(run_id)
+    assert run is not None
+    arn = execution_arn(run_id, run["job_id"], generation)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        execution: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        execution: dict[str, Any] = sfn.describe_execution(executionArn=arn)
         if execution["status"] != "RUNNING":
             return execution
         time.sleep(0.05)
-    raise AssertionError(f"execution {execution_arn} still running after {timeout} s")
+    raise AssertionError(f"execution {arn} still running after {timeout} s")
 
 
 def history_states(execution_arn: str) -> list[str]:
@@ -67,7 +70,8 @@ def test_a_failed_job_ends_in_fail_carrying_the_jobs_error(
     assert execution["status"] == "FAILED"
     assert execution["error"] == "JobFailed"
     assert execution["cause"] == failed["error"]["message"]
-    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_training_file"
+    assert failed["status"] == "failed"
+    assert (failed["error"]["code"], failed["error"]["openai_code"]) == ("job_failed", "invalid_training_file")
 
 
 def test_transient_poll_errors_are_retried_by_the_state_machine(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,3 +238,30 @@ def test_the_real_ask_handler_lists_no_runs(aws_account: Aws) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.json() == {"runs": [], "next_cursor": None}
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_the_real_ask_handler_shows_a_runs_config_files_and_gate_over_http(aws_account: Aws) -> None:
+    from functions.ask.app import lambda_handler
+    from shared.runs import RunsRepository
+
+    runs = RunsRepository(os.environ["RUNS_TABLE"])
+    config = {"dataset": {"source": "allenai/sciq", "split": "train"}, "seed": 7}
+    files = {"train": {"key": "datasets/sciq-0123456789ab/train.jsonl", "bytes": 2048, "examples": 10}}
+    gate = {"train": {"examples": 10, "total_tokens": 400, "billing_tokens": 400, "max_example_tokens": 41,
+                      "examples_over_token_limit": 0, "duplicate_examples": 1, "format_errors": {}}}
+    assert runs.claim_for_preparation("sciq-0123456789ab", {"config_key": "configs/sciq.json",
+                                                            "config_version": "v1", "config_sha256": "ab"})
+    assert runs.record_prepared("sciq-0123456789ab", {"config": config, "files": files, "gate": gate})
+
+    def invoke(function_logical_id: str, event: dict[str, Any]) -> Any:
+        return lambda_handler(event, LambdaContext())
+
+    with LocalApiGateway(routes_from_template(), invoke, {KEY}, stage=stage_name()) as gateway:
+        response = get(f"{gateway.url}/runs/sciq-0123456789ab")
+    assert response.status_code == 200
+    run = response.json()
+    assert (run["status"], run["config"], run["config_version"]) == ("prepared", config, "v1")
+    assert run["files"] == {**files, "validation": None}
+    assert run["gate"] == {**gate, "validation": None}
+    assert "config_sha256" not in run

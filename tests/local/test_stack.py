@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from typing import Any
 import boto3
 import pytest
 import requests
+
+from local.openai_emulator import OpenAIEmulator
+from shared.start_job import execution_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "local" / "sample"
@@ -39,9 +43,33 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     lines = result.stdout.splitlines()
     assert any(line.strip().startswith("prepared: 32 rows read, 31 kept") for line in lines)
     assert any("succeeded: model ft:gpt-4o-mini-2024-07-18:emulator:sciq-demo:" in line for line in lines)
+    assert lines[1].startswith("OpenAI: the in-process emulator at http://127.0.0.1:")
+    # The estimate is what the emulator trains: same `auto` epochs rule (the cookbook's floor) and token counting.
+    [prepared] = [line.strip() for line in lines if line.strip().startswith("prepared:")]
+    [succeeded] = [line.strip() for line in lines if line.strip().startswith("succeeded:")]
+    billed, epochs, trained = (int(n.replace(",", "")) for n in re.search(  # type: ignore[union-attr]
+        r"([\d,]+) billed tokens per epoch; estimated (\d+) epochs = ([\d,]+) trained tokens", prepared).groups())
+    assert (epochs, trained) == (3, billed * 3)  # 31 examples: 100 // 31 = 3 epochs
+    assert succeeded.endswith(f"{trained:,} trained tokens ({epochs} epochs × {billed:,}), as estimated")
     [answer] = [line for line in lines if line.startswith("answer (the OpenAI emulator")]
     assert answer.split("): ", 1)[1].startswith("Coriolis effect Explanation: Without Coriolis Effect")
     assert elapsed < 60
+
+
+def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
+    """OPENAI_BASE_URL is honoured beside OPENAI_API_KEY (it used to be overwritten with api.openai.com)."""
+    with OpenAIEmulator(phase_seconds=0.2) as elsewhere:
+        environment = {**_environment(), "OPENAI_API_KEY": "sk-test-not-a-real-key",
+                       "OPENAI_BASE_URL": elsewhere.base_url}
+        result = subprocess.run([sys.executable, "-m", "local", "demo", "--poll-interval", "1"], cwd=ROOT,
+                                env=environment, capture_output=True, text=True, timeout=120, check=False)
+        requests_seen = {(r.method, r.route) for r in elsewhere.requests}
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert f"OpenAI: {elsewhere.base_url} (from OPENAI_BASE_URL), with OPENAI_API_KEY" in result.stdout.splitlines()
+    assert {("POST", "/files"), ("POST", "/fine_tuning/jobs"), ("POST", "/chat/completions")} <= requests_seen
+    [answer] = [line for line in result.stdout.splitlines() if line.startswith("answer (")]
+    assert answer.startswith(f"answer ({elsewhere.base_url}): Coriolis effect Explanation:")
 
 
 def test_demo_exits_non_zero_with_the_reason_when_the_run_fails(tmp_path: Path) -> None:
@@ -94,6 +122,7 @@ def served() -> Iterator[tuple[Served, subprocess.Popen[str]]]:
         key, _, value = line.strip().partition("=")
         if key in {"s3_endpoint", "bucket", "api_url", "api_key"}:
             printed[key] = value
+    assert process.stdout.readline().startswith("openai_base_url=http://127.0.0.1:")  # the emulator's
     yield Served(**printed), process
     if process.poll() is None:
         process.kill()
@@ -153,7 +182,7 @@ def test_the_three_invocation_paths_reach_the_real_handlers(
     sfn = stack.client("stepfunctions")
     [machine] = sfn.list_state_machines()["stateMachines"]
     executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
-    [execution] = [e for e in executions if e["name"] == f"{run['run_id']}-g0"]
+    [execution] = [e for e in executions if e["name"] == execution_name(run["run_id"], run["job_id"], 0)]
     history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
     outputs = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"]) for e in history
                if e["type"] == "LambdaFunctionSucceeded"]

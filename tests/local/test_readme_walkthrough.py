@@ -1,0 +1,85 @@
+"""The README's local-stack walkthrough, run as written against `python -m local serve`.
+
+The bash block is read from README.md and run by bash with the printed values exported, so
+the README cannot drift from what works. It uses the aws CLI when installed; otherwise a tiny
+stand-in on PATH does the same `aws --endpoint-url URL s3 cp FILE s3://BUCKET/KEY` with boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .test_stack import ROOT, _environment
+
+AWS_STAND_IN = f'''#!{sys.executable}
+"""aws --endpoint-url URL s3 cp FILE s3://BUCKET/KEY-or-PREFIX/ (all the walkthrough needs)."""
+import sys
+from pathlib import Path
+
+import boto3
+
+arguments = sys.argv[1:]
+assert arguments[:1] == ["--endpoint-url"] and arguments[2:4] == ["s3", "cp"], arguments
+endpoint, source, target = arguments[1], arguments[4], arguments[5]
+bucket, _, key = target.removeprefix("s3://").partition("/")
+key = key + Path(source).name if key.endswith("/") or not key else key
+boto3.client("s3", endpoint_url=endpoint).upload_file(source, bucket, key)
+print(f"upload: {{source}} to s3://{{bucket}}/{{key}}")
+'''
+
+
+def _walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## The local stack\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    [walkthrough] = [block for block in blocks if "s3 cp" in block and "/ask" in block]
+    return str(walkthrough)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+    process = subprocess.Popen([sys.executable, "-m", "local", "serve"], cwd=ROOT, env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    printed: dict[str, str] = {}
+    while "openai_base_url" not in printed:
+        line = process.stdout.readline()
+        assert line, "serve mode exited before printing its endpoints"
+        key, _, value = line.strip().partition("=")
+        printed[key] = value
+    yield printed
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path: Path) -> None:
+    environment = {**_environment(), "S3_ENDPOINT": served["s3_endpoint"], "BUCKET": served["bucket"],
+                   "API_URL": served["api_url"], "API_KEY": served["api_key"]}
+    if shutil.which("aws") is None or subprocess.run(["aws", "--version"], capture_output=True,
+                                                     check=False).returncode != 0:
+        stand_in = tmp_path / "bin" / "aws"
+        stand_in.parent.mkdir()
+        stand_in.write_text(AWS_STAND_IN, encoding="utf-8")
+        stand_in.chmod(0o755)
+        environment["PATH"] = f"{stand_in.parent}:{environment['PATH']}"
+
+    result = subprocess.run(["bash", "-c", _walkthrough()], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    runs = json.loads(next(line for line in lines if line.startswith('{"runs"')))["runs"]
+    [run_id] = [run["run_id"] for run in runs]
+    statuses = [line.removeprefix(f"{run_id}: ") for line in lines if line.startswith(f"{run_id}: ")]
+    assert statuses[-1] == "succeeded" and lines[-2] == f"{run_id}: succeeded", result.stdout[-2000:]
+    answer = json.loads(lines[-1])
+    assert answer["run_id"] == run_id
+    assert answer["answer"].startswith("crust Explanation: The crust is Earth's thin")

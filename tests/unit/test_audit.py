@@ -1,0 +1,53 @@
+"""`make audit` (checkov + bandit) is part of `make test`; every finding it lets through has a written reason."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCANNED = ("functions", "shared", "local")
+
+
+def _dry_run(target: str) -> str:
+    result = subprocess.run(["make", "--dry-run", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def test_make_test_runs_the_audit_before_the_tests() -> None:
+    commands = _dry_run("test").splitlines()
+    checkov = next(i for i, line in enumerate(commands) if "/checkov " in line)
+    bandit = next(i for i, line in enumerate(commands) if "/bandit " in line)
+    pytest = next(i for i, line in enumerate(commands) if "-m pytest" in line)
+    assert checkov < pytest and bandit < pytest
+    assert "--file template.yaml" in commands[checkov] and "--skip-download" in commands[checkov]
+    assert all(folder in commands[bandit] for folder in SCANNED) and "--severity-level medium" in commands[bandit]
+
+
+def test_make_install_installs_both_auditors_pinned() -> None:
+    install = _dry_run("install")
+    assert "requirements-audit.txt" in install and "checkov" in install
+    assert re.search(r"^checkov==\S+$", (ROOT / "requirements-audit.txt").read_text(encoding="utf-8"), re.M)
+    assert re.search(r"^bandit==\S+$", (ROOT / "requirements-dev.txt").read_text(encoding="utf-8"), re.M)
+
+
+def test_every_bandit_exemption_names_its_check_and_a_reason() -> None:
+    exemptions = [(path, line) for folder in SCANNED for path in (ROOT / folder).rglob("*.py")
+                  for line in path.read_text(encoding="utf-8").splitlines() if "nosec" in line]
+    for path, line in exemptions:
+        # The reason follows a second `#`: bandit would read bare words after `nosec` as test names.
+        assert re.search(r"# nosec B\d{3}(,B\d{3})*\s+#\s*\S+ \S+ \S+", line), f"{path}: {line.strip()}"
+
+
+def test_nothing_reads_outside_the_checkout() -> None:
+    """A fresh clone with nothing beside it must test green: no path may climb out of the repository."""
+    climbing = re.compile(r"\.\./shared|parents\[\d\]\.parent\b|/work/shared|\.parent\.parent\.parent")
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for folder in (*SCANNED, "tests", "benchmarks", "infra", ".ci")
+                 for path in (ROOT / folder).rglob("*") if path.is_file() and path.suffix in {".py", ".json", ""}
+                 for number, line in enumerate(path.read_text(encoding="utf-8", errors="ignore").splitlines(), 1)
+                 if climbing.search(line) and path != Path(__file__).resolve()]
+    offenders += [name for name in ("Makefile", "pyproject.toml", "template.yaml")
+                  if climbing.search((ROOT / name).read_text(encoding="utf-8"))]
+    assert not offenders
