@@ -54,6 +54,37 @@ audit: ## checkov on template.yaml, bandit (medium and high) on functions/ share
 build: ## sam build (the prepare image needs a Docker engine)
 	$(SAM) build
 
+# The zip functions' packages (template.yaml: BuildMethod: makefile). `sam build` runs
+# `make build-<LogicalId>` at the repository root with ARTIFACTS_DIR set; each package holds
+# functions/__init__.py, its own functions/<name>/, shared/ and requirements.txt's wheels for
+# the Lambda runtime (python3.12, x86_64, Amazon Linux 2023's glibc) from functions/<name>/requirements.txt
+# when the function has one (failed_events: no openai), else requirements.txt; never tests/, local/,
+# docs/, benchmarks/, infra/ or the repository's files. LAMBDA_DEPENDENCIES=skip packs only
+# our code (tests/unit/test_template.py does, offline).
+LAMBDA_PIP ?= $(shell $(PYTHON) -c '' 2>/dev/null && echo $(PYTHON) || echo python3) -m pip
+LAMBDA_DEPENDENCIES ?= install
+LAMBDA_PLATFORMS := manylinux_2_34_x86_64 manylinux_2_28_x86_64 manylinux2014_x86_64
+
+build-StartJobFunction: LAMBDA_DIR := start_job
+build-PollJobFunction: LAMBDA_DIR := poll_job
+build-AskFunction: LAMBDA_DIR := ask
+build-FailedEventsFunction: LAMBDA_DIR := failed_events
+.PHONY: build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction
+build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)"; exit 1; }
+	mkdir -p "$(ARTIFACTS_DIR)/functions"
+	cp functions/__init__.py "$(ARTIFACTS_DIR)/functions/"
+	cp -R functions/$(LAMBDA_DIR) "$(ARTIFACTS_DIR)/functions/"
+	cp -R shared "$(ARTIFACTS_DIR)/"
+	rm -f "$(ARTIFACTS_DIR)/functions/$(LAMBDA_DIR)/requirements.txt"
+	find "$(ARTIFACTS_DIR)/functions" "$(ARTIFACTS_DIR)/shared" -name __pycache__ -type d -prune -exec rm -rf {} +
+	if [ "$(LAMBDA_DEPENDENCIES)" != skip ]; then \
+	  $(LAMBDA_PIP) install --quiet --disable-pip-version-check --no-compile --target "$(ARTIFACTS_DIR)" \
+	    --implementation cp --python-version 3.12 $(addprefix --platform ,$(LAMBDA_PLATFORMS)) \
+	    --only-binary=:all: -r $(or $(wildcard functions/$(LAMBDA_DIR)/requirements.txt),requirements.txt) \
+	  && rm -rf "$(ARTIFACTS_DIR)/bin"; \
+	fi
+
 deploy: build ## Build, then deploy with sam deploy --guided
 	$(SAM) deploy --guided
 

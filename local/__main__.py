@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 from local.demo import DEMO_CONFIG, SAMPLE_DATA, DemoFailed, run_demo
-from local.stack import LocalStack
+from local.stack import MotoStack
 
 
-def _stack(poll_interval: int | None, log_level: str | None = None) -> LocalStack:
+def _stack(poll_interval: int | None, log_level: str | None = None) -> MotoStack:
     """The emulator unless OPENAI_API_KEY or OPENAI_BASE_URL is set; then that endpoint, polled every 60 s."""
     if os.environ.get("OPENAI_API_KEY"):
         print("OPENAI_API_KEY is set: fine-tuning through a real endpoint costs money; see the README.")
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        return LocalStack(poll_interval_seconds=poll_interval or 60, log_level=log_level)
-    return LocalStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
+        return MotoStack(poll_interval_seconds=poll_interval or 60, log_level=log_level)
+    return MotoStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
 
 
 def demo(arguments: argparse.Namespace) -> int:

@@ -16,16 +16,15 @@ import hashlib
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from local.http_server import LoopbackServer, Reply, Request
 from local.template import load_template, translated_template
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -189,15 +188,6 @@ def build_proxy_event(
     }
 
 
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer: what API Gateway sends back to the caller."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
 def _gateway_error(status: int, message: str, error_type: str) -> Reply:
     """An answer API Gateway gives itself, without calling the function."""
     body = json.dumps({"message": message}).encode()
@@ -265,8 +255,7 @@ class LocalApiGateway:
         self.api_keys = frozenset(api_keys)
         self.stage = stage
         self._address = (host, port)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
@@ -277,22 +266,14 @@ class LocalApiGateway:
         return f"http://{host!s}:{port}/{self.stage}"
 
     def start(self) -> LocalApiGateway:
-        handler = type("Handler", (_RequestHandler,), {"gateway": self})
-        self._server = ThreadingHTTPServer(self._address, handler)
-        self._server.daemon_threads = True
-        # A short poll keeps stop() quick (serve_forever notices shutdown only between polls).
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-api-gateway",
-                                        daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self.handle, *self._address, name="local-api-gateway",
+                                      methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"), keep_alive=False)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+            self._server.stop()
+        self._server = None
 
     def __enter__(self) -> LocalApiGateway:
         return self.start()
@@ -308,19 +289,15 @@ class LocalApiGateway:
                    if (parameters := _match(route.path, segments)) is not None]
         return min(matches, key=lambda match: _specificity(match[0]), default=None)
 
-    def handle(
-        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str
-    ) -> Reply:
+    def handle(self, request: Request) -> Reply:
         """One request, answered as API Gateway would (checks in its order: stage, route, key)."""
         request_id = str(uuid.uuid4())
-        reply = self._answer(method, target, headers, body, source_ip, request_id)
+        reply = self._answer(request, request_id)
         return Reply(reply.status, [*reply.headers, ("x-amzn-RequestId", request_id)], reply.body)
 
-    def _answer(
-        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes, source_ip: str,
-        request_id: str,
-    ) -> Reply:
-        split = urlsplit(target)
+    def _answer(self, request: Request, request_id: str) -> Reply:
+        method, headers = request.method, list(request.headers.items())
+        split = urlsplit(request.target)
         segments = split.path.split("/")[1:]
         if not segments or segments[0] != self.stage:
             return _gateway_error(403, "Forbidden", "ForbiddenException")
@@ -337,8 +314,9 @@ class LocalApiGateway:
         if route.api_key_required and api_key not in self.api_keys:
             return _gateway_error(403, "Forbidden", "ForbiddenException")
         event = build_proxy_event(
-            route, method, "/" + "/".join(decoded), split.query, headers, body, path_parameters, self.stage,
-            api_key if route.api_key_required else None, source_ip=source_ip, request_id=request_id,
+            route, method, "/" + "/".join(decoded), split.query, headers, request.body, path_parameters,
+            self.stage, api_key if route.api_key_required else None, source_ip=request.client_ip,
+            request_id=request_id,
         )
         try:
             return _function_reply(self.invoke(route.function_logical_id, event))
@@ -347,25 +325,3 @@ class LocalApiGateway:
                          exc_info=True)
             return _gateway_error(502, "Internal server error", "InternalServerErrorException")
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    """HTTP plumbing only; `LocalApiGateway.handle` decides every answer."""
-
-    gateway: LocalApiGateway
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        reply = self.gateway.handle(self.command, self.path, list(self.headers.items()), body,
-                                    self.client_address[0])
-        self.send_response(reply.status)
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("%s " + format, self.client_address[0], *args)

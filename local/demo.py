@@ -13,7 +13,8 @@ from typing import Any
 
 import requests
 
-from local.stack import LocalStack
+from local.stack import MotoStack
+from shared.run_record import FINISHED  # the run has stopped moving (tracking_failed included)
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"
@@ -23,7 +24,6 @@ NOTEBOOK_TEST_QUESTION = (
     "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
     "hemisphere and northwest to southeast or the reverse in the southern hemisphere?"
 )
-FINISHED = {"succeeded", "failed", "cancelled", "tracking_failed"}
 
 
 class DemoFailed(Exception):
@@ -31,7 +31,7 @@ class DemoFailed(Exception):
 
 
 class _Api:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: MotoStack) -> None:
         self._url = stack.api_url
         self._session = requests.Session()
         self._session.headers["x-api-key"] = stack.api_key
@@ -104,7 +104,7 @@ def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float)
 
 
 def run_demo(
-    stack: LocalStack,
+    stack: MotoStack,
     data: Path = SAMPLE_DATA,
     config: Path = DEMO_CONFIG,
     out: Callable[[str], None] = print,

@@ -3,8 +3,9 @@
 moto runs Lambda code in Docker, which is not always there. Every path into a function
 (direct Invoke, S3 notification, Step Functions Task) goes through one private method,
 `LambdaFunction._invoke_lambda`; replacing it runs the handler named by the function's
-Handler (or its image Command) here. Private API: moto is pinned, and a test proves
-all three paths still reach the handler.
+Handler here (functions are created with `local.template.function_handler`'s path, an image
+function's Command included). Private API: moto is pinned, and a test proves all three paths
+still reach the handler.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def resolve_handler(dotted_path: str) -> Handler:
     return handler
 
 
-def _handler_path(function: LambdaFunction) -> str:
-    """A zip function's Handler, or an image function's ImageConfig.Command."""
-    return str(function.handler or function.image_config.cmd[0])
-
-
 def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
     """Same contract as moto's: (payload JSON, errored, log text)."""
     payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
@@ -61,7 +57,7 @@ def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str
         timeout_seconds=int(function.timeout or 3),
     )
     try:
-        result = resolve_handler(_handler_path(function))(payload, context)
+        result = resolve_handler(str(function.handler))(payload, context)
     except Exception as error:  # a Lambda reports any exception as a function error
         return json.dumps({
             "errorMessage": str(error),

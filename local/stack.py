@@ -5,7 +5,7 @@ tables, topic and queue, the functions with their handlers and environment, the 
 machine with its substitutions, and the API's routes and key requirement. moto's server
 holds the AWS side (an S3-compatible endpoint the aws CLI can use); every Lambda
 invocation runs our real handler in this process; OpenAI is the in-process emulator
-unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `LocalStack.openai_endpoint`).
+unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `MotoStack.openai_endpoint`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,13 @@ from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
-from local.template import create_bucket, create_table, translated_template
+from local.template import (
+    create_bucket,
+    create_table,
+    function_handler,
+    state_machine_definition,
+    translated_template,
+)
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 STACK_NAME = "ragtune"
@@ -36,12 +43,6 @@ LAMBDA_TMP = "/tmp"  # nosec B108  # only matched, to move it: each stack gets a
 PSEUDO_PARAMETERS = {
     "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
     "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com",
-}
-# Resource types the local stack creates; anything else in the template is reported as ignored.
-CREATED_TYPES = {
-    "AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SQS::Queue",
-    "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine", "AWS::ApiGateway::RestApi",
-    "AWS::ApiGateway::ApiKey",
 }
 
 
@@ -92,8 +93,8 @@ def _parameter_defaults() -> dict[str, str]:
     return {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
 
 
-class LocalStack:
-    """Start, use, stop. `endpoint_url`, `bucket`, `api_url` and `api_key` are what users need."""
+class MotoStack:
+    """The local stack: start, use, stop. `endpoint_url`, `bucket`, `api_url` and `api_key` are what users need."""
 
     def __init__(
         self, poll_interval_seconds: int = 1, emulator_phase_seconds: float = 1.0, log_level: str | None = None
@@ -118,7 +119,7 @@ class LocalStack:
         self._sandbox_tmp = ""
 
     # Lifecycle ------------------------------------------------------------------------------
-    def start(self) -> LocalStack:
+    def start(self) -> MotoStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self._saved_environment = dict(os.environ)
         self._sandbox_tmp = tempfile.mkdtemp(prefix="ragtune-local-")
@@ -149,7 +150,7 @@ class LocalStack:
         os.environ.update(self._saved_environment)
         shutil.rmtree(self._sandbox_tmp, ignore_errors=True)
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> MotoStack:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
@@ -202,17 +203,23 @@ class LocalStack:
         return values
 
     def _create_resources(self) -> None:
+        # What each created resource type becomes, in the order they are created; other types are ignored.
+        creators: dict[str, Callable[[str, str, dict[str, Any]], _Resource]] = {
+            "AWS::S3::Bucket": self._bucket, "AWS::DynamoDB::Table": self._table, "AWS::SNS::Topic": self._topic,
+            "AWS::SQS::Queue": self._queue, "AWS::Lambda::Function": self._function,
+            "AWS::StepFunctions::StateMachine": self._state_machine,
+            "AWS::ApiGateway::RestApi": self._served_by_the_api_front,
+            "AWS::ApiGateway::ApiKey": self._served_by_the_api_front,
+        }
         resources = translated_template()["Resources"]
-        order = ["AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SQS::Queue",
-                 "AWS::Lambda::Function", "AWS::StepFunctions::StateMachine", "AWS::ApiGateway::RestApi",
-                 "AWS::ApiGateway::ApiKey"]
-        self.ignored = sorted(f"{lid} ({r['Type']})" for lid, r in resources.items() if r["Type"] not in CREATED_TYPES)
+        self.ignored = sorted(f"{lid} ({r['Type']})" for lid, r in resources.items() if r["Type"] not in creators)
         self.client("iam").create_role(RoleName="ragtune-local", AssumeRolePolicyDocument="{}")
         self._secret()
-        for resource_type in order:
+        for resource_type, create in creators.items():
             for logical_id, resource in resources.items():
                 if resource["Type"] == resource_type:
-                    self._create(logical_id, resource_type, resource.get("Properties", {}))
+                    name = f"{STACK_NAME}-{logical_id}"
+                    self._resolver.resources[logical_id] = create(logical_id, name, resource.get("Properties", {}))
         for logical_id, resource in resources.items():
             if resource["Type"] == "AWS::S3::Bucket":
                 self._bucket_notifications(logical_id, resource["Properties"])
@@ -222,55 +229,52 @@ class LocalStack:
         key = self.real_openai_key or "sk-local-no-key"
         self.client("secretsmanager").create_secret(Name=name, SecretString=key)
 
-    def _create(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> None:
-        resolve = self._resolver.resolve
-        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
-        name = f"{STACK_NAME}-{logical_id}"
-        if resource_type == "AWS::S3::Bucket":
-            self.bucket = resolve(properties["BucketName"])
-            create_bucket(self.client("s3"), logical_id, self.bucket)
-            self._resolver.resources[logical_id] = _Resource(self.bucket, {"Arn": f"arn:aws:s3:::{self.bucket}"})
-        elif resource_type == "AWS::DynamoDB::Table":
-            create_table(self.client("dynamodb"), logical_id, name)
-            self._resolver.resources[logical_id] = _Resource(name, {"Arn": arn.format("dynamodb", f"table/{name}")})
-        elif resource_type == "AWS::SNS::Topic":
-            topic_arn = self.client("sns").create_topic(Name=name)["TopicArn"]
-            self._resolver.resources[logical_id] = _Resource(topic_arn, {"TopicName": name})
-        elif resource_type == "AWS::SQS::Queue":
-            url = self.client("sqs").create_queue(QueueName=name)["QueueUrl"]
-            self._resolver.resources[logical_id] = _Resource(url, {"Arn": arn.format("sqs", name)})
-        elif resource_type == "AWS::Lambda::Function":
-            self._function(logical_id, name, properties)
-        elif resource_type == "AWS::StepFunctions::StateMachine":
-            state_machine = resolve(properties["StateMachineName"])
-            definition = resolve(properties["DefinitionString"])
-            for key, value in resolve(properties.get("DefinitionSubstitutions", {})).items():
-                definition = definition.replace("${" + key + "}", str(value))
-            created = self.client("stepfunctions").create_state_machine(
-                name=state_machine, definition=definition, roleArn=self._role_arn(), type="STANDARD"
-            )
-            self._resolver.resources[logical_id] = _Resource(created["stateMachineArn"], {"Name": state_machine})
-        else:  # the API and its key are served by LocalApiGateway
-            self._resolver.resources[logical_id] = _Resource(name)
+    def _bucket(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        self.bucket = self._resolver.resolve(properties["BucketName"])
+        create_bucket(self.client("s3"), logical_id, self.bucket)
+        return _Resource(self.bucket, {"Arn": f"arn:aws:s3:::{self.bucket}"})
+
+    def _table(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        create_table(self.client("dynamodb"), logical_id, name)
+        return _Resource(name, {"Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"})
+
+    def _topic(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        return _Resource(self.client("sns").create_topic(Name=name)["TopicArn"], {"TopicName": name})
+
+    def _queue(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        url = self.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+        return _Resource(url, {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"})
+
+    def _state_machine(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        state_machine = self._resolver.resolve(properties["StateMachineName"])
+        substitutions = self._resolver.resolve(properties.get("DefinitionSubstitutions", {}))
+        created = self.client("stepfunctions").create_state_machine(
+            name=state_machine, roleArn=self._role_arn(), type="STANDARD",
+            definition=state_machine_definition(logical_id, {key: str(value) for key, value in substitutions.items()}),
+        )
+        return _Resource(created["stateMachineArn"], {"Name": state_machine})
+
+    def _served_by_the_api_front(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
+        return _Resource(name)  # the API and its key: LocalApiGateway serves them
 
     def _role_arn(self) -> str:
         return f"arn:aws:iam::{ACCOUNT}:role/ragtune-local"
 
-    def _function(self, logical_id: str, name: str, properties: dict[str, Any]) -> None:
+    def _function(self, logical_id: str, name: str, properties: dict[str, Any]) -> _Resource:
         """A moto function whose code is never run: the in-process hook runs its handler instead."""
         environment = self._resolver.resolve(properties.get("Environment", {}).get("Variables", {}))
         # Each Lambda sandbox has its own /tmp; two local stacks on one machine must not share scratch files.
         environment = {key: self._sandbox_tmp + value[len(LAMBDA_TMP):] if value.startswith(LAMBDA_TMP + "/") else value
                        for key, value in environment.items()}
-        handler = properties.get("Handler") or properties["ImageConfig"]["Command"][0]
         created = self.client("lambda").create_function(
             FunctionName=name, Runtime=properties.get("Runtime", "python3.12"), Role=self._role_arn(),
-            Handler=handler, Code={"ZipFile": b"runs in-process"}, Timeout=int(properties.get("Timeout", 3)),
-            MemorySize=int(properties.get("MemorySize", 128)), Environment={"Variables": environment},
+            Handler=function_handler(logical_id), Code={"ZipFile": b"runs in-process"},
+            Timeout=int(properties.get("Timeout", 3)), MemorySize=int(properties.get("MemorySize", 128)),
+            Environment={"Variables": environment},
         )
         self._apply_environment(logical_id, environment)
         self._function_names[logical_id] = name
-        self._resolver.resources[logical_id] = _Resource(name, {"Arn": created["FunctionArn"]})
+        return _Resource(name, {"Arn": created["FunctionArn"]})
 
     def _apply_environment(self, logical_id: str, environment: dict[str, str]) -> None:
         """All handlers share this process: the first function's value of a variable wins; others are noted."""

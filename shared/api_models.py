@@ -138,14 +138,11 @@ class JobEvent(BaseModel):
     message: str
 
 
-class RunDetail(BaseModel):
-    run_id: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
+class RunDetail(RunSummary):
+    # The summary's fields, then everything else the run records (no docstring: it would become the
+    # published schema's description).
     status_changed_at: datetime | None = None
     finished_at: datetime | None = None
-    config_key: str | None = None
     config_version: str | None = Field(default=None, description="S3 version id of the config object.")
     config: dict[str, Any] | None = Field(
         default=None,
@@ -160,12 +157,10 @@ class RunDetail(BaseModel):
     training_file_id: str | None = Field(default=None, description="OpenAI file id of the uploaded training file.")
     validation_file_id: str | None = Field(default=None, description="OpenAI file id of the validation file.")
     job_id: str | None = None
-    fine_tuned_model: str | None = None
     trained_tokens: int | None = None
     estimated_finish: datetime | None = None
     metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
     events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
-    error: RunError | None = None
 
 
 class CancelResponse(BaseModel):

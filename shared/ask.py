@@ -8,7 +8,6 @@ models this deployment trained, prompted as they were trained. Errors a caller c
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -24,7 +23,8 @@ from shared.api_models import (
 from shared.errors import UserInputError
 from shared.observability import logger, metrics
 from shared.openai_gateway import JobSnapshot, OpenAIGateway, OpenAIRefusedError, gateway
-from shared.runs import TERMINAL, RunsRepository
+from shared.run_record import JOB_FINISHED, Run
+from shared.runs import RunsRepository
 from shared.settings import settings
 
 
@@ -64,7 +64,7 @@ def _runs() -> RunsRepository:
     return RunsRepository(settings().runs_table)
 
 
-def _existing_run(run_id: str) -> dict[str, Any]:
+def _existing_run(run_id: str) -> Run:
     run = _runs().get(run_id)
     if run is None:
         raise RunNotFoundError(f"No run with id {run_id!r}.")
@@ -83,44 +83,44 @@ def _checked_question(question: str) -> str:
     return question
 
 
-def _run_with_model(run_id: str | None) -> dict[str, Any]:
+def _run_with_model(run_id: str | None) -> tuple[Run, str]:
+    """The run and its fine-tuned model."""
     if run_id is None:
         run = _runs().latest_succeeded()
         if run is None:
             raise NoModelError("No run has succeeded yet, so there is no fine-tuned model to ask.")
     else:
         run = _existing_run(run_id)
-    if not run.get("fine_tuned_model"):
-        raise NoModelError(f"Run {run['run_id']} is {run['status']}; it has no fine-tuned model yet.")
-    return run
+    if not run.fine_tuned_model:
+        raise NoModelError(f"Run {run.run_id} is {run.status}; it has no fine-tuned model yet.")
+    return run, run.fine_tuned_model
 
 
 def answer_question(request: AskRequest) -> AskResponse:
     """Ask the run's model with the run's own training system prompt (None: no system message)."""
     question = _checked_question(request.question)
-    run = _run_with_model(request.run_id)
-    system = ((run.get("config") or {}).get("template") or {}).get("system")
-    answer = gateway().answer(run["fine_tuned_model"], system, question, request.temperature, request.max_tokens)
+    run, model = _run_with_model(request.run_id)
+    answer = gateway().answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
     refused = answer.refusal is not None
     metrics.add_metric(name="QuestionsRefused" if refused else "QuestionsAnswered", unit=MetricUnit.Count, value=1)
     # The question itself is not logged: it is the caller's data, and may be sensitive.
     logger.info("Question refused by the model" if refused else "Question answered",
-                extra={"run_id": run["run_id"], "model": answer.model, "question_chars": len(question),
+                extra={"run_id": run.run_id, "model": answer.model, "question_chars": len(question),
                        "usage": answer.usage})
-    return AskResponse(answer=answer.text, refusal=answer.refusal, model=answer.model, run_id=run["run_id"],
+    return AskResponse(answer=answer.text, refusal=answer.refusal, model=answer.model, run_id=run.run_id,
                        usage=Usage.model_validate(answer.usage))
 
 
 def list_runs(limit: int, cursor: str | None) -> RunPage:
     """Newest first; an invalid cursor raises `shared.runs.InvalidCursorError`."""
-    items, next_cursor = _runs().list_newest_first(limit, cursor)
-    return RunPage(runs=[RunSummary.model_validate(item) for item in items], next_cursor=next_cursor)
+    runs, next_cursor = _runs().list_newest_first(limit, cursor)
+    return RunPage(runs=[RunSummary.model_validate(run.recorded()) for run in runs], next_cursor=next_cursor)
 
 
 def get_run(run_id: str) -> RunDetail:
     run = _existing_run(run_id)
-    train_gate = (run.get("gate") or {}).get("train")
-    return RunDetail.model_validate({**run, "tokens": train_gate})
+    train_gate = (run.gate or {}).get("train")
+    return RunDetail.model_validate({**run.recorded(), "tokens": train_gate})
 
 
 def _record_job(run_id: str, job: JobSnapshot) -> bool:
@@ -145,17 +145,17 @@ def cancel_run(run_id: str) -> CancelResponse:
     The run is then brought up to the job's real state and the caller hears why (a conflict).
     """
     run = _existing_run(run_id)
-    status = run["status"]
-    if status in TERMINAL:
+    status = run.status
+    if status in JOB_FINISHED:  # a `tracking_failed` run's job may still be running: it can be cancelled
         raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.", status)
-    if not run.get("job_id"):
+    if not run.job_id:
         raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.",
                                   status)
     openai = gateway()
     try:
-        snapshot = openai.cancel_job(run["job_id"])
+        snapshot = openai.cancel_job(run.job_id)
     except OpenAIRefusedError:
-        finished = _job_if_finished(openai, run["job_id"])
+        finished = _job_if_finished(openai, run.job_id)
         if finished is None:
             raise
         recorded = _record_job(run_id, finished)

@@ -6,8 +6,11 @@ Without this, its run would stay `preparing` or `starting` for ever. The run is 
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import Json
 
 from shared.config import MAX_CONFIG_BYTES
 from shared.errors import without_internal_paths
@@ -15,7 +18,24 @@ from shared.observability import logger
 from shared.run_ids import derive_run_id, run_id_of_training_key
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, read_object, whole_object
+from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, event_objects, read_object, whole_object
+
+
+class DeadLetter(SqsRecordModel):
+    """A message of the dead-letter queue: the event Lambda gave up on as its JSON body, and the last
+    attempt's error in the `ErrorMessage` attribute Lambda adds. A body that is not JSON fails the record."""
+
+    body: Json[dict[str, Any]]  # type: ignore[assignment]
+
+    @property
+    def objects(self) -> list[ObjectRef]:
+        """The objects of the S3 event in the body; an event that is not an S3 notification names none."""
+        return event_objects(S3Event({"Records": self.body.get("Records", [])}))
+
+    @property
+    def error_message(self) -> str:
+        error = self.messageAttributes.get("ErrorMessage")
+        return error.stringValue if error and error.stringValue else "unknown error"
 
 
 def _run_id(ref: ObjectRef) -> str | None:
@@ -27,11 +47,10 @@ def _run_id(ref: ObjectRef) -> str | None:
     return run_id_of_training_key(ref.key)
 
 
-def record_failed_delivery(body: str, error_message: str) -> list[dict[str, Any]]:
-    """`body` is the S3 event Lambda gave up on; `error_message` is what the last attempt raised."""
+def record_failed_delivery(refs: list[ObjectRef], error_message: str) -> list[dict[str, Any]]:
+    """`refs` are the objects of the S3 event Lambda gave up on; `error_message` is what the last attempt raised."""
     outcomes = []
-    for record in json.loads(body).get("Records", []):
-        ref = ObjectRef.from_event_record(record)
+    for ref in refs:
         run_id = _run_id(ref)
         if run_id is None:
             logger.warning("Failed event names no run", extra={"key": ref.key})

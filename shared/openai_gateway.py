@@ -13,7 +13,6 @@ two deployments given the same config derive the same run id, but never share a 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,15 +26,13 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from openai import OpenAI
 
 from shared.aws import AWS_CLIENT_CONFIG
+from shared.run_record import JOB_FINISHED, JOB_STATUSES, USABLE, JobEvent, RunStatus
 from shared.settings import settings
 
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
 DEPLOYMENT_METADATA_KEY = "ragtune_deployment"
 METADATA_MAX_VALUE_CHARS = 512  # OpenAI's job metadata: at most 16 pairs, keys of 64 and values of 512 characters
-TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-# A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
-USABLE_JOB_STATUSES = frozenset({"validating_files", "queued", "running", "paused", "succeeded"})
 CREATE_ATTEMPTS = 3
 # Events are read newest first, 100 a page, until the last one recorded; at most this many pages a poll.
 EVENTS_PER_PAGE = 100
@@ -124,12 +121,19 @@ class UploadSource(Protocol):
     def read_range(self, start: int, end: int) -> bytes: ...
 
 
+def job_status(status: str) -> RunStatus | str:
+    """An OpenAI job status in the common vocabulary (`shared.run_record`): OpenAI's statuses are its job
+    statuses, spelled the same (`paused` too, which the spec's enum omits). A status we do not know is
+    kept as given: recorded on the run, and tracked on (it is not finished)."""
+    return RunStatus(status) if status in JOB_STATUSES else status
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """The fields of a fine-tuning job a run records."""
 
     job_id: str
-    status: str
+    status: RunStatus | str  # in the common vocabulary (`job_status`)
     fine_tuned_model: str | None
     trained_tokens: int | None
     estimated_finish: int | None
@@ -140,7 +144,7 @@ class JobSnapshot:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_JOB_STATUSES
+        return self.status in JOB_FINISHED
 
     def run_fields(self) -> dict[str, Any]:
         """What a run records of its job; unknown values are left out rather than stored as null.
@@ -161,7 +165,7 @@ class JobSnapshot:
     def run_error(self) -> dict[str, str] | None:
         """The run's `error` for this job: our code (`job_failed`), OpenAI's message, and OpenAI's
         own code as `openai_code`. A failed job always gets one, even when OpenAI gave no reason."""
-        if self.status != "failed" and not self.error:
+        if self.status != RunStatus.FAILED and not self.error:
             return None
         given = self.error or {}
         error = {"code": "job_failed", "message": str(given.get("message") or "").strip()
@@ -175,7 +179,7 @@ class JobSnapshot:
         error = job.error.model_dump(exclude_none=True) if job.error else None
         return cls(
             job_id=job.id,
-            status=job.status,
+            status=job_status(job.status),
             fine_tuned_model=job.fine_tuned_model,
             trained_tokens=job.trained_tokens,
             estimated_finish=job.estimated_finish,
@@ -297,7 +301,7 @@ class OpenAIGateway:
         with _classified_errors("listing jobs"):
             page = self._client.fine_tuning.jobs.list(metadata=self.job_metadata(run_id), limit=20)
             jobs = [snapshot for snapshot in map(JobSnapshot.of, page.data) if self.is_own_job(snapshot, run_id)]
-        usable = [job for job in jobs if job.status in USABLE_JOB_STATUSES]
+        usable = [job for job in jobs if job.status in USABLE]
         return max(usable, key=lambda job: job.created_at) if usable else None
 
     def create_job(self, request: JobRequest) -> JobSnapshot:
@@ -334,11 +338,11 @@ class OpenAIGateway:
             )
         return job
 
-    def events_since(self, job_id: str, last_event_id: str | None) -> list[dict[str, Any]]:
+    def events_since(self, job_id: str, last_event_id: str | None) -> list[JobEvent]:
         """Events newer than `last_event_id`, oldest first; pages back (newest first) until it is seen,
         at most `MAX_EVENT_PAGES_PER_POLL` pages. Past that bound the older unseen events are skipped
         (the run keeps the 20 newest), so one poll costs a bounded number of requests whatever OpenAI says."""
-        fresh: list[dict[str, Any]] = []
+        fresh: list[JobEvent] = []
         with _classified_errors("listing job events"):
             page = self._client.fine_tuning.jobs.list_events(job_id, limit=EVENTS_PER_PAGE)
             for pages_read in range(1, MAX_EVENT_PAGES_PER_POLL + 1):
@@ -352,7 +356,7 @@ class OpenAIGateway:
                 page = page.get_next_page()
         return fresh[::-1]
 
-    def latest_metrics(self, job_id: str) -> dict[str, Any] | None:
+    def latest_metrics(self, job_id: str) -> dict[str, int | float] | None:
         """The newest checkpoint's metrics; `step` is the checkpoint's `step_number`, whatever its metrics say."""
         with _classified_errors("listing checkpoints"):
             page = self._client.fine_tuning.jobs.checkpoints.list(job_id, limit=1)
@@ -407,11 +411,11 @@ def _client(api_key: str, base_url: str | None, timeout_seconds: float, max_retr
 
 
 def gateway() -> OpenAIGateway:
-    """`OPENAI_BASE_URL` in the environment points the SDK elsewhere (the emulator, a proxy)."""
+    """`Settings.openai_base_url` (`OPENAI_BASE_URL`) points the SDK elsewhere (the emulator, a proxy)."""
     config = settings()
     client = _client(
         api_key_from_secret(config.openai_api_key_secret),
-        os.environ.get("OPENAI_BASE_URL") or None,
+        config.openai_base_url,
         config.openai_timeout_seconds,
         config.openai_max_retries,
     )

@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.aws import client
 from shared.observability import logger, metrics
 from shared.openai_gateway import gateway
+from shared.run_record import JobEvent, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.start_job import start_tracking
+from shared.tracking import notify_finished, start_tracking
 
 RECENT_EVENTS_KEPT = 20
 CONTINUED = "continued"
@@ -51,33 +51,22 @@ class TrackingFailure(BaseModel):
     cause: str
 
 
-def _merge_events(run: dict[str, Any], fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    recorded: list[dict[str, Any]] = run.get("events", [])
+def _merge_events(recorded: list[JobEvent], fresh: list[JobEvent]) -> list[JobEvent]:
     known = {event["id"] for event in recorded}
     merged = recorded + [event for event in fresh if event["id"] not in known]
     return merged[-RECENT_EVENTS_KEPT:]
 
 
-def _notify(run_id: str, status: str, fields: dict[str, Any]) -> None:
-    message = {"run_id": run_id, "status": status, **fields}
-    client("sns").publish(
-        TopicArn=settings().notification_topic_arn,
-        Subject=f"ragtune run {run_id} {status}"[:100],
-        Message=json.dumps(message, default=str),
-        MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
-    )
-
-
 def poll_once(state: PollState) -> PollState:
     openai, runs = gateway(), RunsRepository(settings().runs_table)
-    run = runs.get(state.run_id) or {}
+    run = runs.get(state.run_id)
     job = openai.retrieve_job(state.job_id, run_id=state.run_id)  # another deployment's job: ForeignJobError
     observed_at = time.time_ns()
-    fresh_events = openai.events_since(state.job_id, run.get("last_event_id"))
+    fresh_events = openai.events_since(state.job_id, run.last_event_id if run else None)
     fields = {
         **job.run_fields(),
-        "events": _merge_events(run, fresh_events),
-        "event_count": run.get("event_count", 0) + len(fresh_events),
+        "events": _merge_events(run.events if run else [], fresh_events),
+        "event_count": (run.event_count if run else 0) + len(fresh_events),
     }
     if fresh_events:
         fields["last_event_id"] = fresh_events[-1]["id"]
@@ -87,8 +76,8 @@ def poll_once(state: PollState) -> PollState:
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
     if job.terminal and runs.claim_notification(state.run_id):
-        _notify(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
-                                           "error": fields.get("error")})
+        notify_finished(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
+                                                   "error": fields.get("error")})
         metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
     logger.info("Polled job", extra={"job_status": job.status, "new_events": len(fresh_events), "changed": changed})
 
@@ -119,4 +108,4 @@ def record_tracking_failure(failure: TrackingFailure) -> dict[str, Any]:
     message = f"Tracking the job failed: {_readable_cause(failure.cause)}"
     RunsRepository(settings().runs_table).record_tracking_failure(failure.run_id, message)
     logger.error("Tracking failed", extra={"cause": failure.cause[:2000]})
-    return {"run_id": failure.run_id, "status": "tracking_failed"}
+    return {"run_id": failure.run_id, "status": RunStatus.TRACKING_FAILED}

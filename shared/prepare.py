@@ -126,9 +126,10 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
         "config_sha256": sha256,
     }
     if not runs.claim_for_preparation(run_id, source):
-        existing = runs.get(run_id) or {}
-        logger.info("Run already exists; nothing to do", extra={"status": existing.get("status")})
-        return {"run_id": run_id, "status": existing.get("status"), "replayed": True}
+        existing = runs.get(run_id)
+        status = existing.status if existing else None
+        logger.info("Run already exists; nothing to do", extra={"status": status})
+        return {"run_id": run_id, "status": status, "replayed": True}
 
     started = time.monotonic()
     workdir = settings().scratch_dir / run_id

@@ -3,6 +3,7 @@
 Items carry `entity` + `created_at` (index ByCreated: list runs newest first) and
 `status` + `status_changed_at` (index ByStatus: the latest succeeded run). Every
 status change is a conditional write, so replays and races cannot move a run backwards.
+Reads return `shared.run_record.Run`; writes are partial updates of the item.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.aws import dynamodb_table
+from shared.run_record import JOB_FINISHED, Run, RunStatus
 
 ENTITY = "run"
-PREPARING, PREPARED, STARTING, FAILED = "preparing", "prepared", "starting", "failed"
-SUCCEEDED, CANCELLED, TRACKING_FAILED = "succeeded", "cancelled", "tracking_failed"
-TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+TRACKING_FAILED_CODE = "tracking_failed"  # the error code of a run whose tracking gave up (and its status)
+# Ordered, so the condition expressions a write sends are the same every time.
+JOB_FINISHED_IN_ORDER = tuple(status for status in RunStatus if status in JOB_FINISHED)
 BY_CREATED_INDEX, BY_STATUS_INDEX = "ByCreated", "ByStatus"
 
 
@@ -48,6 +50,10 @@ def _from_dynamodb(value: Any) -> Any:
     return value
 
 
+def _run(item: dict[str, Any]) -> Run:
+    return Run.model_validate(_from_dynamodb(item))
+
+
 def _is_condition_failure(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
@@ -56,11 +62,11 @@ class RunsRepository:
     def __init__(self, table_name: str) -> None:
         self._table = dynamodb_table(table_name)
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
+    def get(self, run_id: str) -> Run | None:
         item = self._table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
-        return _from_dynamodb(item) if item else None
+        return _run(item) if item else None
 
-    def claim_for_preparation(self, run_id: str, source: dict[str, Any]) -> bool:
+    def claim_for_preparation(self, run_id: str, source: dict[str, str]) -> bool:
         """Start (or resume) preparing a run; False when the run is already past that.
 
         A run is resumable while `preparing` or `prepared` (a crash before the training
@@ -71,7 +77,7 @@ class RunsRepository:
         item = {
             "run_id": run_id,
             "entity": ENTITY,
-            "status": PREPARING,
+            "status": RunStatus.PREPARING,
             "created_at": now,
             "updated_at": now,
             "status_changed_at": now,
@@ -86,9 +92,9 @@ class RunsRepository:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":preparing": PREPARING,
-                    ":prepared": PREPARED,
-                    ":failed": FAILED,
+                    ":preparing": RunStatus.PREPARING,
+                    ":prepared": RunStatus.PREPARED,
+                    ":failed": RunStatus.FAILED,
                     ":version": source.get("config_version") or "",
                 },
             )
@@ -99,7 +105,7 @@ class RunsRepository:
         return True
 
     def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> bool:
-        return self._set_status(run_id, PREPARED, outcome, allowed_from=(PREPARING,))
+        return self._set_status(run_id, RunStatus.PREPARED, outcome, allowed_from=(RunStatus.PREPARING,))
 
     def record_failure(self, run_id: str, code: str, message: str, openai_code: str | None = None,
                        **details: Any) -> bool:
@@ -108,7 +114,7 @@ class RunsRepository:
         `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own.
         """
         error = {"code": code, "message": message} | ({"openai_code": openai_code} if openai_code else {})
-        return self._set_status(run_id, FAILED, {"error": error, **details}, allowed_from=None)
+        return self._set_status(run_id, RunStatus.FAILED, {"error": error, **details}, allowed_from=None)
 
     def claim_start(self, run_id: str, owner: str) -> bool:
         """Take the run from `prepared` to `starting` for `owner` (a training file version).
@@ -117,20 +123,22 @@ class RunsRepository:
         event of a second upload of the same data, may not, so two jobs cannot race.
         """
         return self._set_status(
-            run_id, STARTING, {"start_owner": owner}, allowed_from=(PREPARED, STARTING),
+            run_id, RunStatus.STARTING, {"start_owner": owner},
+            allowed_from=(RunStatus.PREPARED, RunStatus.STARTING),
             extra_condition=("#status = :prepared OR start_owner = :owner",
-                             {":prepared": PREPARED, ":owner": owner}),
+                             {":prepared": RunStatus.PREPARED, ":owner": owner}),
         )
 
     def record_start(self, run_id: str, fields: dict[str, Any]) -> bool:
         """Add what is known while starting (file ids, job id) to a `starting` run."""
-        return self._set_status(run_id, STARTING, fields, allowed_from=(STARTING,))
+        return self._set_status(run_id, RunStatus.STARTING, fields, allowed_from=(RunStatus.STARTING,))
 
     def record_job(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
         """Apply what OpenAI said about the run's job at `observed_at` (ns).
 
-        Conditional: the run has not finished and nothing newer was recorded, so a stale
-        or repeated poll changes nothing and a run never leaves a terminal status.
+        Conditional: the run's job has not finished (`JOB_FINISHED`; a `tracking_failed` run may still
+        be written) and nothing newer was recorded, so a stale or repeated poll changes nothing and
+        a run never leaves a terminal status.
         """
         return self._set_status(
             run_id, status, {**fields, "job_observed_at": observed_at}, allowed_from=None,
@@ -145,14 +153,14 @@ class RunsRepository:
         describes the run: it is removed, only if this observation is still the latest recorded.
         """
         recorded = self.record_job(run_id, status, fields, observed_at)
-        if recorded and status in TERMINAL and "error" not in fields:
+        if recorded and status in JOB_FINISHED and "error" not in fields:
             try:
                 self._table.update_item(
                     Key={"run_id": run_id},
                     UpdateExpression="REMOVE #error",
                     ConditionExpression="job_observed_at = :observed AND #error.code = :tracking_failed",
                     ExpressionAttributeNames={"#error": "error"},
-                    ExpressionAttributeValues={":observed": observed_at, ":tracking_failed": TRACKING_FAILED},
+                    ExpressionAttributeValues={":observed": observed_at, ":tracking_failed": TRACKING_FAILED_CODE},
                 )
             except ClientError as error:
                 if not _is_condition_failure(error):
@@ -161,7 +169,7 @@ class RunsRepository:
 
     def record_tracking_failure(self, run_id: str, message: str) -> bool:
         return self._set_status(
-            run_id, TRACKING_FAILED, {"error": {"code": "tracking_failed", "message": message}},
+            run_id, RunStatus.TRACKING_FAILED, {"error": {"code": TRACKING_FAILED_CODE, "message": message}},
             allowed_from=None,
         )
 
@@ -180,7 +188,7 @@ class RunsRepository:
             raise
         return True
 
-    def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
         query: dict[str, Any] = {
             "IndexName": BY_CREATED_INDEX,
             "KeyConditionExpression": "entity = :entity",
@@ -192,28 +200,28 @@ class RunsRepository:
             query["ExclusiveStartKey"] = _decode_cursor(cursor)
         page = self._table.query(**query)
         last = page.get("LastEvaluatedKey")
-        return _from_dynamodb(page["Items"]), _encode_cursor(last) if last else None
+        return [_run(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
-    def latest_succeeded(self) -> dict[str, Any] | None:
+    def latest_succeeded(self) -> Run | None:
         page = self._table.query(
             IndexName=BY_STATUS_INDEX,
             KeyConditionExpression="#status = :succeeded",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":succeeded": SUCCEEDED},
+            ExpressionAttributeValues={":succeeded": RunStatus.SUCCEEDED},
             ScanIndexForward=False,
             Limit=1,
         )
-        return _from_dynamodb(page["Items"][0]) if page["Items"] else None
+        return _run(page["Items"][0]) if page["Items"] else None
 
     def _set_status(
         self,
         run_id: str,
         status: str,
         fields: dict[str, Any],
-        allowed_from: tuple[str, ...] | None,
+        allowed_from: tuple[RunStatus, ...] | None,
         extra_condition: tuple[str, dict[str, Any]] | None = None,
     ) -> bool:
-        """Write `status` and `fields` if the run is in `allowed_from` (None: any unfinished status).
+        """Write `status` and `fields` if the run is in `allowed_from` (None: any status but `JOB_FINISHED`).
 
         `status_changed_at` (the ByStatus sort key) is the time of the last status write; a
         terminal status is written once, so for finished runs it is when they finished.
@@ -224,7 +232,7 @@ class RunsRepository:
         placeholders = {f":v{i}": value for i, value in enumerate(values.values())}
         sets = [f"#f{i} = :v{i}" for i in range(len(values))]
         if allowed_from is None:
-            states = {f":state{i}": state for i, state in enumerate(TERMINAL)}
+            states = {f":state{i}": state for i, state in enumerate(JOB_FINISHED_IN_ORDER)}
             condition = f"NOT #status IN ({', '.join(states)})"
         else:
             states = {f":state{i}": state for i, state in enumerate(allowed_from)}

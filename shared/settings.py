@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
 
@@ -24,12 +25,16 @@ class Settings(BaseModel):
     )
     scratch_dir: Path = Field(default=LAMBDA_SCRATCH_DIR, alias="SCRATCH_DIR")
     openai_api_key_secret: str = Field(alias="OPENAI_API_KEY_SECRET")
+    # The SDK's endpoint (the emulator, a proxy, a compatible provider); unset or empty: the SDK's default
+    openai_base_url: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        default=None, alias="OPENAI_BASE_URL"
+    )
     openai_timeout_seconds: float = Field(default=60.0, gt=0, alias="OPENAI_TIMEOUT_SECONDS")
     openai_max_retries: int = Field(default=2, ge=0, le=5, alias="OPENAI_MAX_RETRIES")
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN")
     poll_interval_seconds: int = Field(default=60, ge=0, alias="POLL_INTERVAL_SECONDS")
-    max_polls_per_execution: int = Field(default=2000, ge=1, alias="MAX_POLLS_PER_EXECUTION")
+    max_polls_per_execution: int = Field(default=1500, ge=1, alias="MAX_POLLS_PER_EXECUTION")
     upload_multipart_threshold_bytes: int = Field(
         default=256 * 2**20, ge=1, alias="UPLOAD_MULTIPART_THRESHOLD_BYTES"
     )

@@ -9,14 +9,9 @@ and its job (Step Functions dedupes it). Only a job this deployment created is e
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-from botocore.exceptions import ClientError
-
-from shared.aws import client
 from shared.config import RunConfig
 from shared.idempotency import once
 from shared.observability import logger, metrics
@@ -30,50 +25,11 @@ from shared.openai_gateway import (
     gateway,
 )
 from shared.run_ids import run_id_of_training_key
+from shared.run_record import Run
 from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.storage import ObjectRef, S3UploadSource
-
-
-def execution_name(run_id: str, job_id: str, generation: int) -> str:
-    """One name per job and generation (at most 70 of Step Functions' 80 characters).
-
-    Step Functions refuses a name that already ran with another input, so a retried run's new
-    job needs a name of its own; a duplicate start of the same job still dedupes.
-    """
-    job_digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
-    return f"{run_id}-{job_digest}-g{generation}"
-
-
-def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
-    """The state machine's input: everything a poll needs, including its bound."""
-    return {
-        "run_id": run_id,
-        "job_id": job_id,
-        "generation": generation,
-        "polls": 0,
-        "max_polls": settings().max_polls_per_execution,
-        "poll_interval_seconds": settings().poll_interval_seconds,
-    }
-
-
-def execution_arn(run_id: str, job_id: str, generation: int) -> str:
-    state_machine = settings().state_machine_arn
-    name = execution_name(run_id, job_id, generation)
-    return f"{state_machine.replace(':stateMachine:', ':execution:')}:{name}"
-
-
-def start_tracking(run_id: str, job_id: str, generation: int) -> None:
-    """Start the execution that tracks the job; a name that already ran is not started twice."""
-    try:
-        client("stepfunctions").start_execution(
-            stateMachineArn=settings().state_machine_arn,
-            name=execution_name(run_id, job_id, generation),
-            input=json.dumps(tracking_input(run_id, job_id, generation)),
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-            raise
+from shared.tracking import execution_arn, start_tracking
 
 
 def start_training(ref: ObjectRef) -> dict[str, Any]:
@@ -94,19 +50,21 @@ def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
     return gateway.upload_training_file(source, settings().upload_multipart_threshold_bytes)
 
 
-def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: dict[str, Any]) -> JobSnapshot:
-    run_id = run["run_id"]
+def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: Run) -> JobSnapshot:
+    run_id = run.run_id
     existing = openai.find_job_for_run(run_id)
     if existing:
         logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
         return existing
-    training_file_id = run.get("training_file_id") or _upload(openai, run_id, run["files"]["train"]["key"], "train")
+    if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
+        raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
+    training_file_id = run.training_file_id or _upload(openai, run_id, run.files.train.key, "train")
     runs.record_start(run_id, {"training_file_id": training_file_id})
-    validation_file_id = run.get("validation_file_id")
-    if "validation" in run["files"] and not validation_file_id:
-        validation_file_id = _upload(openai, run_id, run["files"]["validation"]["key"], "validation")
+    validation_file_id = run.validation_file_id
+    if run.files.validation is not None and not validation_file_id:
+        validation_file_id = _upload(openai, run_id, run.files.validation.key, "validation")
         runs.record_start(run_id, {"validation_file_id": validation_file_id})
-    config = RunConfig.model_validate(run["config"])
+    config = RunConfig.model_validate(run.config)
     return openai.create_job(JobRequest(
         run_id=run_id,
         model=config.fine_tune.model,
@@ -118,29 +76,57 @@ def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: dict[s
     ))
 
 
+class StartFailure(NamedTuple):
+    """How an OpenAI failure ends a start: the run's `error.code`, what the user is told to do next
+    (after the error's own text), and how it is logged."""
+
+    code: str
+    advice: str
+    log_message: str
+    operator_fault: bool = False  # the deployment needs fixing: logged as an error, not a warning
+    log_error_text: bool = True  # OpenAI's own words (a refusal) stay on the run, out of the logs
+    metric: str | None = None
+
+
+START_FAILURES: dict[type[Exception], StartFailure] = {
+    OpenAIKeyUnavailableError: StartFailure(
+        "openai_key_unavailable", ". Fix it, then upload the config again.", "OpenAI API key unavailable",
+        operator_fault=True),
+    OpenAIRefusedError: StartFailure(
+        "openai_refused", "", "OpenAI refused the run", log_error_text=False, metric="JobsRefused"),
+    OpenAITransientError: StartFailure(
+        "openai_unavailable", "; the SDK's retries are spent. Upload the config again to retry the run.",
+        "OpenAI unavailable"),
+}
+
+
+def _fail_start(runs: RunsRepository, run_id: str, error: Exception) -> dict[str, Any]:
+    """Record why the job could not be started: no retry, the user uploads the config again."""
+    failure = next(f for kind, f in START_FAILURES.items() if isinstance(error, kind))
+    message = f"{error}{failure.advice}"
+    openai_code: str | None = getattr(error, "code", None)
+    details = {"reason": str(error)} if failure.log_error_text else {}
+    log = logger.error if failure.operator_fault else logger.warning
+    log(failure.log_message, extra={"code": failure.code, "openai_code": openai_code,
+                                    "status_code": getattr(error, "status_code", None), **details})
+    runs.record_failure(run_id, failure.code, message, openai_code=openai_code)
+    if failure.metric:
+        metrics.add_metric(name=failure.metric, unit="Count", value=1)
+    return {"run_id": run_id, "status": "failed", "error": message}
+
+
 def _start(run_id: str, owner: str) -> dict[str, Any]:
     runs = RunsRepository(settings().runs_table)
     run = runs.get(run_id)
     if run is None or not runs.claim_start(run_id, owner):
-        status = (runs.get(run_id) or {}).get("status", "unknown")
+        now = runs.get(run_id)
+        status = now.status if now else "unknown"
         logger.info("Run is not waiting to start, or another event is starting it", extra={"status": status})
         return {"run_id": run_id, "status": status, "replayed": True}
     try:
         job = _find_or_create_job(gateway(), runs, run)
-    except OpenAIKeyUnavailableError as error:
-        logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
-        runs.record_failure(run_id, "openai_key_unavailable", f"{error}. Fix it, then upload the config again.")
-        return {"run_id": run_id, "status": "failed", "error": str(error)}
-    except OpenAIRefusedError as error:
-        logger.warning("OpenAI refused the run", extra={"status_code": error.status_code, "code": error.code})
-        runs.record_failure(run_id, "openai_refused", error.message, openai_code=error.code)
-        metrics.add_metric(name="JobsRefused", unit="Count", value=1)
-        return {"run_id": run_id, "status": "failed", "error": error.message}
-    except OpenAITransientError as error:
-        message = f"{error}; the SDK's retries are spent. Upload the config again to retry the run."
-        logger.warning("OpenAI unavailable", extra={"reason": str(error)})
-        runs.record_failure(run_id, "openai_unavailable", message, openai_code=error.code)
-        return {"run_id": run_id, "status": "failed", "error": message}
+    except tuple(START_FAILURES) as error:
+        return _fail_start(runs, run_id, error)
     observed_at = time.time_ns()
 
     # Ids first (the run stays `starting`, so a crash before the execution starts is retried),

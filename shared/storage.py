@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote_plus
 
+from aws_lambda_powertools.utilities.data_classes import S3Event
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
@@ -27,19 +27,23 @@ class ObjectRef:
     key: str
     version_id: str | None = None
 
-    @classmethod
-    def from_event_record(cls, record: dict[str, Any]) -> ObjectRef:
-        """S3 URL-encodes keys in events (`my run.json` arrives as `my+run.json`)."""
-        s3 = record["s3"]
-        return cls(
-            bucket=s3["bucket"]["name"],
-            key=unquote_plus(s3["object"]["key"]),
-            version_id=s3["object"].get("versionId") or None,
-        )
-
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+def event_objects(event: S3Event) -> list[ObjectRef]:
+    """The objects an S3 notification names, one per record, keys decoded.
+
+    S3 URL-encodes keys in events (`my run.json` arrives as `my+run.json`); Powertools' `S3Event.object_key`
+    decodes them, for an event's first record, so each record is read as a one-record event of its own.
+    (Parser's `S3Model` decodes nothing and requires fields moto's notifications leave out.)
+    """
+    refs = []
+    for record in event.records:
+        single = S3Event({"Records": [record.raw_event]})
+        refs.append(ObjectRef(single.bucket_name, single.object_key, record.s3.get_object.version_id or None))
+    return refs
 
 
 class ObjectMissingError(Exception):

@@ -1,43 +1,77 @@
-"""Shared fixtures: a moto AWS built from template.yaml, a Lambda context, SciQ-shaped data."""
+"""Shared fixtures: a moto AWS built from template.yaml, a Lambda context, SciQ-shaped data.
+
+Shared helpers (not fixtures) live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from local.template import load_template, resource_properties
+
+REGION, ACCOUNT, STACK_NAME = "us-east-1", "123456789012", "ragtune"
+# What the template's Refs to these resources resolve to in the emulated account.
+PHYSICAL_NAMES = {
+    "RunsTable": "ragtune-runs",
+    "IdempotencyTable": "ragtune-idempotency",
+    "RunNotificationsTopic": f"arn:aws:sns:{REGION}:{ACCOUNT}:ragtune-run-notifications",
+}
+
+
+def _template_environment() -> dict[str, str]:
+    """The functions' environment as template.yaml gives it (Globals, then each function's own), resolved."""
+    template = load_template()
+    values = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
+    values |= {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
+               "AWS::StackName": STACK_NAME, **PHYSICAL_NAMES}
+
+    def resolve(value: Any) -> str:
+        if isinstance(value, str | int | float):
+            return str(value)
+        if set(value) == {"Ref"}:
+            return values[value["Ref"]]
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda match: values[match[1]], value["Fn::Sub"])
+        raise ValueError(f"no test value for {value}")
+
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables |= resource["Properties"].get("Environment", {}).get("Variables", {})
+    return {name: resolve(value) for name, value in variables.items()}
+
+
 _SCRATCH = Path(tempfile.mkdtemp(prefix="ragtune-tests-"))
+_ENVIRONMENT = _template_environment()
+# The emulator fixture or the local stack sets it; unset, the SDK's default is the template's.
+_ENVIRONMENT.pop("OPENAI_BASE_URL")
+os.environ.update(_ENVIRONMENT)
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "ragtune",
-        "POWERTOOLS_METRICS_NAMESPACE": "Ragtune",
+        "AWS_DEFAULT_REGION": REGION,
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # The template's /tmp paths, in this session's own folder; the Hub is out of reach.
         "HF_HOME": str(_SCRATCH / "hf"),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TIKTOKEN_CACHE_DIR": str(_SCRATCH / "tiktoken"),
         "SCRATCH_DIR": str(_SCRATCH / "work"),
-        "DATA_BUCKET": "ragtune-data-123456789012-us-east-1",
-        "RUNS_TABLE": "ragtune-runs",
-        "IDEMPOTENCY_TABLE": "ragtune-idempotency",
-        "TRAINING_PRICE_PER_MILLION_TOKENS": "3.00",
-        "OPENAI_API_KEY_SECRET": "ragtune/openai-api-key",
+        # Set per function in the template; all handlers share this process: one value, short for tests.
         "OPENAI_MAX_RETRIES": "2",
         "OPENAI_TIMEOUT_SECONDS": "5",
-        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:ragtune-job-tracker",
-        "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ragtune-run-notifications",
         "POLL_INTERVAL_SECONDS": "0",
     }
 )
@@ -55,53 +89,9 @@ from local.template import (  # noqa: E402
 )
 from shared import aws, openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
+from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "infra" / "events"
 make_dynamodb_writes_atomic()
-# A stand-in key: it must never appear in a log line (tests assert that).
-TEST_OPENAI_KEY = "sk-ragtune-test-key"
-
-
-@dataclass
-class Aws:
-    """Handles on the emulated account, named as the functions' environment names them."""
-
-    s3: Any
-    dynamodb: Any
-    bucket: str
-    runs_table: str
-
-    def put_config(self, key: str, config: dict[str, Any] | bytes) -> str | None:
-        body = config if isinstance(config, bytes) else json.dumps(config).encode()
-        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body).get("VersionId")
-
-    def put_data(self, data: Path | bytes, name: str | None = None) -> str:
-        """A dataset under `data/`, where a config's dataset.source may point; returns that s3:// URI."""
-        if name is None:
-            assert isinstance(data, Path), "name the object when uploading bytes"
-            name = data.name
-        body = data if isinstance(data, bytes) else data.read_bytes()
-        self.s3.put_object(Bucket=self.bucket, Key=f"data/{name}", Body=body)
-        return f"s3://{self.bucket}/data/{name}"
-
-    def keys(self, prefix: str) -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-    def read(self, key: str) -> bytes:
-        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        return body
-
-    def versions(self, key: str) -> int:
-        listing = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)
-        return len([v for v in listing.get("Versions", []) if v["Key"] == key])
-
-    def runs(self) -> list[dict[str, Any]]:
-        from shared.runs import _from_dynamodb
-
-        table = boto3.resource("dynamodb").Table(self.runs_table)
-        items: list[dict[str, Any]] = _from_dynamodb(table.scan()["Items"])
-        return items
 
 
 def _create_poll_function_and_state_machine() -> None:
@@ -120,6 +110,15 @@ def _create_poll_function_and_state_machine() -> None:
     )
 
 
+def _create_topic(logical_id: str) -> None:
+    """The topic with the attributes the template declares, under the ARN the functions' environment names."""
+    attributes = {key: str(value) for key, value in resource_properties(logical_id).items()
+                  if key in ("KmsMasterKeyId", "DisplayName", "FifoTopic", "ContentBasedDeduplication")}
+    created = boto3.client("sns").create_topic(Name=PHYSICAL_NAMES[logical_id].rsplit(":", 1)[1],
+                                               Attributes=attributes)
+    assert created["TopicArn"] == PHYSICAL_NAMES[logical_id]
+
+
 @contextmanager
 def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     settings.cache_clear()
@@ -132,7 +131,7 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
         boto3.client("secretsmanager").create_secret(
             Name=os.environ["OPENAI_API_KEY_SECRET"], SecretString=TEST_OPENAI_KEY
         )
-        boto3.client("sns").create_topic(Name="ragtune-run-notifications")
+        _create_topic("RunNotificationsTopic")
         create_bucket(s3, "DataBucket", os.environ["DATA_BUCKET"])
         create_table(dynamodb, "RunsTable", os.environ["RUNS_TABLE"])
         create_table(dynamodb, "IdempotencyTable", os.environ["IDEMPOTENCY_TABLE"])
@@ -155,55 +154,33 @@ def aws_account_executing() -> Iterator[Aws]:
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
+def set_env() -> Iterator[SetEnv]:
+    """`set_env(NAME="value", ...)`: environment variables for this test, with the settings read again.
+
+    Both are undone after the test: the variables restored, then the settings cache cleared.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+
+        def set_variables(**variables: str) -> None:
+            for name, value in variables.items():
+                patch.setenv(name, value)
+            settings.cache_clear()
+
+        yield set_variables
+    settings.cache_clear()
+
+
+@pytest.fixture
+def emulator(set_env: SetEnv) -> Iterator[OpenAIEmulator]:
     """The OpenAI emulator on a loopback port, with the SDK pointed at it; jobs finish at once."""
     with OpenAIEmulator(phase_seconds=0.0) as running:
-        monkeypatch.setenv("OPENAI_BASE_URL", running.base_url)
+        set_env(OPENAI_BASE_URL=running.base_url)
         yield running
 
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext(function_name="ragtune-test", memory_limit_in_mb=2048, timeout_seconds=300)
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
-    return event
-
-
-SCIQ_COLUMNS = ("question", "distractor3", "distractor1", "distractor2", "correct_answer", "support")
-
-
-def sciq_row(index: int, **overrides: str) -> dict[str, str]:
-    row = {
-        "question": f"Question {index}: what is measured in joules?",
-        "distractor3": "mass",
-        "distractor1": "speed",
-        "distractor2": "time",
-        "correct_answer": f"energy {index}",
-        "support": f"Energy {index} is measured in joules.",
-    }
-    row.update(overrides)
-    return row
-
-
-# Rows that exercise the writer: non-ASCII, quotes, newlines, an empty support (dropped).
-TRICKY_ROWS = [
-    sciq_row(0, question='What does "Coriolis" mean — in Zürich?',
-             support="Named after Gaspard-Gustave de Coriolis; 日本語 too."),
-    sciq_row(1, support="Line one\nline two\twith a tab and a backslash \\ ."),
-    sciq_row(2, support=""),
-    sciq_row(3, correct_answer="", support="no answer"),
-]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 @pytest.fixture

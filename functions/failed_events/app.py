@@ -4,18 +4,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.failed_deliveries import record_failed_delivery
+from shared.failed_deliveries import DeadLetter, record_failed_delivery
 from shared.observability import logger, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Each message is parsed by Parser into a DeadLetter; one that does not parse fails alone (partial batch).
+processor = BatchProcessor(event_type=EventType.SQS, model=DeadLetter)
 
 
-def _record(record: SQSRecord) -> None:
-    error = record.message_attributes["ErrorMessage"]
-    record_failed_delivery(record.body, error.string_value if error and error.string_value else "unknown error")
+def _record(record: DeadLetter) -> None:
+    record_failed_delivery(record.objects, record.error_message)
 
 
 @logger.inject_lambda_context(clear_state=True)

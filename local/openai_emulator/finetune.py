@@ -29,6 +29,8 @@ SNAPSHOTS = {
     "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
 }
 BASE_MODELS = set(SNAPSHOTS) | set(SNAPSHOTS.values())
+# OpenAI's own job statuses (the spec's FineTuningJob.status enum, and "paused"), not ragtune's run statuses:
+# the emulator speaks OpenAI. tests/unit/test_run_record.py checks they map onto shared.run_record's.
 ACTIVE = ("validating_files", "queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 AUTO_LEARNING_RATE = 1.8

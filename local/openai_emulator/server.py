@@ -1,19 +1,18 @@
-"""HTTP plumbing: a stdlib ThreadingHTTPServer that routes OpenAI paths to the domain objects."""
+"""HTTP plumbing: routes OpenAI paths to the domain objects, served by local.http_server."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from local.http_server import LoopbackServer, Reply, Request
 
 from .errors import ApiError, not_found
 from .faults import Fault, FaultInjector, FaultKind
@@ -48,37 +47,95 @@ class RecordedRequest:
     time: float = field(default_factory=time.time)
 
 
-def _job(c: Call) -> str:
-    return c.params["fine_tuning_job_id"]
+# Route handlers, named after the snake_case of the spec's operationId. --------------------------------
+
+def create_file(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.create_file(call.body)
+
+
+def list_files(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.list_files(call.query)
+
+
+def retrieve_file(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.get_file(call.params["file_id"]).obj
+
+
+def download_file(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.get_file(call.params["file_id"]).content
+
+
+def delete_file(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.delete_file(call.params["file_id"])
+
+
+def create_upload(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.create_upload(require_object(call.body))
+
+
+def add_upload_part(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.add_upload_part(call.params["upload_id"], call.body)
+
+
+def complete_upload(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.store.complete_upload(call.params["upload_id"], require_object(call.body))
+
+
+def create_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.create(require_object(call.body))
+
+
+def list_paginated_fine_tuning_jobs(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.list_jobs(call.query)
+
+
+def retrieve_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.retrieve(call.params["fine_tuning_job_id"])
+
+
+def list_fine_tuning_events(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.events(call.params["fine_tuning_job_id"], call.query)
+
+
+def list_fine_tuning_job_checkpoints(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.checkpoints(call.params["fine_tuning_job_id"], call.query)
+
+
+def cancel_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.cancel(call.params["fine_tuning_job_id"])
+
+
+def pause_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.pause(call.params["fine_tuning_job_id"])
+
+
+def resume_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
+    return emulator.fine_tuning.resume(call.params["fine_tuning_job_id"])
+
+
+def create_chat_completion(emulator: OpenAIEmulator, call: Call) -> Any:
+    return chat_completion(require_object(call.body), emulator.fine_tuning.tuned_models)
 
 
 _JOB = "/fine_tuning/jobs/{fine_tuning_job_id}"
 ROUTES: list[tuple[str, str, Handler]] = [
-    ("POST", "/files", lambda e, c: e.store.create_file(c.body)),
-    ("GET", "/files", lambda e, c: e.store.list_files(c.query)),
-    ("GET", "/files/{file_id}", lambda e, c: e.store.get_file(c.params["file_id"]).obj),
-    ("GET", "/files/{file_id}/content", lambda e, c: e.store.get_file(c.params["file_id"]).content),
-    ("DELETE", "/files/{file_id}", lambda e, c: e.store.delete_file(c.params["file_id"])),
-    ("POST", "/uploads", lambda e, c: e.store.create_upload(require_object(c.body))),
-    (
-        "POST",
-        "/uploads/{upload_id}/parts",
-        lambda e, c: e.store.add_upload_part(c.params["upload_id"], c.body),
-    ),
-    (
-        "POST",
-        "/uploads/{upload_id}/complete",
-        lambda e, c: e.store.complete_upload(c.params["upload_id"], require_object(c.body)),
-    ),
-    ("POST", "/fine_tuning/jobs", lambda e, c: e.fine_tuning.create(require_object(c.body))),
-    ("GET", "/fine_tuning/jobs", lambda e, c: e.fine_tuning.list_jobs(c.query)),
-    ("GET", _JOB, lambda e, c: e.fine_tuning.retrieve(_job(c))),
-    ("GET", _JOB + "/events", lambda e, c: e.fine_tuning.events(_job(c), c.query)),
-    ("GET", _JOB + "/checkpoints", lambda e, c: e.fine_tuning.checkpoints(_job(c), c.query)),
-    ("POST", _JOB + "/cancel", lambda e, c: e.fine_tuning.cancel(_job(c))),
-    ("POST", _JOB + "/pause", lambda e, c: e.fine_tuning.pause(_job(c))),
-    ("POST", _JOB + "/resume", lambda e, c: e.fine_tuning.resume(_job(c))),
-    ("POST", "/chat/completions", lambda e, c: chat_completion(require_object(c.body), e.fine_tuning.tuned_models)),
+    ("POST", "/files", create_file),
+    ("GET", "/files", list_files),
+    ("GET", "/files/{file_id}", retrieve_file),
+    ("GET", "/files/{file_id}/content", download_file),
+    ("DELETE", "/files/{file_id}", delete_file),
+    ("POST", "/uploads", create_upload),
+    ("POST", "/uploads/{upload_id}/parts", add_upload_part),
+    ("POST", "/uploads/{upload_id}/complete", complete_upload),
+    ("POST", "/fine_tuning/jobs", create_fine_tuning_job),
+    ("GET", "/fine_tuning/jobs", list_paginated_fine_tuning_jobs),
+    ("GET", _JOB, retrieve_fine_tuning_job),
+    ("GET", _JOB + "/events", list_fine_tuning_events),
+    ("GET", _JOB + "/checkpoints", list_fine_tuning_job_checkpoints),
+    ("POST", _JOB + "/cancel", cancel_fine_tuning_job),
+    ("POST", _JOB + "/pause", pause_fine_tuning_job),
+    ("POST", _JOB + "/resume", resume_fine_tuning_job),
+    ("POST", "/chat/completions", create_chat_completion),
 ]
 _COMPILED = [
     (method, template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)), handler)
@@ -108,82 +165,58 @@ def _parse_body(content_type: str, raw: bytes) -> Any:
         ) from None
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+def _answer(emulator: OpenAIEmulator, request: Request) -> Reply | None:
+    """One request: recorded, then faulted, authenticated and routed; None drops the connection."""
+    url = urlsplit(request.target)
+    path = url.path.removeprefix("/v1") if url.path.startswith("/v1/") else url.path
+    record = RecordedRequest(
+        request.method,
+        path,
+        None,
+        dict(parse_qsl(url.query, keep_blank_values=True)),
+        None,
+        dict(request.headers),
+    )
+    emulator.record(record)
+    fault = emulator.faults.take(request.method, path)
+    if fault and fault.kind == "drop":
+        return None
+    if fault and fault.kind == "slow":
+        time.sleep(fault.delay)
+    try:
+        record.body = _parse_body(request.headers.get("Content-Type", ""), request.body)
+        if fault and fault.kind == "status":
+            message, kind, code = fault.error()
+            retry = {
+                "retry-after": str(max(1, round(fault.retry_after))),
+                "retry-after-ms": str(int(fault.retry_after * 1000)),
+            }
+            headers = {**(retry if fault.status == 429 else {}), **fault.headers}
+            raise ApiError(fault.status, message, type=kind, code=code, headers=headers)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
+        record.route, handler, params = _route(request.method, path, url.path)
+        with emulator.store.lock:
+            result = handler(emulator, Call(params, record.query, record.body))
+        return _reply(200, result, record)
+    except ApiError as error:
+        return _reply(error.status, error.body(), record, error.headers)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: tests and the CLI read the records instead."""
 
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        emulator = self.server.emulator
-        url = urlsplit(self.path)
-        path = url.path.removeprefix("/v1") if url.path.startswith("/v1/") else url.path
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        record = RecordedRequest(
-            self.command,
-            path,
-            None,
-            dict(parse_qsl(url.query, keep_blank_values=True)),
-            None,
-            dict(self.headers),
-        )
-        emulator.record(record)
-        fault = emulator.faults.take(self.command, path)
-        if fault and fault.kind == "drop":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if fault and fault.kind == "slow":
-            time.sleep(fault.delay)
-        try:
-            record.body = _parse_body(self.headers.get("Content-Type", ""), raw)
-            if fault and fault.kind == "status":
-                message, kind, code = fault.error()
-                retry = {
-                    "retry-after": str(max(1, round(fault.retry_after))),
-                    "retry-after-ms": str(int(fault.retry_after * 1000)),
-                }
-                headers = {**(retry if fault.status == 429 else {}), **fault.headers}
-                raise ApiError(fault.status, message, type=kind, code=code, headers=headers)
-            auth = self.headers.get("Authorization", "")
-            if not auth.startswith("Bearer ") or not auth[7:].strip():
-                raise ApiError(
-                    401,
-                    "You didn't provide an API key. You need to provide your API key in an Authorization "
-                    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                )
-            record.route, handler, params = _route(self.command, path, url.path)
-            with emulator.store.lock:
-                result = handler(emulator, Call(params, record.query, record.body))
-            self._send(200, result, record)
-        except ApiError as error:
-            self._send(error.status, error.body(), record, error.headers)
-
-    def _send(self, status: int, result: Any, record: RecordedRequest, headers: dict[str, str] | None = None) -> None:
-        if isinstance(result, bytes):
-            payload, content_type = result, "application/octet-stream"
-        else:
-            payload, content_type = json.dumps(result).encode(), "application/json"
-            record.response = result
-        record.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-request-id", Store.new_id("req_"))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+def _reply(status: int, result: Any, record: RecordedRequest, headers: dict[str, str] | None = None) -> Reply:
+    if isinstance(result, bytes):
+        payload, content_type = result, "application/octet-stream"
+    else:
+        payload, content_type = json.dumps(result).encode(), "application/json"
+        record.response = result
+    record.status = status
+    extra = list((headers or {}).items())
+    return Reply(status, [("Content-Type", content_type), ("x-request-id", Store.new_id("req_")), *extra], payload)
 
 
 def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[str, str]]:
@@ -193,15 +226,6 @@ def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[s
             if match and route_method == method:
                 return template, handler, match.groupdict()
     raise not_found(f"Invalid URL ({method} {full_path})")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # never wait for slow-fault sleeps or idle keep-alive connections on stop()
-
-    def __init__(self, address: tuple[str, int], emulator: OpenAIEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _RequestHandler)
 
 
 class OpenAIEmulator:
@@ -226,22 +250,20 @@ class OpenAIEmulator:
         self.store = Store(clock)
         self.fine_tuning = FineTuning(self.store, phase_seconds, min_training_examples)
         self.fine_tuning_access = fine_tuning_access
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
 
     # lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> OpenAIEmulator:
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        # A short poll interval keeps stop() fast; shutdown() waits for the current poll to end.
-        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="openai-emulator", daemon=True)
-        serve.start()
+        # keep_alive: the SDK reuses connections; stop() never waits for slow-fault sleeps or idle connections.
+        self._server = LoopbackServer(lambda request: _answer(self, request), self.host, self.port,
+                                      name="openai-emulator", methods=("GET", "POST", "DELETE"), keep_alive=True)
+        self.port = self._server.server_port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> OpenAIEmulator:

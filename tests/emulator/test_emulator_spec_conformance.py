@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,10 @@ def test_the_vendored_spec_covers_every_emulator_route_and_is_closed_under_refs(
     served = {(method.lower(), path) for method, path, _ in ROUTES}
     assert served == set(cut_subset.OPERATIONS)
     assert all(method in vendored["paths"][path] for method, path in served)
+    # Each handler is named after its operation: createFineTuningJob is served by create_fine_tuning_job.
+    for method, path, handler in ROUTES:
+        operation_id = vendored["paths"][path][method.lower()]["operationId"]
+        assert handler.__name__ == re.sub(r"(?<!^)([A-Z])", r"_\1", operation_id).lower()
     # Cutting the subset again changes nothing: every $ref it holds resolves inside it.
     assert cut_subset.cut(vendored) == vendored
     assert (SPEC_DIR / "LICENSE").read_text(encoding="utf-8").startswith("The MIT License")

@@ -24,8 +24,7 @@ from local.openai_emulator import OpenAIEmulator
 from shared import ask, openai_gateway
 from shared.openai_gateway import JobSnapshot
 from shared.runs import RunsRepository
-from shared.settings import settings
-from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, load_event, sciq_row, write_jsonl
 
 # GET routes publish no metric; Powertools warns about that on every flush.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -130,10 +129,9 @@ def chat_requests(emulator: OpenAIEmulator) -> list[Any]:
     return [r for r in emulator.requests if r.path == "/chat/completions"]
 
 
-def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_retries(set_env: SetEnv) -> None:
     """Faults are injected for good; skip the SDK's backoff to keep the suite fast."""
-    monkeypatch.setenv("OPENAI_MAX_RETRIES", "0")
-    settings.cache_clear()
+    set_env(OPENAI_MAX_RETRIES="0")
 
 
 TUNED_MODEL = "ft:gpt-4o-mini-2024-07-18:org::abc123"
@@ -218,14 +216,13 @@ def test_run_without_a_system_prompt_sends_none(
 
 
 def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
 
     blank = invoke(ask_event({"question": "   \n\t"}), lambda_context)
     too_long = invoke(ask_event({"question": "x" * 2001}), lambda_context)
-    monkeypatch.setenv("MAX_QUESTION_CHARS", "10")
-    settings.cache_clear()
+    set_env(MAX_QUESTION_CHARS="10")
     over_setting = invoke(ask_event({"question": "eleven char"}), lambda_context)
 
     assert blank == (400, {"message": "question must not be empty.", "code": "invalid_question"})
@@ -325,10 +322,10 @@ def test_no_model_yet_is_a_409_saying_the_runs_status(
 
 
 def test_openai_unavailable_is_a_503(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
-    no_retries(monkeypatch)
+    no_retries(set_env)
     emulator.inject_fault("/chat/completions", kind="status", status=503, times=10)
 
     status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
@@ -340,12 +337,12 @@ def test_openai_unavailable_is_a_503(
 
 
 def test_openai_refusing_is_a_502_with_its_reason(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
     record_run("gone-bbbbbbbbbbbb", "succeeded", job_id="ftjob-1",
                fine_tuned_model="ft:gpt-4o-mini-2024-07-18:emulator::deleted1")
-    no_retries(monkeypatch)
+    no_retries(set_env)
     emulator.inject_fault("/chat/completions", kind="status", status=400, times=1)
 
     refused = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
@@ -377,11 +374,11 @@ def test_unexpected_error_is_a_generic_500_detailed_only_in_logs(
 
 def test_logs_never_hold_the_openai_key_the_api_key_or_the_question(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, log_stream: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
     invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
-    no_retries(monkeypatch)
+    no_retries(set_env)
     emulator.inject_fault("/chat/completions", kind="status", status=401, times=1)
     invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
 
@@ -548,12 +545,12 @@ def test_cancel_a_finished_run_or_one_without_a_job_is_a_409(
 
 
 def test_cancel_while_openai_is_down_is_a_503_and_changes_nothing(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     emulator.phase_seconds = 1000
     job = start_emulator_job(emulator)
     record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
-    no_retries(monkeypatch)
+    no_retries(set_env)
     emulator.inject_fault(r"/fine_tuning/jobs/[^/]+/cancel", kind="status", status=503, times=10)
 
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
@@ -580,7 +577,7 @@ def finished_emulator_job(emulator: OpenAIEmulator, outcome: str) -> Any:
 @pytest.mark.parametrize("outcome", ["succeeded", "failed", "cancelled"])
 @pytest.mark.parametrize("recorded_status", ["running", "tracking_failed"])
 def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_state(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch,
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv,
     outcome: str, recorded_status: str,
 ) -> None:
     # Given a job that finished at OpenAI while its run still records it as unfinished
@@ -589,7 +586,7 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
     record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
     if recorded_status == "tracking_failed":  # the poller gave up: nothing else will catch up with the job
         RunsRepository(os.environ["RUNS_TABLE"]).record_tracking_failure("sciq-aaaaaaaaaaaa", "gave up")
-    no_retries(monkeypatch)
+    no_retries(set_env)
 
     # When the caller asks to cancel it
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
@@ -626,12 +623,12 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
 
 
 def test_cancel_refused_for_a_job_still_going_is_a_502_and_changes_nothing(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     emulator.phase_seconds = 1000
     job = start_emulator_job(emulator)
     record_run("sciq-aaaaaaaaaaaa", "running", job_id=job.id)
-    no_retries(monkeypatch)
+    no_retries(set_env)
     emulator.inject_fault(r"/fine_tuning/jobs/[^/]+/cancel", kind="status", status=400, times=1)
 
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
@@ -665,13 +662,11 @@ def test_a_forged_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None
 
 @pytest.mark.parametrize(("kind", "status"), [("status", 429), ("status", 500), ("drop", 0), ("slow", 0)])
 def test_every_openai_fault_on_ask_is_a_503_after_bounded_retries(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, monkeypatch: pytest.MonkeyPatch,
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv,
     kind: str, status: int,
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
-    monkeypatch.setenv("OPENAI_MAX_RETRIES", "1")
-    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.3")
-    settings.cache_clear()
+    set_env(OPENAI_MAX_RETRIES="1", OPENAI_TIMEOUT_SECONDS="0.3")
     emulator.inject_fault("/chat/completions", kind=kind, status=status or 500, delay=1.0, retry_after=0.01,
                           times=10)
 

@@ -10,7 +10,7 @@ from functions.failed_events.app import lambda_handler as failed_events_handler
 from functions.prepare.app import lambda_handler as prepare_handler
 from shared.run_ids import derive_run_id
 from shared.runs import RunsRepository
-from tests.conftest import Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import Aws, load_event, sciq_row, write_jsonl
 
 CONFIG_KEY = "configs/sciq-sample.json"
 
@@ -98,3 +98,22 @@ def test_lambdas_error_is_recorded_without_the_functions_own_paths(aws_account: 
     assert failed["error"]["message"] == (
         f"Processing {CONFIG_KEY} failed after Lambda's retries: [Errno 28] No space left on device: "
         "'<internal path>'. Upload the config again to retry the run.")
+
+
+def test_a_dead_lettered_event_names_its_object_by_the_decoded_key(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    key = "configs/my résumé run (2).json"  # arrives as configs/my+r%C3%A9sum%C3%A9+run+%282%29.json
+    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(12)])
+    aws_account.put_config(key, {"dataset": {"source": aws_account.put_data(data)}})
+    s3_event = load_event("prepare-config-key-encoded.json")
+    prepare_handler(s3_event, lambda_context)
+    [run] = aws_account.runs()
+    assert RunsRepository(aws_account.runs_table).claim_for_preparation(
+        run["run_id"], {"config_key": key, "config_version": "v2"})  # stuck
+
+    failed_events_handler(dead_letter(s3_event), lambda_context)
+
+    [failed] = aws_account.runs()
+    assert failed["run_id"] == run["run_id"] and failed["status"] == "failed"
+    assert failed["error"]["message"].startswith(f"Processing {key} failed after Lambda's retries")

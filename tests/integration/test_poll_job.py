@@ -19,9 +19,9 @@ from local.openai_emulator import OpenAIEmulator
 from shared import poll_job
 from shared.openai_gateway import MAX_EVENT_PAGES_PER_POLL, ForeignJobError, OpenAIGateway, OpenAITransientError
 from shared.runs import RunsRepository
-from shared.start_job import execution_name
-from tests.conftest import Aws, load_event
-from tests.integration.test_start_job import executions, prepare_run, training_event
+from shared.settings import settings
+from shared.tracking import execution_name
+from tests.helpers import Aws, executions, load_event, prepare_run, training_event
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_stale_and_post_terminal_updates_change_nothing(
     assert runs.record_job(run["run_id"], "cancelled", {}, observed_at=now + 1)
     assert not runs.record_job(run["run_id"], "running", {}, observed_at=now + 2)  # terminal stays
     assert not runs.record_failure(run["run_id"], "x", "y")
-    assert runs.get(run["run_id"])["status"] == "cancelled"  # type: ignore[index]
+    assert runs.get(run["run_id"]).status == "cancelled"  # type: ignore[union-attr]
 
 
 def test_an_unknown_status_like_paused_keeps_the_loop_going(
@@ -158,7 +158,8 @@ def test_reaching_the_poll_bound_continues_in_a_fresh_execution(
     names = {execution["name"]: json.loads(execution["input"]) for execution in executions()}
     next_execution = execution_name(run["run_id"], run["job_id"], 1)
     assert names[next_execution] == {"run_id": run["run_id"], "job_id": run["job_id"], "generation": 1,
-                                     "polls": 0, "max_polls": 2000, "poll_interval_seconds": 0}
+                                     "polls": 0, "max_polls": settings().max_polls_per_execution,
+                                     "poll_interval_seconds": 0}
 
 
 def test_tracking_failure_is_recorded_without_a_stack_trace(

@@ -15,7 +15,7 @@ from local.openai_emulator import OpenAIEmulator
 from shared import dataset_source
 from shared.run_ids import derive_run_id
 from shared.settings import settings
-from tests.conftest import Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import Aws, load_event, sciq_row, write_jsonl
 
 CONFIG_KEY = "configs/sciq-sample.json"
 

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from functions.prepare.app import lambda_handler
 from shared import prepare
-from tests.conftest import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
 CONFIG_KEY = "configs/sciq-sample.json"

@@ -18,31 +18,16 @@ from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
 from shared.runs import RunsRepository
 from shared.settings import settings
-from tests.conftest import TEST_OPENAI_KEY, Aws, load_event, sciq_row, write_jsonl
-
-CONFIG_KEY = "configs/sciq-sample.json"
-
-
-def prepare_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
-    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(data)}, **config})
-    [outcome] = prepare_handler(load_event("prepare-config-created.json"), context)["runs"]
-    assert outcome["status"] == "prepared"
-    [run] = aws_account.runs()
-    return run
-
-
-def training_event(run_id: str) -> dict[str, Any]:
-    event = load_event("start-job-training-file-created.json")
-    event["Records"][0]["s3"]["object"]["key"] = f"datasets/{run_id}/train.jsonl"
-    return event
-
-
-def executions() -> list[dict[str, Any]]:
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    return [sfn.describe_execution(executionArn=e["executionArn"])
-            for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
+from tests.helpers import (
+    CONFIG_KEY,
+    TEST_OPENAI_KEY,
+    Aws,
+    SetEnv,
+    executions,
+    load_event,
+    prepare_run,
+    training_event,
+)
 
 
 def routes(emulator: OpenAIEmulator, route: str, method: str = "POST") -> list[Any]:
@@ -94,12 +79,10 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
 
 def test_large_files_go_through_the_uploads_api_in_parts(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
-    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
-    settings.cache_clear()
+    set_env(UPLOAD_MULTIPART_THRESHOLD_BYTES="1024", UPLOAD_PART_BYTES="5120")
 
     start_handler(training_event(run["run_id"]), lambda_context)
 
@@ -172,12 +155,10 @@ def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_mess
 @pytest.mark.parametrize("times", [2, 3])
 def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, path: str, method: str, kind: str, status: int | None, times: int,
+    set_env: SetEnv, path: str, method: str, kind: str, status: int | None, times: int,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.5")
-    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
-    settings.cache_clear()
+    set_env(OPENAI_TIMEOUT_SECONDS="0.5", OPENAI_RETRY_BACKOFF_SECONDS="0")
     emulator.phase_seconds = 1000  # a job found again after a lost answer is still validating
     emulator.inject_fault(path, kind=kind, method=method, status=status or 500, delay=1.0, times=times)
 
@@ -280,12 +261,10 @@ def test_an_unreadable_api_key_secret_fails_the_run_with_what_to_fix(
 
 def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("OPENAI_TIMEOUT_SECONDS", "0.5")
-    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0.5")
-    settings.cache_clear()
+    set_env(OPENAI_TIMEOUT_SECONDS="0.5", OPENAI_RETRY_BACKOFF_SECONDS="0.5")
     # OpenAI stores the file after 0.8 s; the client gave up at 0.5 s and looks again at 1.0 s
     emulator.inject_fault("/files", kind="slow", method="POST", delay=0.8, times=1)
 
@@ -302,12 +281,10 @@ def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
 @pytest.mark.parametrize("times", [2, 3])
 def test_uploads_api_faults_are_retried_then_recorded(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, path: str, times: int,
+    set_env: SetEnv, path: str, times: int,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
-    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
-    settings.cache_clear()
+    set_env(UPLOAD_MULTIPART_THRESHOLD_BYTES="1024", UPLOAD_PART_BYTES="5120")
     emulator.inject_fault(path, kind="status", method="POST", status=500, times=times)
 
     start_handler(training_event(run["run_id"]), lambda_context)
@@ -324,11 +301,10 @@ def test_uploads_api_faults_are_retried_then_recorded(
 
 def test_one_409_on_create_is_retried_and_the_job_is_created(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
-    settings.cache_clear()
+    set_env(OPENAI_RETRY_BACKOFF_SECONDS="0")
     emulator.inject_fault("/fine_tuning/jobs", method="POST", status=409, times=1)
 
     start_handler(training_event(run["run_id"]), lambda_context)
@@ -345,11 +321,10 @@ def test_one_409_on_create_is_retried_and_the_job_is_created(
                          ids=["400-should-retry", "503-should-not-retry"])
 def test_x_should_retry_decides_over_the_status_code(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, status: int, should_retry: str, outcome: str,
+    set_env: SetEnv, status: int, should_retry: str, outcome: str,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
-    settings.cache_clear()
+    set_env(OPENAI_RETRY_BACKOFF_SECONDS="0")
     emulator.inject_fault("/fine_tuning/jobs", method="POST", status=status, times=1,
                           headers={"x-should-retry": should_retry})
 
@@ -401,7 +376,7 @@ def test_a_job_another_deployment_made_for_the_same_run_is_never_adopted(
 
 def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     run_id, key = run["run_id"], run["files"]["train"]["key"]
@@ -410,8 +385,7 @@ def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted
     sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
     foreign = {sdk.files.create(file=(name, body), purpose="fine-tune").id
                for name in (f"{run_id}-train-{etag}.jsonl", f"{FOREIGN_BUCKET}_{run_id}-train-{etag}.jsonl")}
-    monkeypatch.setenv("OPENAI_RETRY_BACKOFF_SECONDS", "0")
-    settings.cache_clear()
+    set_env(OPENAI_RETRY_BACKOFF_SECONDS="0")
     # Our upload's answer is lost, so the gateway looks for the file by name and size before trying again
     emulator.inject_fault("/files", kind="drop", method="POST", times=1)
 
@@ -426,12 +400,10 @@ def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted
 
 def test_an_upload_that_completes_expired_fails_the_run_saying_so(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
-    monkeypatch.setenv("UPLOAD_MULTIPART_THRESHOLD_BYTES", "1024")
-    monkeypatch.setenv("UPLOAD_PART_BYTES", "5120")
-    settings.cache_clear()
+    set_env(UPLOAD_MULTIPART_THRESHOLD_BYTES="1024", UPLOAD_PART_BYTES="5120")
     # The hour an upload lives is over by the time it is completed
     real_clock = emulator.store.clock
     emulator.store.clock = lambda: real_clock() + (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +11,7 @@ import pytest
 
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from shared.runs import RunsRepository
-from shared.settings import settings
-from shared.start_job import execution_arn
-from tests.conftest import Aws
-from tests.integration.test_start_job import prepare_run, training_event
-
-
-def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
-    sfn = boto3.client("stepfunctions")
-    run = RunsRepository(settings().runs_table).get(run_id)
-    assert run is not None
-    arn = execution_arn(run_id, run["job_id"], generation)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        execution: dict[str, Any] = sfn.describe_execution(executionArn=arn)
-        if execution["status"] != "RUNNING":
-            return execution
-        time.sleep(0.05)
-    raise AssertionError(f"execution {arn} still running after {timeout} s")
-
-
-def history_states(execution_arn: str) -> list[str]:
-    events = boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
-    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+from tests.helpers import Aws, SetEnv, finished_execution, history_states, prepare_run, training_event
 
 
 def test_a_succeeding_job_ends_in_succeed(
@@ -112,10 +88,9 @@ def test_a_poll_that_cannot_succeed_is_recorded_on_the_run_before_failing(
 
 def test_reaching_the_poll_bound_continues_in_a_fresh_execution_that_finishes_the_job(
     aws_account_executing: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    set_env: SetEnv,
 ) -> None:
-    monkeypatch.setenv("MAX_POLLS_PER_EXECUTION", "2")
-    settings.cache_clear()
+    set_env(MAX_POLLS_PER_EXECUTION="2")
     run = prepare_run(aws_account_executing, lambda_context, tmp_path)
     emulator.phase_seconds = 1000
 

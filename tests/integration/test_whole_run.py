@@ -11,9 +11,7 @@ from functions.ask.app import lambda_handler as ask_handler
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from tests.conftest import Aws, load_event
-from tests.integration.test_start_job import prepare_run, training_event
-from tests.integration.test_state_machine import finished_execution, history_states
+from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
 
 
 def ask_event(body: dict[str, Any]) -> dict[str, Any]:

