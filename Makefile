@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo local test lint validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install demo local test lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,9 +38,14 @@ local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endp
 test: lint validate audit ## Lint, validate and audit the template and code, then run every test
 	$(PYTHON) -m pytest -n 2
 
-lint: ## ruff and mypy
+lint: ## ruff check, ruff format --check, mypy (shared, functions, local, benchmarks, tests)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+format: ## Apply ruff format and ruff's safe fixes (what pre-commit runs)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 validate: ## sam validate --lint (cfn-lint included)
 	$(SAM) validate --lint

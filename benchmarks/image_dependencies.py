@@ -19,10 +19,26 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "functions" / "prepare" 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ragtune-image-") as target:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
-             "--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:",
-             "-r", str(REQUIREMENTS)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                target,
+                "--platform",
+                "manylinux2014_x86_64",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                "-r",
+                str(REQUIREMENTS),
+            ],
             check=True,
         )
         sizes: Counter[str] = Counter()

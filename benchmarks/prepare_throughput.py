@@ -15,16 +15,27 @@ import time
 from pathlib import Path
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="ragtune-bench-"))
-os.environ.update({
-    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_SERVICE_NAME": "ragtune", "POWERTOOLS_METRICS_NAMESPACE": "Ragtune",
-    "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-    "HF_HOME": str(SCRATCH / "hf"), "TIKTOKEN_CACHE_DIR": str(SCRATCH / "tiktoken"),
-    "SCRATCH_DIR": str(SCRATCH / "work"), "DATA_BUCKET": "ragtune-bench", "RUNS_TABLE": "runs",
-    "IDEMPOTENCY_TABLE": "idempotency", "OPENAI_API_KEY_SECRET": "unused",
-    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:unused",
-    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:unused",
-})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "ragtune",
+        "POWERTOOLS_METRICS_NAMESPACE": "Ragtune",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(SCRATCH / "hf"),
+        "TIKTOKEN_CACHE_DIR": str(SCRATCH / "tiktoken"),
+        "SCRATCH_DIR": str(SCRATCH / "work"),
+        "DATA_BUCKET": "ragtune-bench",
+        "RUNS_TABLE": "runs",
+        "IDEMPOTENCY_TABLE": "idempotency",
+        "OPENAI_API_KEY_SECRET": "unused",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:unused",
+        "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:unused",
+    }
+)
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
@@ -37,11 +48,16 @@ def write_rows(path: Path, count: int) -> None:
         for i in range(count):
             row = {
                 "question": f"Which force, number {i}, makes winds curve in the northern hemisphere?",
-                "distractor3": "gravity", "distractor1": "friction", "distractor2": "magnetism",
+                "distractor3": "gravity",
+                "distractor1": "friction",
+                "distractor2": "magnetism",
                 "correct_answer": "Coriolis effect",
-                "support": "" if i % 10 == 9 else (
+                "support": ""
+                if i % 10 == 9
+                else (
                     f"Because Earth rotates, moving air (sample {i}) is deflected to the right in the "
-                    "northern hemisphere and to the left in the southern hemisphere. Ünïcödé text too."),
+                    "northern hemisphere and to the left in the southern hemisphere. Ünïcödé text too."
+                ),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -66,9 +82,11 @@ def main(rows: int) -> None:
         # The function reads only the Hub or its data bucket's data/: the rows go there first, as a user's would.
         boto3.client("s3").upload_file(str(data), "ragtune-bench", "data/rows.jsonl")
         boto3.client("s3").put_object(
-            Bucket="ragtune-bench", Key="configs/bench.json",
-            Body=json.dumps({"dataset": {"source": "s3://ragtune-bench/data/rows.jsonl"},
-                             "validation_fraction": 0.1}).encode(),
+            Bucket="ragtune-bench",
+            Key="configs/bench.json",
+            Body=json.dumps(
+                {"dataset": {"source": "s3://ragtune-bench/data/rows.jsonl"}, "validation_fraction": 0.1}
+            ).encode(),
         )
         from functions.prepare.app import lambda_handler
 

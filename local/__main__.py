@@ -58,12 +58,24 @@ def serve(arguments: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("command", choices=["demo", "serve"])
-    parser.add_argument("--poll-interval", type=int, default=None,
-                        help="seconds between job polls (default: 1 with the emulator, 60 with another endpoint)")
-    parser.add_argument("--data", type=Path, default=SAMPLE_DATA,
-                        help="demo: dataset uploaded to s3://<bucket>/data/<its name> (default: the SciQ sample)")
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG,
-                        help="demo: run config; its dataset.source should point at the uploaded data")
+    parser.add_argument(
+        "--poll-interval",
+        type=int,
+        default=None,
+        help="seconds between job polls (default: 1 with the emulator, 60 with another endpoint)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=SAMPLE_DATA,
+        help="demo: dataset uploaded to s3://<bucket>/data/<its name> (default: the SciQ sample)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEMO_CONFIG,
+        help="demo: run config; its dataset.source should point at the uploaded data",
+    )
     arguments = parser.parse_args()
     return {"demo": demo, "serve": serve}[arguments.command](arguments)
 

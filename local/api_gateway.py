@@ -60,8 +60,11 @@ def _api_key_required(operation: dict[str, Any], document: dict[str, Any]) -> bo
     for requirement in operation.get("security", document.get("security", [])):
         for name in requirement:
             scheme = definitions.get(name, {})
-            if (scheme.get("type") == "apiKey" and scheme.get("in") == "header"
-                    and str(scheme.get("name", "")).lower() == "x-api-key"):
+            if (
+                scheme.get("type") == "apiKey"
+                and scheme.get("in") == "header"
+                and str(scheme.get("name", "")).lower() == "x-api-key"
+            ):
                 return True
     return False
 
@@ -87,8 +90,9 @@ def routes_from_template(api_logical_id: str = "RagtuneApi") -> list[Route]:
         for key, operation in operations.items():
             if key in _SWAGGER_METHODS or key == _ANY_METHOD_KEY:
                 method = ANY_METHOD if key == _ANY_METHOD_KEY else key.upper()
-                routes.append(Route(path, method, _integration_function(path, operation),
-                                    _api_key_required(operation, document)))
+                routes.append(
+                    Route(path, method, _integration_function(path, operation), _api_key_required(operation, document))
+                )
     return routes
 
 
@@ -266,8 +270,13 @@ class LocalApiGateway:
         return f"http://{host!s}:{port}/{self.stage}"
 
     def start(self) -> LocalApiGateway:
-        self._server = LoopbackServer(self.handle, *self._address, name="local-api-gateway",
-                                      methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"), keep_alive=False)
+        self._server = LoopbackServer(
+            self.handle,
+            *self._address,
+            name="local-api-gateway",
+            methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+            keep_alive=False,
+        )
         return self
 
     def stop(self) -> None:
@@ -285,8 +294,11 @@ class LocalApiGateway:
 
     def _resolve(self, segments: list[str]) -> tuple[str, dict[str, str]] | None:
         """The most specific resource path matching the segments, as API Gateway picks it."""
-        matches = [(route.path, parameters) for route in self.routes
-                   if (parameters := _match(route.path, segments)) is not None]
+        matches = [
+            (route.path, parameters)
+            for route in self.routes
+            if (parameters := _match(route.path, segments)) is not None
+        ]
         return min(matches, key=lambda match: _specificity(match[0]), default=None)
 
     def handle(self, request: Request) -> Reply:
@@ -314,14 +326,20 @@ class LocalApiGateway:
         if route.api_key_required and api_key not in self.api_keys:
             return _gateway_error(403, "Forbidden", "ForbiddenException")
         event = build_proxy_event(
-            route, method, "/" + "/".join(decoded), split.query, headers, request.body, path_parameters,
-            self.stage, api_key if route.api_key_required else None, source_ip=request.client_ip,
+            route,
+            method,
+            "/" + "/".join(decoded),
+            split.query,
+            headers,
+            request.body,
+            path_parameters,
+            self.stage,
+            api_key if route.api_key_required else None,
+            source_ip=request.client_ip,
             request_id=request_id,
         )
         try:
             return _function_reply(self.invoke(route.function_logical_id, event))
         except Exception:  # any function failure is API Gateway's 502, never the server's crash
-            _log.warning("function %s failed for %s %s", route.function_logical_id, method, split.path,
-                         exc_info=True)
+            _log.warning("function %s failed for %s %s", route.function_logical_id, method, split.path, exc_info=True)
             return _gateway_error(502, "Internal server error", "InternalServerErrorException")
-

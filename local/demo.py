@@ -45,10 +45,12 @@ class _Api:
 
 def _prepared(run: dict[str, Any]) -> str:
     counts, tokens, estimate = run["counts"], run["tokens"], run["estimate"]
-    return (f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
-            f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), "
-            f"{tokens['billing_tokens']:,} billed tokens per epoch; estimated {estimate['epochs']} epochs "
-            f"= {estimate['trained_tokens']:,} trained tokens, ${estimate['cost_usd']}")
+    return (
+        f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
+        f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), "
+        f"{tokens['billing_tokens']:,} billed tokens per epoch; estimated {estimate['epochs']} epochs "
+        f"= {estimate['trained_tokens']:,} trained tokens, ${estimate['cost_usd']}"
+    )
 
 
 def _trained(run: dict[str, Any]) -> str:
@@ -60,8 +62,10 @@ def _trained(run: dict[str, Any]) -> str:
     if trained == estimate["trained_tokens"]:
         return f"{trained:,} trained tokens ({estimate['epochs']} epochs × {per_epoch:,}), as estimated"
     epochs = f"{trained // per_epoch} epochs × {per_epoch:,}" if trained % per_epoch == 0 else "its own token count"
-    return (f"{trained:,} trained tokens ({epochs}; estimated {estimate['trained_tokens']:,} = "
-            f"{estimate['epochs']} epochs × {per_epoch:,}: the endpoint picks epochs and counts tokens itself)")
+    return (
+        f"{trained:,} trained tokens ({epochs}; estimated {estimate['trained_tokens']:,} = "
+        f"{estimate['epochs']} epochs × {per_epoch:,}: the endpoint picks epochs and counts tokens itself)"
+    )
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -126,12 +130,15 @@ def run_demo(
         raise DemoFailed(f"the run ended {run['status']}: {(run.get('error') or {}).get('message')}")
 
     out(f"asking: {NOTEBOOK_TEST_QUESTION}")
-    answer: dict[str, Any] = api.call("POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION,
-                                                              "run_id": run["run_id"]})
+    answer: dict[str, Any] = api.call(
+        "POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION, "run_id": run["run_id"]}
+    )
     source = "the OpenAI emulator (recalls training data)" if stack.emulator else stack.openai_base_url
     out(f"answer ({source}): {answer['answer']}")
     out(f"model: {answer['model']}")
-    out(f"run: {run['run_id']}, {run['counts']['train_examples']} training examples, "
+    out(
+        f"run: {run['run_id']}, {run['counts']['train_examples']} training examples, "
         f"{run['tokens']['total_tokens']} tokens, estimated ${run['estimate']['cost_usd']}, "
-        f"job {run['job_id']}, usage {answer['usage']}")
+        f"job {run['job_id']}, usage {answer['usage']}"
+    )
     return answer

@@ -59,11 +59,17 @@ def _invoke_in_process(function: LambdaFunction, event: Any = None) -> tuple[str
     try:
         result = resolve_handler(str(function.handler))(payload, context)
     except Exception as error:  # a Lambda reports any exception as a function error
-        return json.dumps({
-            "errorMessage": str(error),
-            "errorType": type(error).__name__,
-            "stackTrace": traceback.format_exception(error)[-5:],
-        }), True, ""
+        return (
+            json.dumps(
+                {
+                    "errorMessage": str(error),
+                    "errorType": type(error).__name__,
+                    "stackTrace": traceback.format_exception(error)[-5:],
+                }
+            ),
+            True,
+            "",
+        )
     return json.dumps(result), False, ""
 
 

@@ -41,8 +41,11 @@ REGION, ACCOUNT = "us-east-1", "123456789012"
 STACK_NAME = "ragtune"
 LAMBDA_TMP = "/tmp"  # nosec B108  # only matched, to move it: each stack gets a private folder instead
 PSEUDO_PARAMETERS = {
-    "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
-    "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Partition": "aws",
+    "AWS::StackName": STACK_NAME,
+    "AWS::URLSuffix": "amazonaws.com",
 }
 
 
@@ -127,8 +130,9 @@ class MotoStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
-        requests.post(f"{self.endpoint_url}/moto-api/config", timeout=10,
-                      json={"stepfunctions": {"execute_state_machine": True}})
+        requests.post(
+            f"{self.endpoint_url}/moto-api/config", timeout=10, json={"stepfunctions": {"execute_state_machine": True}}
+        )
         self._configure_process_environment(port)
         self._lambdas.__enter__()
         if self._emulator:
@@ -187,11 +191,17 @@ class MotoStack:
     # Setup ----------------------------------------------------------------------------------
     def _configure_process_environment(self, moto_port: int) -> None:
         """Handlers here talk to moto's server; Step Functions calls Lambda through MOTO_PORT."""
-        os.environ.update({
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
-            "AWS_ENDPOINT_URL": self.endpoint_url, "MOTO_PORT": str(moto_port),
-            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
-        })
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "MOTO_PORT": str(moto_port),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
         os.environ.pop("AWS_PROFILE", None)
 
     def _parameter_values(self) -> dict[str, str]:
@@ -205,8 +215,11 @@ class MotoStack:
     def _create_resources(self) -> None:
         # What each created resource type becomes, in the order they are created; other types are ignored.
         creators: dict[str, Callable[[str, str, dict[str, Any]], _Resource]] = {
-            "AWS::S3::Bucket": self._bucket, "AWS::DynamoDB::Table": self._table, "AWS::SNS::Topic": self._topic,
-            "AWS::SQS::Queue": self._queue, "AWS::Lambda::Function": self._function,
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::DynamoDB::Table": self._table,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::Lambda::Function": self._function,
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::ApiGateway::RestApi": self._served_by_the_api_front,
             "AWS::ApiGateway::ApiKey": self._served_by_the_api_front,
@@ -249,7 +262,9 @@ class MotoStack:
         state_machine = self._resolver.resolve(properties["StateMachineName"])
         substitutions = self._resolver.resolve(properties.get("DefinitionSubstitutions", {}))
         created = self.client("stepfunctions").create_state_machine(
-            name=state_machine, roleArn=self._role_arn(), type="STANDARD",
+            name=state_machine,
+            roleArn=self._role_arn(),
+            type="STANDARD",
             definition=state_machine_definition(logical_id, {key: str(value) for key, value in substitutions.items()}),
         )
         return _Resource(created["stateMachineArn"], {"Name": state_machine})
@@ -264,12 +279,18 @@ class MotoStack:
         """A moto function whose code is never run: the in-process hook runs its handler instead."""
         environment = self._resolver.resolve(properties.get("Environment", {}).get("Variables", {}))
         # Each Lambda sandbox has its own /tmp; two local stacks on one machine must not share scratch files.
-        environment = {key: self._sandbox_tmp + value[len(LAMBDA_TMP):] if value.startswith(LAMBDA_TMP + "/") else value
-                       for key, value in environment.items()}
+        environment = {
+            key: self._sandbox_tmp + value[len(LAMBDA_TMP) :] if value.startswith(LAMBDA_TMP + "/") else value
+            for key, value in environment.items()
+        }
         created = self.client("lambda").create_function(
-            FunctionName=name, Runtime=properties.get("Runtime", "python3.12"), Role=self._role_arn(),
-            Handler=function_handler(logical_id), Code={"ZipFile": b"runs in-process"},
-            Timeout=int(properties.get("Timeout", 3)), MemorySize=int(properties.get("MemorySize", 128)),
+            FunctionName=name,
+            Runtime=properties.get("Runtime", "python3.12"),
+            Role=self._role_arn(),
+            Handler=function_handler(logical_id),
+            Code={"ZipFile": b"runs in-process"},
+            Timeout=int(properties.get("Timeout", 3)),
+            MemorySize=int(properties.get("MemorySize", 128)),
             Environment={"Variables": environment},
         )
         self._apply_environment(logical_id, environment)
@@ -289,11 +310,16 @@ class MotoStack:
         configurations = self._resolver.resolve(properties.get("NotificationConfiguration", {}))
         self.client("s3").put_bucket_notification_configuration(
             Bucket=self.bucket,
-            NotificationConfiguration={"LambdaFunctionConfigurations": [
-                {"LambdaFunctionArn": item["Function"], "Events": [item["Event"]],
-                 "Filter": {"Key": {"FilterRules": item["Filter"]["S3Key"]["Rules"]}}}
-                for item in configurations.get("LambdaConfigurations", [])
-            ]},
+            NotificationConfiguration={
+                "LambdaFunctionConfigurations": [
+                    {
+                        "LambdaFunctionArn": item["Function"],
+                        "Events": [item["Event"]],
+                        "Filter": {"Key": {"FilterRules": item["Filter"]["S3Key"]["Rules"]}},
+                    }
+                    for item in configurations.get("LambdaConfigurations", [])
+                ]
+            },
         )
 
     def _invoke_function(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -70,9 +70,7 @@ def create_bucket(s3: Any, logical_id: str, bucket_name: str) -> None:
     properties = resource_properties(logical_id)
     s3.create_bucket(Bucket=bucket_name)
     if "VersioningConfiguration" in properties:
-        s3.put_bucket_versioning(
-            Bucket=bucket_name, VersioningConfiguration=properties["VersioningConfiguration"]
-        )
+        s3.put_bucket_versioning(Bucket=bucket_name, VersioningConfiguration=properties["VersioningConfiguration"])
     if "BucketEncryption" in properties:
         s3.put_bucket_encryption(
             Bucket=bucket_name,

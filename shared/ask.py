@@ -77,9 +77,7 @@ def _checked_question(question: str) -> str:
         raise InvalidQuestionError("question must not be empty.")
     limit = settings().max_question_chars
     if len(question) > limit:
-        raise InvalidQuestionError(
-            f"question is {len(question)} characters long; the limit is {limit} characters."
-        )
+        raise InvalidQuestionError(f"question is {len(question)} characters long; the limit is {limit} characters.")
     return question
 
 
@@ -104,11 +102,17 @@ def answer_question(request: AskRequest) -> AskResponse:
     refused = answer.refusal is not None
     metrics.add_metric(name="QuestionsRefused" if refused else "QuestionsAnswered", unit=MetricUnit.Count, value=1)
     # The question itself is not logged: it is the caller's data, and may be sensitive.
-    logger.info("Question refused by the model" if refused else "Question answered",
-                extra={"run_id": run.run_id, "model": answer.model, "question_chars": len(question),
-                       "usage": answer.usage})
-    return AskResponse(answer=answer.text, refusal=answer.refusal, model=answer.model, run_id=run.run_id,
-                       usage=Usage.model_validate(answer.usage))
+    logger.info(
+        "Question refused by the model" if refused else "Question answered",
+        extra={"run_id": run.run_id, "model": answer.model, "question_chars": len(question), "usage": answer.usage},
+    )
+    return AskResponse(
+        answer=answer.text,
+        refusal=answer.refusal,
+        model=answer.model,
+        run_id=run.run_id,
+        usage=Usage.model_validate(answer.usage),
+    )
 
 
 def list_runs(limit: int, cursor: str | None) -> RunPage:
@@ -149,8 +153,9 @@ def cancel_run(run_id: str) -> CancelResponse:
     if status in JOB_FINISHED:  # a `tracking_failed` run's job may still be running: it can be cancelled
         raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.", status)
     if not run.job_id:
-        raise NotCancellableError(f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.",
-                                  status)
+        raise NotCancellableError(
+            f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.", status
+        )
     openai = gateway()
     try:
         snapshot = openai.cancel_job(run.job_id)
@@ -159,13 +164,19 @@ def cancel_run(run_id: str) -> CancelResponse:
         if finished is None:
             raise
         recorded = _record_job(run_id, finished)
-        logger.info("Cancel refused: the job had already finished", extra={
-            "run_id": run_id, "job_id": finished.job_id, "job_status": finished.status, "recorded": recorded})
+        logger.info(
+            "Cancel refused: the job had already finished",
+            extra={"run_id": run_id, "job_id": finished.job_id, "job_status": finished.status, "recorded": recorded},
+        )
         raise JobAlreadyFinishedError(
             f"Job {finished.job_id} has already {finished.status} at OpenAI, so it cannot be cancelled; "
-            f"run {run_id} now records it as {finished.status}.", finished.status) from None
+            f"run {run_id} now records it as {finished.status}.",
+            finished.status,
+        ) from None
     recorded = _record_job(run_id, snapshot)
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
-    logger.info("Job cancel requested", extra={"run_id": run_id, "job_id": snapshot.job_id,
-                                               "job_status": snapshot.status, "recorded": recorded})
+    logger.info(
+        "Job cancel requested",
+        extra={"run_id": run_id, "job_id": snapshot.job_id, "job_status": snapshot.status, "recorded": recorded},
+    )
     return CancelResponse(run_id=run_id, status=snapshot.status)

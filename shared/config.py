@@ -47,9 +47,7 @@ SOURCE_RULE = (
     f"s3://<data bucket>/data/<file> ending in {', '.join(DATA_FILE_TYPES[:-1])} or {DATA_FILE_TYPES[-1]}"
 )
 
-NOTEBOOK_SYSTEM_PROMPT = (
-    "Given a science question, provide the correct answer with a detailed explanation."
-)
+NOTEBOOK_SYSTEM_PROMPT = "Given a science question, provide the correct answer with a detailed explanation."
 
 
 class _Strict(BaseModel):
@@ -77,18 +75,29 @@ def _refused_source(source: str) -> str:
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", source):
         return "not a URL (file:, http(s): and other schemes are never fetched)"
     parts = source.split("/")
-    if (source.startswith(("/", "~", ".")) or "\\" in source or {".", ".."} & set(parts) or len(parts) > 2
-            or source.lower().endswith(DATA_FILE_TYPES)):
-        return ("not a local path (the function never reads its own files: upload yours under data/ "
-                "in the data bucket and use its s3:// URI)")
+    if (
+        source.startswith(("/", "~", "."))
+        or "\\" in source
+        or {".", ".."} & set(parts)
+        or len(parts) > 2
+        or source.lower().endswith(DATA_FILE_TYPES)
+    ):
+        return (
+            "not a local path (the function never reads its own files: upload yours under data/ "
+            "in the data bucket and use its s3:// URI)"
+        )
     if len(parts) == 1:
         return "not a name without its owner"
     return "not a name with characters a Hub id cannot hold"
 
 
 def is_hub_id(source: str) -> bool:
-    return (HUB_ID.fullmatch(source) is not None and ".." not in source and "--" not in source
-            and not source.lower().endswith(DATA_FILE_TYPES))
+    return (
+        HUB_ID.fullmatch(source) is not None
+        and ".." not in source
+        and "--" not in source
+        and not source.lower().endswith(DATA_FILE_TYPES)
+    )
 
 
 def data_object_key(source: str) -> tuple[str, str] | None:
@@ -97,8 +106,11 @@ def data_object_key(source: str) -> tuple[str, str] | None:
     if match is None:
         return None
     key = match["key"]
-    if (not key.startswith(DATA_PREFIX) or {".", ".."} & set(key.split("/"))
-            or not key.lower().endswith(DATA_FILE_TYPES)):
+    if (
+        not key.startswith(DATA_PREFIX)
+        or {".", ".."} & set(key.split("/"))
+        or not key.lower().endswith(DATA_FILE_TYPES)
+    ):
         return None
     return match["bucket"], key
 
@@ -131,8 +143,10 @@ class DatasetSpec(_Strict):
         if revision is None:
             return None
         if len(revision) > 128 or REVISION.fullmatch(revision) is None or ".." in revision:
-            raise _rule("must be a commit sha, tag or branch of the Hub dataset: up to 128 letters, digits, "
-                        "'.', '_', '-' and '/' between names")
+            raise _rule(
+                "must be a commit sha, tag or branch of the Hub dataset: up to 128 letters, digits, "
+                "'.', '_', '-' and '/' between names"
+            )
         source = info.data.get("source")
         if source is not None and not is_hub_id(source):
             raise _rule("applies only to a Hugging Face Hub dataset id, not to an s3:// source")
@@ -163,9 +177,7 @@ def template_placeholders(text: str) -> list[str]:
 
 
 class TemplateSpec(_Strict):
-    system: str | None = Field(
-        default=NOTEBOOK_SYSTEM_PROMPT, description="System message; null for none."
-    )
+    system: str | None = Field(default=NOTEBOOK_SYSTEM_PROMPT, description="System message; null for none.")
     user: str = Field(default="{question}", min_length=1)
     assistant: str = Field(default="{correct_answer} Explanation: {support}", min_length=1)
 
@@ -199,12 +211,8 @@ def _auto_or(rule: str) -> WrapValidator:
 
 
 class Hyperparameters(_Strict):
-    n_epochs: Annotated[
-        Auto | Annotated[int, Field(ge=1, le=50)], _auto_or("an integer from 1 to 50")
-    ] = "auto"
-    batch_size: Annotated[
-        Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")
-    ] = "auto"
+    n_epochs: Annotated[Auto | Annotated[int, Field(ge=1, le=50)], _auto_or("an integer from 1 to 50")] = "auto"
+    batch_size: Annotated[Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")] = "auto"
     learning_rate_multiplier: Annotated[
         Auto | Annotated[float, Field(gt=0, le=10)], _auto_or("a number greater than 0 and at most 10")
     ] = "auto"
@@ -301,9 +309,7 @@ def parse_run_config(raw: bytes, size: int | None = None) -> RunConfig:
     except UnicodeDecodeError as error:
         raise ConfigError(f"config is not UTF-8 text: {error}") from error
     if _nested_deeper_than(text, MAX_CONFIG_DEPTH):
-        raise ConfigError(
-            f"config is nested more than {MAX_CONFIG_DEPTH} levels deep; the limit is {MAX_CONFIG_DEPTH}"
-        )
+        raise ConfigError(f"config is nested more than {MAX_CONFIG_DEPTH} levels deep; the limit is {MAX_CONFIG_DEPTH}")
     try:
         document: Any = json.loads(text)
     except json.JSONDecodeError as error:

@@ -19,9 +19,7 @@ from shared.tokens import count_tokens
 MIN_EXAMPLES = 10
 MAX_TOKENS_PER_EXAMPLE = 65_536
 ALLOWED_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
-ALLOWED_MESSAGE_KEYS = frozenset(
-    {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
-)
+ALLOWED_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"})
 _TOKENS_PER_MESSAGE = 3
 _TOKENS_PER_NAME = 1
 _TOKENS_REPLY_PRIMING = 3
@@ -170,9 +168,7 @@ class TrainingEstimate:
         }
 
 
-def estimate_training(
-    train: GateReport, n_epochs: int | str, price_per_million_tokens: float
-) -> TrainingEstimate:
+def estimate_training(train: GateReport, n_epochs: int | str, price_per_million_tokens: float) -> TrainingEstimate:
     """Tokens billed are the training file's tokens times the epochs; validation is free."""
     epochs = n_epochs if isinstance(n_epochs, int) else auto_epochs(train.examples)
     trained_tokens = train.billing_tokens * epochs

@@ -44,9 +44,7 @@ def check_source_location(spec: DatasetSpec, data_bucket: str) -> tuple[str, str
     return location
 
 
-def _resolve_source(
-    spec: DatasetSpec, scratch: Path, data_bucket: str
-) -> tuple[str, dict[str, Any], dict[str, str]]:
+def _resolve_source(spec: DatasetSpec, scratch: Path, data_bucket: str) -> tuple[str, dict[str, Any], dict[str, str]]:
     """The `datasets.load_dataset` path and kwargs for a source, and the local paths to hide in errors."""
     location = check_source_location(spec, data_bucket)
     if location is None:
@@ -78,6 +76,4 @@ def stream_batches(spec: DatasetSpec, scratch: Path, data_bucket: str) -> Iterat
     except Exception as error:  # datasets/pyarrow/fsspec raise many unrelated types
         text = without_internal_paths(str(error), local_names)
         detail = text.splitlines()[0][:500] if text.strip() else type(error).__name__
-        raise DatasetError(
-            f"dataset {spec.source!r} (split {spec.split!r}) could not be read: {detail}"
-        ) from error
+        raise DatasetError(f"dataset {spec.source!r} (split {spec.split!r}) could not be read: {detail}") from error

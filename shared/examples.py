@@ -79,8 +79,10 @@ class ExampleBuilder:
         if not missing:
             self._columns_checked = True
             return
-        message = (f"dataset has no column(s) {', '.join(missing)} used by the config's "
-                   f"filter/template; it has: {', '.join(columns)}")
+        message = (
+            f"dataset has no column(s) {', '.join(missing)} used by the config's "
+            f"filter/template; it has: {', '.join(columns)}"
+        )
         hints = []
         if self._uses_default("filter") and self._non_empty & set(missing):
             present = [name for name in self._config.template.placeholders() if name in columns]
@@ -94,7 +96,7 @@ class ExampleBuilder:
         if self._uses_default("template") and set(self._config.template.placeholders()) & set(missing):
             hints.append(
                 "The template is the default one (the notebook's SciQ columns "
-                f"{', '.join(self._config.template.placeholders())}): set \"template\": "
+                f'{", ".join(self._config.template.placeholders())}): set "template": '
                 '{"user": "...", "assistant": "..."} with {column} placeholders naming your columns.'
             )
         raise DatasetError(". ".join([message, *hints]) if hints else message)
@@ -114,9 +116,9 @@ class ExampleBuilder:
     def _render(self, row: dict[str, Any]) -> Example:
         values = {name: cell_text(row[name]) or "" for name in self._config.template.placeholders()}
         template = self._config.template
-        messages = [] if template.system is None else [
-            {"role": "system", "content": template.system.format_map(values)}
-        ]
+        messages = (
+            [] if template.system is None else [{"role": "system", "content": template.system.format_map(values)}]
+        )
         messages.append({"role": "user", "content": template.user.format_map(values)})
         messages.append({"role": "assistant", "content": template.assistant.format_map(values)})
         return {"messages": messages}

@@ -55,9 +55,11 @@ def record_failed_delivery(refs: list[ObjectRef], error_message: str) -> list[di
         if run_id is None:
             logger.warning("Failed event names no run", extra={"key": ref.key})
             continue
-        message = (f"Processing {ref.key} failed after Lambda's retries: "
-                   f"{without_internal_paths(error_message)[:500]}. "
-                   "Upload the config again to retry the run.")
+        message = (
+            f"Processing {ref.key} failed after Lambda's retries: "
+            f"{without_internal_paths(error_message)[:500]}. "
+            "Upload the config again to retry the run."
+        )
         recorded = RunsRepository(settings().runs_table).record_failure(run_id, "processing_failed", message)
         logger.info("Failed delivery recorded on its run", extra={"run_id": run_id, "recorded": recorded})
         outcomes.append({"run_id": run_id, "recorded": recorded})

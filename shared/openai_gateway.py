@@ -102,9 +102,7 @@ def _classified_errors(action: str) -> Iterator[None]:
                 body.get("code"),
             ) from error
         message = str(body.get("message") or error.message)
-        raise OpenAIRefusedError(
-            f"OpenAI refused {action}: {message}", error.status_code, body.get("code")
-        ) from error
+        raise OpenAIRefusedError(f"OpenAI refused {action}: {message}", error.status_code, body.get("code")) from error
 
 
 class UploadSource(Protocol):
@@ -168,8 +166,11 @@ class JobSnapshot:
         if self.status != RunStatus.FAILED and not self.error:
             return None
         given = self.error or {}
-        error = {"code": "job_failed", "message": str(given.get("message") or "").strip()
-                 or "OpenAI reported the fine-tuning job as failed without giving a reason."}
+        error = {
+            "code": "job_failed",
+            "message": str(given.get("message") or "").strip()
+            or "OpenAI reported the fine-tuning job as failed without giving a reason.",
+        }
         if given.get("code"):
             error["openai_code"] = str(given["code"])
         return error
@@ -212,8 +213,9 @@ class JobRequest:
 
 
 class OpenAIGateway:
-    def __init__(self, client: OpenAI, upload_part_bytes: int, retry_backoff_seconds: float, *,
-                 deployment: str) -> None:
+    def __init__(
+        self, client: OpenAI, upload_part_bytes: int, retry_backoff_seconds: float, *, deployment: str
+    ) -> None:
         """`deployment` names this deployment at OpenAI (the data bucket): it tags every job and file."""
         if not 0 < len(deployment) <= METADATA_MAX_VALUE_CHARS:
             raise ValueError(f"deployment identity {deployment!r}: 1 to {METADATA_MAX_VALUE_CHARS} characters")
@@ -286,7 +288,10 @@ class OpenAIGateway:
         if completed.status in UPLOAD_ENDED:  # OpenAI will not make this upload a file: a refusal, not a blip
             raise OpenAIRefusedError(
                 f"OpenAI's upload {upload.id} of {name} {UPLOAD_ENDED[completed.status]}. "
-                "Upload the config again to retry.", None, None)
+                "Upload the config again to retry.",
+                None,
+                None,
+            )
         if completed.file is None:
             raise OpenAITransientError(f"OpenAI upload {upload.id} completed without a file")
         return str(completed.file.id)
@@ -305,8 +310,9 @@ class OpenAIGateway:
         return max(usable, key=lambda job: job.created_at) if usable else None
 
     def create_job(self, request: JobRequest) -> JobSnapshot:
-        return self._create_or_find(lambda: self._create_job_once(request),
-                                    lambda: self.find_job_for_run(request.run_id))
+        return self._create_or_find(
+            lambda: self._create_job_once(request), lambda: self.find_job_for_run(request.run_id)
+        )
 
     def _create_job_once(self, request: JobRequest) -> JobSnapshot:
         hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}
@@ -349,8 +355,9 @@ class OpenAIGateway:
                 for event in page.data:
                     if event.id == last_event_id:
                         return fresh[::-1]
-                    fresh.append({"id": event.id, "created_at": event.created_at, "level": event.level,
-                                  "message": event.message})
+                    fresh.append(
+                        {"id": event.id, "created_at": event.created_at, "level": event.level, "message": event.message}
+                    )
                 if pages_read == MAX_EVENT_PAGES_PER_POLL or not page.has_next_page():
                     break
                 page = page.get_next_page()
@@ -370,8 +377,7 @@ class OpenAIGateway:
             return JobSnapshot.of(self._client.fine_tuning.jobs.cancel(job_id))
 
     # Inference ---------------------------------------------------------------------------
-    def answer(self, model: str, system: str | None, question: str, temperature: float,
-               max_tokens: int) -> Answer:
+    def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer:
         messages: list[Any] = [] if system is None else [{"role": "system", "content": system}]
         messages.append({"role": "user", "content": question})
         with _classified_errors("the chat completion"):
@@ -383,8 +389,11 @@ class OpenAIGateway:
         message = completion.choices[0].message
         if message.content is None and not message.refusal:
             raise OpenAIEmptyAnswerError("OpenAI's chat completion held neither an answer nor a refusal.")
-        usage = completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) \
-            if completion.usage else {}
+        usage = (
+            completion.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+            if completion.usage
+            else {}
+        )
         return Answer(text=message.content, refusal=message.refusal or None, model=completion.model, usage=usage)
 
 
@@ -419,5 +428,6 @@ def gateway() -> OpenAIGateway:
         config.openai_timeout_seconds,
         config.openai_max_retries,
     )
-    return OpenAIGateway(client, config.upload_part_bytes, config.openai_retry_backoff_seconds,
-                         deployment=config.data_bucket)
+    return OpenAIGateway(
+        client, config.upload_part_bytes, config.openai_retry_backoff_seconds, deployment=config.data_bucket
+    )

@@ -76,8 +76,11 @@ def poll_once(state: PollState) -> PollState:
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
     if job.terminal and runs.claim_notification(state.run_id):
-        notify_finished(state.run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model,
-                                                   "error": fields.get("error")})
+        notify_finished(
+            state.run_id,
+            job.status,
+            {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model, "error": fields.get("error")},
+        )
         metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
     logger.info("Polled job", extra={"job_status": job.status, "new_events": len(fresh_events), "changed": changed})
 
@@ -85,8 +88,9 @@ def poll_once(state: PollState) -> PollState:
     status = job.status
     if not job.terminal and polls >= state.max_polls:
         start_tracking(state.run_id, state.job_id, state.generation + 1)
-        logger.info("Poll bound reached; tracking continues in a fresh execution",
-                    extra={"generation": state.generation + 1})
+        logger.info(
+            "Poll bound reached; tracking continues in a fresh execution", extra={"generation": state.generation + 1}
+        )
         status = CONTINUED
     error_message = fields["error"]["message"] if "error" in fields else ""
     return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})

@@ -85,9 +85,7 @@ def _split_validation(all_path: Path, n: int, config: RunConfig, workdir: Path) 
     """Hold out a seeded random sample, keeping the original order within each file."""
     if config.validation_fraction == 0:
         return all_path, None
-    held_out = set(
-        random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction)))
-    )
+    held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction))))
     train, validation = workdir / TRAIN_FILE, workdir / VALIDATION_FILE
     with all_path.open("rb") as lines, train.open("wb") as t, validation.open("wb") as v:
         for index, line in enumerate(lines):

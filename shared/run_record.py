@@ -42,8 +42,9 @@ class RunStatus(StrEnum):
 
 JOB_FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 # A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
-USABLE = frozenset({RunStatus.VALIDATING_FILES, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED,
-                    RunStatus.SUCCEEDED})
+USABLE = frozenset(
+    {RunStatus.VALIDATING_FILES, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.SUCCEEDED}
+)
 JOB_STATUSES = USABLE | JOB_FINISHED
 FINISHED = JOB_FINISHED | {RunStatus.TRACKING_FAILED}
 

@@ -66,7 +66,7 @@ class RunsRepository:
         item = self._table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
         return _run(item) if item else None
 
-    def claim_for_preparation(self, run_id: str, source: dict[str, str]) -> bool:
+    def claim_for_preparation(self, run_id: str, source: dict[str, Any]) -> bool:
         """Start (or resume) preparing a run; False when the run is already past that.
 
         A run is resumable while `preparing` or `prepared` (a crash before the training
@@ -107,8 +107,9 @@ class RunsRepository:
     def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> bool:
         return self._set_status(run_id, RunStatus.PREPARED, outcome, allowed_from=(RunStatus.PREPARING,))
 
-    def record_failure(self, run_id: str, code: str, message: str, openai_code: str | None = None,
-                       **details: Any) -> bool:
+    def record_failure(
+        self, run_id: str, code: str, message: str, openai_code: str | None = None, **details: Any
+    ) -> bool:
         """Any run that has not finished may fail; a finished one keeps its outcome.
 
         `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own.
@@ -123,10 +124,14 @@ class RunsRepository:
         event of a second upload of the same data, may not, so two jobs cannot race.
         """
         return self._set_status(
-            run_id, RunStatus.STARTING, {"start_owner": owner},
+            run_id,
+            RunStatus.STARTING,
+            {"start_owner": owner},
             allowed_from=(RunStatus.PREPARED, RunStatus.STARTING),
-            extra_condition=("#status = :prepared OR start_owner = :owner",
-                             {":prepared": RunStatus.PREPARED, ":owner": owner}),
+            extra_condition=(
+                "#status = :prepared OR start_owner = :owner",
+                {":prepared": RunStatus.PREPARED, ":owner": owner},
+            ),
         )
 
     def record_start(self, run_id: str, fields: dict[str, Any]) -> bool:
@@ -141,9 +146,14 @@ class RunsRepository:
         a run never leaves a terminal status.
         """
         return self._set_status(
-            run_id, status, {**fields, "job_observed_at": observed_at}, allowed_from=None,
-            extra_condition=("attribute_not_exists(job_observed_at) OR job_observed_at < :observed",
-                             {":observed": observed_at}),
+            run_id,
+            status,
+            {**fields, "job_observed_at": observed_at},
+            allowed_from=None,
+            extra_condition=(
+                "attribute_not_exists(job_observed_at) OR job_observed_at < :observed",
+                {":observed": observed_at},
+            ),
         )
 
     def record_job_outside_tracking(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
@@ -169,7 +179,9 @@ class RunsRepository:
 
     def record_tracking_failure(self, run_id: str, message: str) -> bool:
         return self._set_status(
-            run_id, RunStatus.TRACKING_FAILED, {"error": {"code": TRACKING_FAILED_CODE, "message": message}},
+            run_id,
+            RunStatus.TRACKING_FAILED,
+            {"error": {"code": TRACKING_FAILED_CODE, "message": message}},
             allowed_from=None,
         )
 
@@ -248,9 +260,7 @@ class RunsRepository:
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_dynamodb(
-                    {**placeholders, **states, **extra_values}
-                ),
+                ExpressionAttributeValues=_to_dynamodb({**placeholders, **states, **extra_values}),
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -268,7 +278,11 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError) as error:
         raise InvalidCursorError("cursor is not one this API returned") from error
-    if (not isinstance(key, dict) or set(key) != {"run_id", "entity", "created_at"}
-            or not all(isinstance(value, str) and value for value in key.values()) or key["entity"] != ENTITY):
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"run_id", "entity", "created_at"}
+        or not all(isinstance(value, str) and value for value in key.values())
+        or key["entity"] != ENTITY
+    ):
         raise InvalidCursorError("cursor is not one this API returned")
     return key

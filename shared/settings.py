@@ -20,9 +20,7 @@ class Settings(BaseModel):
     data_bucket: str = Field(alias="DATA_BUCKET")
     runs_table: str = Field(alias="RUNS_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
-    training_price_per_million_tokens: float = Field(
-        default=3.0, ge=0, alias="TRAINING_PRICE_PER_MILLION_TOKENS"
-    )
+    training_price_per_million_tokens: float = Field(default=3.0, ge=0, alias="TRAINING_PRICE_PER_MILLION_TOKENS")
     scratch_dir: Path = Field(default=LAMBDA_SCRATCH_DIR, alias="SCRATCH_DIR")
     openai_api_key_secret: str = Field(alias="OPENAI_API_KEY_SECRET")
     # The SDK's endpoint (the emulator, a proxy, a compatible provider); unset or empty: the SDK's default
@@ -35,9 +33,7 @@ class Settings(BaseModel):
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN")
     poll_interval_seconds: int = Field(default=60, ge=0, alias="POLL_INTERVAL_SECONDS")
     max_polls_per_execution: int = Field(default=1500, ge=1, alias="MAX_POLLS_PER_EXECUTION")
-    upload_multipart_threshold_bytes: int = Field(
-        default=256 * 2**20, ge=1, alias="UPLOAD_MULTIPART_THRESHOLD_BYTES"
-    )
+    upload_multipart_threshold_bytes: int = Field(default=256 * 2**20, ge=1, alias="UPLOAD_MULTIPART_THRESHOLD_BYTES")
     # OpenAI: "Each Part can be at most 64 MB", decimal: 64 MiB (67,108,864 bytes) is over it
     upload_part_bytes: int = Field(default=64_000_000, ge=5 * 2**10, le=64_000_000, alias="UPLOAD_PART_BYTES")
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")

@@ -65,15 +65,17 @@ def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: Run) -
         validation_file_id = _upload(openai, run_id, run.files.validation.key, "validation")
         runs.record_start(run_id, {"validation_file_id": validation_file_id})
     config = RunConfig.model_validate(run.config)
-    return openai.create_job(JobRequest(
-        run_id=run_id,
-        model=config.fine_tune.model,
-        training_file_id=training_file_id,
-        validation_file_id=validation_file_id,
-        suffix=config.fine_tune.suffix,
-        seed=config.seed,
-        hyperparameters=config.fine_tune.hyperparameters.model_dump(),
-    ))
+    return openai.create_job(
+        JobRequest(
+            run_id=run_id,
+            model=config.fine_tune.model,
+            training_file_id=training_file_id,
+            validation_file_id=validation_file_id,
+            suffix=config.fine_tune.suffix,
+            seed=config.seed,
+            hyperparameters=config.fine_tune.hyperparameters.model_dump(),
+        )
+    )
 
 
 class StartFailure(NamedTuple):
@@ -90,13 +92,19 @@ class StartFailure(NamedTuple):
 
 START_FAILURES: dict[type[Exception], StartFailure] = {
     OpenAIKeyUnavailableError: StartFailure(
-        "openai_key_unavailable", ". Fix it, then upload the config again.", "OpenAI API key unavailable",
-        operator_fault=True),
+        "openai_key_unavailable",
+        ". Fix it, then upload the config again.",
+        "OpenAI API key unavailable",
+        operator_fault=True,
+    ),
     OpenAIRefusedError: StartFailure(
-        "openai_refused", "", "OpenAI refused the run", log_error_text=False, metric="JobsRefused"),
+        "openai_refused", "", "OpenAI refused the run", log_error_text=False, metric="JobsRefused"
+    ),
     OpenAITransientError: StartFailure(
-        "openai_unavailable", "; the SDK's retries are spent. Upload the config again to retry the run.",
-        "OpenAI unavailable"),
+        "openai_unavailable",
+        "; the SDK's retries are spent. Upload the config again to retry the run.",
+        "OpenAI unavailable",
+    ),
 }
 
 
@@ -107,8 +115,15 @@ def _fail_start(runs: RunsRepository, run_id: str, error: Exception) -> dict[str
     openai_code: str | None = getattr(error, "code", None)
     details = {"reason": str(error)} if failure.log_error_text else {}
     log = logger.error if failure.operator_fault else logger.warning
-    log(failure.log_message, extra={"code": failure.code, "openai_code": openai_code,
-                                    "status_code": getattr(error, "status_code", None), **details})
+    log(
+        failure.log_message,
+        extra={
+            "code": failure.code,
+            "openai_code": openai_code,
+            "status_code": getattr(error, "status_code", None),
+            **details,
+        },
+    )
     runs.record_failure(run_id, failure.code, message, openai_code=openai_code)
     if failure.metric:
         metrics.add_metric(name=failure.metric, unit="Count", value=1)

@@ -117,7 +117,10 @@ def download(ref: ObjectRef, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         client("s3").download_file(
-            ref.bucket, ref.key, str(destination), ExtraArgs=_version_args(ref) or None,
+            ref.bucket,
+            ref.key,
+            str(destination),
+            ExtraArgs=_version_args(ref) or None,
             Config=TRANSFER_CONFIG,
         )
     except ClientError as error:
@@ -128,7 +131,9 @@ def download(ref: ObjectRef, destination: Path) -> None:
 
 def upload(source: Path, ref: ObjectRef, metadata: dict[str, str], content_type: str) -> None:
     client("s3").upload_file(
-        str(source), ref.bucket, ref.key,
+        str(source),
+        ref.bucket,
+        ref.key,
         ExtraArgs={"Metadata": metadata, "ContentType": content_type},
         Config=TRANSFER_CONFIG,
     )
@@ -167,7 +172,9 @@ class _S3ObjectStream(io.RawIOBase):
             return 0
         if self._body is None:
             self._body = client("s3").get_object(
-                Bucket=self._ref.bucket, Key=self._ref.key, Range=f"bytes={self._position}-",
+                Bucket=self._ref.bucket,
+                Key=self._ref.key,
+                Range=f"bytes={self._position}-",
                 **_version_args(self._ref),
             )["Body"]
         data = self._body.read(len(buffer))

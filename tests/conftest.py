@@ -32,8 +32,13 @@ def _template_environment() -> dict[str, str]:
     """The functions' environment as template.yaml gives it (Globals, then each function's own), resolved."""
     template = load_template()
     values = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
-    values |= {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
-               "AWS::StackName": STACK_NAME, **PHYSICAL_NAMES}
+    values |= {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Partition": "aws",
+        "AWS::StackName": STACK_NAME,
+        **PHYSICAL_NAMES,
+    }
 
     def resolve(value: Any) -> str:
         if isinstance(value, str | int | float):
@@ -100,8 +105,12 @@ def _create_poll_function_and_state_machine() -> None:
         RoleName="ragtune-test", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
     )["Role"]["Arn"]
     function_arn = boto3.client("lambda").create_function(
-        FunctionName="ragtune-poll-job", Runtime="python3.12", Role=role_arn,
-        Handler=function_handler("PollJobFunction"), Code={"ZipFile": b"in-process"}, Timeout=60,
+        FunctionName="ragtune-poll-job",
+        Runtime="python3.12",
+        Role=role_arn,
+        Handler=function_handler("PollJobFunction"),
+        Code={"ZipFile": b"in-process"},
+        Timeout=60,
     )["FunctionArn"]
     boto3.client("stepfunctions").create_state_machine(
         name=os.environ["STATE_MACHINE_ARN"].rsplit(":", 1)[1],
@@ -112,10 +121,12 @@ def _create_poll_function_and_state_machine() -> None:
 
 def _create_topic(logical_id: str) -> None:
     """The topic with the attributes the template declares, under the ARN the functions' environment names."""
-    attributes = {key: str(value) for key, value in resource_properties(logical_id).items()
-                  if key in ("KmsMasterKeyId", "DisplayName", "FifoTopic", "ContentBasedDeduplication")}
-    created = boto3.client("sns").create_topic(Name=PHYSICAL_NAMES[logical_id].rsplit(":", 1)[1],
-                                               Attributes=attributes)
+    attributes = {
+        key: str(value)
+        for key, value in resource_properties(logical_id).items()
+        if key in ("KmsMasterKeyId", "DisplayName", "FifoTopic", "ContentBasedDeduplication")
+    }
+    created = boto3.client("sns").create_topic(Name=PHYSICAL_NAMES[logical_id].rsplit(":", 1)[1], Attributes=attributes)
     assert created["TopicArn"] == PHYSICAL_NAMES[logical_id]
 
 

@@ -34,7 +34,8 @@ class Aws:
 
     def put_config(self, key: str, config: dict[str, Any] | bytes) -> str | None:
         body = config if isinstance(config, bytes) else json.dumps(config).encode()
-        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body).get("VersionId")
+        version: str | None = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body).get("VersionId")
+        return version
 
     def put_data(self, data: Path | bytes, name: str | None = None) -> str:
         """A dataset under `data/`, where a config's dataset.source may point; returns that s3:// URI."""
@@ -88,8 +89,11 @@ def sciq_row(index: int, **overrides: str) -> dict[str, str]:
 
 # Rows that exercise the writer: non-ASCII, quotes, newlines, an empty support (dropped).
 TRICKY_ROWS = [
-    sciq_row(0, question='What does "Coriolis" mean — in Zürich?',
-             support="Named after Gaspard-Gustave de Coriolis; 日本語 too."),
+    sciq_row(
+        0,
+        question='What does "Coriolis" mean — in Zürich?',
+        support="Named after Gaspard-Gustave de Coriolis; 日本語 too.",
+    ),
     sciq_row(1, support="Line one\nline two\twith a tab and a backslash \\ ."),
     sciq_row(2, support=""),
     sciq_row(3, correct_answer="", support="no answer"),
@@ -127,8 +131,10 @@ def executions() -> list[dict[str, Any]]:
     """Every execution of the (only) state machine, described."""
     sfn = boto3.client("stepfunctions")
     arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    return [sfn.describe_execution(executionArn=e["executionArn"])
-            for e in sfn.list_executions(stateMachineArn=arn)["executions"]]
+    return [
+        sfn.describe_execution(executionArn=e["executionArn"])
+        for e in sfn.list_executions(stateMachineArn=arn)["executions"]
+    ]
 
 
 def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:

@@ -51,8 +51,9 @@ OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 app = APIGatewayRestResolver(enable_validation=True)
 
 
-def _responses(ok: HTTPStatus, model: type[BaseModel], description: str,
-               *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]]) -> dict[int, Any]:
+def _responses(
+    ok: HTTPStatus, model: type[BaseModel], description: str, *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]]
+) -> dict[int, Any]:
     """A route's documented answers: its success body, then its errors (ErrorBody unless a model is
     given with the status; 422 is added)."""
     answers = {ok: (description, model)} | {
@@ -81,15 +82,26 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
     "When the model declines to answer, the answer is null and `refusal` holds the model's message "
     "(still a 200). A 502 is OpenAI refusing the request (`openai_refused`) or answering without any "
     "answer or refusal (`openai_empty_response`).",
-    responses=_responses(HTTPStatus.OK, AskResponse, "The answer", HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND,
-                         HTTPStatus.CONFLICT, HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE),
+    responses=_responses(
+        HTTPStatus.OK,
+        AskResponse,
+        "The answer",
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.NOT_FOUND,
+        HTTPStatus.CONFLICT,
+        HTTPStatus.BAD_GATEWAY,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+    ),
 )
 def post_ask(request: Annotated[AskRequest, Body()]) -> AskResponse:
     return ask.answer_question(request)
 
 
-@app.get("/runs", summary="List runs, newest first",
-         responses=_responses(HTTPStatus.OK, RunPage, "A page of runs", HTTPStatus.BAD_REQUEST))
+@app.get(
+    "/runs",
+    summary="List runs, newest first",
+    responses=_responses(HTTPStatus.OK, RunPage, "A page of runs", HTTPStatus.BAD_REQUEST),
+)
 def get_runs(
     limit: Annotated[int, Query(ge=1, le=100, description="Runs per page.")] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
@@ -97,8 +109,11 @@ def get_runs(
     return ask.list_runs(limit, cursor)
 
 
-@app.get("/runs/<run_id>", summary="Show one run",
-         responses=_responses(HTTPStatus.OK, RunDetail, "The run", HTTPStatus.NOT_FOUND))
+@app.get(
+    "/runs/<run_id>",
+    summary="Show one run",
+    responses=_responses(HTTPStatus.OK, RunDetail, "The run", HTTPStatus.NOT_FOUND),
+)
 def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
     return ask.get_run(run_id)
 
@@ -109,14 +124,19 @@ def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
     description="A 409 carries the run's status: `not_cancellable` when the run has finished or has no job "
     "yet; `job_already_finished` when OpenAI says the job finished before the run's record caught up "
     "(the run is then updated to the job's real status, model and error).",
-    responses=_responses(HTTPStatus.ACCEPTED, CancelResponse, "Cancel requested; the status is the job's as "
-                         "OpenAI reported it", HTTPStatus.NOT_FOUND, (HTTPStatus.CONFLICT, RunConflictBody),
-                         HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE),
+    responses=_responses(
+        HTTPStatus.ACCEPTED,
+        CancelResponse,
+        "Cancel requested; the status is the job's as OpenAI reported it",
+        HTTPStatus.NOT_FOUND,
+        (HTTPStatus.CONFLICT, RunConflictBody),
+        HTTPStatus.BAD_GATEWAY,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+    ),
 )
 def post_cancel(run_id: Annotated[RunId, PathParam()]) -> Response[CancelResponse]:
     result = ask.cancel_run(run_id)
-    return Response(status_code=HTTPStatus.ACCEPTED.value, content_type=content_types.APPLICATION_JSON,
-                    body=result)
+    return Response(status_code=HTTPStatus.ACCEPTED.value, content_type=content_types.APPLICATION_JSON, body=result)
 
 
 @app.exception_handler(UserInputError)
@@ -148,15 +168,21 @@ def invalid_cursor(error: InvalidCursorError) -> Response[dict[str, str]]:
 @app.exception_handler(OpenAITransientError)
 def openai_unavailable(error: OpenAITransientError) -> Response[dict[str, str]]:
     logger.warning("OpenAI unavailable", extra={"error": str(error)})
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_unavailable",
-                  "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.")
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "openai_unavailable",
+        "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
+    )
 
 
 @app.exception_handler(OpenAIKeyUnavailableError)
 def openai_key_unavailable(error: OpenAIKeyUnavailableError) -> Response[dict[str, str]]:
     logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
-    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "openai_key_unavailable",
-                  "This deployment cannot read its OpenAI API key; its operator has been told in the logs.")
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "openai_key_unavailable",
+        "This deployment cannot read its OpenAI API key; its operator has been told in the logs.",
+    )
 
 
 @app.exception_handler(OpenAIEmptyAnswerError)
@@ -199,8 +225,9 @@ def service_error(error: ServiceError) -> Response[dict[str, str]]:
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response[dict[str, str]]:
     logger.exception("Unexpected error")
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
-                  "Internal error; it has been logged with this request's id.")
+    return _error(
+        HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Internal error; it has been logged with this request's id."
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -49,6 +49,7 @@ class RecordedRequest:
 
 # Route handlers, named after the snake_case of the spec's operationId. --------------------------------
 
+
 def create_file(emulator: OpenAIEmulator, call: Call) -> Any:
     return emulator.store.create_file(call.body)
 
@@ -256,8 +257,14 @@ class OpenAIEmulator:
 
     def start(self) -> OpenAIEmulator:
         # keep_alive: the SDK reuses connections; stop() never waits for slow-fault sleeps or idle connections.
-        self._server = LoopbackServer(lambda request: _answer(self, request), self.host, self.port,
-                                      name="openai-emulator", methods=("GET", "POST", "DELETE"), keep_alive=True)
+        self._server = LoopbackServer(
+            lambda request: _answer(self, request),
+            self.host,
+            self.port,
+            name="openai-emulator",
+            methods=("GET", "POST", "DELETE"),
+            keep_alive=True,
+        )
         self.port = self._server.server_port
         return self
 

@@ -93,10 +93,15 @@ class Store:
         files = files if order == "asc" else files[::-1]
         if "after" in query:
             ids = [f["id"] for f in files]
-            files = files[ids.index(query["after"]) + 1:] if query["after"] in ids else []
+            files = files[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
         page = files[:limit]
-        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else "",
-                "last_id": page[-1]["id"] if page else "", "has_more": len(files) > limit}
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else "",
+            "last_id": page[-1]["id"] if page else "",
+            "has_more": len(files) > limit,
+        }
 
     def get_file(self, file_id: str) -> StoredFile:
         if file_id not in self.files:
@@ -154,8 +159,9 @@ class Store:
             "upload_id": upload_id,
         }
         if len(data.data) > MAX_PART_BYTES:
-            raise invalid(f"Each part can be at most 64 MB ({MAX_PART_BYTES} bytes); this one is "
-                          f"{len(data.data)} bytes.", "data")
+            raise invalid(
+                f"Each part can be at most 64 MB ({MAX_PART_BYTES} bytes); this one is {len(data.data)} bytes.", "data"
+            )
         upload.parts[part["id"]] = data.data
         return part
 

@@ -21,6 +21,7 @@ from openai import OpenAI
 from functions.ask.app import lambda_handler
 from functions.prepare.app import lambda_handler as prepare_handler
 from local.openai_emulator import OpenAIEmulator
+from local.openai_emulator.faults import FaultKind
 from shared import ask, openai_gateway
 from shared.openai_gateway import JobSnapshot
 from shared.runs import RunsRepository
@@ -37,17 +38,33 @@ CORIOLIS_QUESTION = (
 CORIOLIS_ANSWER = "Coriolis effect Explanation: Earth's rotation deflects moving air."
 BASE_MODEL = "gpt-4o-mini-2024-07-18"
 RUN_IN_EVENT_FILES = "sciq-sample-0123456789ab"
-PREPARED_OUTCOME = {
-    "counts": {"rows_read": 14, "rows_kept": 12, "rows_dropped": 2, "dropped_reasons": {"empty support": 2},
-               "train_examples": 12, "validation_examples": 0},
+PREPARED_OUTCOME: dict[str, Any] = {
+    "counts": {
+        "rows_read": 14,
+        "rows_kept": 12,
+        "rows_dropped": 2,
+        "dropped_reasons": {"empty support": 2},
+        "train_examples": 12,
+        "validation_examples": 0,
+    },
     "files": {"train": {"key": "datasets/x/train.jsonl", "bytes": 4096, "examples": 12}},
-    "gate": {"train": {"examples": 12, "total_tokens": 480, "billing_tokens": 470, "max_example_tokens": 52,
-                       "examples_over_token_limit": 0, "duplicate_examples": 0, "format_errors": {}}},
+    "gate": {
+        "train": {
+            "examples": 12,
+            "total_tokens": 480,
+            "billing_tokens": 470,
+            "max_example_tokens": 52,
+            "examples_over_token_limit": 0,
+            "duplicate_examples": 0,
+            "format_errors": {},
+        }
+    },
     "estimate": {"epochs": 8, "trained_tokens": 3760, "cost_usd": 0.0113, "price_per_million_tokens": 3.0},
 }
 
 
 # Events ------------------------------------------------------------------------------------------
+
 
 def invoke(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
     response = lambda_handler(event, context)
@@ -79,18 +96,24 @@ def run_event(name: str, run_id: str) -> dict[str, Any]:
 
 # Emulated OpenAI and recorded runs -------------------------------------------------------------
 
+
 def training_jsonl(system: str | None, extra: tuple[str, str] | None = None) -> bytes:
-    pairs = [(row["question"], f"{row['correct_answer']} Explanation: {row['support']}")
-             for row in (sciq_row(i) for i in range(11))]
+    pairs = [
+        (row["question"], f"{row['correct_answer']} Explanation: {row['support']}")
+        for row in (sciq_row(i) for i in range(11))
+    ]
     pairs.append(extra or (CORIOLIS_QUESTION, CORIOLIS_ANSWER))
     prompt = [] if system is None else [{"role": "system", "content": system}]
-    lines = [{"messages": [*prompt, {"role": "user", "content": question},
-                           {"role": "assistant", "content": answer}]} for question, answer in pairs]
+    lines = [
+        {"messages": [*prompt, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        for question, answer in pairs
+    ]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
-def start_emulator_job(emulator: OpenAIEmulator, system: str | None = NOTEBOOK_SYSTEM,
-                       extra: tuple[str, str] | None = None) -> Any:
+def start_emulator_job(
+    emulator: OpenAIEmulator, system: str | None = NOTEBOOK_SYSTEM, extra: tuple[str, str] | None = None
+) -> Any:
     client = OpenAI(base_url=emulator.base_url, api_key=TEST_OPENAI_KEY, max_retries=0)
     file = client.files.create(file=("train.jsonl", training_jsonl(system, extra)), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=file.id)
@@ -100,11 +123,13 @@ def start_emulator_job(emulator: OpenAIEmulator, system: str | None = NOTEBOOK_S
 def record_run(run_id: str, status: str, system: str | None = NOTEBOOK_SYSTEM, **job: Any) -> None:
     """Walk the run through the repository's own writes up to `status`."""
     runs = RunsRepository(os.environ["RUNS_TABLE"])
-    config = {"dataset": {"source": "allenai/sciq"},
-              "template": {"system": system, "user": "{question}",
-                           "assistant": "{correct_answer} Explanation: {support}"}}
-    assert runs.claim_for_preparation(run_id, {"config_key": f"configs/{run_id}.json", "config_version": "v1",
-                                               "config": config})
+    config: dict[str, Any] = {
+        "dataset": {"source": "allenai/sciq"},
+        "template": {"system": system, "user": "{question}", "assistant": "{correct_answer} Explanation: {support}"},
+    }
+    assert runs.claim_for_preparation(
+        run_id, {"config_key": f"configs/{run_id}.json", "config_version": "v1", "config": config}
+    )
     if status == "preparing":
         return
     runs.record_prepared(run_id, PREPARED_OUTCOME)
@@ -115,13 +140,26 @@ def record_run(run_id: str, status: str, system: str | None = NOTEBOOK_SYSTEM, *
     assert runs.record_job(run_id, status, job, observed_at=time.time_ns())
 
 
-def trained_run(emulator: OpenAIEmulator, run_id: str, system: str | None = NOTEBOOK_SYSTEM,
-                extra: tuple[str, str] | None = None, **fields: Any) -> str:
+def trained_run(
+    emulator: OpenAIEmulator,
+    run_id: str,
+    system: str | None = NOTEBOOK_SYSTEM,
+    extra: tuple[str, str] | None = None,
+    **fields: Any,
+) -> str:
     """A run that succeeded with a real emulator model, recorded as the poller records one."""
     job = start_emulator_job(emulator, system, extra)
     assert job.status == "succeeded"
-    record_run(run_id, "succeeded", system, job_id=job.id, fine_tuned_model=job.fine_tuned_model,
-               trained_tokens=job.trained_tokens, finished_at=int(time.time()), **fields)
+    record_run(
+        run_id,
+        "succeeded",
+        system,
+        job_id=job.id,
+        fine_tuned_model=job.fine_tuned_model,
+        trained_tokens=job.trained_tokens,
+        finished_at=int(time.time()),
+        **fields,
+    )
     return str(job.fine_tuned_model)
 
 
@@ -140,9 +178,16 @@ USAGE = {"prompt_tokens": 31, "completion_tokens": 9, "total_tokens": 40}
 
 def chat_completion(*choices: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion object as the spec shapes it, with these choices."""
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1795766400, "model": TUNED_MODEL,
-            "choices": [{"index": i, "finish_reason": "stop", "logprobs": None, **choice}
-                        for i, choice in enumerate(choices)], "usage": USAGE}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1795766400,
+        "model": TUNED_MODEL,
+        "choices": [
+            {"index": i, "finish_reason": "stop", "logprobs": None, **choice} for i, choice in enumerate(choices)
+        ],
+        "usage": USAGE,
+    }
 
 
 def openai_answering(monkeypatch: pytest.MonkeyPatch, completion: dict[str, Any]) -> list[httpx2.Request]:
@@ -153,13 +198,18 @@ def openai_answering(monkeypatch: pytest.MonkeyPatch, completion: dict[str, Any]
         requests.append(request)
         return httpx2.Response(200, json=completion)
 
-    client = OpenAI(api_key=TEST_OPENAI_KEY, base_url="https://openai.invalid/v1", max_retries=0,
-                    http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(answer)))
+    client = OpenAI(
+        api_key=TEST_OPENAI_KEY,
+        base_url="https://openai.invalid/v1",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(answer)),
+    )
     monkeypatch.setattr(openai_gateway, "_client", lambda *_: client)
     return requests
 
 
 # POST /ask -------------------------------------------------------------------------------------
+
 
 def test_answers_with_the_named_runs_model_and_its_training_prompt(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
@@ -182,8 +232,10 @@ def test_answers_with_the_named_runs_model_and_its_training_prompt(
     # And OpenAI was asked with the run's model, its training system prompt and temperature 0
     [request] = chat_requests(emulator)
     assert request.body["model"] == model
-    assert request.body["messages"] == [{"role": "system", "content": NOTEBOOK_SYSTEM},
-                                        {"role": "user", "content": CORIOLIS_QUESTION}]
+    assert request.body["messages"] == [
+        {"role": "system", "content": NOTEBOOK_SYSTEM},
+        {"role": "user", "content": CORIOLIS_QUESTION},
+    ]
     assert request.body["temperature"] == 0
     assert request.body["max_completion_tokens"] == 512
 
@@ -195,8 +247,9 @@ def test_latest_succeeded_run_answers_when_no_run_is_named(
     newer = trained_run(emulator, "newer-bbbbbbbbbbbb", system="New prompt.", extra=(CORIOLIS_QUESTION, "new answer"))
     record_run("running-cccccccccccc", "running", job_id="ftjob-running")  # newest, but has no model
 
-    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "temperature": 0.7, "max_tokens": 64}),
-                          lambda_context)
+    status, body = invoke(
+        ask_event({"question": CORIOLIS_QUESTION, "temperature": 0.7, "max_tokens": 64}), lambda_context
+    )
 
     assert (status, body["answer"], body["model"], body["run_id"]) == (200, "new answer", newer, "newer-bbbbbbbbbbbb")
     [request] = chat_requests(emulator)
@@ -226,10 +279,14 @@ def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
     over_setting = invoke(ask_event({"question": "eleven char"}), lambda_context)
 
     assert blank == (400, {"message": "question must not be empty.", "code": "invalid_question"})
-    assert too_long == (400, {"message": "question is 2001 characters long; the limit is 2000 characters.",
-                              "code": "invalid_question"})
-    assert over_setting == (400, {"message": "question is 11 characters long; the limit is 10 characters.",
-                                  "code": "invalid_question"})
+    assert too_long == (
+        400,
+        {"message": "question is 2001 characters long; the limit is 2000 characters.", "code": "invalid_question"},
+    )
+    assert over_setting == (
+        400,
+        {"message": "question is 11 characters long; the limit is 10 characters.", "code": "invalid_question"},
+    )
     assert chat_requests(emulator) == []
 
 
@@ -239,27 +296,40 @@ def test_a_refusal_is_a_200_with_the_models_refusal_and_no_answer(
     # Given a succeeded run, and a model that declines: content null, refusal set (OpenAI's shape)
     record_run("sciq-aaaaaaaaaaaa", "succeeded", job_id="ftjob-1", fine_tuned_model=TUNED_MODEL)
     refusal = "I'm sorry, I can't help with that."
-    sent = openai_answering(monkeypatch, chat_completion(
-        {"message": {"role": "assistant", "content": None, "refusal": refusal, "annotations": []}}))
+    sent = openai_answering(
+        monkeypatch,
+        chat_completion({"message": {"role": "assistant", "content": None, "refusal": refusal, "annotations": []}}),
+    )
 
     # When a question is asked
     status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
 
     # Then the caller hears the refusal, not an empty answer
-    assert (status, body) == (200, {"answer": None, "refusal": refusal, "model": TUNED_MODEL,
-                                    "run_id": "sciq-aaaaaaaaaaaa", "usage": USAGE})
+    assert (status, body) == (
+        200,
+        {"answer": None, "refusal": refusal, "model": TUNED_MODEL, "run_id": "sciq-aaaaaaaaaaaa", "usage": USAGE},
+    )
     assert [json.loads(request.content)["model"] for request in sent] == [TUNED_MODEL]
     assert aws_account.runs()[0]["status"] == "succeeded"
 
 
-@pytest.mark.parametrize(("choices", "message"), [
-    ((), "OpenAI's chat completion held no choices, so there is no answer to give. Try again."),
-    (({"message": {"role": "assistant", "content": None, "refusal": None}},),
-     "OpenAI's chat completion held neither an answer nor a refusal. Try again."),
-])
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ((), "OpenAI's chat completion held no choices, so there is no answer to give. Try again."),
+        (
+            ({"message": {"role": "assistant", "content": None, "refusal": None}},),
+            "OpenAI's chat completion held neither an answer nor a refusal. Try again.",
+        ),
+    ],
+)
 def test_a_completion_without_an_answer_is_a_502_saying_so(
-    aws_account: Aws, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, log_stream: Any,
-    choices: tuple[dict[str, Any], ...], message: str,
+    aws_account: Aws,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    log_stream: Any,
+    choices: tuple[dict[str, Any], ...],
+    message: str,
 ) -> None:
     record_run("sciq-aaaaaaaaaaaa", "succeeded", job_id="ftjob-1", fine_tuned_model=TUNED_MODEL)
     sent = openai_answering(monkeypatch, chat_completion(*choices))
@@ -314,10 +384,14 @@ def test_no_model_yet_is_a_409_saying_the_runs_status(
     named = invoke(ask_event({"question": "q?", "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
     latest = invoke(ask_event({"question": "q?"}), lambda_context)
 
-    assert named == (409, {"message": "Run sciq-aaaaaaaaaaaa is prepared; it has no fine-tuned model yet.",
-                           "code": "no_model"})
-    assert latest == (409, {"message": "No run has succeeded yet, so there is no fine-tuned model to ask.",
-                            "code": "no_model"})
+    assert named == (
+        409,
+        {"message": "Run sciq-aaaaaaaaaaaa is prepared; it has no fine-tuned model yet.", "code": "no_model"},
+    )
+    assert latest == (
+        409,
+        {"message": "No run has succeeded yet, so there is no fine-tuned model to ask.", "code": "no_model"},
+    )
     assert chat_requests(emulator) == []
 
 
@@ -330,9 +404,13 @@ def test_openai_unavailable_is_a_503(
 
     status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
 
-    assert (status, body) == (503, {
-        "message": "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
-        "code": "openai_unavailable"})
+    assert (status, body) == (
+        503,
+        {
+            "message": "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
+            "code": "openai_unavailable",
+        },
+    )
     assert [r.status for r in chat_requests(emulator)] == [503]
 
 
@@ -340,19 +418,31 @@ def test_openai_refusing_is_a_502_with_its_reason(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
-    record_run("gone-bbbbbbbbbbbb", "succeeded", job_id="ftjob-1",
-               fine_tuned_model="ft:gpt-4o-mini-2024-07-18:emulator::deleted1")
+    record_run(
+        "gone-bbbbbbbbbbbb",
+        "succeeded",
+        job_id="ftjob-1",
+        fine_tuned_model="ft:gpt-4o-mini-2024-07-18:emulator::deleted1",
+    )
     no_retries(set_env)
     emulator.inject_fault("/chat/completions", kind="status", status=400, times=1)
 
     refused = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
     model_gone = invoke(ask_event({"question": "q?", "run_id": "gone-bbbbbbbbbbbb"}), lambda_context)
 
-    assert refused == (502, {"message": "OpenAI refused the chat completion: Emulated HTTP 400 error.",
-                             "code": "openai_refused"})
-    assert model_gone == (502, {"message": "OpenAI refused the chat completion: The model "
-                                           "`ft:gpt-4o-mini-2024-07-18:emulator::deleted1` does not exist or you "
-                                           "do not have access to it.", "code": "openai_refused"})
+    assert refused == (
+        502,
+        {"message": "OpenAI refused the chat completion: Emulated HTTP 400 error.", "code": "openai_refused"},
+    )
+    assert model_gone == (
+        502,
+        {
+            "message": "OpenAI refused the chat completion: The model "
+            "`ft:gpt-4o-mini-2024-07-18:emulator::deleted1` does not exist or you "
+            "do not have access to it.",
+            "code": "openai_refused",
+        },
+    )
 
 
 def test_unexpected_error_is_a_generic_500_detailed_only_in_logs(
@@ -365,15 +455,20 @@ def test_unexpected_error_is_a_generic_500_detailed_only_in_logs(
 
     status, body = invoke(ask_event({"question": "q?"}), lambda_context)
 
-    assert (status, body) == (500, {"message": "Internal error; it has been logged with this request's id.",
-                                    "code": "internal_error"})
+    assert (status, body) == (
+        500,
+        {"message": "Internal error; it has been logged with this request's id.", "code": "internal_error"},
+    )
     [log] = [json.loads(line) for line in log_stream.getvalue().splitlines() if "Unexpected error" in line]
     assert "table exploded: internal detail" in log["exception"]
     assert log["correlation_id"] == load_event("ask-question.json")["requestContext"]["requestId"]
 
 
 def test_logs_never_hold_the_openai_key_the_api_key_or_the_question(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, log_stream: Any,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    log_stream: Any,
     set_env: SetEnv,
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
@@ -393,6 +488,7 @@ def test_logs_never_hold_the_openai_key_the_api_key_or_the_question(
 
 # GET /runs -------------------------------------------------------------------------------------
 
+
 def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_context: Any) -> None:
     for name in ("first", "second", "third"):
         record_run(f"{name}-000000000000", "prepared")
@@ -401,8 +497,15 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
     assert status == 200
     assert [run["run_id"] for run in page["runs"]] == ["third-000000000000", "second-000000000000"]
     assert page["next_cursor"]
-    assert set(page["runs"][0]) == {"run_id", "status", "created_at", "updated_at", "config_key",
-                                    "fine_tuned_model", "error"}
+    assert set(page["runs"][0]) == {
+        "run_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "config_key",
+        "fine_tuned_model",
+        "error",
+    }
     assert page["runs"][0]["status"] == "prepared"
     assert page["runs"][0]["config_key"] == "configs/third-000000000000.json"
 
@@ -412,33 +515,66 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
 
     status, everything = invoke(load_event("ask-list-runs.json"), lambda_context)  # limit=20
     assert status == 200 and everything["next_cursor"] is None
-    assert [run["run_id"] for run in everything["runs"]] == [f"{name}-000000000000"
-                                                             for name in ("third", "second", "first")]
+    assert [run["run_id"] for run in everything["runs"]] == [
+        f"{name}-000000000000" for name in ("third", "second", "first")
+    ]
 
 
 def test_bad_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None:
     status, body = invoke(list_event(cursor="not-a-cursor"), lambda_context)
 
-    assert (status, body) == (400, {"message": "cursor is not one this API returned; pass next_cursor "
-                                               "from a previous page.", "code": "invalid_cursor"})
+    assert (status, body) == (
+        400,
+        {
+            "message": "cursor is not one this API returned; pass next_cursor from a previous page.",
+            "code": "invalid_cursor",
+        },
+    )
 
 
 # GET /runs/{run_id} ------------------------------------------------------------------------------
 
+
 def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
 ) -> None:
-    model = trained_run(emulator, RUN_IN_EVENT_FILES, metrics={"step": 96, "train_loss": 0.25},
-                        events=[{"id": "ftevent-1", "created_at": 1795766400, "level": "info",
-                                 "message": "Job done"}], last_event_id="ftevent-1", event_count=1)
+    model = trained_run(
+        emulator,
+        RUN_IN_EVENT_FILES,
+        metrics={"step": 96, "train_loss": 0.25},
+        events=[{"id": "ftevent-1", "created_at": 1795766400, "level": "info", "message": "Job done"}],
+        last_event_id="ftevent-1",
+        event_count=1,
+    )
 
     status, run = invoke(load_event("ask-get-run.json"), lambda_context)
 
     assert status == 200
-    assert set(run) == {"run_id", "status", "created_at", "updated_at", "status_changed_at", "finished_at",
-                        "config_key", "config_version", "config", "counts", "files", "gate", "tokens", "estimate",
-                        "training_file_id", "validation_file_id", "job_id", "fine_tuned_model",
-                        "trained_tokens", "estimated_finish", "metrics", "events", "error"}
+    assert set(run) == {
+        "run_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "status_changed_at",
+        "finished_at",
+        "config_key",
+        "config_version",
+        "config",
+        "counts",
+        "files",
+        "gate",
+        "tokens",
+        "estimate",
+        "training_file_id",
+        "validation_file_id",
+        "job_id",
+        "fine_tuned_model",
+        "trained_tokens",
+        "estimated_finish",
+        "metrics",
+        "events",
+        "error",
+    }
     assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
     assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
@@ -450,8 +586,9 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     assert run["tokens"] == {"total_tokens": 480, "billing_tokens": 470}
     assert run["estimate"] == PREPARED_OUTCOME["estimate"]
     assert run["metrics"] == {"step": 96, "train_loss": 0.25}
-    assert run["events"] == [{"id": "ftevent-1", "created_at": "2026-11-27T08:00:00Z", "level": "info",
-                              "message": "Job done"}]
+    assert run["events"] == [
+        {"id": "ftevent-1", "created_at": "2026-11-27T08:00:00Z", "level": "info", "message": "Job done"}
+    ]
     assert run["finished_at"].endswith("Z") and run["created_at"] <= run["updated_at"]
     assert run["error"] is None and run["estimated_finish"] is None
 
@@ -474,10 +611,15 @@ def test_run_detail_shows_the_config_files_and_gate_prepare_recorded(
     rows = [sciq_row(i) for i in range(16)] + [sciq_row(16, support="")]
     data = write_jsonl(tmp_path / "sciq.jsonl", rows)
     aws_account.s3.upload_file(str(data), aws_account.bucket, "data/sciq.jsonl")
-    version = aws_account.put_config("configs/sciq-sample.json", {
-        "dataset": {"source": f"s3://{aws_account.bucket}/data/sciq.jsonl"}, "validation_fraction": 0.25,
-        "max_examples": 40,
-        "fine_tune": {"suffix": "sciq", "hyperparameters": {"n_epochs": 2}}})
+    version = aws_account.put_config(
+        "configs/sciq-sample.json",
+        {
+            "dataset": {"source": f"s3://{aws_account.bucket}/data/sciq.jsonl"},
+            "validation_fraction": 0.25,
+            "max_examples": 40,
+            "fine_tune": {"suffix": "sciq", "hyperparameters": {"n_epochs": 2}},
+        },
+    )
     prepare_handler(load_event("prepare-config-created.json"), lambda_context)
     [recorded] = aws_account.runs()
     assert recorded["status"] == "prepared"
@@ -489,22 +631,30 @@ def test_run_detail_shows_the_config_files_and_gate_prepare_recorded(
     assert status == 200
     assert run["config"] == recorded["config"]
     assert run["config"]["validation_fraction"] == 0.25 and run["config"]["seed"] == 42  # a default, resolved
-    assert run["config"]["fine_tune"]["hyperparameters"] == {"n_epochs": 2, "batch_size": "auto",
-                                                             "learning_rate_multiplier": "auto"}
+    assert run["config"]["fine_tune"]["hyperparameters"] == {
+        "n_epochs": 2,
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+    }
     assert run["files"] == recorded["files"]
-    assert run["files"]["validation"] == {"key": f"datasets/{run['run_id']}/validation.jsonl",
-                                          "bytes": len(aws_account.read(run["files"]["validation"]["key"])),
-                                          "examples": 4}
+    assert run["files"]["validation"] == {
+        "key": f"datasets/{run['run_id']}/validation.jsonl",
+        "bytes": len(aws_account.read(run["files"]["validation"]["key"])),
+        "examples": 4,
+    }
     assert run["files"]["train"]["examples"] == 12
     assert run["gate"] == recorded["gate"]
     assert run["gate"]["validation"]["examples"] == 4 and run["gate"]["train"]["format_errors"] == {}
-    assert run["tokens"] == {"total_tokens": recorded["gate"]["train"]["total_tokens"],
-                             "billing_tokens": recorded["gate"]["train"]["billing_tokens"]}
+    assert run["tokens"] == {
+        "total_tokens": recorded["gate"]["train"]["total_tokens"],
+        "billing_tokens": recorded["gate"]["train"]["billing_tokens"],
+    }
     assert (run["config_key"], run["config_version"]) == ("configs/sciq-sample.json", version)
     assert "config_sha256" in recorded and "config_sha256" not in run
 
 
 # POST /runs/{run_id}/cancel ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tracking_failed", [False, True])
 def test_cancel_stops_a_running_job_and_records_it(
@@ -537,10 +687,22 @@ def test_cancel_a_finished_run_or_one_without_a_job_is_a_409(
     finished = invoke(run_event("ask-cancel-run.json", "done-aaaaaaaaaaaa"), lambda_context)
     no_job = invoke(run_event("ask-cancel-run.json", "early-bbbbbbbbbbbb"), lambda_context)
 
-    assert finished == (409, {"message": "Run done-aaaaaaaaaaaa has already succeeded; there is nothing to cancel.",
-                              "code": "not_cancellable", "status": "succeeded"})
-    assert no_job == (409, {"message": "Run early-bbbbbbbbbbbb is prepared and has no fine-tuning job yet; "
-                                       "nothing to cancel.", "code": "not_cancellable", "status": "prepared"})
+    assert finished == (
+        409,
+        {
+            "message": "Run done-aaaaaaaaaaaa has already succeeded; there is nothing to cancel.",
+            "code": "not_cancellable",
+            "status": "succeeded",
+        },
+    )
+    assert no_job == (
+        409,
+        {
+            "message": "Run early-bbbbbbbbbbbb is prepared and has no fine-tuning job yet; nothing to cancel.",
+            "code": "not_cancellable",
+            "status": "prepared",
+        },
+    )
     assert len(emulator.requests) == requests_before
 
 
@@ -565,8 +727,9 @@ def finished_emulator_job(emulator: OpenAIEmulator, outcome: str) -> Any:
     if outcome == "failed":
         too_few = b"".join(training_jsonl(NOTEBOOK_SYSTEM).splitlines(keepends=True)[:3])
         file = client.files.create(file=("train.jsonl", too_few), purpose="fine-tune")
-        return client.fine_tuning.jobs.retrieve(client.fine_tuning.jobs.create(model=BASE_MODEL,
-                                                                               training_file=file.id).id)
+        return client.fine_tuning.jobs.retrieve(
+            client.fine_tuning.jobs.create(model=BASE_MODEL, training_file=file.id).id
+        )
     if outcome == "cancelled":
         emulator.phase_seconds = 1000
         job = start_emulator_job(emulator)
@@ -577,8 +740,12 @@ def finished_emulator_job(emulator: OpenAIEmulator, outcome: str) -> Any:
 @pytest.mark.parametrize("outcome", ["succeeded", "failed", "cancelled"])
 @pytest.mark.parametrize("recorded_status", ["running", "tracking_failed"])
 def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_state(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv,
-    outcome: str, recorded_status: str,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    set_env: SetEnv,
+    outcome: str,
+    recorded_status: str,
 ) -> None:
     # Given a job that finished at OpenAI while its run still records it as unfinished
     job = finished_emulator_job(emulator, outcome)
@@ -592,12 +759,19 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
 
     # Then OpenAI refused, and the caller hears why, with the job's real status
-    assert (status, body) == (409, {
-        "message": f"Job {job.id} has already {outcome} at OpenAI, so it cannot be cancelled; "
-                   f"run sciq-aaaaaaaaaaaa now records it as {outcome}.",
-        "code": "job_already_finished", "status": outcome})
+    assert (status, body) == (
+        409,
+        {
+            "message": f"Job {job.id} has already {outcome} at OpenAI, so it cannot be cancelled; "
+            f"run sciq-aaaaaaaaaaaa now records it as {outcome}.",
+            "code": "job_already_finished",
+            "status": outcome,
+        },
+    )
     assert [(r.method, r.path, r.status) for r in emulator.requests[-2:]] == [
-        ("POST", f"/fine_tuning/jobs/{job.id}/cancel", 400), ("GET", f"/fine_tuning/jobs/{job.id}", 200)]
+        ("POST", f"/fine_tuning/jobs/{job.id}/cancel", 400),
+        ("GET", f"/fine_tuning/jobs/{job.id}", 200),
+    ]
 
     # And the run records the job as a poll records it: status, model, tokens, error, when it finished
     [run] = aws_account.runs()
@@ -617,8 +791,14 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
     # And a second cancel is the plain conflict of a finished run, with no call to OpenAI
     requests_before = len(emulator.requests)
     again = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
-    assert again == (409, {"message": f"Run sciq-aaaaaaaaaaaa has already {outcome}; there is nothing to cancel.",
-                           "code": "not_cancellable", "status": outcome})
+    assert again == (
+        409,
+        {
+            "message": f"Run sciq-aaaaaaaaaaaa has already {outcome}; there is nothing to cancel.",
+            "code": "not_cancellable",
+            "status": outcome,
+        },
+    )
     assert len(emulator.requests) == requests_before
 
 
@@ -633,8 +813,10 @@ def test_cancel_refused_for_a_job_still_going_is_a_502_and_changes_nothing(
 
     status, body = invoke(run_event("ask-cancel-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)
 
-    assert (status, body) == (502, {"message": "OpenAI refused cancelling the job: Emulated HTTP 400 error.",
-                                    "code": "openai_refused"})
+    assert (status, body) == (
+        502,
+        {"message": "OpenAI refused cancelling the job: Emulated HTTP 400 error.", "code": "openai_refused"},
+    )
     assert emulator.jobs[job.id].status not in ("succeeded", "failed", "cancelled")
     [run] = aws_account.runs()
     assert run["status"] == "running" and "finished_at" not in run
@@ -662,13 +844,16 @@ def test_a_forged_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None
 
 @pytest.mark.parametrize(("kind", "status"), [("status", 429), ("status", 500), ("drop", 0), ("slow", 0)])
 def test_every_openai_fault_on_ask_is_a_503_after_bounded_retries(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv,
-    kind: str, status: int,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    set_env: SetEnv,
+    kind: FaultKind,
+    status: int,
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
     set_env(OPENAI_MAX_RETRIES="1", OPENAI_TIMEOUT_SECONDS="0.3")
-    emulator.inject_fault("/chat/completions", kind=kind, status=status or 500, delay=1.0, retry_after=0.01,
-                          times=10)
+    emulator.inject_fault("/chat/completions", kind=kind, status=status or 500, delay=1.0, retry_after=0.01, times=10)
 
     code, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
 

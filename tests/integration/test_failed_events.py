@@ -37,9 +37,11 @@ def test_a_config_event_that_failed_every_retry_fails_its_run(
     assert response == {"batchItemFailures": []}
     [failed] = aws_account.runs()
     assert failed["status"] == "failed"
-    assert failed["error"] == {"code": "processing_failed", "message":
-                               f"Processing {CONFIG_KEY} failed after Lambda's retries: Task timed out after "
-                               "900.00 seconds. Upload the config again to retry the run."}
+    assert failed["error"] == {
+        "code": "processing_failed",
+        "message": f"Processing {CONFIG_KEY} failed after Lambda's retries: Task timed out after "
+        "900.00 seconds. Upload the config again to retry the run.",
+    }
 
 
 def test_a_training_file_event_that_failed_every_retry_fails_its_run_but_never_a_finished_one(
@@ -74,7 +76,8 @@ def test_an_oversized_config_event_names_the_run_prepare_named_from_its_whole_co
     assert run["run_id"] == derive_run_id(CONFIG_KEY, body)
     assert run["error"] == {"code": "invalid_config", "message": f"config is {len(body)} bytes; the limit is 65536"}
     RunsRepository(aws_account.runs_table).claim_for_preparation(
-        run["run_id"], {"config_key": CONFIG_KEY, "config_version": "v2"})
+        run["run_id"], {"config_key": CONFIG_KEY, "config_version": "v2"}
+    )
 
     failed_events_handler(dead_letter(s3_event), lambda_context)
 
@@ -86,18 +89,21 @@ def test_lambdas_error_is_recorded_without_the_functions_own_paths(aws_account: 
     body = json.dumps({"dataset": {"source": "allenai/sciq"}}).encode()
     aws_account.put_config(CONFIG_KEY, body)
     assert RunsRepository(aws_account.runs_table).claim_for_preparation(  # a run that crashed while preparing
-        derive_run_id(CONFIG_KEY, body), {"config_key": CONFIG_KEY, "config_version": "v1"})
+        derive_run_id(CONFIG_KEY, body), {"config_key": CONFIG_KEY, "config_version": "v1"}
+    )
     s3_event = load_event("prepare-config-created.json")
     event = dead_letter(s3_event)
     event["Records"][0]["messageAttributes"]["ErrorMessage"]["stringValue"] = (
-        "[Errno 28] No space left on device: '/tmp/ragtune/sciq-sample-0123456789ab/all.jsonl'")
+        "[Errno 28] No space left on device: '/tmp/ragtune/sciq-sample-0123456789ab/all.jsonl'"
+    )
 
     failed_events_handler(event, lambda_context)
 
     [failed] = aws_account.runs()
     assert failed["error"]["message"] == (
         f"Processing {CONFIG_KEY} failed after Lambda's retries: [Errno 28] No space left on device: "
-        "'<internal path>'. Upload the config again to retry the run.")
+        "'<internal path>'. Upload the config again to retry the run."
+    )
 
 
 def test_a_dead_lettered_event_names_its_object_by_the_decoded_key(
@@ -110,7 +116,8 @@ def test_a_dead_lettered_event_names_its_object_by_the_decoded_key(
     prepare_handler(s3_event, lambda_context)
     [run] = aws_account.runs()
     assert RunsRepository(aws_account.runs_table).claim_for_preparation(
-        run["run_id"], {"config_key": key, "config_version": "v2"})  # stuck
+        run["run_id"], {"config_key": key, "config_version": "v2"}
+    )  # stuck
 
     failed_events_handler(dead_letter(s3_event), lambda_context)
 

@@ -31,8 +31,7 @@ def notifications(aws_account: Aws) -> Any:
     queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     topic_arn = sns.list_topics()["Topics"][0]["TopicArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                  Attributes={"RawMessageDelivery": "true"})
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
 
     def read() -> list[dict[str, Any]]:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
@@ -80,8 +79,15 @@ def test_poll_records_progress_then_the_outcome_and_notifies_once(
     assert [event["id"] for event in done["events"]] == [event["id"] for event in job.events][-20:]
     assert done["event_count"] == len(job.events)
     assert done["last_event_id"] == job.events[-1]["id"]
-    assert notifications() == [{"run_id": run["run_id"], "status": "succeeded", "job_id": job.id,
-                                "fine_tuned_model": job.fine_tuned_model, "error": None}]
+    assert notifications() == [
+        {
+            "run_id": run["run_id"],
+            "status": "succeeded",
+            "job_id": job.id,
+            "fine_tuned_model": job.fine_tuned_model,
+            "error": None,
+        }
+    ]
 
     # A repeated poll changes nothing and announces nothing
     poll_handler(poll_event(run, polls=2), lambda_context)
@@ -141,8 +147,11 @@ def test_failed_job_records_openais_error_and_hands_it_to_the_fail_state(
     assert state["status"] == "failed"
     assert failed["status"] == "failed"
     # Our code says what happened to the run; OpenAI's own code is kept next to its message
-    assert failed["error"] == {"code": "job_failed", "message": job.error["message"],  # type: ignore[index]
-                               "openai_code": "invalid_training_file"}
+    assert failed["error"] == {
+        "code": "job_failed",
+        "message": job.error["message"],  # type: ignore[index]
+        "openai_code": "invalid_training_file",
+    }
     assert state["error_message"] == failed["error"]["message"] != ""
     assert [n["status"] for n in notifications()] == ["failed"]
 
@@ -157,33 +166,54 @@ def test_reaching_the_poll_bound_continues_in_a_fresh_execution(
     assert state["status"] == "continued"
     names = {execution["name"]: json.loads(execution["input"]) for execution in executions()}
     next_execution = execution_name(run["run_id"], run["job_id"], 1)
-    assert names[next_execution] == {"run_id": run["run_id"], "job_id": run["job_id"], "generation": 1,
-                                     "polls": 0, "max_polls": settings().max_polls_per_execution,
-                                     "poll_interval_seconds": 0}
+    assert names[next_execution] == {
+        "run_id": run["run_id"],
+        "job_id": run["job_id"],
+        "generation": 1,
+        "polls": 0,
+        "max_polls": settings().max_polls_per_execution,
+        "poll_interval_seconds": 0,
+    }
 
 
 def test_tracking_failure_is_recorded_without_a_stack_trace(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
 ) -> None:
     run = started_run(aws_account, emulator, lambda_context, tmp_path)
-    cause = json.dumps({"errorMessage": "OpenAI refused retrieving the job: No such job", "errorType":
-                        "OpenAIRefusedError", "stackTrace": ["  File \"/var/task/shared/x.py\", line 1"]})
+    cause = json.dumps(
+        {
+            "errorMessage": "OpenAI refused retrieving the job: No such job",
+            "errorType": "OpenAIRefusedError",
+            "stackTrace": ['  File "/var/task/shared/x.py", line 1'],
+        }
+    )
 
     poll_handler({"action": "record_tracking_failure", "run_id": run["run_id"], "cause": cause}, lambda_context)
 
     [failed] = aws_account.runs()
     assert failed["status"] == "tracking_failed"
-    assert failed["error"] == {"code": "tracking_failed", "message": "Tracking the job failed: "
-                               "OpenAIRefusedError: OpenAI refused retrieving the job: No such job"}
+    assert failed["error"] == {
+        "code": "tracking_failed",
+        "message": "Tracking the job failed: OpenAIRefusedError: OpenAI refused retrieving the job: No such job",
+    }
 
 
-@pytest.mark.parametrize("path", [r"/fine_tuning/jobs/[^/]+", r"/fine_tuning/jobs/[^/]+/events",
-                                  r"/fine_tuning/jobs/[^/]+/checkpoints"], ids=["job", "events", "checkpoints"])
+@pytest.mark.parametrize(
+    "path",
+    [r"/fine_tuning/jobs/[^/]+", r"/fine_tuning/jobs/[^/]+/events", r"/fine_tuning/jobs/[^/]+/checkpoints"],
+    ids=["job", "events", "checkpoints"],
+)
 @pytest.mark.parametrize("times", [2, 3])
 @pytest.mark.parametrize("status", [429, 409])
 def test_poll_faults_are_retried_then_left_to_the_state_machines_retry(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, path: str, times: int, status: int,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    times: int,
+    status: int,
 ) -> None:
     run = started_run(aws_account, emulator, lambda_context, tmp_path)
     emulator.phase_seconds = 0
@@ -211,8 +241,10 @@ def test_a_job_that_failed_without_an_error_is_recorded_with_a_clear_one(
 
     [failed] = aws_account.runs()
     assert failed["status"] == "failed"
-    assert failed["error"] == {"code": "job_failed",
-                               "message": "OpenAI reported the fine-tuning job as failed without giving a reason."}
+    assert failed["error"] == {
+        "code": "job_failed",
+        "message": "OpenAI reported the fine-tuning job as failed without giving a reason.",
+    }
     assert failed["finished_at"] == 1_750_000_000
     assert state["status"] == "failed" and state["error_message"] == failed["error"]["message"]
     [notice] = notifications()
@@ -247,9 +279,13 @@ def test_a_job_of_another_deployment_is_never_tracked(
     ours = emulator.jobs[run["job_id"]]
     sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
     emulator.phase_seconds = 0
-    foreign = [sdk.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=ours.training_file, metadata=metadata).id
-               for metadata in ({"ragtune_run_id": run["run_id"]},
-                                {"ragtune_run_id": run["run_id"], "ragtune_deployment": "ragtune-data-999-eu-west-1"})]
+    foreign = [
+        sdk.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=ours.training_file, metadata=metadata).id
+        for metadata in (
+            {"ragtune_run_id": run["run_id"]},
+            {"ragtune_run_id": run["run_id"], "ragtune_deployment": "ragtune-data-999-eu-west-1"},
+        )
+    ]
 
     for job_id in foreign:  # however the id reached the loop, the poll refuses before writing anything
         with pytest.raises(ForeignJobError, match=f"{job_id} was not created by this deployment"):
@@ -264,7 +300,10 @@ def test_a_job_of_another_deployment_is_never_tracked(
 
 
 def test_event_paging_is_bounded_per_poll(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An API that answers one event per page and always has more costs a bounded number of GETs."""
@@ -277,17 +316,38 @@ def test_event_paging_is_bounded_per_poll(
         if path.endswith("/events"):
             pages.append(request.url.params.get("after", ""))
             n = len(pages)
-            return httpx2.Response(200, json={"object": "list", "has_more": True, "data": [
-                {"object": "fine_tuning.job.event", "id": f"ftevent-{n}", "created_at": 1_750_000_000 - n,
-                 "level": "info", "message": f"event {n}", "type": "message"}]})
+            return httpx2.Response(
+                200,
+                json={
+                    "object": "list",
+                    "has_more": True,
+                    "data": [
+                        {
+                            "object": "fine_tuning.job.event",
+                            "id": f"ftevent-{n}",
+                            "created_at": 1_750_000_000 - n,
+                            "level": "info",
+                            "message": f"event {n}",
+                            "type": "message",
+                        }
+                    ],
+                },
+            )
         if path.endswith("/checkpoints"):
             return httpx2.Response(200, json={"object": "list", "data": [], "has_more": False})
         return httpx2.Response(200, json={**job, "status": "running"})
 
-    sdk = OpenAI(api_key="test", base_url="http://openai.test/v1", max_retries=0,
-                 http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(openai_api)))
-    monkeypatch.setattr(poll_job, "gateway", lambda: OpenAIGateway(
-        sdk, upload_part_bytes=5120, retry_backoff_seconds=0, deployment=aws_account.bucket))
+    sdk = OpenAI(
+        api_key="test",
+        base_url="http://openai.test/v1",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(openai_api)),
+    )
+    monkeypatch.setattr(
+        poll_job,
+        "gateway",
+        lambda: OpenAIGateway(sdk, upload_part_bytes=5120, retry_backoff_seconds=0, deployment=aws_account.bucket),
+    )
 
     poll_handler(poll_event(run), lambda_context)
 

@@ -38,36 +38,87 @@ def invoke_and_get_failed_run(aws_account: Aws, context: Any) -> dict[str, Any]:
         (b"", "invalid_config", "config is not valid JSON: Expecting value at line 1 column 1"),
         (b"[1, 2]", "invalid_config", "config must be a JSON object"),
         (b"{}", "invalid_config", "dataset: Field required"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"}, "epochs": 3}).encode(), "invalid_config",
-         "epochs: unknown key"),
-        (json.dumps({"dataset": {"source": "allenai/sciq", "spilt": "train"}}).encode(), "invalid_config",
-         "dataset.spilt: unknown key"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"}, "validation_fraction": 2}).encode(), "invalid_config",
-         "validation_fraction: Input should be less than or equal to 0.5"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"}, "max_examples": 3}).encode(), "invalid_config",
-         "max_examples: Input should be greater than or equal to 10"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"},
-                     "fine_tune": {"hyperparameters": {"n_epochs": 0}}}).encode(), "invalid_config",
-         "fine_tune.hyperparameters.n_epochs"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"}, "fine_tune": {"suffix": "x" * 65}}).encode(),
-         "invalid_config", "fine_tune.suffix: String should have at most 64 characters"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"}, "template": {"user": "{question!r}"}}).encode(),
-         "invalid_config", "template.user: placeholder {question!r} is not a plain column name"),
-        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "invalid_config",
-         "config is nested more than 32 levels deep; the limit is 32"),
-        (b'{"dataset": {"source": "allenai/sciq"}, "seed": ' + b"[" * 60_000, "invalid_config",
-         "config is nested more than 32 levels deep"),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq"}, "epochs": 3}).encode(),
+            "invalid_config",
+            "epochs: unknown key",
+        ),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq", "spilt": "train"}}).encode(),
+            "invalid_config",
+            "dataset.spilt: unknown key",
+        ),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq"}, "validation_fraction": 2}).encode(),
+            "invalid_config",
+            "validation_fraction: Input should be less than or equal to 0.5",
+        ),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq"}, "max_examples": 3}).encode(),
+            "invalid_config",
+            "max_examples: Input should be greater than or equal to 10",
+        ),
+        (
+            json.dumps(
+                {"dataset": {"source": "allenai/sciq"}, "fine_tune": {"hyperparameters": {"n_epochs": 0}}}
+            ).encode(),
+            "invalid_config",
+            "fine_tune.hyperparameters.n_epochs",
+        ),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq"}, "fine_tune": {"suffix": "x" * 65}}).encode(),
+            "invalid_config",
+            "fine_tune.suffix: String should have at most 64 characters",
+        ),
+        (
+            json.dumps({"dataset": {"source": "allenai/sciq"}, "template": {"user": "{question!r}"}}).encode(),
+            "invalid_config",
+            "template.user: placeholder {question!r} is not a plain column name",
+        ),
+        (
+            b'{"a":' * 5000 + b"1" + b"}" * 5000,
+            "invalid_config",
+            "config is nested more than 32 levels deep; the limit is 32",
+        ),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "seed": ' + b"[" * 60_000,
+            "invalid_config",
+            "config is nested more than 32 levels deep",
+        ),
         (b'\xff\xfe{"dataset": {"source": "allenai/sciq"}}', "invalid_config", "config is not UTF-8 text"),
         (b'{"dataset": {"source": "allenai/sciq\xe9"}}', "invalid_config", "config is not UTF-8 text"),
-        (b'{"dataset": {"source": "allenai/sciq"}, "template": {"system": "\\udc80"}}', "invalid_config",
-         "config is not valid Unicode text"),
-        (json.dumps({"dataset": {"source": "allenai/sciq"},
-                     "fine_tune": {"hyperparameters": {"batch_size": 1000}}}).encode(), "invalid_config",
-         'config is invalid: fine_tune.hyperparameters.batch_size must be "auto" or an integer from 1 to 256'),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "template": {"system": "\\udc80"}}',
+            "invalid_config",
+            "config is not valid Unicode text",
+        ),
+        (
+            json.dumps(
+                {"dataset": {"source": "allenai/sciq"}, "fine_tune": {"hyperparameters": {"batch_size": 1000}}}
+            ).encode(),
+            "invalid_config",
+            'config is invalid: fine_tune.hyperparameters.batch_size must be "auto" or an integer from 1 to 256',
+        ),
     ],
-    ids=["not-json", "empty", "not-object", "no-dataset", "unknown-key", "unknown-nested-key", "fraction",
-         "max-examples", "epochs", "suffix", "placeholder", "deep", "deep-unclosed", "not-utf8", "latin1",
-         "lone-surrogate", "union-sentence"],
+    ids=[
+        "not-json",
+        "empty",
+        "not-object",
+        "no-dataset",
+        "unknown-key",
+        "unknown-nested-key",
+        "fraction",
+        "max-examples",
+        "epochs",
+        "suffix",
+        "placeholder",
+        "deep",
+        "deep-unclosed",
+        "not-utf8",
+        "latin1",
+        "lone-surrogate",
+        "union-sentence",
+    ],
 )
 def test_broken_config(aws_account: Aws, lambda_context: Any, body: bytes, code: str, expected: str) -> None:
     aws_account.put_config(CONFIG_KEY, body)
@@ -85,11 +136,15 @@ def test_a_local_dataset_path_is_refused_whether_or_not_it_exists(
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert run["error"] == {"code": "invalid_config", "message": (
-        'config is invalid: dataset.source must be a Hugging Face Hub dataset id ("owner/name", like '
-        '"allenai/sciq") or s3://<data bucket>/data/<file> ending in .json, .jsonl, .csv or .parquet, not a local '
-        "path (the function never reads its own files: upload yours under data/ in the data bucket and use its "
-        "s3:// URI)")}
+    assert run["error"] == {
+        "code": "invalid_config",
+        "message": (
+            'config is invalid: dataset.source must be a Hugging Face Hub dataset id ("owner/name", like '
+            '"allenai/sciq") or s3://<data bucket>/data/<file> ending in .json, .jsonl, .csv or .parquet, not a local '
+            "path (the function never reads its own files: upload yours under data/ in the data bucket and use its "
+            "s3:// URI)"
+        ),
+    }
 
 
 def test_dataset_on_the_hub_that_cannot_be_loaded(aws_account: Aws, lambda_context: Any) -> None:
@@ -119,8 +174,13 @@ def test_malformed_dataset(aws_account: Aws, lambda_context: Any, tmp_path: Path
 
 
 def test_template_placeholder_that_is_not_a_column(aws_account: Aws, lambda_context: Any, sciq_file: Path) -> None:
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)},
-                                        "template": {"assistant": "{answer} because {support}"}})
+    aws_account.put_config(
+        CONFIG_KEY,
+        {
+            "dataset": {"source": aws_account.put_data(sciq_file)},
+            "template": {"assistant": "{answer} because {support}"},
+        },
+    )
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
@@ -131,13 +191,16 @@ def test_template_placeholder_that_is_not_a_column(aws_account: Aws, lambda_cont
 
 def test_fewer_than_ten_examples_after_filtering(aws_account: Aws, lambda_context: Any, tmp_path: Path) -> None:
     rows = [sciq_row(i) for i in range(9)] + [sciq_row(i, support="") for i in range(9, 20)]
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(write_jsonl(tmp_path / "r.jsonl",
-                                                                                                rows))}})
+    aws_account.put_config(
+        CONFIG_KEY, {"dataset": {"source": aws_account.put_data(write_jsonl(tmp_path / "r.jsonl", rows))}}
+    )
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert run["error"] == {"code": "data_gate_failed", "message":
-                            "training file failed the data gate: 9 examples; at least 10 are required"}
+    assert run["error"] == {
+        "code": "data_gate_failed",
+        "message": "training file failed the data gate: 9 examples; at least 10 are required",
+    }
     assert run["counts"]["rows_read"] == 20 and run["counts"]["dropped_reasons"] == {"empty support": 11}
 
 
@@ -147,8 +210,9 @@ def test_data_gate_refuses_empty_content_and_oversized_examples(
     rows = [sciq_row(i) for i in range(12)]
     rows[3]["question"] = "   "
     rows[5]["support"] = "atom " * 70_000
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(write_jsonl(tmp_path / "r.jsonl",
-                                                                                                rows))}})
+    aws_account.put_config(
+        CONFIG_KEY, {"dataset": {"source": aws_account.put_data(write_jsonl(tmp_path / "r.jsonl", rows))}}
+    )
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
@@ -198,12 +262,27 @@ def nothing_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.mark.parametrize(
     "where",
-    ["absolute-file", "relative-file", "dot-dot", "directory", "file-uri", "file-colon", "https", "other-bucket",
-     "data-bucket-outside-data", "data-bucket-dot-dot"],
+    [
+        "absolute-file",
+        "relative-file",
+        "dot-dot",
+        "directory",
+        "file-uri",
+        "file-colon",
+        "https",
+        "other-bucket",
+        "data-bucket-outside-data",
+        "data-bucket-dot-dot",
+    ],
 )
 def test_a_source_outside_the_hub_and_the_data_bucket_fails_and_reads_nothing(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, nothing_read: list[str], where: str,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nothing_read: list[str],
+    where: str,
 ) -> None:
     # Given files on the function's own filesystem (and in another bucket) that would make a valid run
     secret = write_jsonl(tmp_path / "x" / "secret.jsonl", [sciq_row(i, support=f"SECRET {i}") for i in range(12)])
@@ -214,9 +293,14 @@ def test_a_source_outside_the_hub_and_the_data_bucket_fails_and_reads_nothing(
     aws_account.s3.put_object(Bucket="someone-elses-bucket", Key="data/secret.jsonl", Body=secret.read_bytes())
     aws_account.s3.put_object(Bucket=aws_account.bucket, Key="private/secret.jsonl", Body=secret.read_bytes())
     source = {
-        "absolute-file": str(secret), "relative-file": "x/secret.jsonl", "dot-dot": "x/../x/secret.jsonl",
-        "directory": "dir", "file-uri": f"file://{secret}", "file-colon": f"file:{secret}",
-        "https": "https://example.com/secret.jsonl", "other-bucket": "s3://someone-elses-bucket/data/secret.jsonl",
+        "absolute-file": str(secret),
+        "relative-file": "x/secret.jsonl",
+        "dot-dot": "x/../x/secret.jsonl",
+        "directory": "dir",
+        "file-uri": f"file://{secret}",
+        "file-colon": f"file:{secret}",
+        "https": "https://example.com/secret.jsonl",
+        "other-bucket": "s3://someone-elses-bucket/data/secret.jsonl",
         "data-bucket-outside-data": f"s3://{aws_account.bucket}/private/secret.jsonl",
         "data-bucket-dot-dot": f"s3://{aws_account.bucket}/data/../private/secret.jsonl",
     }[where]
@@ -251,8 +335,11 @@ def test_a_hub_id_is_loaded_from_the_hub_only_with_its_pinned_revision(
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
     assert calls == [("hf://datasets/allenai/sciq", {"split": "train", "streaming": True, "revision": "v1.0"})]
-    assert run["error"] == {"code": "invalid_dataset", "message": "dataset 'allenai/sciq' (split 'train') could "
-                            "not be read: Couldn't reach 'allenai/sciq' on the Hub (OfflineModeIsEnabled)"}
+    assert run["error"] == {
+        "code": "invalid_dataset",
+        "message": "dataset 'allenai/sciq' (split 'train') could "
+        "not be read: Couldn't reach 'allenai/sciq' on the Hub (OfflineModeIsEnabled)",
+    }
 
 
 def test_read_errors_never_show_the_functions_own_paths(
@@ -260,9 +347,11 @@ def test_read_errors_never_show_the_functions_own_paths(
 ) -> None:
     def leaky(path: str, **kwargs: Any) -> Any:
         local = next(iter(kwargs.get("data_files", {}).values()), "")
-        raise FileNotFoundError(f"Couldn't find any data file at {os.getcwd()}/file:/etc/passwd. Unable to find "
-                                f"'{local}' in {settings().scratch_dir} (HF_HOME={os.environ['HF_HOME']}), "
-                                "see /var/task/shared/dataset_source.py and /tmp/other")
+        raise FileNotFoundError(
+            f"Couldn't find any data file at {os.getcwd()}/file:/etc/passwd. Unable to find "
+            f"'{local}' in {settings().scratch_dir} (HF_HOME={os.environ['HF_HOME']}), "
+            "see /var/task/shared/dataset_source.py and /tmp/other"
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", leaky)
     uri = aws_account.put_data(b'{"question": "q"}\n', "rows.jsonl")
@@ -281,7 +370,7 @@ def test_read_errors_never_show_the_functions_own_paths(
 def test_a_template_column_holding_structures_drops_its_rows_and_names_the_column(
     aws_account: Aws, lambda_context: Any, shape: str
 ) -> None:
-    rows = [sciq_row(i) for i in range(14)]
+    rows: list[dict[str, Any]] = [sciq_row(i) for i in range(14)]
     for i in range(3, 14):
         rows[i]["support"] = {"text": f"Energy {i}", "lang": "en"} if shape == "dict" else [f"Energy {i}", "en"]
     rows[2]["support"] = None
@@ -290,8 +379,10 @@ def test_a_template_column_holding_structures_drops_its_rows_and_names_the_colum
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert run["error"] == {"code": "data_gate_failed",
-                            "message": "training file failed the data gate: 2 examples; at least 10 are required"}
+    assert run["error"] == {
+        "code": "data_gate_failed",
+        "message": "training file failed the data gate: 2 examples; at least 10 are required",
+    }
     assert run["counts"]["dropped_reasons"] == {"non-text support": 11, "missing support": 1}
     assert run["counts"]["rows_kept"] == 2
 
@@ -309,26 +400,31 @@ def test_a_config_too_large_is_judged_by_its_real_size_and_named_by_its_whole_co
     assert set(runs) == {derive_run_id(CONFIG_KEY, first), derive_run_id(CONFIG_KEY, second)}
     for run in runs.values():
         assert run["status"] == "failed"
-        assert run["error"] == {"code": "invalid_config",
-                                "message": f"config is {len(first)} bytes; the limit is 65536"}
+        assert run["error"] == {
+            "code": "invalid_config",
+            "message": f"config is {len(first)} bytes; the limit is 65536",
+        }
     assert aws_account.keys("datasets/") == []
 
 
-def test_missing_columns_of_the_default_filter_say_how_to_set_the_filter(
-    aws_account: Aws, lambda_context: Any
-) -> None:
+def test_missing_columns_of_the_default_filter_say_how_to_set_the_filter(aws_account: Aws, lambda_context: Any) -> None:
     rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(12)]
     uri = aws_account.put_data(b"".join(json.dumps(row).encode() + b"\n" for row in rows), "qa.jsonl")
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri},
-                                        "template": {"user": "{prompt}", "assistant": "{response}"}})
+    aws_account.put_config(
+        CONFIG_KEY, {"dataset": {"source": uri}, "template": {"user": "{prompt}", "assistant": "{response}"}}
+    )
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert run["error"] == {"code": "invalid_dataset", "message": (
-        "dataset has no column(s) correct_answer, support used by the config's filter/template; it has: prompt, "
-        "response. The filter is the default one (the notebook's SciQ columns support, correct_answer): set "
-        '"filter": {"non_empty": ["prompt", "response"]} to the columns that must not be empty, or '
-        '"filter": {"non_empty": []} to keep every row.')}
+    assert run["error"] == {
+        "code": "invalid_dataset",
+        "message": (
+            "dataset has no column(s) correct_answer, support used by the config's filter/template; it has: prompt, "
+            "response. The filter is the default one (the notebook's SciQ columns support, correct_answer): set "
+            '"filter": {"non_empty": ["prompt", "response"]} to the columns that must not be empty, or '
+            '"filter": {"non_empty": []} to keep every row.'
+        ),
+    }
 
 
 def test_missing_columns_of_a_filter_the_user_wrote_do_not_blame_the_default(
@@ -336,10 +432,17 @@ def test_missing_columns_of_a_filter_the_user_wrote_do_not_blame_the_default(
 ) -> None:
     rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(12)]
     uri = aws_account.put_data(b"".join(json.dumps(row).encode() + b"\n" for row in rows), "qa.jsonl")
-    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri}, "filter": {"non_empty": ["answer"]},
-                                        "template": {"user": "{prompt}", "assistant": "{response}"}})
+    aws_account.put_config(
+        CONFIG_KEY,
+        {
+            "dataset": {"source": uri},
+            "filter": {"non_empty": ["answer"]},
+            "template": {"user": "{prompt}", "assistant": "{response}"},
+        },
+    )
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert run["error"]["message"] == ("dataset has no column(s) answer used by the config's filter/template; "
-                                       "it has: prompt, response")
+    assert run["error"]["message"] == (
+        "dataset has no column(s) answer used by the config's filter/template; it has: prompt, response"
+    )

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.prepare.app import lambda_handler
-from shared import prepare
+from shared import prepare, storage
 from tests.helpers import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
@@ -53,8 +53,7 @@ def test_default_config_writes_the_notebooks_jsonl_and_records_the_run(
     # Then the training JSONL is exactly what the notebook wrote for the kept rows
     run = only_run(aws_account)
     run_id = run["run_id"]
-    assert result == {"runs": [{"run_id": run_id, "status": "prepared",
-                                "train_key": f"datasets/{run_id}/train.jsonl"}]}
+    assert result == {"runs": [{"run_id": run_id, "status": "prepared", "train_key": f"datasets/{run_id}/train.jsonl"}]}
     kept = TRICKY_ROWS[:2] + [sciq_row(i) for i in range(4, 14)]
     body = aws_account.read(f"datasets/{run_id}/train.jsonl")
     assert body == b"".join(notebook_line(row) for row in kept)
@@ -65,14 +64,17 @@ def test_default_config_writes_the_notebooks_jsonl_and_records_the_run(
     assert run["status"] == "prepared"
     assert run["config_key"] == CONFIG_KEY and run["config_version"] == version
     assert run["counts"] == {
-        "rows_read": 14, "rows_kept": 12, "rows_dropped": 2,
+        "rows_read": 14,
+        "rows_kept": 12,
+        "rows_dropped": 2,
         "dropped_reasons": {"empty support": 1, "empty correct_answer": 1},
-        "train_examples": 12, "validation_examples": 0,
+        "train_examples": 12,
+        "validation_examples": 0,
     }
-    assert run["files"] == {"train": {"key": f"datasets/{run_id}/train.jsonl",
-                                      "bytes": len(body), "examples": 12}}
+    assert run["files"] == {"train": {"key": f"datasets/{run_id}/train.jsonl", "bytes": len(body), "examples": 12}}
     assert run["config"]["template"] == {
-        "system": NOTEBOOK_SYSTEM, "user": "{question}",
+        "system": NOTEBOOK_SYSTEM,
+        "user": "{question}",
         "assistant": "{correct_answer} Explanation: {support}",
     }
     assert run["config"]["fine_tune"]["model"] == "gpt-4o-mini-2024-07-18"
@@ -91,7 +93,7 @@ def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
     config = {"dataset": {"source": aws_account.put_data(data)}, "validation_fraction": 0.25, "seed": 7}
     aws_account.put_config(CONFIG_KEY, config)
     uploads: list[tuple[str, str | None]] = []
-    real_upload = prepare.upload
+    real_upload = storage.upload
 
     def recording_upload(source: Path, ref: Any, metadata: dict[str, str], content_type: str) -> None:
         status = aws_account.runs()[0]["status"]
@@ -125,34 +127,45 @@ def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
 def test_custom_template_filter_and_max_examples(aws_account: Aws, lambda_context: Any, tmp_path: Path) -> None:
     rows = [sciq_row(i) for i in range(30)]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
-    aws_account.put_config(CONFIG_KEY, {
-        "dataset": {"source": aws_account.put_data(data)},
-        "filter": {"non_empty": []},
-        "template": {"system": None, "user": "Q: {question} {{literal}}", "assistant": "{correct_answer}"},
-        "max_examples": 10,
-    })
+    aws_account.put_config(
+        CONFIG_KEY,
+        {
+            "dataset": {"source": aws_account.put_data(data)},
+            "filter": {"non_empty": []},
+            "template": {"system": None, "user": "Q: {question} {{literal}}", "assistant": "{correct_answer}"},
+            "max_examples": 10,
+        },
+    )
 
     invoke(lambda_context)
 
     run = only_run(aws_account)
     lines = [json.loads(line) for line in aws_account.read(run["files"]["train"]["key"]).splitlines()]
     assert lines == [
-        {"messages": [{"role": "user", "content": f"Q: {row['question']} {{literal}}"},
-                      {"role": "assistant", "content": row["correct_answer"]}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Q: {row['question']} {{literal}}"},
+                {"role": "assistant", "content": row["correct_answer"]},
+            ]
+        }
         for row in rows[:10]
     ]
     assert run["counts"]["rows_read"] == 10  # reading stopped once 10 rows were kept
 
 
 @pytest.mark.parametrize("file_format", ["csv", "parquet", "json"])
-def test_loads_csv_parquet_and_json_files(aws_account: Aws, lambda_context: Any, tmp_path: Path,
-                                          file_format: str) -> None:
+def test_loads_csv_parquet_and_json_files(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, file_format: str
+) -> None:
     rows = [sciq_row(i) for i in range(12)]
     frame = pd.DataFrame(rows)
     path = tmp_path / f"rows.{file_format}"
-    {"csv": lambda: frame.to_csv(path, index=False),
-     "parquet": lambda: frame.to_parquet(path),
-     "json": lambda: path.write_text(json.dumps(rows), encoding="utf-8")}[file_format]()
+    if file_format == "csv":
+        frame.to_csv(path, index=False)
+    elif file_format == "parquet":
+        frame.to_parquet(path)
+    else:
+        path.write_text(json.dumps(rows), encoding="utf-8")
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(path)}})
 
     invoke(lambda_context)
@@ -211,7 +224,7 @@ def test_transient_failure_is_retried_without_a_second_run_or_partial_file(
     aws_account: Aws, lambda_context: Any, sciq_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
-    real_upload = prepare.upload
+    real_upload = storage.upload
 
     def failing_upload(*args: Any, **kwargs: Any) -> None:
         raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate"}}, "PutObject")
@@ -230,7 +243,10 @@ def test_transient_failure_is_retried_without_a_second_run_or_partial_file(
 
 
 def test_logs_are_json_with_the_run_id_and_metrics_are_emitted(
-    aws_account: Aws, lambda_context: Any, sciq_file: Path, log_stream: Any,
+    aws_account: Aws,
+    lambda_context: Any,
+    sciq_file: Path,
+    log_stream: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
@@ -249,17 +265,29 @@ def test_numbers_and_booleans_are_written_as_text_and_nulls_or_structures_drop_t
     aws_account: Aws, lambda_context: Any
 ) -> None:
     rows: list[dict[str, Any]] = [
-        dict(sciq_row(i), year=2000 + i, score=i / 2, verified=i % 2 == 0, hint=f"hint {i}",
-             meta={"text": f"m{i}", "lang": "en"}) for i in range(14)
+        dict(
+            sciq_row(i),
+            year=2000 + i,
+            score=i / 2,
+            verified=i % 2 == 0,
+            hint=f"hint {i}",
+            meta={"text": f"m{i}", "lang": "en"},
+        )
+        for i in range(14)
     ]
     rows[12]["hint"] = None
     rows[13]["year"] = None
     body = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
-    aws_account.put_config(CONFIG_KEY, {
-        "dataset": {"source": aws_account.put_data(body, "typed.jsonl")},
-        "template": {"user": "{question} ({year}, score {score}, verified: {verified}, {hint})",
-                     "assistant": "{correct_answer} Explanation: {support}"},
-    })
+    aws_account.put_config(
+        CONFIG_KEY,
+        {
+            "dataset": {"source": aws_account.put_data(body, "typed.jsonl")},
+            "template": {
+                "user": "{question} ({year}, score {score}, verified: {verified}, {hint})",
+                "assistant": "{correct_answer} Explanation: {support}",
+            },
+        },
+    )
 
     invoke(lambda_context)
 
@@ -274,10 +302,13 @@ def test_numbers_and_booleans_are_written_as_text_and_nulls_or_structures_drop_t
     assert b"None" not in aws_account.read(run["files"]["train"]["key"])
 
     # A template that names the structured column: every row is dropped, the reason names it, the run fails
-    aws_account.put_config("configs/meta.json", {
-        "dataset": {"source": f"s3://{aws_account.bucket}/data/typed.jsonl"},
-        "template": {"user": "{question}", "assistant": "{meta}"},
-    })
+    aws_account.put_config(
+        "configs/meta.json",
+        {
+            "dataset": {"source": f"s3://{aws_account.bucket}/data/typed.jsonl"},
+            "template": {"user": "{question}", "assistant": "{meta}"},
+        },
+    )
     event = load_event("prepare-config-created.json")
     event["Records"][0]["s3"]["object"]["key"] = "configs/meta.json"
     lambda_handler(event, lambda_context)

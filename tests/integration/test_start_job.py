@@ -16,6 +16,7 @@ from openai import OpenAI
 from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from local.openai_emulator.faults import FaultKind
 from shared.runs import RunsRepository
 from shared.settings import settings
 from tests.helpers import (
@@ -42,8 +43,14 @@ def statuses(emulator: OpenAIEmulator, path: str, method: str = "POST") -> list[
 def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
 ) -> None:
-    run = prepare_run(aws_account, lambda_context, tmp_path, validation_fraction=0.25, seed=9,
-                      fine_tune={"suffix": "sciq", "hyperparameters": {"n_epochs": 2}})
+    run = prepare_run(
+        aws_account,
+        lambda_context,
+        tmp_path,
+        validation_fraction=0.25,
+        seed=9,
+        fine_tune={"suffix": "sciq", "hyperparameters": {"n_epochs": 2}},
+    )
     run_id = run["run_id"]
 
     result = start_handler(training_event(run_id), lambda_context)
@@ -52,12 +59,16 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     [job] = emulator.jobs.values()
     assert result == {"runs": [{"run_id": run_id, "status": "validating_files", "job_id": job.id}]}
     assert emulator.files[job.training_file].content == aws_account.read(run["files"]["train"]["key"])
+    assert job.validation_file is not None
     assert emulator.files[job.validation_file].content == aws_account.read(run["files"]["validation"]["key"])
     assert emulator.files[job.training_file].obj["purpose"] == "fine-tune"
     [create] = routes(emulator, "/fine_tuning/jobs")
     assert create.body == {
-        "model": "gpt-4o-mini-2024-07-18", "training_file": job.training_file,
-        "validation_file": job.validation_file, "suffix": "sciq", "seed": 9,
+        "model": "gpt-4o-mini-2024-07-18",
+        "training_file": job.training_file,
+        "validation_file": job.validation_file,
+        "suffix": "sciq",
+        "seed": 9,
         "metadata": {"ragtune_run_id": run_id, "ragtune_deployment": aws_account.bucket},
         "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
     }
@@ -67,18 +78,28 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     [recorded] = aws_account.runs()
     assert recorded["status"] == "validating_files"
     assert (recorded["job_id"], recorded["training_file_id"], recorded["validation_file_id"]) == (
-        job.id, job.training_file, job.validation_file)
+        job.id,
+        job.training_file,
+        job.validation_file,
+    )
     [execution] = executions()
     assert execution["name"] == f"{run_id}-{hashlib.sha256(job.id.encode()).hexdigest()[:8]}-g0"
     assert recorded["execution_arn"] == execution["executionArn"]
     assert json.loads(execution["input"]) == {
-        "run_id": run_id, "job_id": job.id, "generation": 0, "polls": 0,
-        "max_polls": settings().max_polls_per_execution, "poll_interval_seconds": 0,
+        "run_id": run_id,
+        "job_id": job.id,
+        "generation": 0,
+        "polls": 0,
+        "max_polls": settings().max_polls_per_execution,
+        "poll_interval_seconds": 0,
     }
 
 
 def test_large_files_go_through_the_uploads_api_in_parts(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
@@ -130,7 +151,7 @@ def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_mess
     assert recorded["error"] == {
         "code": "openai_refused",
         "message": "OpenAI refused creating the fine-tuning job: "
-                   "Fine-tuning job creation is not available for this organization.",
+        "Fine-tuning job creation is not available for this organization.",
         "openai_code": "fine_tuning_not_available",
     }
     assert not emulator.jobs and not executions()
@@ -149,13 +170,30 @@ def test_organisation_without_fine_tuning_access_fails_the_run_with_openais_mess
         ("/fine_tuning/jobs", "POST", "drop", None),
         ("/fine_tuning/jobs", "POST", "slow", None),
     ],
-    ids=["upload-500", "upload-drop", "lookup-429", "lookup-409", "create-503", "create-409", "create-408",
-         "create-drop", "create-slow"],
+    ids=[
+        "upload-500",
+        "upload-drop",
+        "lookup-429",
+        "lookup-409",
+        "create-503",
+        "create-409",
+        "create-408",
+        "create-drop",
+        "create-slow",
+    ],
 )
 @pytest.mark.parametrize("times", [2, 3])
 def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    set_env: SetEnv, path: str, method: str, kind: str, status: int | None, times: int,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    set_env: SetEnv,
+    path: str,
+    method: str,
+    kind: FaultKind,
+    status: int | None,
+    times: int,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     set_env(OPENAI_TIMEOUT_SECONDS="0.5", OPENAI_RETRY_BACKOFF_SECONDS="0")
@@ -188,7 +226,11 @@ def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
 
 
 def test_the_api_key_never_reaches_the_logs(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, log_stream: Any,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    log_stream: Any,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     emulator.fine_tuning_access = False
@@ -228,8 +270,9 @@ def test_retrying_a_run_whose_job_failed_starts_a_fresh_job(
         strict.fine_tuning.min_examples = 10
 
         # The user uploads the config again: same run id, a new attempt
-        aws_account.put_config(CONFIG_KEY, json.loads(aws_account.s3.get_object(
-            Bucket=aws_account.bucket, Key=CONFIG_KEY)["Body"].read()))
+        aws_account.put_config(
+            CONFIG_KEY, json.loads(aws_account.s3.get_object(Bucket=aws_account.bucket, Key=CONFIG_KEY)["Body"].read())
+        )
         prepare_handler(load_event("prepare-config-created.json"), lambda_context)
         event = training_event(run["run_id"])
         event["Records"][0]["s3"]["object"]["versionId"] = "second-upload"
@@ -260,7 +303,10 @@ def test_an_unreadable_api_key_secret_fails_the_run_with_what_to_fix(
 
 
 def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
@@ -276,12 +322,18 @@ def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
     assert emulator.files[file_id].obj["filename"].startswith(f"{aws_account.bucket}_{run['run_id']}-train-")
 
 
-@pytest.mark.parametrize("path", ["/uploads", r"/uploads/[^/]+/parts", r"/uploads/[^/]+/complete"],
-                         ids=["create", "part", "complete"])
+@pytest.mark.parametrize(
+    "path", ["/uploads", r"/uploads/[^/]+/parts", r"/uploads/[^/]+/complete"], ids=["create", "part", "complete"]
+)
 @pytest.mark.parametrize("times", [2, 3])
 def test_uploads_api_faults_are_retried_then_recorded(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    set_env: SetEnv, path: str, times: int,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    set_env: SetEnv,
+    path: str,
+    times: int,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     set_env(UPLOAD_MULTIPART_THRESHOLD_BYTES="1024", UPLOAD_PART_BYTES="5120")
@@ -300,7 +352,10 @@ def test_uploads_api_faults_are_retried_then_recorded(
 
 
 def test_one_409_on_create_is_retried_and_the_job_is_created(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
@@ -316,17 +371,26 @@ def test_one_409_on_create_is_retried_and_the_job_is_created(
     assert "error" not in recorded and len(executions()) == 1
 
 
-@pytest.mark.parametrize(("status", "should_retry", "outcome"),
-                         [(400, "true", "validating_files"), (503, "false", "failed")],
-                         ids=["400-should-retry", "503-should-not-retry"])
+@pytest.mark.parametrize(
+    ("status", "should_retry", "outcome"),
+    [(400, "true", "validating_files"), (503, "false", "failed")],
+    ids=["400-should-retry", "503-should-not-retry"],
+)
 def test_x_should_retry_decides_over_the_status_code(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
-    set_env: SetEnv, status: int, should_retry: str, outcome: str,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    set_env: SetEnv,
+    status: int,
+    should_retry: str,
+    outcome: str,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     set_env(OPENAI_RETRY_BACKOFF_SECONDS="0")
-    emulator.inject_fault("/fine_tuning/jobs", method="POST", status=status, times=1,
-                          headers={"x-should-retry": should_retry})
+    emulator.inject_fault(
+        "/fine_tuning/jobs", method="POST", status=status, times=1, headers={"x-should-retry": should_retry}
+    )
 
     start_handler(training_event(run["run_id"]), lambda_context)
 
@@ -352,12 +416,15 @@ def test_a_job_another_deployment_made_for_the_same_run_is_never_adopted(
     run_id = run["run_id"]
     emulator.phase_seconds = 1000  # the other deployment's jobs are still validating: usable, if they were ours
     sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
-    their_file = sdk.files.create(file=("theirs.jsonl", aws_account.read(run["files"]["train"]["key"])),
-                                  purpose="fine-tune").id
+    their_file = sdk.files.create(
+        file=("theirs.jsonl", aws_account.read(run["files"]["train"]["key"])), purpose="fine-tune"
+    ).id
     foreign = {
         sdk.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=their_file, metadata=metadata).id
-        for metadata in ({"ragtune_run_id": run_id},  # tagged the way ragtune tagged jobs before deployments
-                         {"ragtune_run_id": run_id, "ragtune_deployment": FOREIGN_BUCKET})
+        for metadata in (
+            {"ragtune_run_id": run_id},  # tagged the way ragtune tagged jobs before deployments
+            {"ragtune_run_id": run_id, "ragtune_deployment": FOREIGN_BUCKET},
+        )
     }
 
     start_handler(training_event(run_id), lambda_context)
@@ -375,7 +442,10 @@ def test_a_job_another_deployment_made_for_the_same_run_is_never_adopted(
 
 
 def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
@@ -383,8 +453,10 @@ def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted
     etag = aws_account.s3.head_object(Bucket=aws_account.bucket, Key=key)["ETag"].strip('"')[:12]
     body = aws_account.read(key)
     sdk = OpenAI(base_url=emulator.base_url, api_key="another-deployments-key")
-    foreign = {sdk.files.create(file=(name, body), purpose="fine-tune").id
-               for name in (f"{run_id}-train-{etag}.jsonl", f"{FOREIGN_BUCKET}_{run_id}-train-{etag}.jsonl")}
+    foreign = {
+        sdk.files.create(file=(name, body), purpose="fine-tune").id
+        for name in (f"{run_id}-train-{etag}.jsonl", f"{FOREIGN_BUCKET}_{run_id}-train-{etag}.jsonl")
+    }
     set_env(OPENAI_RETRY_BACKOFF_SECONDS="0")
     # Our upload's answer is lost, so the gateway looks for the file by name and size before trying again
     emulator.inject_fault("/files", kind="drop", method="POST", times=1)
@@ -399,15 +471,17 @@ def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted
 
 
 def test_an_upload_that_completes_expired_fails_the_run_saying_so(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     run = prepare_run(aws_account, lambda_context, tmp_path)
     set_env(UPLOAD_MULTIPART_THRESHOLD_BYTES="1024", UPLOAD_PART_BYTES="5120")
     # The hour an upload lives is over by the time it is completed
     real_clock = emulator.store.clock
-    emulator.store.clock = lambda: real_clock() + (
-        3600 if routes(emulator, "/uploads/{upload_id}/complete") else 0)
+    emulator.store.clock = lambda: real_clock() + (3600 if routes(emulator, "/uploads/{upload_id}/complete") else 0)
 
     start_handler(training_event(run["run_id"]), lambda_context)
 
@@ -418,7 +492,7 @@ def test_an_upload_that_completes_expired_fails_the_run_saying_so(
     assert recorded["error"] == {
         "code": "openai_refused",
         "message": f"OpenAI's upload {upload.obj['id']} of {upload.obj['filename']} expired before it was "
-                   "completed (an upload must be completed within an hour). Upload the config again to retry.",
+        "completed (an upload must be completed within an hour). Upload the config again to retry.",
     }
     assert len(routes(emulator, "/uploads/{upload_id}/complete")) == 1  # a refusal: not tried again
     assert not emulator.jobs and not executions()

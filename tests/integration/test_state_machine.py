@@ -87,7 +87,10 @@ def test_a_poll_that_cannot_succeed_is_recorded_on_the_run_before_failing(
 
 
 def test_reaching_the_poll_bound_continues_in_a_fresh_execution_that_finishes_the_job(
-    aws_account_executing: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path,
+    aws_account_executing: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
     set_env: SetEnv,
 ) -> None:
     set_env(MAX_POLLS_PER_EXECUTION="2")

@@ -65,6 +65,7 @@ def assert_shaped_like(event: dict[str, Any], event_file: str) -> None:
 
 # Routes from the template --------------------------------------------------------------------------
 
+
 def test_routes_are_the_ask_function_api_events_with_a_key_required() -> None:
     events = load_template()["Resources"]["AskFunction"]["Properties"]["Events"].values()
     declared = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"}
@@ -76,6 +77,7 @@ def test_routes_are_the_ask_function_api_events_with_a_key_required() -> None:
 
 
 # The proxy event -----------------------------------------------------------------------------------
+
 
 def test_list_runs_event_is_shaped_as_api_gateway_sends_it(api: str, function: RecordingInvoke) -> None:
     assert get(f"{api}/runs?limit=2").status_code == 200
@@ -93,7 +95,11 @@ def test_list_runs_event_is_shaped_as_api_gateway_sends_it(api: str, function: R
     assert event["multiValueHeaders"]["x-api-key"] == [KEY]
     context = event["requestContext"]
     assert (context["stage"], context["path"], context["resourcePath"], context["httpMethod"]) == (
-        "v1", "/v1/runs", "/runs", "GET")
+        "v1",
+        "/v1/runs",
+        "/runs",
+        "GET",
+    )
     assert context["protocol"] == "HTTP/1.1"
     assert context["identity"]["apiKey"] == KEY
     assert context["identity"]["sourceIp"] == "127.0.0.1"
@@ -143,11 +149,14 @@ def test_a_literal_segment_wins_over_a_parameter() -> None:
         requests.get(f"{gateway.url}/runs/latest", timeout=5)
         requests.get(f"{gateway.url}/runs/other", timeout=5)
     assert [(name, event["pathParameters"]) for name, event in function.calls] == [
-        ("Latest", None), ("ById", {"run_id": "other"})]
+        ("Latest", None),
+        ("ById", {"run_id": "other"}),
+    ]
     assert function.calls[0][1]["requestContext"]["identity"]["apiKey"] is None
 
 
 # The function's answer -----------------------------------------------------------------------------
+
 
 def test_status_headers_and_body_pass_through_unchanged(api: str, function: RecordingInvoke) -> None:
     function.response = {
@@ -168,15 +177,20 @@ def test_status_headers_and_body_pass_through_unchanged(api: str, function: Reco
 
 def test_a_base64_body_is_decoded(api: str, function: RecordingInvoke) -> None:
     payload = bytes(range(256))
-    function.response = {"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"},
-                         "body": base64.b64encode(payload).decode(), "isBase64Encoded": True}
+    function.response = {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/octet-stream"},
+        "body": base64.b64encode(payload).decode(),
+        "isBase64Encoded": True,
+    }
     response = get(f"{api}/runs")
     assert response.status_code == 200
     assert response.content == payload
 
 
-@pytest.mark.parametrize("failure", [RuntimeError("boom"), {"errorMessage": "boom", "errorType": "KeyError"},
-                                     None, {"statusCode": "200"}])
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("boom"), {"errorMessage": "boom", "errorType": "KeyError"}, None, {"statusCode": "200"}]
+)
 def test_a_function_error_is_a_502(api: str, function: RecordingInvoke, failure: Any) -> None:
     function.response = failure
     response = get(f"{api}/runs")
@@ -186,6 +200,7 @@ def test_a_function_error_is_a_502(api: str, function: RecordingInvoke, failure:
 
 
 # What API Gateway answers itself ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}])
 def test_no_valid_api_key_is_forbidden_and_the_function_not_invoked(
@@ -203,8 +218,10 @@ def test_the_key_header_name_is_case_insensitive(api: str, function: RecordingIn
     assert function.event["requestContext"]["identity"]["apiKey"] == KEY
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", "/runs/a/b/c"), ("DELETE", "/runs"),
-                                              ("GET", "/ask"), ("POST", "/runs/x")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/nope"), ("GET", "/runs/a/b/c"), ("DELETE", "/runs"), ("GET", "/ask"), ("POST", "/runs/x")],
+)
 def test_an_unknown_route_or_method_is_missing_authentication_token(
     api: str, function: RecordingInvoke, method: str, path: str
 ) -> None:
@@ -224,6 +241,7 @@ def test_a_request_outside_the_stage_is_forbidden(api: str, function: RecordingI
 
 
 # The real handler ----------------------------------------------------------------------------------
+
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_the_real_ask_handler_lists_no_runs(aws_account: Aws) -> None:
@@ -248,10 +266,20 @@ def test_the_real_ask_handler_shows_a_runs_config_files_and_gate_over_http(aws_a
     runs = RunsRepository(os.environ["RUNS_TABLE"])
     config = {"dataset": {"source": "allenai/sciq", "split": "train"}, "seed": 7}
     files = {"train": {"key": "datasets/sciq-0123456789ab/train.jsonl", "bytes": 2048, "examples": 10}}
-    gate = {"train": {"examples": 10, "total_tokens": 400, "billing_tokens": 400, "max_example_tokens": 41,
-                      "examples_over_token_limit": 0, "duplicate_examples": 1, "format_errors": {}}}
-    assert runs.claim_for_preparation("sciq-0123456789ab", {"config_key": "configs/sciq.json",
-                                                            "config_version": "v1", "config_sha256": "ab"})
+    gate = {
+        "train": {
+            "examples": 10,
+            "total_tokens": 400,
+            "billing_tokens": 400,
+            "max_example_tokens": 41,
+            "examples_over_token_limit": 0,
+            "duplicate_examples": 1,
+            "format_errors": {},
+        }
+    }
+    assert runs.claim_for_preparation(
+        "sciq-0123456789ab", {"config_key": "configs/sciq.json", "config_version": "v1", "config_sha256": "ab"}
+    )
     assert runs.record_prepared("sciq-0123456789ab", {"config": config, "files": files, "gate": gate})
 
     def invoke(function_logical_id: str, event: dict[str, Any]) -> Any:

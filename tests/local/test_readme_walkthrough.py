@@ -46,8 +46,14 @@ def _walkthrough() -> str:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    process = subprocess.Popen([sys.executable, "-m", "local", "serve"], cwd=ROOT, env=_environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local", "serve"],
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     printed: dict[str, str] = {}
     while "openai_base_url" not in printed:
@@ -61,18 +67,32 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path: Path) -> None:
-    environment = {**_environment(), "S3_ENDPOINT": served["s3_endpoint"], "BUCKET": served["bucket"],
-                   "API_URL": served["api_url"], "API_KEY": served["api_key"]}
-    if shutil.which("aws") is None or subprocess.run(["aws", "--version"], capture_output=True,
-                                                     check=False).returncode != 0:
+    environment = {
+        **_environment(),
+        "S3_ENDPOINT": served["s3_endpoint"],
+        "BUCKET": served["bucket"],
+        "API_URL": served["api_url"],
+        "API_KEY": served["api_key"],
+    }
+    if (
+        shutil.which("aws") is None
+        or subprocess.run(["aws", "--version"], capture_output=True, check=False).returncode != 0
+    ):
         stand_in = tmp_path / "bin" / "aws"
         stand_in.parent.mkdir()
         stand_in.write_text(AWS_STAND_IN, encoding="utf-8")
         stand_in.chmod(0o755)
         environment["PATH"] = f"{stand_in.parent}:{environment['PATH']}"
 
-    result = subprocess.run(["bash", "-c", _walkthrough()], cwd=ROOT, env=environment,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["bash", "-c", _walkthrough()],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()

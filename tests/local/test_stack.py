@@ -27,16 +27,26 @@ SAMPLE = ROOT / "local" / "sample"
 
 def _environment() -> dict[str, str]:
     """A user's shell: no AWS settings of the test session, no OpenAI key (so: the emulator)."""
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))
+    }
     environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     return environment
 
 
 def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "local", "demo"], cwd=ROOT, env=_environment(),
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "demo"],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     elapsed = time.monotonic() - started
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -47,8 +57,12 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     # The estimate is what the emulator trains: same `auto` epochs rule (the cookbook's floor) and token counting.
     [prepared] = [line.strip() for line in lines if line.strip().startswith("prepared:")]
     [succeeded] = [line.strip() for line in lines if line.strip().startswith("succeeded:")]
-    billed, epochs, trained = (int(n.replace(",", "")) for n in re.search(  # type: ignore[union-attr]
-        r"([\d,]+) billed tokens per epoch; estimated (\d+) epochs = ([\d,]+) trained tokens", prepared).groups())
+    billed, epochs, trained = (
+        int(n.replace(",", ""))
+        for n in re.search(  # type: ignore[union-attr]
+            r"([\d,]+) billed tokens per epoch; estimated (\d+) epochs = ([\d,]+) trained tokens", prepared
+        ).groups()
+    )
     assert (epochs, trained) == (3, billed * 3)  # 31 examples: 100 // 31 = 3 epochs
     assert succeeded.endswith(f"{trained:,} trained tokens ({epochs} epochs × {billed:,}), as estimated")
     [answer] = [line for line in lines if line.startswith("answer (the OpenAI emulator")]
@@ -59,10 +73,20 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
 def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
     """OPENAI_BASE_URL is honoured beside OPENAI_API_KEY (it used to be overwritten with api.openai.com)."""
     with OpenAIEmulator(phase_seconds=0.2) as elsewhere:
-        environment = {**_environment(), "OPENAI_API_KEY": "sk-test-not-a-real-key",
-                       "OPENAI_BASE_URL": elsewhere.base_url}
-        result = subprocess.run([sys.executable, "-m", "local", "demo", "--poll-interval", "1"], cwd=ROOT,
-                                env=environment, capture_output=True, text=True, timeout=120, check=False)
+        environment = {
+            **_environment(),
+            "OPENAI_API_KEY": "sk-test-not-a-real-key",
+            "OPENAI_BASE_URL": elsewhere.base_url,
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "local", "demo", "--poll-interval", "1"],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         requests_seen = {(r.method, r.route) for r in elsewhere.requests}
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -74,10 +98,21 @@ def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
 
 def test_demo_exits_non_zero_with_the_reason_when_the_run_fails(tmp_path: Path) -> None:
     config = tmp_path / "typo.json"
-    config.write_text(json.dumps({"dataset": {"source": "s3://ragtune-data-123456789012-us-east-1/data/x.jsonl"},
-                                  "validaton_fraction": 0.1}), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "local", "demo", "--config", str(config)], cwd=ROOT,
-                            env=_environment(), capture_output=True, text=True, timeout=120, check=False)
+    config.write_text(
+        json.dumps(
+            {"dataset": {"source": "s3://ragtune-data-123456789012-us-east-1/data/x.jsonl"}, "validaton_fraction": 0.1}
+        ),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "demo", "--config", str(config)],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 1
     assert "demo failed: the run ended failed: config is invalid: validaton_fraction: unknown key" in result.stderr
@@ -91,8 +126,13 @@ class Served:
     api_key: str
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.s3_endpoint, region_name="us-east-1",
-                            aws_access_key_id="any", aws_secret_access_key="any")
+        return boto3.client(
+            service,
+            endpoint_url=self.s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"x-api-key": self.api_key, **kwargs.pop("headers", {})}
@@ -112,8 +152,14 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Served, subprocess.Popen[str]]]:
-    process = subprocess.Popen([sys.executable, "-m", "local", "serve"], cwd=ROOT, env=_environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local", "serve"],
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     printed: dict[str, str] = {}
     assert process.stdout is not None
     while len(printed) < 4:
@@ -151,8 +197,11 @@ def test_a_broken_config_dropped_in_serve_mode_is_a_failed_run_in_get_runs(
     served: tuple[Served, subprocess.Popen[str]],
 ) -> None:
     stack, _ = served
-    stack.client("s3").put_object(Bucket=stack.bucket, Key="configs/broken.json",
-                                  Body=json.dumps({"dataset": {"source": "nowhere.csv"}, "epochs": 3}))
+    stack.client("s3").put_object(
+        Bucket=stack.bucket,
+        Key="configs/broken.json",
+        Body=json.dumps({"dataset": {"source": "nowhere.csv"}, "epochs": 3}),
+    )
 
     run = stack.run_for("configs/broken.json")
 
@@ -184,8 +233,11 @@ def test_the_three_invocation_paths_reach_the_real_handlers(
     executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
     [execution] = [e for e in executions if e["name"] == execution_name(run["run_id"], run["job_id"], 0)]
     history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
-    outputs = [json.loads(e["lambdaFunctionSucceededEventDetails"]["output"]) for e in history
-               if e["type"] == "LambdaFunctionSucceeded"]
+    outputs = [
+        json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
+        for e in history
+        if e["type"] == "LambdaFunctionSucceeded"
+    ]
     assert outputs and outputs[-1]["status"] == "succeeded" and outputs[-1]["run_id"] == run["run_id"]
 
 

@@ -33,8 +33,13 @@ def test_make_install_installs_both_auditors_pinned() -> None:
 
 
 def test_every_bandit_exemption_names_its_check_and_a_reason() -> None:
-    exemptions = [(path, line) for folder in SCANNED for path in (ROOT / folder).rglob("*.py")
-                  for line in path.read_text(encoding="utf-8").splitlines() if "nosec" in line]
+    exemptions = [
+        (path, line)
+        for folder in SCANNED
+        for path in (ROOT / folder).rglob("*.py")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "nosec" in line
+    ]
     for path, line in exemptions:
         # The reason follows a second `#`: bandit would read bare words after `nosec` as test names.
         assert re.search(r"# nosec B\d{3}(,B\d{3})*\s+#\s*\S+ \S+ \S+", line), f"{path}: {line.strip()}"
@@ -43,11 +48,24 @@ def test_every_bandit_exemption_names_its_check_and_a_reason() -> None:
 def test_nothing_reads_outside_the_checkout() -> None:
     """A fresh clone with nothing beside it must test green: no path may climb out of the repository."""
     climbing = re.compile(r"\.\./shared|parents\[\d\]\.parent\b|/work/shared|\.parent\.parent\.parent")
-    offenders = [f"{path.relative_to(ROOT)}:{number}"
-                 for folder in (*SCANNED, "tests", "benchmarks", "infra", ".ci")
-                 for path in (ROOT / folder).rglob("*") if path.is_file() and path.suffix in {".py", ".json", ""}
-                 for number, line in enumerate(path.read_text(encoding="utf-8", errors="ignore").splitlines(), 1)
-                 if climbing.search(line) and path != Path(__file__).resolve()]
-    offenders += [name for name in ("Makefile", "pyproject.toml", "template.yaml")
-                  if climbing.search((ROOT / name).read_text(encoding="utf-8"))]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in (*SCANNED, "tests", "benchmarks", "infra", ".ci")
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file() and path.suffix in {".py", ".json", ""}
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="ignore").splitlines(), 1)
+        if climbing.search(line) and path != Path(__file__).resolve()
+    ]
+    offenders += [
+        name
+        for name in ("Makefile", "pyproject.toml", "template.yaml")
+        if climbing.search((ROOT / name).read_text(encoding="utf-8"))
+    ]
     assert not offenders
+
+
+def test_pre_commit_runs_the_ruff_that_make_lint_runs() -> None:
+    pinned = re.search(r"^ruff==(\S+)$", (ROOT / "requirements-dev.txt").read_text(encoding="utf-8"), re.M)
+    hook = re.search(r"ruff-pre-commit\n\s+rev: v(\S+)", (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    assert pinned and hook and pinned[1] == hook[1]
+    assert "ruff format --check" in (ROOT / "Makefile").read_text(encoding="utf-8")

@@ -8,8 +8,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prepare_throughput_benchmark_runs_and_prints_its_figures() -> None:
-    result = subprocess.run([sys.executable, "-m", "benchmarks.prepare_throughput", "300"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.prepare_throughput", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rows_read=300 rows_kept=270 status=prepared" in result.stdout

@@ -29,9 +29,11 @@ def test_defaults_reproduce_the_original_notebook() -> None:
         "validation_fraction": 0.0,
         "max_examples": None,
         "seed": 42,
-        "fine_tune": {"model": "gpt-4o-mini-2024-07-18", "suffix": None,
-                      "hyperparameters": {"n_epochs": "auto", "batch_size": "auto",
-                                          "learning_rate_multiplier": "auto"}},
+        "fine_tune": {
+            "model": "gpt-4o-mini-2024-07-18",
+            "suffix": None,
+            "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"},
+        },
     }
     assert config.required_columns() == ["correct_answer", "question", "support"]
 
@@ -53,8 +55,7 @@ def test_a_byte_order_mark_is_accepted_and_oversized_configs_are_not() -> None:
 
 
 def test_literal_braces_are_not_placeholders() -> None:
-    config = RunConfig.model_validate({"dataset": {"source": "a/b"},
-                                       "template": {"user": "{{json}} {question}"}})
+    config = RunConfig.model_validate({"dataset": {"source": "a/b"}, "template": {"user": "{{json}} {question}"}})
     assert config.template.placeholders() == ["correct_answer", "question", "support"]
 
 
@@ -72,12 +73,33 @@ def test_published_json_schema_is_current_and_accepts_the_defaults() -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["/tmp/x/secret.jsonl", "../x.jsonl", "data/../../etc/passwd.csv", "x.jsonl", "./local/sample",
-     "local/sample/sciq-sample.jsonl", "file:///etc/passwd", "file:/etc/passwd", "https://example.com/x.jsonl",
-     "http://169.254.169.254/latest/meta-data", "owner/..", "../owner", "owner/name/extra", "sciq",
-     "s3://bucket", "s3://bucket/", "s3://bucket/data/", "s3://bucket/configs/x.jsonl", "s3://bucket/data/x.txt",
-     "s3://bucket/data/../configs/x.jsonl", "s3://Bad_Bucket/data/x.jsonl", "S3://bucket/data/x.jsonl",
-     "s3:///data/x.jsonl", "hf://datasets/allenai/sciq", "allenai/sciq\n"],
+    [
+        "/tmp/x/secret.jsonl",
+        "../x.jsonl",
+        "data/../../etc/passwd.csv",
+        "x.jsonl",
+        "./local/sample",
+        "local/sample/sciq-sample.jsonl",
+        "file:///etc/passwd",
+        "file:/etc/passwd",
+        "https://example.com/x.jsonl",
+        "http://169.254.169.254/latest/meta-data",
+        "owner/..",
+        "../owner",
+        "owner/name/extra",
+        "sciq",
+        "s3://bucket",
+        "s3://bucket/",
+        "s3://bucket/data/",
+        "s3://bucket/configs/x.jsonl",
+        "s3://bucket/data/x.txt",
+        "s3://bucket/data/../configs/x.jsonl",
+        "s3://Bad_Bucket/data/x.jsonl",
+        "S3://bucket/data/x.jsonl",
+        "s3:///data/x.jsonl",
+        "hf://datasets/allenai/sciq",
+        "allenai/sciq\n",
+    ],
 )
 def test_dataset_source_is_only_a_hub_id_or_an_s3_uri_under_data(source: str) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -85,12 +107,19 @@ def test_dataset_source_is_only_a_hub_id_or_an_s3_uri_under_data(source: str) ->
 
     message = raised.value.message
     assert message.startswith("config is invalid: dataset.source must be a Hugging Face Hub dataset id")
-    assert 's3://<data bucket>/data/' in message
+    assert "s3://<data bucket>/data/" in message
 
 
-@pytest.mark.parametrize("source", ["allenai/sciq", "HuggingFaceH4/ultrachat_200k", "my-org/data.v2",
-                                    "s3://ragtune-data-123456789012-us-east-1/data/my sciq.jsonl",
-                                    "s3://any.bucket/data/nested/rows.PARQUET"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "allenai/sciq",
+        "HuggingFaceH4/ultrachat_200k",
+        "my-org/data.v2",
+        "s3://ragtune-data-123456789012-us-east-1/data/my sciq.jsonl",
+        "s3://any.bucket/data/nested/rows.PARQUET",
+    ],
+)
 def test_hub_ids_and_s3_uris_under_data_are_accepted(source: str) -> None:
     assert parse_run_config(json.dumps({"dataset": {"source": source}}).encode()).dataset.source == source
 
@@ -109,26 +138,43 @@ def test_a_pinned_revision_is_a_hub_revision_only() -> None:
 
 @pytest.mark.parametrize(
     ("hyperparameters", "expected"),
-    [({"n_epochs": 0}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
-     ({"n_epochs": 2.5}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
-     ({"n_epochs": True}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
-     ({"batch_size": "big"}, 'fine_tune.hyperparameters.batch_size must be "auto" or an integer from 1 to 256'),
-     ({"learning_rate_multiplier": -1},
-      'fine_tune.hyperparameters.learning_rate_multiplier must be "auto" or a number greater than 0 and at most 10')],
+    [
+        ({"n_epochs": 0}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
+        ({"n_epochs": 2.5}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
+        ({"n_epochs": True}, 'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'),
+        ({"batch_size": "big"}, 'fine_tune.hyperparameters.batch_size must be "auto" or an integer from 1 to 256'),
+        (
+            {"learning_rate_multiplier": -1},
+            'fine_tune.hyperparameters.learning_rate_multiplier must be "auto" '
+            "or a number greater than 0 and at most 10",
+        ),
+    ],
 )
 def test_union_errors_read_as_sentences(hyperparameters: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_run_config(json.dumps({"dataset": {"source": "a/b"},
-                                     "fine_tune": {"hyperparameters": hyperparameters}}).encode())
+        parse_run_config(
+            json.dumps({"dataset": {"source": "a/b"}, "fine_tune": {"hyperparameters": hyperparameters}}).encode()
+        )
 
     assert raised.value.message == f"config is invalid: {expected}"
 
 
 def test_union_fields_still_accept_auto_and_numbers() -> None:
-    config = parse_run_config(json.dumps({"dataset": {"source": "a/b"}, "fine_tune": {"hyperparameters": {
-        "n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}}}).encode())
+    config = parse_run_config(
+        json.dumps(
+            {
+                "dataset": {"source": "a/b"},
+                "fine_tune": {
+                    "hyperparameters": {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}
+                },
+            }
+        ).encode()
+    )
     assert config.fine_tune.hyperparameters.model_dump() == {
-        "n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}
+        "n_epochs": 3,
+        "batch_size": "auto",
+        "learning_rate_multiplier": 0.5,
+    }
 
 
 def test_configs_too_deep_too_large_or_not_unicode_are_refused_with_a_reason() -> None:
@@ -137,8 +183,9 @@ def test_configs_too_deep_too_large_or_not_unicode_are_refused_with_a_reason() -
     with pytest.raises(ConfigError, match="config is nested more than 32 levels deep"):
         parse_run_config(b"[" * 60_000)
     # brackets inside strings are text, not nesting
-    assert parse_run_config(json.dumps({"dataset": {"source": "a/b"},
-                                        "template": {"user": "[[[[" * 40 + "{question}"}}).encode())
+    assert parse_run_config(
+        json.dumps({"dataset": {"source": "a/b"}, "template": {"user": "[[[[" * 40 + "{question}"}}).encode()
+    )
     with pytest.raises(ConfigError, match="config is 70000 bytes; the limit is 65536"):
         parse_run_config(b" " * 65537, size=70_000)
     with pytest.raises(ConfigError, match="config is not UTF-8 text"):

@@ -15,8 +15,13 @@ def line(messages: object) -> bytes:
     return json.dumps({"messages": messages}).encode() + b"\n"
 
 
-GOOD = line([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-             {"role": "assistant", "content": "Hello there"}])
+GOOD = line(
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello there"},
+    ]
+)
 
 
 def test_token_counts_follow_the_cookbook_formula_with_o200k_base() -> None:
@@ -34,8 +39,10 @@ def test_token_counts_follow_the_cookbook_formula_with_o200k_base() -> None:
         (b"[1]\n", "data_type"),
         (b'{"prompt": "old format"}\n', "missing_messages_list"),
         (line([{"role": "user"}, {"role": "assistant", "content": "a"}]), "message_missing_key"),
-        (line([{"role": "user", "content": "q", "extra": 1}, {"role": "assistant", "content": "a"}]),
-         "message_unrecognized_key"),
+        (
+            line([{"role": "user", "content": "q", "extra": 1}, {"role": "assistant", "content": "a"}]),
+            "message_unrecognized_key",
+        ),
         (line([{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]), "unrecognized_role"),
         (line([{"role": "user", "content": " "}, {"role": "assistant", "content": "a"}]), "missing_content"),
         (line([{"role": "user", "content": "q"}]), "example_missing_assistant_message"),
@@ -56,8 +63,7 @@ def test_duplicates_are_reported_not_refused() -> None:
 
 
 def test_auto_epochs_matches_openais_rule() -> None:
-    assert [auto_epochs(n) for n in (10, 12, 33, 34, 1000, 8333, 8334, 10481, 100_000)] == [
-        10, 8, 3, 3, 3, 3, 2, 2, 1]
+    assert [auto_epochs(n) for n in (10, 12, 33, 34, 1000, 8333, 8334, 10481, 100_000)] == [10, 8, 3, 3, 3, 3, 2, 2, 1]
 
 
 def test_estimate_uses_explicit_epochs_and_the_configured_price() -> None:

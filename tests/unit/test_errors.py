@@ -10,12 +10,16 @@ from shared.errors import without_internal_paths
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Couldn't find any data file at /var/task/file:/etc/passwd.",
-         "Couldn't find any data file at <internal path>."),
+        (
+            "Couldn't find any data file at /var/task/file:/etc/passwd.",
+            "Couldn't find any data file at <internal path>.",
+        ),
         ("Unable to find '/tmp/ragtune/run-1/source/dataset.jsonl'", "Unable to find '<internal path>'"),
         ("cache (HF_HOME=/tmp/hf) and ~/.cache/huggingface", "cache (HF_HOME=<internal path>) and <internal path>"),
-        ("see https://huggingface.co/datasets/allenai/sciq or s3://bucket/data/x.jsonl",
-         "see https://huggingface.co/datasets/allenai/sciq or s3://bucket/data/x.jsonl"),
+        (
+            "see https://huggingface.co/datasets/allenai/sciq or s3://bucket/data/x.jsonl",
+            "see https://huggingface.co/datasets/allenai/sciq or s3://bucket/data/x.jsonl",
+        ),
         ("allenai/sciq and 1/2 and and/or", "allenai/sciq and 1/2 and and/or"),
     ],
 )
@@ -28,4 +32,5 @@ def test_known_local_files_get_the_name_the_user_knows() -> None:
     known = {"/tmp/ragtune/run-1/source/dataset.jsonl": "s3://bucket/data/my qa.jsonl"}
 
     assert without_internal_paths(text, known) == (
-        "JSON parse error in s3://bucket/data/my qa.jsonl at row 3 (in <internal path>)")
+        "JSON parse error in s3://bucket/data/my qa.jsonl at row 3 (in <internal path>)"
+    )

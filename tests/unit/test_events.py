@@ -20,18 +20,35 @@ from tests.helpers import load_event
 def moto_record(key: str, version_id: str | None = None) -> dict[str, Any]:
     """What moto's S3 notification holds: no userIdentity, requestParameters, responseElements or ownerIdentity."""
     s3_object = {"key": key, "size": 3, "eTag": "abc"} | ({"versionId": version_id} if version_id else {})
-    return {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-            "eventTime": "2026-11-27T08:00:00.000Z", "eventName": "ObjectCreated:Put",
-            "s3": {"s3SchemaVersion": "1.0", "configurationId": "ConfigCreated",
-                   "bucket": {"name": "bucket", "arn": "arn:aws:s3:::bucket"}, "object": s3_object}}
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T08:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "ConfigCreated",
+            "bucket": {"name": "bucket", "arn": "arn:aws:s3:::bucket"},
+            "object": s3_object,
+        },
+    }
 
 
 def test_every_record_of_an_s3_event_names_its_object_with_the_key_decoded() -> None:
-    event = S3Event({"Records": [moto_record("configs/my+r%C3%A9sum%C3%A9+run+%282%29.json", "v7"),
-                                 moto_record("configs/a%2Bb.json")]})
+    event = S3Event(
+        {
+            "Records": [
+                moto_record("configs/my+r%C3%A9sum%C3%A9+run+%282%29.json", "v7"),
+                moto_record("configs/a%2Bb.json"),
+            ]
+        }
+    )
 
-    assert event_objects(event) == [ObjectRef("bucket", "configs/my résumé run (2).json", "v7"),
-                                    ObjectRef("bucket", "configs/a+b.json", None)]
+    assert event_objects(event) == [
+        ObjectRef("bucket", "configs/my résumé run (2).json", "v7"),
+        ObjectRef("bucket", "configs/a+b.json", None),
+    ]
 
 
 def test_the_encoded_event_file_decodes_as_sam_local_invoke_would_send_it() -> None:
@@ -62,12 +79,18 @@ def test_a_dead_letter_that_is_not_an_s3_event_names_no_run(lambda_context: Any)
     assert response == {"batchItemFailures": []}
 
 
-@pytest.mark.parametrize(("event", "says"), [
-    ({"action": "poll", "run_id": "r"}, "poll.job_id\n  Field required"),
-    ({"run_id": "r", "job_id": "j"}, "Unable to extract tag using discriminator 'action'"),
-    ({"action": "resume", "run_id": "r"}, "does not match any of the expected tags: 'poll', 'record_tracking_failure'"),
-    ({"action": "record_tracking_failure", "run_id": "r"}, "record_tracking_failure.cause\n  Field required"),
-])
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        ({"action": "poll", "run_id": "r"}, "poll.job_id\n  Field required"),
+        ({"run_id": "r", "job_id": "j"}, "Unable to extract tag using discriminator 'action'"),
+        (
+            {"action": "resume", "run_id": "r"},
+            "does not match any of the expected tags: 'poll', 'record_tracking_failure'",
+        ),
+        ({"action": "record_tracking_failure", "run_id": "r"}, "record_tracking_failure.cause\n  Field required"),
+    ],
+)
 def test_a_malformed_state_machine_input_is_a_validation_error_naming_what_is_wrong(
     event: dict[str, Any], says: str, lambda_context: Any
 ) -> None:
@@ -77,13 +100,24 @@ def test_a_malformed_state_machine_input_is_a_validation_error_naming_what_is_wr
     assert says in str(raised.value)
 
 
-@pytest.mark.parametrize(("environment", "base_url"), [
-    ({}, None), ({"OPENAI_BASE_URL": ""}, None), ({"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}, "http://127.0.0.1:1/v1"),
-])
+@pytest.mark.parametrize(
+    ("environment", "base_url"),
+    [
+        ({}, None),
+        ({"OPENAI_BASE_URL": ""}, None),
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}, "http://127.0.0.1:1/v1"),
+    ],
+)
 def test_the_openai_endpoint_is_a_setting_empty_meaning_the_sdks_default(
     environment: dict[str, str], base_url: str | None
 ) -> None:
-    required = {"DATA_BUCKET": "b", "RUNS_TABLE": "r", "IDEMPOTENCY_TABLE": "i", "OPENAI_API_KEY_SECRET": "s",
-                "STATE_MACHINE_ARN": "arn:sm", "NOTIFICATION_TOPIC_ARN": "arn:topic"}
+    required = {
+        "DATA_BUCKET": "b",
+        "RUNS_TABLE": "r",
+        "IDEMPOTENCY_TABLE": "i",
+        "OPENAI_API_KEY_SECRET": "s",
+        "STATE_MACHINE_ARN": "arn:sm",
+        "NOTIFICATION_TOPIC_ARN": "arn:topic",
+    }
 
     assert Settings.model_validate(required | environment).openai_base_url == base_url

@@ -20,10 +20,24 @@ from shared.run_ids import derive_run_id
 from shared.settings import Settings
 
 DEPLOYMENT = "ragtune-data-123456789012-us-east-1"
-JOB = {"object": "fine_tuning.job", "id": "ftjob-1", "created_at": 1, "model": "gpt-4o-mini-2024-07-18",
-       "organization_id": "org", "status": "running", "training_file": "file-1", "validation_file": None,
-       "fine_tuned_model": None, "finished_at": None, "trained_tokens": None, "result_files": [], "error": None,
-       "hyperparameters": {}, "seed": 1, "metadata": None}
+JOB = {
+    "object": "fine_tuning.job",
+    "id": "ftjob-1",
+    "created_at": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "organization_id": "org",
+    "status": "running",
+    "training_file": "file-1",
+    "validation_file": None,
+    "fine_tuned_model": None,
+    "finished_at": None,
+    "trained_tokens": None,
+    "result_files": [],
+    "error": None,
+    "hyperparameters": {},
+    "seed": 1,
+    "metadata": None,
+}
 
 
 def gateway_over(answer: Callable[[httpx2.Request], httpx2.Response], requests: list[httpx2.Request]) -> OpenAIGateway:
@@ -31,8 +45,12 @@ def gateway_over(answer: Callable[[httpx2.Request], httpx2.Response], requests: 
         requests.append(request)
         return answer(request)
 
-    client = OpenAI(api_key="test", base_url="http://openai.test/v1", max_retries=0,
-                    http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(transport)))
+    client = OpenAI(
+        api_key="test",
+        base_url="http://openai.test/v1",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(transport)),
+    )
     return OpenAIGateway(client, upload_part_bytes=5120, retry_backoff_seconds=0, deployment=DEPLOYMENT)
 
 
@@ -69,19 +87,33 @@ def test_errors_are_classified_as_the_sdk_decides_retries(
         assert raised.value.message.endswith(f"emulated {status}")
 
 
-@pytest.mark.parametrize(("status", "says"), [
-    ("expired", "expired before it was completed (an upload must be completed within an hour)"),
-    ("cancelled", "was cancelled before it was completed"),
-])
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        ("expired", "expired before it was completed (an upload must be completed within an hour)"),
+        ("cancelled", "was cancelled before it was completed"),
+    ],
+)
 def test_an_upload_ending_expired_or_cancelled_is_a_refusal_with_its_own_message(status: str, says: str) -> None:
     requests: list[httpx2.Request] = []
 
     def answer(request: httpx2.Request) -> httpx2.Response:
-        upload = {"object": "upload", "id": "upload_1", "bytes": 6000, "created_at": 1, "expires_at": 3601,
-                  "filename": "x", "purpose": "fine-tune", "status": "pending", "file": None}
+        upload = {
+            "object": "upload",
+            "id": "upload_1",
+            "bytes": 6000,
+            "created_at": 1,
+            "expires_at": 3601,
+            "filename": "x",
+            "purpose": "fine-tune",
+            "status": "pending",
+            "file": None,
+        }
         if request.url.path.endswith("/parts"):
-            return httpx2.Response(200, json={"object": "upload.part", "id": f"part_{len(requests)}",
-                                              "created_at": 1, "upload_id": "upload_1"})
+            return httpx2.Response(
+                200,
+                json={"object": "upload.part", "id": f"part_{len(requests)}", "created_at": 1, "upload_id": "upload_1"},
+            )
         if request.url.path.endswith("/complete"):
             return httpx2.Response(200, json={**upload, "status": status})
         return httpx2.Response(200, json=upload)
@@ -98,15 +130,25 @@ def test_an_upload_ending_expired_or_cancelled_is_a_refusal_with_its_own_message
     with pytest.raises(OpenAIRefusedError) as refused:
         gateway_over(answer, requests).upload_training_file(Source(), multipart_threshold=1024)
 
-    assert refused.value.message == (f"OpenAI's upload upload_1 of {DEPLOYMENT}_{Source.name} {says}. "
-                                     "Upload the config again to retry.")
-    assert [r.url.path for r in requests] == ["/v1/uploads", *["/v1/uploads/upload_1/parts"] * 2,
-                                              "/v1/uploads/upload_1/complete"]  # 5120 + 880 bytes; no retry
+    assert refused.value.message == (
+        f"OpenAI's upload upload_1 of {DEPLOYMENT}_{Source.name} {says}. Upload the config again to retry."
+    )
+    assert [r.url.path for r in requests] == [
+        "/v1/uploads",
+        *["/v1/uploads/upload_1/parts"] * 2,
+        "/v1/uploads/upload_1/complete",
+    ]  # 5120 + 880 bytes; no retry
 
 
 def test_upload_parts_stay_within_openais_64_mb() -> None:
-    required = {"DATA_BUCKET": "b", "RUNS_TABLE": "r", "IDEMPOTENCY_TABLE": "i", "OPENAI_API_KEY_SECRET": "s",
-                "STATE_MACHINE_ARN": "a", "NOTIFICATION_TOPIC_ARN": "n"}
+    required = {
+        "DATA_BUCKET": "b",
+        "RUNS_TABLE": "r",
+        "IDEMPOTENCY_TABLE": "i",
+        "OPENAI_API_KEY_SECRET": "s",
+        "STATE_MACHINE_ARN": "a",
+        "NOTIFICATION_TOPIC_ARN": "n",
+    }
     assert Settings.model_validate(required).upload_part_bytes == 64_000_000
     assert Settings.model_validate({**required, "UPLOAD_PART_BYTES": "64000000"}).upload_part_bytes == 64_000_000
     with pytest.raises(pydantic.ValidationError, match="64000000"):
@@ -120,7 +162,9 @@ def test_job_metadata_names_run_and_deployment_within_openais_limits() -> None:
     assert metadata["ragtune_run_id"] == longest_run_id
     assert len(metadata) <= 16 and all(len(k) <= 64 and len(v) <= 512 for k, v in metadata.items())
     client = OpenAI(api_key="test", base_url="http://openai.test/v1")
-    assert OpenAIGateway(client, 5120, 0, deployment=longest_bucket).job_metadata("r")["ragtune_deployment"] \
+    assert (
+        OpenAIGateway(client, 5120, 0, deployment=longest_bucket).job_metadata("r")["ragtune_deployment"]
         == longest_bucket
+    )
     with pytest.raises(ValueError, match="deployment identity"):
         OpenAIGateway(client, 5120, 0, deployment="")

@@ -18,10 +18,18 @@ def test_committed_openapi_document_is_current() -> None:
 def test_every_route_requires_the_api_key_and_documents_its_success() -> None:
     document = json.loads(openapi_document())
 
-    assert document["components"]["securitySchemes"] == {"apiKey": {"type": "apiKey", "in": "header",
-                                                                    "name": "x-api-key"}}
+    assert document["components"]["securitySchemes"] == {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    }
     assert document["security"] == [{"apiKey": []}]
-    success = {(path, method): min(operation["responses"])
-               for path, item in document["paths"].items() for method, operation in item.items()}
-    assert success == {("/ask", "post"): "200", ("/runs", "get"): "200", ("/runs/{run_id}", "get"): "200",
-                       ("/runs/{run_id}/cancel", "post"): "202"}
+    success = {
+        (path, method): min(operation["responses"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert success == {
+        ("/ask", "post"): "200",
+        ("/runs", "get"): "200",
+        ("/runs/{run_id}", "get"): "200",
+        ("/runs/{run_id}/cancel", "post"): "202",
+    }

@@ -16,24 +16,51 @@ from shared.runs import _from_dynamodb, _to_dynamodb
 
 SPEC = Path(__file__).resolve().parents[1] / "emulator" / "openai-spec" / "openapi.yaml"
 ITEM: dict[str, Any] = {
-    "run_id": "sciq-0123456789ab", "entity": "run", "status": "succeeded",
-    "created_at": "2026-01-01T00:00:00.000000+00:00", "updated_at": "2026-01-01T01:00:00.000000+00:00",
-    "status_changed_at": "2026-01-01T01:00:00.000000+00:00", "notified_at": "2026-01-01T01:00:00.100000+00:00",
-    "config_key": "configs/sciq.json", "config_version": "v1", "config_sha256": "ab" * 32,
+    "run_id": "sciq-0123456789ab",
+    "entity": "run",
+    "status": "succeeded",
+    "created_at": "2026-01-01T00:00:00.000000+00:00",
+    "updated_at": "2026-01-01T01:00:00.000000+00:00",
+    "status_changed_at": "2026-01-01T01:00:00.000000+00:00",
+    "notified_at": "2026-01-01T01:00:00.100000+00:00",
+    "config_key": "configs/sciq.json",
+    "config_version": "v1",
+    "config_sha256": "ab" * 32,
     "config": {"dataset": {"source": "allenai/sciq"}, "template": {"system": "Answer."}, "seed": 42},
-    "counts": {"rows_read": 40, "rows_kept": 31, "rows_dropped": 9, "dropped_reasons": {"empty support": 9},
-               "train_examples": 31, "validation_examples": 0},
+    "counts": {
+        "rows_read": 40,
+        "rows_kept": 31,
+        "rows_dropped": 9,
+        "dropped_reasons": {"empty support": 9},
+        "train_examples": 31,
+        "validation_examples": 0,
+    },
     "files": {"train": {"key": "datasets/sciq-0123456789ab/train.jsonl", "bytes": 9000, "examples": 31}},
-    "gate": {"train": {"examples": 31, "total_tokens": 2300, "billing_tokens": 2300, "max_example_tokens": 120,
-                       "examples_over_token_limit": 0, "duplicate_examples": 0, "format_errors": {}}},
+    "gate": {
+        "train": {
+            "examples": 31,
+            "total_tokens": 2300,
+            "billing_tokens": 2300,
+            "max_example_tokens": 120,
+            "examples_over_token_limit": 0,
+            "duplicate_examples": 0,
+            "format_errors": {},
+        }
+    },
     "estimate": {"epochs": 3, "trained_tokens": 6900, "cost_usd": 0.0207, "price_per_million_tokens": 3.0},
-    "start_owner": "v1", "training_file_id": "file-1", "job_id": "ftjob-1",
+    "start_owner": "v1",
+    "training_file_id": "file-1",
+    "job_id": "ftjob-1",
     "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:tracker:sciq-0123456789ab-12345678-g0",
-    "job_observed_at": 1767229200123456789, "fine_tuned_model": "ft:gpt-4o-mini-2024-07-18:org::abc",
-    "trained_tokens": 6900, "estimated_finish": 1767229000, "finished_at": 1767229100,
+    "job_observed_at": 1767229200123456789,
+    "fine_tuned_model": "ft:gpt-4o-mini-2024-07-18:org::abc",
+    "trained_tokens": 6900,
+    "estimated_finish": 1767229000,
+    "finished_at": 1767229100,
     "metrics": {"step": 93, "train_loss": 0.25},
     "events": [{"id": "ftevent-1", "created_at": 1767225600, "level": "info", "message": "Job started."}],
-    "event_count": 1, "last_event_id": "ftevent-1",
+    "event_count": 1,
+    "last_event_id": "ftevent-1",
     "error": {"code": "job_failed", "message": "no", "openai_code": "invalid_file"},
 }
 
@@ -51,8 +78,15 @@ def test_a_stored_item_reads_back_as_a_run_and_dumps_exactly_as_stored() -> None
 
 
 def test_a_fresh_run_holds_only_what_was_written_and_unknown_fields_and_statuses_are_kept() -> None:
-    item = {"run_id": "r-1", "entity": "run", "status": "some_new_status", "created_at": "t", "updated_at": "t",
-            "status_changed_at": "t", "written_by_a_newer_version": {"x": 1}}
+    item = {
+        "run_id": "r-1",
+        "entity": "run",
+        "status": "some_new_status",
+        "created_at": "t",
+        "updated_at": "t",
+        "status_changed_at": "t",
+        "written_by_a_newer_version": {"x": 1},
+    }
     run = Run.model_validate(item)
 
     assert run.status == "some_new_status" and not isinstance(run.status, RunStatus)

