@@ -29,6 +29,7 @@ from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
+from local.openai_emulator.models import FAR_SHUTDOWN_DATES
 from local.template import (
     create_bucket,
     create_table,
@@ -107,7 +108,13 @@ class MotoStack:
         self._poll_interval = poll_interval_seconds
         self._log_level = log_level
         use_emulator = not (self.real_openai_key or self.user_base_url)
-        self._emulator = OpenAIEmulator(phase_seconds=emulator_phase_seconds) if use_emulator else None
+        # Far shutdown dates: the demo must train and answer whatever day it runs (a shut-down
+        # model's 410 is tested on its own, in tests/integration/test_ask_api.py).
+        self._emulator = (
+            OpenAIEmulator(phase_seconds=emulator_phase_seconds, shutdown_dates=FAR_SHUTDOWN_DATES)
+            if use_emulator
+            else None
+        )
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._lambdas = in_process_lambdas()
         self.api_key = f"local-{secrets.token_hex(16)}"
@@ -227,6 +234,10 @@ class MotoStack:
         resources = translated_template()["Resources"]
         self.ignored = sorted(f"{lid} ({r['Type']})" for lid, r in resources.items() if r["Type"] not in creators)
         self.client("iam").create_role(RoleName="ragtune-local", AssumeRolePolicyDocument="{}")
+        for logical_id, resource in resources.items():  # not created (IAM is not enforced), but its ARN is named
+            if resource["Type"] == "AWS::IAM::Role":
+                role = f"{STACK_NAME}-{logical_id}"
+                self._resolver.resources[logical_id] = _Resource(role, {"Arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"})
         self._secret()
         for resource_type, create in creators.items():
             for logical_id, resource in resources.items():

@@ -6,7 +6,7 @@ a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -159,6 +159,12 @@ class RunDetail(RunSummary):
     job_id: str | None = None
     trained_tokens: int | None = None
     estimated_finish: datetime | None = None
+    base_model_shutdown_date: date | None = Field(
+        default=None,
+        description="OpenAI runs: the day OpenAI shuts the base model down, and the tuned model with it (from "
+        "OpenAI's GET /v1/models/{model}, read when the job succeeded); from that day /ask answers 410. "
+        "Null when OpenAI announced no date or it could not be read.",
+    )
     metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
     events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
 

@@ -8,6 +8,8 @@ models this deployment trained, prompted as they were trained. Errors a caller c
 from __future__ import annotations
 
 import time
+from datetime import UTC, date, datetime
+from http import HTTPStatus
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -22,7 +24,7 @@ from shared.api_models import (
 )
 from shared.errors import UserInputError
 from shared.observability import logger, metrics
-from shared.openai_gateway import JobSnapshot, OpenAIGateway, OpenAIRefusedError, gateway
+from shared.openai_gateway import JobSnapshot, OpenAIGateway, OpenAIRefusedError, fine_tune_base, gateway
 from shared.run_record import JOB_FINISHED, Run
 from shared.runs import RunsRepository
 from shared.settings import settings
@@ -48,6 +50,19 @@ class RunStateError(UserInputError):
 
 class NoModelError(RunStateError):
     code = "no_model"
+
+
+class ModelShutDownError(UserInputError):
+    """The run's model can no longer answer: OpenAI has shut it down (410 Gone)."""
+
+    code = "model_shut_down"
+
+
+class ModelGoneError(ModelShutDownError):
+    """OpenAI says the run's model does not exist (404 `model_not_found`) although the run recorded it:
+    shut down, deleted, or out of this deployment's key's reach (410 Gone)."""
+
+    code = "model_gone"
 
 
 class NotCancellableError(RunStateError):
@@ -94,11 +109,53 @@ def _run_with_model(run_id: str | None) -> tuple[Run, str]:
     return run, run.fine_tuned_model
 
 
+BEDROCK_HINT = (
+    'To keep answering these questions, upload the same config with "provider": "bedrock": the same data '
+    "trains a model on Amazon Bedrock."
+)
+
+
+def _base_model(run: Run, model: str) -> str:
+    configured = ((run.config or {}).get("fine_tune") or {}).get("model")
+    return fine_tune_base(model) or (configured if isinstance(configured, str) else "its base model")
+
+
+def _refuse_if_shut_down(run: Run, model: str) -> None:
+    """The run records its base model's shutdown date: from that day (UTC) OpenAI has shut the base
+    model and every fine-tune of it down, so OpenAI is not asked."""
+    when = run.base_model_shutdown_date
+    if when and date.fromisoformat(when) <= datetime.now(UTC).date():
+        raise ModelShutDownError(
+            f"Run {run.run_id}'s model {model} no longer answers: OpenAI shut down the base model "
+            f"{_base_model(run, model)} and every fine-tuned model built on it on {when}. {BEDROCK_HINT}"
+        )
+
+
+def _gone(run: Run, model: str) -> ModelGoneError:
+    recorded = run.base_model_shutdown_date
+    when = f" (its base model's recorded shutdown date: {recorded})" if recorded else ""
+    return ModelGoneError(
+        f"OpenAI no longer knows run {run.run_id}'s model {model} (it answered 404 model_not_found): "
+        f"the model has been shut down{when} or deleted, or this deployment's OpenAI key now belongs to "
+        f"another organisation. {BEDROCK_HINT}"
+    )
+
+
 def answer_question(request: AskRequest) -> AskResponse:
-    """Ask the run's model with the run's own training system prompt (None: no system message)."""
+    """Ask the run's model with the run's own training system prompt (None: no system message).
+
+    A model OpenAI has shut down is a `ModelShutDownError` (by the run's recorded date, without asking
+    OpenAI) or, when OpenAI answers 404 `model_not_found` for the model the run recorded, a `ModelGoneError`.
+    """
     question = _checked_question(request.question)
     run, model = _run_with_model(request.run_id)
-    answer = gateway().answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
+    _refuse_if_shut_down(run, model)
+    try:
+        answer = gateway().answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
+    except OpenAIRefusedError as error:
+        if error.status_code == HTTPStatus.NOT_FOUND and error.code == "model_not_found":
+            raise _gone(run, model) from error
+        raise
     refused = answer.refusal is not None
     metrics.add_metric(name="QuestionsRefused" if refused else "QuestionsAnswered", unit=MetricUnit.Count, value=1)
     # The question itself is not logged: it is the caller's data, and may be sensitive.

@@ -2,6 +2,14 @@
 
 Every field but `dataset` is optional; the defaults reproduce the original notebook
 (SciQ, non-empty support/answer, its system prompt and templates, gpt-4o-mini).
+
+`provider` picks who trains the model (`openai` or `bedrock`). Absent, it is the stack's
+`DefaultProvider`, passed in when the run is prepared (`parse_run_config(...,
+default_provider=...)`), so a validated config always names its provider. The provider
+decides `fine_tune.model`'s default and allowed values and which hyperparameters exist:
+`n_epochs` for both, `batch_size` and `learning_rate_multiplier` for OpenAI only,
+`learning_rate` and `warmup_steps` for Bedrock only. A provider's hyperparameter given for
+the other one is refused with a sentence saying so, never silently ignored.
 """
 
 from __future__ import annotations
@@ -9,7 +17,10 @@ from __future__ import annotations
 import json
 import re
 import string
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,7 +31,10 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_serializer,
+    model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from shared.errors import ConfigError
@@ -48,6 +62,46 @@ SOURCE_RULE = (
 )
 
 NOTEBOOK_SYSTEM_PROMPT = "Given a science question, provide the correct answer with a detailed explanation."
+
+Provider = Literal["openai", "bedrock"]
+PROVIDERS: tuple[Provider, ...] = get_args(Provider)
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+# Nova models Bedrock fine-tunes and can then serve on demand (billed per token, no hourly charge).
+BEDROCK_MODELS = {
+    "amazon.nova-micro-v1:0:128k": "Nova Micro",
+    "amazon.nova-lite-v1:0:300k": "Nova Lite",
+    "amazon.nova-2-lite-v1:0:256k": "Nova 2 Lite",
+    "amazon.nova-pro-v1:0:300k": "Nova Pro",
+}
+BEDROCK_DEFAULT_MODEL = "amazon.nova-micro-v1:0:128k"
+BEDROCK_SCHEMA_VERSION = "bedrock-conversation-2024"  # the training records Nova fine-tuning reads
+DEFAULT_MODELS: dict[str, str] = {"openai": OPENAI_DEFAULT_MODEL, "bedrock": BEDROCK_DEFAULT_MODEL}
+# Text Nova treats as markup: one occurrence anywhere in the training data fails the whole job.
+NOVA_RESERVED_STRINGS = ("User:", "Bot:", "Assistant:", "System:", "<image>", "<video>", "[EOS]")
+NOVA_RESERVED = re.compile("|".join(re.escape(text) for text in NOVA_RESERVED_STRINGS))
+BEDROCK_MAX_EPOCHS = 5
+BEDROCK_LEARNING_RATE = (1e-6, 1e-4)
+BEDROCK_MAX_WARMUP_STEPS = 100
+# Custom model names: ([0-9a-zA-Z][_-]?){1,63} (botocore's service model).
+_CUSTOM_MODEL_NAME_LIMIT = 63
+# Hyperparameters each provider takes; the others are refused for it.
+PROVIDER_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "openai": ("n_epochs", "batch_size", "learning_rate_multiplier"),
+    "bedrock": ("n_epochs", "learning_rate", "warmup_steps"),
+}
+_PROVIDER_NAMES = {"openai": "OpenAI", "bedrock": "Bedrock"}
+
+# The provider of the RunConfig being validated: nested specs read it for their defaults and rules.
+_validating_for: ContextVar[Provider] = ContextVar("ragtune_config_provider", default="openai")
+
+
+@contextmanager
+def _provider_rules(provider: Provider) -> Iterator[None]:
+    token = _validating_for.set(provider)
+    try:
+        yield
+    finally:
+        _validating_for.reset(token)
 
 
 class _Strict(BaseModel):
@@ -210,29 +264,173 @@ def _auto_or(rule: str) -> WrapValidator:
     return WrapValidator(validate)
 
 
+def _n_epochs_rule() -> str:
+    if _validating_for.get() == "bedrock":
+        return f"an integer from 1 to {BEDROCK_MAX_EPOCHS} for bedrock (Bedrock's epochCount)"
+    return "an integer from 1 to 50"
+
+
+def _validate_n_epochs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """OpenAI allows 1 to 50 epochs, Bedrock's Nova 1 to 5: the message names the provider's range."""
+    if isinstance(value, bool) or value is None:
+        raise _rule(f'must be "auto" or {_n_epochs_rule()}')
+    try:
+        epochs = handler(value)
+    except ValidationError:
+        raise _rule(f'must be "auto" or {_n_epochs_rule()}') from None
+    if _validating_for.get() == "bedrock" and isinstance(epochs, int) and epochs > BEDROCK_MAX_EPOCHS:
+        raise _rule(f'must be "auto" or {_n_epochs_rule()}')
+    return epochs
+
+
+def _only_for(provider: Provider, name: str) -> str:
+    other: Provider = "openai" if provider == "bedrock" else "bedrock"
+    return (
+        f"is a hyperparameter of {_PROVIDER_NAMES[provider]} fine-tuning only: "
+        f"{_PROVIDER_NAMES[other]} does not take it (provider is {other}; its hyperparameters are "
+        f"{', '.join(PROVIDER_HYPERPARAMETERS[other])})"
+    )
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """The default depends on the provider: the description says which."""
+    schema.pop("default", None)
+
+
+def _float_text(value: float) -> str:
+    return repr(float(value))
+
+
 class Hyperparameters(_Strict):
-    n_epochs: Annotated[Auto | Annotated[int, Field(ge=1, le=50)], _auto_or("an integer from 1 to 50")] = "auto"
-    batch_size: Annotated[Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")] = "auto"
+    """`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused."""
+
+    n_epochs: Annotated[Auto | Annotated[int, Field(ge=1, le=50)], WrapValidator(_validate_n_epochs)] = Field(
+        default="auto",
+        description=(
+            "Epochs: 1 to 50 for openai, 1 to 5 for bedrock (Bedrock's epochCount); \"auto\": the provider's default."
+        ),
+    )
+    batch_size: Annotated[
+        SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")
+    ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
     learning_rate_multiplier: Annotated[
-        Auto | Annotated[float, Field(gt=0, le=10)], _auto_or("a number greater than 0 and at most 10")
-    ] = "auto"
+        SkipJsonSchema[None] | Auto | Annotated[float, Field(gt=0, le=10)],
+        _auto_or("a number greater than 0 and at most 10"),
+    ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
+    learning_rate: Annotated[
+        SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=BEDROCK_LEARNING_RATE[0], le=BEDROCK_LEARNING_RATE[1])],
+        _auto_or("a number from 1e-06 to 0.0001"),
+    ] = Field(
+        default=None,
+        description='bedrock only (learningRate); "auto" (Bedrock\'s default, 1e-05) unless given.',
+        json_schema_extra=_no_default,
+    )
+    warmup_steps: Annotated[
+        SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=0, le=BEDROCK_MAX_WARMUP_STEPS)],
+        _auto_or(f"an integer from 0 to {BEDROCK_MAX_WARMUP_STEPS}"),
+    ] = Field(
+        default=None,
+        description='bedrock only (learningRateWarmupSteps); "auto" (Bedrock\'s default, 10) unless given.',
+        json_schema_extra=_no_default,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_defaults(cls, data: Any) -> Any:
+        """The provider's own hyperparameters default to "auto"; the other's stay absent, and refused if given."""
+        if not isinstance(data, dict):
+            return data
+        provider = _validating_for.get()
+        return {**dict.fromkeys(PROVIDER_HYPERPARAMETERS[provider], "auto"), **data}
+
+    @field_validator("batch_size", "learning_rate_multiplier", "learning_rate", "warmup_steps", mode="wrap")
+    @classmethod
+    def _belongs_to_the_provider(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        provider = _validating_for.get()
+        assert info.field_name is not None
+        if info.field_name not in PROVIDER_HYPERPARAMETERS[provider]:
+            owner: Provider = "openai" if provider == "bedrock" else "bedrock"
+            raise _rule(_only_for(owner, info.field_name))
+        if value is None:
+            raise _rule('must not be null: write "auto" for the provider\'s default, or leave it out')
+        return handler(value)
+
+    @model_serializer(mode="wrap")
+    def _without_the_other_providers(self, handler: Any) -> dict[str, Any]:
+        """Only the provider's hyperparameters: OpenAI's record and request stay exactly as they were."""
+        dumped: dict[str, Any] = handler(self)
+        return {name: value for name, value in dumped.items() if value is not None}
 
 
 class FineTuneSpec(_Strict):
-    model: str = Field(default="gpt-4o-mini-2024-07-18", min_length=1)
+    model: str = Field(
+        default=OPENAI_DEFAULT_MODEL,
+        min_length=1,
+        json_schema_extra=_no_default,
+        description=(
+            f"Base model. openai: any model OpenAI fine-tunes (default {OPENAI_DEFAULT_MODEL}). bedrock: one of "
+            + ", ".join(f"{model} ({name})" for model, name in BEDROCK_MODELS.items())
+            + f" (default {BEDROCK_DEFAULT_MODEL})."
+        ),
+    )
     suffix: str | None = Field(
         default=None,
         max_length=64,
         pattern=r"^[A-Za-z0-9_-]+$",
-        description="Up to 64 characters, added to the tuned model's name.",
+        description="Up to 64 characters, added to the tuned model's name (Bedrock: the custom model's name).",
     )
-    hyperparameters: Hyperparameters = Hyperparameters()
+    hyperparameters: Hyperparameters = Field(default_factory=dict, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" not in data:
+            return {**data, "model": DEFAULT_MODELS[_validating_for.get()]}
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _model_of_the_provider(cls, model: str) -> str:
+        if _validating_for.get() == "bedrock" and model not in BEDROCK_MODELS:
+            raise _rule(
+                "must be one of the Nova models Bedrock fine-tunes and serves on demand: "
+                + ", ".join(f"{model_id} ({name})" for model_id, name in BEDROCK_MODELS.items())
+            )
+        return model
+
+    def bedrock_hyperparameters(self) -> dict[str, str]:
+        """Bedrock's `hyperParameters` (all strings); values left "auto" are omitted, so Bedrock's defaults apply."""
+        hyperparameters = self.hyperparameters
+        values = {
+            "epochCount": hyperparameters.n_epochs,
+            "learningRate": hyperparameters.learning_rate,
+            "learningRateWarmupSteps": hyperparameters.warmup_steps,
+        }
+        return {
+            name: _float_text(value) if isinstance(value, float) else str(value)
+            for name, value in values.items()
+            if value is not None and value != "auto"
+        }
+
+    def custom_model_name(self, run_id: str) -> str:
+        """A Bedrock custom model name: the run id, then the suffix, within Bedrock's 63 characters and charset."""
+        name = re.sub(r"[^0-9A-Za-z_-]", "-", f"{run_id}-{self.suffix}" if self.suffix else run_id)
+        name = re.sub(r"[_-]{2,}", "-", name).strip("_-")[:_CUSTOM_MODEL_NAME_LIMIT].rstrip("_-")
+        return name or "ragtune"
 
 
 class RunConfig(_Strict):
     """Version 1 of the run config."""
 
     version: Literal[1] = Field(default=1, description="Schema version of this config.")
+    provider: Provider = Field(
+        default="openai",
+        description=(
+            "Who fine-tunes the model: openai or bedrock (Amazon Bedrock, Nova models). "
+            "Absent: the stack's DefaultProvider parameter (openai unless changed)."
+        ),
+        json_schema_extra=_no_default,
+    )
     dataset: DatasetSpec
     filter: FilterSpec = FilterSpec()
     template: TemplateSpec = TemplateSpec()
@@ -243,7 +441,35 @@ class RunConfig(_Strict):
         default=None, ge=10, description="Keep only the first N rows that pass the filter."
     )
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
-    fine_tune: FineTuneSpec = FineTuneSpec()
+    fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_provider(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """An absent provider becomes the deployment's default; nested specs follow that provider's rules."""
+        if not isinstance(data, dict):
+            return handler(data)
+        if data.get("provider") is None:
+            default = (info.context or {}).get("default_provider", "openai")
+            data = {**data, "provider": default}
+        provider = data["provider"]
+        with _provider_rules(provider if provider in PROVIDERS else "openai"):
+            return handler(data)
+
+    @field_validator("template")
+    @classmethod
+    def _template_fits_the_provider(cls, template: TemplateSpec, info: ValidationInfo) -> TemplateSpec:
+        if info.data.get("provider") != "bedrock":
+            return template
+        for part in ("system", "user", "assistant"):
+            text = getattr(template, part)
+            found = NOVA_RESERVED.search(text or "")
+            if found:
+                raise _rule(
+                    f'{part} must not hold "{found.group()}" for bedrock: Nova reserves '
+                    f"{', '.join(NOVA_RESERVED_STRINGS)} and a training file holding one fails the whole job"
+                )
+        return template
 
     def required_columns(self) -> list[str]:
         return sorted(set(self.template.placeholders()) | set(self.filter.non_empty))
@@ -296,10 +522,11 @@ def _check_unicode(document: Any) -> None:
         ) from None
 
 
-def parse_run_config(raw: bytes, size: int | None = None) -> RunConfig:
+def parse_run_config(raw: bytes, size: int | None = None, default_provider: Provider = "openai") -> RunConfig:
     """Bytes from S3 to a validated config, or a ConfigError a user can act on.
 
-    `size` is the object's real size when `raw` holds only its first bytes.
+    `size` is the object's real size when `raw` holds only its first bytes; `default_provider`
+    (the stack's DefaultProvider) applies when the config names none.
     """
     size = len(raw) if size is None else size
     if size > MAX_CONFIG_BYTES:
@@ -322,7 +549,7 @@ def parse_run_config(raw: bytes, size: int | None = None) -> RunConfig:
         raise ConfigError("config must be a JSON object")
     _check_unicode(document)
     try:
-        return RunConfig.model_validate(document)
+        return RunConfig.model_validate(document, context={"default_provider": default_provider})
     except ValidationError as error:
         raise ConfigError(f"config is invalid: {describe_validation_error(error)}") from error
 

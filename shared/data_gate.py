@@ -1,20 +1,25 @@
-"""The data gate: nothing reaches OpenAI unless it passes the checks OpenAI's cookbook makes.
+"""The data gate: nothing reaches a provider unless it passes the checks that provider makes.
 
 It reads the JSONL bytes that would be uploaded (not the objects that produced them),
-counts tokens the way the cookbook does, and estimates epochs and training cost.
+counts tokens the way OpenAI's cookbook does, and estimates epochs and training cost.
+OpenAI's files get the cookbook's checks (`inspect_jsonl`); Bedrock's the Nova rules for
+`bedrock-conversation-2024` (`inspect_bedrock_jsonl`). Nova's tokenizer is not public, so a
+bedrock run's tokens are counted with o200k_base as a proxy and its estimate says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
 from shared.errors import DataGateError
-from shared.tokens import count_tokens
+from shared.tokens import ENCODING_NAME, count_tokens
 
 MIN_EXAMPLES = 10
 MAX_TOKENS_PER_EXAMPLE = 65_536
@@ -124,7 +129,104 @@ def inspect_jsonl(lines: Iterable[bytes]) -> GateReport:
     return report
 
 
-def enforce(report: GateReport, file_label: str, min_examples: int) -> None:
+BEDROCK_DEFAULT_EPOCHS = 2  # Nova's epochCount when not given
+_BEDROCK_RECORD_KEYS = frozenset({"schemaVersion", "system", "messages"})
+
+
+def _text_errors(blocks: Any, errors: list[str]) -> list[str] | None:
+    """The texts of a `[{"text": ...}]` list, appending what is wrong with it to `errors`."""
+    if not isinstance(blocks, list) or not blocks:
+        errors.append("missing_content")
+        return None
+    texts = []
+    for block in blocks:
+        if not isinstance(block, dict) or set(block) != {"text"} or not isinstance(block["text"], str):
+            errors.append("content_not_text")
+            return None
+        if not block["text"].strip():
+            errors.append("missing_content")
+        if NOVA_RESERVED.search(block["text"]):
+            errors.append("reserved_string")
+        texts.append(block["text"])
+    return texts
+
+
+def _bedrock_record_errors(record: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """Nova's rules for one record, and its turns as chat messages (for counting tokens)."""
+    if not isinstance(record, dict):
+        return ["data_type"], []
+    errors: list[str] = []
+    if record.get("schemaVersion") != BEDROCK_SCHEMA_VERSION:
+        errors.append("wrong_schema_version")
+    if set(record) - _BEDROCK_RECORD_KEYS:
+        errors.append("record_unrecognized_key")
+    chat: list[dict[str, str]] = []
+    if "system" in record:
+        texts = _text_errors(record["system"], errors)
+        chat.extend({"role": "system", "content": text} for text in texts or [])
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*errors, "missing_messages_list"], chat
+    roles: list[Any] = []
+    for message in messages:
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            errors.append(
+                "message_missing_key"
+                if not isinstance(message, dict) or "role" not in message or "content" not in message
+                else "message_unrecognized_key"
+            )
+            roles.append(message.get("role") if isinstance(message, dict) else None)
+            continue
+        if message["role"] not in ("user", "assistant"):
+            errors.append("unrecognized_role")
+        roles.append(message["role"])
+        texts = _text_errors(message["content"], errors)
+        chat.extend({"role": str(message["role"]), "content": text} for text in texts or [])
+    if roles[0] != "user":
+        errors.append("first_message_not_user")
+    if roles[-1] != "assistant":
+        errors.append("last_message_not_assistant")
+    if any(a == b for a, b in itertools.pairwise(roles)):
+        errors.append("roles_not_alternating")
+    return list(dict.fromkeys(errors)), chat
+
+
+def inspect_bedrock_jsonl(lines: Iterable[bytes]) -> GateReport:
+    """`inspect_jsonl` for Nova's `bedrock-conversation-2024` records; tokens are o200k_base estimates."""
+    report = GateReport()
+    seen: set[bytes] = set()
+    for number, line in enumerate(lines, start=1):
+        report.examples += 1
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            errors, chat = ["invalid_json"], list[dict[str, str]]()
+        else:
+            errors, chat = _bedrock_record_errors(record)
+        if errors:
+            report.format_errors.update(errors)
+            if len(report.first_errors) < _ERRORS_QUOTED:
+                report.first_errors.append(f"line {number}: {', '.join(errors)}")
+            continue
+        digest = hashlib.blake2b(line.strip(), digest_size=16).digest()
+        if digest in seen:
+            report.duplicate_examples += 1
+        seen.add(digest)
+        tokens = example_tokens(chat)
+        report.total_tokens += tokens
+        report.billing_tokens += tokens
+        report.max_example_tokens = max(report.max_example_tokens, tokens)
+    return report
+
+
+def enforce(
+    report: GateReport,
+    file_label: str,
+    min_examples: int,
+    max_examples: int | None = None,
+    size: int | None = None,
+    max_bytes: int | None = None,
+) -> None:
     """Raise a DataGateError naming every reason the file would be refused."""
     reasons = []
     if report.format_errors:
@@ -137,6 +239,10 @@ def enforce(report: GateReport, file_label: str, min_examples: int) -> None:
         )
     if report.examples < min_examples:
         reasons.append(f"{report.examples} examples; at least {min_examples} are required")
+    if max_examples is not None and report.examples > max_examples:
+        reasons.append(f"{report.examples} examples; at most {max_examples} are allowed")
+    if size is not None and max_bytes is not None and size > max_bytes:
+        reasons.append(f"{size} bytes; at most {max_bytes} are allowed")
     if reasons:
         raise DataGateError(f"{file_label} failed the data gate: {'; '.join(reasons)}")
 
@@ -177,4 +283,41 @@ def estimate_training(train: GateReport, n_epochs: int | str, price_per_million_
         trained_tokens=trained_tokens,
         cost_usd=trained_tokens * price_per_million_tokens / 1_000_000,
         price_per_million_tokens=price_per_million_tokens,
+    )
+
+
+TOKEN_ESTIMATE_NOTE = (
+    f"Nova's tokenizer is not public: token counts are estimates ({ENCODING_NAME} as a proxy), and so is the cost"
+)
+
+
+@dataclass(frozen=True)
+class BedrockTrainingEstimate:
+    epochs: int
+    trained_tokens: int
+    cost_usd: float
+    price_per_1k_tokens: float
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "trained_tokens": self.trained_tokens,
+            "cost_usd": round(self.cost_usd, 4),
+            "price_per_1k_tokens": self.price_per_1k_tokens,
+            "tokens_estimated": True,
+            "token_counting": TOKEN_ESTIMATE_NOTE,
+        }
+
+
+def estimate_bedrock_training(
+    train: GateReport, n_epochs: int | str, price_per_1k_tokens: float
+) -> BedrockTrainingEstimate:
+    """Training tokens times the epochs (Bedrock's default, 2, for "auto"), priced per 1,000 tokens."""
+    epochs = n_epochs if isinstance(n_epochs, int) else BEDROCK_DEFAULT_EPOCHS
+    trained_tokens = train.billing_tokens * epochs
+    return BedrockTrainingEstimate(
+        epochs=epochs,
+        trained_tokens=trained_tokens,
+        cost_usd=trained_tokens * price_per_1k_tokens / 1_000,
+        price_per_1k_tokens=price_per_1k_tokens,
     )

@@ -1,4 +1,10 @@
-"""Rows to chat-format training examples: the config's filter, then its templates.
+"""Rows to training examples: the config's filter, then its templates, in the provider's format.
+
+OpenAI gets chat-format examples (`{"messages": [{"role", "content"}, ...]}`), Bedrock's Nova
+`bedrock-conversation-2024` records (the system prompt in `system`, `user`/`assistant` turns
+with `content: [{"text": ...}]`, `system` left out when the template has none). A bedrock row
+whose rendered text holds one of Nova's reserved strings (`User:`, `[EOS]`, ...), which would
+fail the whole job at Bedrock, is dropped under `reserved "<string>" in <column>`.
 
 Only text reaches a training example. Every column the filter or the templates name must
 hold, in a kept row, a string, a number or a boolean (written `3`, `2.5`, `true`); a row is
@@ -18,10 +24,10 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from shared.config import RunConfig
+from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED, RunConfig, template_placeholders
 from shared.errors import DatasetError
 
-Example = dict[str, list[dict[str, str]]]
+Example = dict[str, Any]
 
 
 @dataclass
@@ -68,6 +74,17 @@ class ExampleBuilder:
         self._non_empty = set(config.filter.non_empty)
         # Filter columns first, in the filter's order, then the templates' other columns.
         self._checked = list(dict.fromkeys([*config.filter.non_empty, *config.template.placeholders()]))
+        self._bedrock = config.provider == "bedrock"
+        template = config.template
+        # Where a reserved string in a rendered text came from: the columns each part of the template uses.
+        self._part_columns = {
+            part: template_placeholders(text)
+            for part, text in (
+                ("system", template.system or ""),
+                ("user", template.user),
+                ("assistant", template.assistant),
+            )
+        }
 
     def _uses_default(self, section: str) -> bool:
         spec = getattr(self._config, section)
@@ -123,6 +140,30 @@ class ExampleBuilder:
         messages.append({"role": "assistant", "content": template.assistant.format_map(values)})
         return {"messages": messages}
 
+    def _render_bedrock(self, row: dict[str, Any]) -> Example | str:
+        """A `bedrock-conversation-2024` record, or the drop reason of a row holding a reserved string."""
+        values = {name: cell_text(row[name]) or "" for name in self._config.template.placeholders()}
+        template = self._config.template
+        texts = {
+            "system": None if template.system is None else template.system.format_map(values),
+            "user": template.user.format_map(values),
+            "assistant": template.assistant.format_map(values),
+        }
+        for part, text in texts.items():
+            found = NOVA_RESERVED.search(text) if text is not None else None
+            if found:
+                reserved = found.group()
+                column = next((name for name in self._part_columns[part] if reserved in values[name]), None)
+                return f'reserved "{reserved}" in {column or part + " text"}'
+        record: Example = {"schemaVersion": BEDROCK_SCHEMA_VERSION}
+        if texts["system"] is not None:
+            record["system"] = [{"text": texts["system"]}]
+        record["messages"] = [
+            {"role": "user", "content": [{"text": texts["user"]}]},
+            {"role": "assistant", "content": [{"text": texts["assistant"]}]},
+        ]
+        return record
+
     def examples(self, batches: Iterable[dict[str, list[Any]]]) -> Iterator[Example]:
         """Stops reading as soon as `max_examples` rows are kept."""
         limit = self._config.max_examples
@@ -137,7 +178,15 @@ class ExampleBuilder:
                 if reason:
                     self.counts.dropped[reason] += 1
                     continue
-                self.counts.kept += 1
-                yield self._render(row)
+                if self._bedrock:
+                    record = self._render_bedrock(row)
+                    if isinstance(record, str):
+                        self.counts.dropped[record] += 1
+                        continue
+                    self.counts.kept += 1
+                    yield record
+                else:
+                    self.counts.kept += 1
+                    yield self._render(row)
                 if limit is not None and self.counts.kept >= limit:
                     return

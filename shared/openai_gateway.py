@@ -16,18 +16,26 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
-from typing import IO, Any, Protocol, TypeVar, cast
+from typing import IO, Any, ClassVar, Protocol, TypeVar, cast
 
 import openai
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from openai import OpenAI
 
+from shared import providers
 from shared.aws import AWS_CLIENT_CONFIG
-from shared.run_record import JOB_FINISHED, JOB_STATUSES, USABLE, JobEvent, RunStatus
+from shared.config import RunConfig
+from shared.observability import logger
+from shared.providers import Answer as Answer
+from shared.providers import ForeignJobError as ForeignJobError
+from shared.providers import ProviderRefusedError, ProviderTransientError, RecordStart
+from shared.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
 from shared.settings import settings
+from shared.storage import ObjectRef, S3UploadSource
 
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
@@ -45,33 +53,23 @@ UPLOAD_ENDED = {
 T = TypeVar("T")
 
 
-class OpenAITransientError(Exception):
+class OpenAITransientError(ProviderTransientError):
     """Worth retrying later; the name is what Step Functions' Retry matches on.
 
     `code` is OpenAI's own error code when it answered with one (e.g. `rate_limit_exceeded`).
     """
 
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+    CODE_FIELD: ClassVar[str] = "openai_code"
 
 
-class OpenAIRefusedError(Exception):
+class OpenAIRefusedError(ProviderRefusedError):
     """OpenAI refused the request; its own message is kept for the user."""
 
-    def __init__(self, message: str, status_code: int | None, code: str | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.code = code
+    CODE_FIELD: ClassVar[str] = "openai_code"
 
 
 class OpenAIKeyUnavailableError(Exception):
     """The API key's secret cannot be read: a deployment problem, reported as such."""
-
-
-class ForeignJobError(Exception):
-    """A job id that is not the run's job of this deployment (its metadata says so): never tracked."""
 
 
 class OpenAIEmptyAnswerError(Exception):
@@ -119,6 +117,13 @@ class UploadSource(Protocol):
     def read_range(self, start: int, end: int) -> bytes: ...
 
 
+def fine_tune_base(fine_tuned_model: str) -> str | None:
+    """The base model a fine-tuned model was trained from: OpenAI names them
+    `ft:<base model>:<organisation>:<suffix>:<id>`. None for any other name."""
+    parts = fine_tuned_model.split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
+
+
 def job_status(status: str) -> RunStatus | str:
     """An OpenAI job status in the common vocabulary (`shared.run_record`): OpenAI's statuses are its job
     statuses, spelled the same (`paused` too, which the spec's enum omits). A status we do not know is
@@ -126,54 +131,12 @@ def job_status(status: str) -> RunStatus | str:
     return RunStatus(status) if status in JOB_STATUSES else status
 
 
-@dataclass(frozen=True)
-class JobSnapshot:
-    """The fields of a fine-tuning job a run records."""
+class JobSnapshot(providers.JobSnapshot):
+    """An OpenAI job in the common shape (`shared.providers.JobSnapshot`); OpenAI's own error code is
+    kept as `openai_code`."""
 
-    job_id: str
-    status: RunStatus | str  # in the common vocabulary (`job_status`)
-    fine_tuned_model: str | None
-    trained_tokens: int | None
-    estimated_finish: int | None
-    error: dict[str, Any] | None
-    created_at: int
-    finished_at: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in JOB_FINISHED
-
-    def run_fields(self) -> dict[str, Any]:
-        """What a run records of its job; unknown values are left out rather than stored as null.
-
-        `finished_at` is the job's own (epoch seconds, like `estimated_finish`); when the run saw it
-        finish is `status_changed_at`.
-        """
-        fields: dict[str, Any] = {
-            "job_id": self.job_id,
-            "fine_tuned_model": self.fine_tuned_model,
-            "trained_tokens": self.trained_tokens,
-            "estimated_finish": self.estimated_finish,
-            "error": self.run_error(),
-            "finished_at": self.finished_at if self.terminal else None,
-        }
-        return {key: value for key, value in fields.items() if value is not None}
-
-    def run_error(self) -> dict[str, str] | None:
-        """The run's `error` for this job: our code (`job_failed`), OpenAI's message, and OpenAI's
-        own code as `openai_code`. A failed job always gets one, even when OpenAI gave no reason."""
-        if self.status != RunStatus.FAILED and not self.error:
-            return None
-        given = self.error or {}
-        error = {
-            "code": "job_failed",
-            "message": str(given.get("message") or "").strip()
-            or "OpenAI reported the fine-tuning job as failed without giving a reason.",
-        }
-        if given.get("code"):
-            error["openai_code"] = str(given["code"])
-        return error
+    PROVIDER_LABEL: ClassVar[str] = "OpenAI"
+    CODE_FIELD: ClassVar[str] = "openai_code"
 
     @classmethod
     def of(cls, job: Any) -> JobSnapshot:
@@ -189,16 +152,6 @@ class JobSnapshot:
             finished_at=job.finished_at,
             metadata=dict(job.metadata or {}),
         )
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The model's reply: `text`, or, when it declined to answer, `refusal` (and `text` is None)."""
-
-    text: str | None
-    refusal: str | None
-    model: str
-    usage: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -223,6 +176,14 @@ class OpenAIGateway:
         self._part_bytes = upload_part_bytes
         self._retry_backoff_seconds = retry_backoff_seconds
         self._deployment = deployment
+
+    @property
+    def name(self) -> providers.ProviderName:
+        return "openai"
+
+    @property
+    def tracked_by_poll(self) -> bool:
+        return True
 
     # Ownership ---------------------------------------------------------------------------
     def job_metadata(self, run_id: str) -> dict[str, str]:
@@ -314,6 +275,43 @@ class OpenAIGateway:
             lambda: self._create_job_once(request), lambda: self.find_job_for_run(request.run_id)
         )
 
+    def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
+        """The run's job: found (a POST's answer may have been lost), or created after uploading the
+        training (and validation) file; each file id is recorded as soon as it exists, so a retried
+        start uploads nothing twice. `owner` (the training file's version) is not needed: the run's
+        job is found by its metadata."""
+        run_id = run.run_id
+        existing = self.find_job_for_run(run_id)
+        if existing:
+            logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
+            return existing
+        if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
+            raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
+        training_file_id = run.training_file_id or self._upload_run_file(run_id, run.files.train.key, "train")
+        record_start({"training_file_id": training_file_id})
+        validation_file_id = run.validation_file_id
+        if run.files.validation is not None and not validation_file_id:
+            validation_file_id = self._upload_run_file(run_id, run.files.validation.key, "validation")
+            record_start({"validation_file_id": validation_file_id})
+        config = RunConfig.model_validate(run.config)
+        return self.create_job(
+            JobRequest(
+                run_id=run_id,
+                model=config.fine_tune.model,
+                training_file_id=training_file_id,
+                validation_file_id=validation_file_id,
+                suffix=config.fine_tune.suffix,
+                seed=config.seed,
+                hyperparameters=config.fine_tune.hyperparameters.model_dump(exclude_none=True),
+            )
+        )
+
+    def _upload_run_file(self, run_id: str, key: str, name: str) -> str:
+        """Named after the run and the content's ETag (`file_name` adds the deployment), so a lost
+        answer can be found again by name."""
+        source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
+        return self.upload_training_file(source, settings().upload_multipart_threshold_bytes)
+
     def _create_job_once(self, request: JobRequest) -> JobSnapshot:
         hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}
         optional: dict[str, Any] = {}
@@ -375,6 +373,26 @@ class OpenAIGateway:
     def cancel_job(self, job_id: str) -> JobSnapshot:
         with _classified_errors("cancelling the job"):
             return JobSnapshot.of(self._client.fine_tuning.jobs.cancel(job_id))
+
+    # Models ------------------------------------------------------------------------------
+    def base_model_shutdown_date(self, model: str) -> date | None:
+        """When OpenAI shuts `model` down (`GET /models/{model}`'s `shutdown_date`), None when it announces
+        none. Never raises: this is information, never a reason to fail a run. A failure to read it (OpenAI
+        down, the model unknown, a date that is not YYYY-MM-DD) logs a warning and answers None."""
+        try:
+            with _classified_errors(f"retrieving model {model}"):
+                described = self._client.models.retrieve(model)
+        except (OpenAITransientError, OpenAIRefusedError, openai.OpenAIError) as error:
+            logger.warning("Model's shutdown date unreadable", extra={"model": model, "error": str(error)})
+            return None
+        given = described.shutdown_date or (described.model_extra or {}).get("shutdown_date")
+        if not given:
+            return None
+        try:
+            return date.fromisoformat(str(given))
+        except ValueError:
+            logger.warning("Model's shutdown date is not a date", extra={"model": model, "shutdown_date": given})
+            return None
 
     # Inference ---------------------------------------------------------------------------
     def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer:

@@ -1,7 +1,8 @@
 """Use case: one poll of a run's fine-tuning job, for the Step Functions tracking loop.
 
 Writes the job's status, new events and latest checkpoint metrics onto the run with a
-conditional write, announces a finished run once, and hands the loop its next state.
+conditional write (and, once the job has succeeded, its base model's shutdown date),
+announces a finished run once, and hands the loop its next state.
 A job whose metadata does not name this run and this deployment is never tracked
 (`ForeignJobError`: the state machine's Catch records `tracking_failed`).
 When an execution reaches its poll bound it starts a fresh one, far below the
@@ -17,8 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from shared.observability import logger, metrics
-from shared.openai_gateway import gateway
-from shared.run_record import JobEvent, RunStatus
+from shared.openai_gateway import JobSnapshot, OpenAIGateway, fine_tune_base, gateway
+from shared.run_record import JobEvent, Run, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.tracking import notify_finished, start_tracking
@@ -73,6 +74,10 @@ def poll_once(state: PollState) -> PollState:
     latest = openai.latest_metrics(state.job_id)
     if latest:
         fields["metrics"] = latest
+    if job.status == RunStatus.SUCCEEDED and not (run and run.base_model_shutdown_date):
+        shutdown = _base_model_shutdown_date(openai, job, run)
+        if shutdown:
+            fields["base_model_shutdown_date"] = shutdown
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
     if job.terminal and runs.claim_notification(state.run_id):
@@ -94,6 +99,16 @@ def poll_once(state: PollState) -> PollState:
         status = CONTINUED
     error_message = fields["error"]["message"] if "error" in fields else ""
     return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})
+
+
+def _base_model_shutdown_date(openai: OpenAIGateway, job: JobSnapshot, run: Run | None) -> str | None:
+    """The day ("YYYY-MM-DD") OpenAI shuts the run's base model down, and its fine-tunes with it; asked once,
+    on the poll that sees the job succeed. The base is read from the tuned model's name (`ft:<base>:...`, the
+    snapshot even when the config named an alias), else the config's. None when unknown: never a failure."""
+    configured = ((run.config or {}).get("fine_tune") or {}).get("model") if run else None
+    base = fine_tune_base(job.fine_tuned_model or "") or (configured if isinstance(configured, str) else None)
+    shutdown = openai.base_model_shutdown_date(base) if base else None
+    return shutdown.isoformat() if shutdown else None
 
 
 def _readable_cause(cause: str) -> str:

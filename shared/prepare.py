@@ -1,5 +1,9 @@
 """Use case: a config object in S3 becomes gated fine-tuning JSONL under `datasets/<run_id>/`.
 
+The config's provider (the stack's default when it names none) decides the records' format
+(OpenAI chat examples or Nova's `bedrock-conversation-2024`), the gate's rules and the
+estimate; the run records the provider so later stages follow it.
+
 Order matters: everything is written to local scratch and gated first, so a failure
 leaves nothing under `datasets/`; the validation file is uploaded before the run is
 marked `prepared`, and the training file last, so its arrival means the data is complete.
@@ -19,7 +23,15 @@ from typing import Any
 import jsonlines
 
 from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
-from shared.data_gate import MIN_EXAMPLES, GateReport, enforce, estimate_training, inspect_jsonl
+from shared.data_gate import (
+    MIN_EXAMPLES,
+    GateReport,
+    enforce,
+    estimate_bedrock_training,
+    estimate_training,
+    inspect_bedrock_jsonl,
+    inspect_jsonl,
+)
 from shared.dataset_source import check_source_location, stream_batches
 from shared.errors import UserInputError
 from shared.examples import ExampleBuilder
@@ -101,14 +113,34 @@ def _gate(path: Path, label: str, min_examples: int) -> GateReport:
     return report
 
 
+def _gate_bedrock(path: Path, label: str, training: bool) -> GateReport:
+    """Nova's rules on the bytes; record and size limits are settings (the published numbers are unconfirmed)."""
+    with path.open("rb") as lines:
+        report = inspect_bedrock_jsonl(lines)
+    config = settings()
+    enforce(
+        report,
+        label,
+        config.bedrock_min_records if training else 1,
+        max_examples=config.bedrock_max_records if training else None,
+        size=path.stat().st_size,
+        max_bytes=config.bedrock_max_training_bytes if training else config.bedrock_max_validation_bytes,
+    )
+    return report
+
+
 def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _LocalFiles:
     all_path = workdir / "all.jsonl"
     with jsonlines.open(all_path, mode="w") as writer:
         for example in builder.examples(stream_batches(config.dataset, workdir, settings().data_bucket)):
             writer.write(example)
     train, validation = _split_validation(all_path, builder.counts.kept, config, workdir)
-    train_gate = _gate(train, "training file", MIN_EXAMPLES)
-    validation_gate = _gate(validation, "validation file", 1) if validation else None
+    if config.provider == "bedrock":
+        train_gate = _gate_bedrock(train, "training file", training=True)
+        validation_gate = _gate_bedrock(validation, "validation file", training=False) if validation else None
+    else:
+        train_gate = _gate(train, "training file", MIN_EXAMPLES)
+        validation_gate = _gate(validation, "validation file", 1) if validation else None
     return _LocalFiles(train, validation, train_gate, validation_gate)
 
 
@@ -134,8 +166,11 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     builder: ExampleBuilder | None = None
+    config: RunConfig | None = None
     try:
-        config = parse_run_config(config_object.body, size=config_object.size)
+        config = parse_run_config(
+            config_object.body, size=config_object.size, default_provider=settings().default_provider
+        )
         check_source_location(config.dataset, settings().data_bucket)  # before anything is read
         builder = ExampleBuilder(config)
         files = _build_files(config, builder, workdir)
@@ -143,7 +178,8 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
     except UserInputError as error:
         counts = builder.counts.as_record() if builder else {}
         logger.warning("Run failed on its input", extra={"code": error.code, "reason": error.message})
-        runs.record_failure(run_id, error.code, error.message, counts=counts)
+        details: dict[str, Any] = {"counts": counts} | ({"provider": config.provider} if config else {})
+        runs.record_failure(run_id, error.code, error.message, **details)
         metrics.add_metric(name="RunsFailed", unit="Count", value=1)
         return {"run_id": run_id, "status": "failed", "error": error.message}
     finally:
@@ -157,11 +193,19 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
     return {"run_id": run_id, "status": "prepared", "train_key": outcome["files"]["train"]["key"]}
 
 
+def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
+    n_epochs = config.fine_tune.hyperparameters.n_epochs
+    if config.provider == "bedrock":
+        return estimate_bedrock_training(train, n_epochs, settings().bedrock_training_price_per_1k_tokens).as_record()
+    return estimate_training(train, n_epochs, settings().training_price_per_million_tokens).as_record()
+
+
 def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _LocalFiles) -> dict[str, Any]:
     """Upload validation, record the run as prepared, then upload training (the trigger)."""
     bucket = settings().data_bucket
     metadata = {"run-id": run_id}
     record: dict[str, Any] = {
+        "provider": config.provider,
         "config": config.model_dump(mode="json"),
         "counts": {
             **builder.counts.as_record(),
@@ -170,11 +214,7 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         },
         "files": {"train": _file_record(files.train, dataset_key(run_id, TRAIN_FILE), files.train_gate)},
         "gate": {"train": files.train_gate.as_record()},
-        "estimate": estimate_training(
-            files.train_gate,
-            config.fine_tune.hyperparameters.n_epochs,
-            settings().training_price_per_million_tokens,
-        ).as_record(),
+        "estimate": _estimate(config, files.train_gate),
     }
     if files.validation and files.validation_gate:
         key = dataset_key(run_id, VALIDATION_FILE)

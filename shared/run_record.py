@@ -68,11 +68,13 @@ class _Recorded(BaseModel):
 
 
 class RecordedError(_Recorded):
-    """`code` is always ours (job_failed, openai_refused, ...); `openai_code` is OpenAI's own, when given."""
+    """`code` is always ours (job_failed, openai_refused, bedrock_refused, ...); `openai_code` is OpenAI's
+    own, when given, and `bedrock_code` Amazon Bedrock's (its error code, e.g. `AccessDeniedException`)."""
 
     code: str
     message: str
     openai_code: str | None = None
+    bedrock_code: str | None = None
 
 
 class PreparedFile(_Recorded):
@@ -120,6 +122,9 @@ class Run(_Recorded):
     # The job, as the last poll (or a cancel) saw it.
     job_observed_at: int | None = None
     fine_tuned_model: str | None = None
+    # OpenAI runs: when the base model (and so the tuned one) shuts down, "YYYY-MM-DD", read once the job
+    # has succeeded (`GET /models/{model}`); absent when OpenAI announced no date or could not be asked.
+    base_model_shutdown_date: str | None = None
     trained_tokens: int | None = None
     estimated_finish: int | None = None
     finished_at: int | None = None

@@ -108,13 +108,22 @@ class RunsRepository:
         return self._set_status(run_id, RunStatus.PREPARED, outcome, allowed_from=(RunStatus.PREPARING,))
 
     def record_failure(
-        self, run_id: str, code: str, message: str, openai_code: str | None = None, **details: Any
+        self,
+        run_id: str,
+        code: str,
+        message: str,
+        openai_code: str | None = None,
+        *,
+        error_fields: dict[str, str] | None = None,
+        **details: Any,
     ) -> bool:
         """Any run that has not finished may fail; a finished one keeps its outcome.
 
-        `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own.
+        `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own, plus
+        `error_fields` (a provider's own code under its own name, e.g. `bedrock_code`).
         """
         error = {"code": code, "message": message} | ({"openai_code": openai_code} if openai_code else {})
+        error |= {name: value for name, value in (error_fields or {}).items() if value}
         return self._set_status(run_id, RunStatus.FAILED, {"error": error, **details}, allowed_from=None)
 
     def claim_start(self, run_id: str, owner: str) -> bool:

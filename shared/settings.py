@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -38,6 +38,20 @@ class Settings(BaseModel):
     upload_part_bytes: int = Field(default=64_000_000, ge=5 * 2**10, le=64_000_000, alias="UPLOAD_PART_BYTES")
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")
     max_question_chars: int = Field(default=2000, ge=1, alias="MAX_QUESTION_CHARS")
+    # The provider of a config that names none (the stack's DefaultProvider).
+    default_provider: Literal["openai", "bedrock"] = Field(default="openai", alias="DEFAULT_PROVIDER")
+    bedrock_training_price_per_1k_tokens: float = Field(
+        default=0.001, ge=0, alias="BEDROCK_TRAINING_PRICE_PER_1K_TOKENS"
+    )
+    # Nova's record limits are unconfirmed (commonly quoted 8 to 20,000 for text SFT): settings, easy to change.
+    bedrock_min_records: int = Field(default=8, ge=1, alias="BEDROCK_MIN_RECORDS")
+    bedrock_max_records: int = Field(default=20_000, ge=1, alias="BEDROCK_MAX_RECORDS")
+    bedrock_max_training_bytes: int = Field(default=10**9, ge=1, alias="BEDROCK_MAX_TRAINING_BYTES")
+    bedrock_max_validation_bytes: int = Field(default=100 * 10**6, ge=1, alias="BEDROCK_MAX_VALIDATION_BYTES")
+    # The role Amazon Bedrock assumes to read a run's datasets/ and write its outputs/ (StartJobFunction only).
+    bedrock_customization_role_arn: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        default=None, alias="BEDROCK_CUSTOMIZATION_ROLE_ARN"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,10 +1,12 @@
-"""Use case: a run's training file has landed, so upload it to OpenAI and start the job.
+"""Use case: a run's training file has landed, so start the job at the run's provider.
 
 Runs once per run however often the S3 event arrives: Powertools idempotency stops
-duplicates, file ids are recorded as soon as they exist, an existing job is looked up
-by the run id and this deployment's identity in its metadata before creating one (a
-POST's answer can be lost), and the tracking execution has a name derived from the run
-and its job (Step Functions dedupes it). Only a job this deployment created is ever recorded.
+duplicates, the run is claimed for one training file version, the provider's `start_job` is
+itself idempotent (OpenAI: file ids recorded as soon as they exist and an existing job looked
+up by the run id and this deployment's identity before creating one; Bedrock: a
+`clientRequestToken` derived from the run and the training file's version), and the tracking
+execution has a name derived from the run and its job (Step Functions dedupes it). Only a job
+this deployment created is ever recorded.
 """
 
 from __future__ import annotations
@@ -12,23 +14,15 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from shared.config import RunConfig
+from shared.bedrock_gateway import BedrockRefusedError, BedrockSettingsError, BedrockTransientError
 from shared.idempotency import once
 from shared.observability import logger, metrics
-from shared.openai_gateway import (
-    JobRequest,
-    JobSnapshot,
-    OpenAIGateway,
-    OpenAIKeyUnavailableError,
-    OpenAIRefusedError,
-    OpenAITransientError,
-    gateway,
-)
+from shared.openai_gateway import OpenAIKeyUnavailableError, OpenAIRefusedError, OpenAITransientError
+from shared.providers import provider_for
 from shared.run_ids import run_id_of_training_key
-from shared.run_record import Run
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import ObjectRef, S3UploadSource
+from shared.storage import ObjectRef
 from shared.tracking import execution_arn, start_tracking
 
 
@@ -43,50 +37,15 @@ def start_training(ref: ObjectRef) -> dict[str, Any]:
     return once(f"start:{run_id}:{owner}", lambda: _start(run_id, owner))
 
 
-def _upload(gateway: OpenAIGateway, run_id: str, key: str, name: str) -> str:
-    """Named after the run and the content's ETag (the gateway adds the deployment), so a lost
-    answer can be found again by name."""
-    source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
-    return gateway.upload_training_file(source, settings().upload_multipart_threshold_bytes)
-
-
-def _find_or_create_job(openai: OpenAIGateway, runs: RunsRepository, run: Run) -> JobSnapshot:
-    run_id = run.run_id
-    existing = openai.find_job_for_run(run_id)
-    if existing:
-        logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
-        return existing
-    if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
-        raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
-    training_file_id = run.training_file_id or _upload(openai, run_id, run.files.train.key, "train")
-    runs.record_start(run_id, {"training_file_id": training_file_id})
-    validation_file_id = run.validation_file_id
-    if run.files.validation is not None and not validation_file_id:
-        validation_file_id = _upload(openai, run_id, run.files.validation.key, "validation")
-        runs.record_start(run_id, {"validation_file_id": validation_file_id})
-    config = RunConfig.model_validate(run.config)
-    return openai.create_job(
-        JobRequest(
-            run_id=run_id,
-            model=config.fine_tune.model,
-            training_file_id=training_file_id,
-            validation_file_id=validation_file_id,
-            suffix=config.fine_tune.suffix,
-            seed=config.seed,
-            hyperparameters=config.fine_tune.hyperparameters.model_dump(),
-        )
-    )
-
-
 class StartFailure(NamedTuple):
-    """How an OpenAI failure ends a start: the run's `error.code`, what the user is told to do next
+    """How a provider's failure ends a start: the run's `error.code`, what the user is told to do next
     (after the error's own text), and how it is logged."""
 
     code: str
     advice: str
     log_message: str
     operator_fault: bool = False  # the deployment needs fixing: logged as an error, not a warning
-    log_error_text: bool = True  # OpenAI's own words (a refusal) stay on the run, out of the logs
+    log_error_text: bool = True  # the provider's own words (a refusal) stay on the run, out of the logs
     metric: str | None = None
 
 
@@ -105,26 +64,45 @@ START_FAILURES: dict[type[Exception], StartFailure] = {
         "; the SDK's retries are spent. Upload the config again to retry the run.",
         "OpenAI unavailable",
     ),
+    BedrockSettingsError: StartFailure(
+        "bedrock_role_missing",
+        " Fix the deployment, then upload the config again.",
+        "Amazon Bedrock customization role not configured",
+        operator_fault=True,
+    ),
+    BedrockRefusedError: StartFailure(
+        "bedrock_refused", "", "Amazon Bedrock refused the run", log_error_text=False, metric="JobsRefused"
+    ),
+    BedrockTransientError: StartFailure(
+        "bedrock_unavailable",
+        "; the retries are spent. Upload the config again to retry the run.",
+        "Amazon Bedrock unavailable",
+    ),
 }
 
 
 def _fail_start(runs: RunsRepository, run_id: str, error: Exception) -> dict[str, Any]:
-    """Record why the job could not be started: no retry, the user uploads the config again."""
+    """Record why the job could not be started: no retry, the user uploads the config again.
+
+    The provider's own error code is kept under the field its error names (`openai_code`, `bedrock_code`)."""
     failure = next(f for kind, f in START_FAILURES.items() if isinstance(error, kind))
     message = f"{error}{failure.advice}"
-    openai_code: str | None = getattr(error, "code", None)
+    provider_code: str | None = getattr(error, "code", None)
+    code_field: str = getattr(error, "CODE_FIELD", "openai_code")
     details = {"reason": str(error)} if failure.log_error_text else {}
     log = logger.error if failure.operator_fault else logger.warning
     log(
         failure.log_message,
         extra={
             "code": failure.code,
-            "openai_code": openai_code,
+            code_field: provider_code,
             "status_code": getattr(error, "status_code", None),
             **details,
         },
     )
-    runs.record_failure(run_id, failure.code, message, openai_code=openai_code)
+    runs.record_failure(
+        run_id, failure.code, message, error_fields={code_field: provider_code} if provider_code else None
+    )
     if failure.metric:
         metrics.add_metric(name=failure.metric, unit="Count", value=1)
     return {"run_id": run_id, "status": "failed", "error": message}
@@ -139,16 +117,23 @@ def _start(run_id: str, owner: str) -> dict[str, Any]:
         logger.info("Run is not waiting to start, or another event is starting it", extra={"status": status})
         return {"run_id": run_id, "status": status, "replayed": True}
     try:
-        job = _find_or_create_job(gateway(), runs, run)
+        provider = provider_for(run)
+        job = provider.start_job(run, owner, lambda fields: runs.record_start(run_id, fields))
     except tuple(START_FAILURES) as error:
         return _fail_start(runs, run_id, error)
     observed_at = time.time_ns()
 
     # Ids first (the run stays `starting`, so a crash before the execution starts is retried),
-    # then the execution, whose first poll may already write a newer status than ours.
-    runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, job.job_id, 0)})
-    start_tracking(run_id, job.job_id, generation=0)
+    # then the execution, whose first poll may already write a newer status than ours. A provider
+    # the poll does not follow yet (Bedrock) gets no execution: its run shows the job as started.
+    if provider.tracked_by_poll:
+        runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, job.job_id, 0)})
+        start_tracking(run_id, job.job_id, generation=0)
+    else:
+        runs.record_start(run_id, {"job_id": job.job_id})
     runs.record_job(run_id, job.status, job.run_fields(), observed_at=observed_at)
     metrics.add_metric(name="JobsStarted", unit="Count", value=1)
-    logger.info("Fine-tuning job started", extra={"job_id": job.job_id, "job_status": job.status})
+    logger.info(
+        "Fine-tuning job started", extra={"provider": provider.name, "job_id": job.job_id, "job_status": job.status}
+    )
     return {"run_id": run_id, "status": job.status, "job_id": job.job_id}

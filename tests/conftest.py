@@ -45,6 +45,8 @@ def _template_environment() -> dict[str, str]:
             return str(value)
         if set(value) == {"Ref"}:
             return values[value["Ref"]]
+        if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][1] == "Arn":  # a role the tests do not create
+            return f"arn:aws:iam::{ACCOUNT}:role/{STACK_NAME}-{value['Fn::GetAtt'][0]}"
         if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
             return re.sub(r"\$\{([^}]+)\}", lambda match: values[match[1]], value["Fn::Sub"])
         raise ValueError(f"no test value for {value}")
@@ -86,6 +88,7 @@ from moto import mock_aws  # noqa: E402  (after the fake credentials are in plac
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
 from local.moto_fidelity import make_dynamodb_writes_atomic  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
+from local.openai_emulator.models import FAR_SHUTDOWN_DATES  # noqa: E402
 from local.template import (  # noqa: E402
     create_bucket,
     create_table,
@@ -183,8 +186,12 @@ def set_env() -> Iterator[SetEnv]:
 
 @pytest.fixture
 def emulator(set_env: SetEnv) -> Iterator[OpenAIEmulator]:
-    """The OpenAI emulator on a loopback port, with the SDK pointed at it; jobs finish at once."""
-    with OpenAIEmulator(phase_seconds=0.0) as running:
+    """The OpenAI emulator on a loopback port, with the SDK pointed at it; jobs finish at once.
+
+    Its base models shut down far in the future, not on OpenAI's real dates (2027-01-14 for
+    gpt-4o-mini-2024-07-18), so the suite passes whatever day it runs; shutdown tests set their own.
+    """
+    with OpenAIEmulator(phase_seconds=0.0, shutdown_dates=FAR_SHUTDOWN_DATES) as running:
         set_env(OPENAI_BASE_URL=running.base_url)
         yield running
 

@@ -81,7 +81,11 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
     "system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400. "
     "When the model declines to answer, the answer is null and `refusal` holds the model's message "
     "(still a 200). A 502 is OpenAI refusing the request (`openai_refused`) or answering without any "
-    "answer or refusal (`openai_empty_response`).",
+    "answer or refusal (`openai_empty_response`). A 410 means the run's model is gone for good: "
+    "`model_shut_down` from the day the run's `base_model_shutdown_date` says OpenAI shut its base model "
+    "(and every fine-tune of it) down, without asking OpenAI; `model_gone` when OpenAI answers 404 "
+    "`model_not_found` for the model the run recorded (shut down, deleted, or another organisation's key). "
+    'The message suggests training the same config on Amazon Bedrock (`"provider": "bedrock"`).',
     responses=_responses(
         HTTPStatus.OK,
         AskResponse,
@@ -89,6 +93,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
         HTTPStatus.BAD_REQUEST,
         HTTPStatus.NOT_FOUND,
         HTTPStatus.CONFLICT,
+        HTTPStatus.GONE,
         HTTPStatus.BAD_GATEWAY,
         HTTPStatus.SERVICE_UNAVAILABLE,
     ),
@@ -147,6 +152,12 @@ def user_input_error(error: UserInputError) -> Response[dict[str, str]]:
 @app.exception_handler(ask.RunNotFoundError)
 def run_not_found(error: ask.RunNotFoundError) -> Response[dict[str, str]]:
     return _error(HTTPStatus.NOT_FOUND, error.code, error.message)
+
+
+@app.exception_handler(ask.ModelShutDownError)
+def model_shut_down(error: ask.ModelShutDownError) -> Response[dict[str, str]]:
+    logger.info("Asked a model that has been shut down", extra={"code": error.code})
+    return _error(HTTPStatus.GONE, error.code, error.message)
 
 
 @app.exception_handler(ask.RunStateError)

@@ -1,7 +1,7 @@
 """An OpenAI API emulator: a real loopback HTTP server the official ``openai`` SDK can talk to.
 
 It serves files (create, list, retrieve, content, delete), uploads, fine_tuning.jobs (+ events,
-checkpoints, cancel/pause/resume) and chat.completions with the request and response shapes of
+checkpoints, cancel/pause/resume), chat.completions and models.retrieve with the request and response shapes of
 OpenAI's OpenAPI spec, so pipeline code can be exercised end to end offline. It is an emulator:
 its "models" never generate anything.
 
@@ -19,6 +19,11 @@ Behaviour worth knowing:
   checkpoints answer chat completions with the assistant message of the training example whose user
   message has the highest word Jaccard overlap with the last user message. Known base models answer
   ``BASE_MODEL_REPLY``; anything else is a 404 ``model_not_found``.
+* ``GET /models/{model}`` describes a known base model or a tuned one (else 404 ``model_not_found``) with
+  its ``shutdown_date``: ``shutdown_dates`` (constructor or attribute, or ``--shutdown-date MODEL=DATE``),
+  by default OpenAI's announced ones (``gpt-4o-mini-2024-07-18``: 2027-01-14; see models.py). Fine-tunes
+  follow their base model's date; once that date is the emulator clock's UTC day or earlier, the model no
+  longer answers chat completions (404 ``model_not_found``, as OpenAI answers for a model it has removed).
 * ``fine_tuning_access=False`` (constructor or attribute, or ``--no-fine-tuning-access``) makes job
   creation answer 403, type ``invalid_request_error``, code ``fine_tuning_not_available``, like an
   organisation without fine-tuning access.

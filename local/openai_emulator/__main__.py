@@ -7,8 +7,10 @@ import contextlib
 import signal
 import threading
 from collections.abc import Sequence
+from datetime import date
 
 from . import OpenAIEmulator
+from .models import DEFAULT_SHUTDOWN_DATES
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -25,13 +27,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="METHOD:PATH_REGEX:KIND[:STATUS_OR_DELAY[:TIMES]]",
         help="e.g. POST:/fine_tuning/jobs:status:429:2 or ANY:/chat/completions:slow:5:1 or GET:.*:drop",
     )
+    parser.add_argument(
+        "--shutdown-date",
+        action="append",
+        default=[],
+        metavar="MODEL=YYYY-MM-DD|null",
+        help="a base model's shutdown date for GET /models/{model} (its fine-tunes follow it)",
+    )
     args = parser.parse_args(argv)
+    dates = dict(DEFAULT_SHUTDOWN_DATES)
+    for given in args.shutdown_date:
+        model, _, when = given.partition("=")
+        dates[model] = None if when in ("", "null") else date.fromisoformat(when).isoformat()
     emulator = OpenAIEmulator(
         args.host,
         args.port,
         phase_seconds=args.phase_seconds,
         min_training_examples=args.min_training_examples,
         fine_tuning_access=not args.no_fine_tuning_access,
+        shutdown_dates=dates,
     )
     for spec in args.fault:
         method, path, kind, *rest = spec.split(":")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.http_server import LoopbackServer, Reply, Request
 
 from .errors import ApiError, not_found
 from .faults import Fault, FaultInjector, FaultKind
 from .finetune import FineTuning, Job
+from .models import DEFAULT_SHUTDOWN_DATES, is_shut_down, model_not_found, model_object
 from .recall import chat_completion
 from .state import FormFile, Store, StoredFile, StoredUpload, require_object
 
@@ -115,7 +116,18 @@ def resume_fine_tuning_job(emulator: OpenAIEmulator, call: Call) -> Any:
 
 
 def create_chat_completion(emulator: OpenAIEmulator, call: Call) -> Any:
-    return chat_completion(require_object(call.body), emulator.fine_tuning.tuned_models)
+    body = require_object(call.body)
+    model = body.get("model")
+    if isinstance(model, str) and is_shut_down(model, emulator.shutdown_dates, emulator.store.clock()):
+        raise model_not_found(model)
+    return chat_completion(body, emulator.fine_tuning.tuned_models)
+
+
+def retrieve_model(emulator: OpenAIEmulator, call: Call) -> Any:
+    fine_tuning = emulator.fine_tuning
+    return model_object(
+        call.params["model"], fine_tuning.tuned_models, list(fine_tuning.jobs.values()), emulator.shutdown_dates
+    )
 
 
 _JOB = "/fine_tuning/jobs/{fine_tuning_job_id}"
@@ -137,6 +149,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", _JOB + "/pause", pause_fine_tuning_job),
     ("POST", _JOB + "/resume", resume_fine_tuning_job),
     ("POST", "/chat/completions", create_chat_completion),
+    ("GET", "/models/{model}", retrieve_model),
 ]
 _COMPILED = [
     (method, template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)), handler)
@@ -225,7 +238,7 @@ def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[s
         for route_method, template, pattern, handler in _COMPILED:
             match = pattern.fullmatch(path)
             if match and route_method == method:
-                return template, handler, match.groupdict()
+                return template, handler, {name: unquote(value) for name, value in match.groupdict().items()}
     raise not_found(f"Invalid URL ({method} {full_path})")
 
 
@@ -244,13 +257,20 @@ class OpenAIEmulator:
         min_training_examples: int = 10,
         fine_tuning_access: bool = True,
         clock: Callable[[], float] = time.time,
+        shutdown_dates: Mapping[str, str | None] | None = None,
     ) -> None:
+        """``shutdown_dates``: model -> "YYYY-MM-DD" (or None) for ``GET /models/{model}``; fine-tunes follow
+        their base model's. Default ``DEFAULT_SHUTDOWN_DATES`` (OpenAI's announced dates); a mutable dict on
+        ``shutdown_dates`` afterwards."""
         self.host, self.port = host, port
         self.faults = FaultInjector()
         self.requests: list[RecordedRequest] = []
         self.store = Store(clock)
         self.fine_tuning = FineTuning(self.store, phase_seconds, min_training_examples)
         self.fine_tuning_access = fine_tuning_access
+        self.shutdown_dates: dict[str, str | None] = dict(
+            DEFAULT_SHUTDOWN_DATES if shutdown_dates is None else shutdown_dates
+        )
         self._server: LoopbackServer | None = None
 
     # lifecycle ---------------------------------------------------------------------------------------
@@ -286,7 +306,8 @@ class OpenAIEmulator:
     # state for tests ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget files, uploads, jobs, tuned models, recorded requests and faults; keep the settings."""
+        """Forget files, uploads, jobs, tuned models, recorded requests and faults; keep the settings
+        (shutdown dates included)."""
         with self.store.lock:
             old = self.fine_tuning
             self.store = Store(self.store.clock)

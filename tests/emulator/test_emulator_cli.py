@@ -1,4 +1,4 @@
-"""The CLI serves until SIGTERM and takes faults and the refusal flag from the command line."""
+"""The CLI serves until SIGTERM and takes faults, the refusal flag and shutdown dates from the command line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def test_cli_serves_with_faults_and_stops_on_sigterm() -> None:
     command = [
         sys.executable, "-m", "local.openai_emulator", "--port", "0", "--phase-seconds", "0",
         "--no-fine-tuning-access", "--fault", "POST:/chat/completions:status:503:1",
+        "--shutdown-date", "gpt-4o-mini-2024-07-18=2001-01-01", "--shutdown-date", "gpt-4o-2024-08-06=null",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -31,6 +32,9 @@ def test_cli_serves_with_faults_and_stops_on_sigterm() -> None:
         assert client.chat.completions.create(model="gpt-4o-mini", messages=messages).choices  # type: ignore[arg-type]
         with pytest.raises(openai.PermissionDeniedError):
             client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file="file-x")
+        assert client.models.retrieve("gpt-4o-mini-2024-07-18").shutdown_date == "2001-01-01"
+        assert client.models.retrieve("gpt-4o-2024-08-06").shutdown_date is None
+        assert client.models.retrieve("gpt-4.1-2025-04-14").shutdown_date == "2027-01-14"  # the defaults stay
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:

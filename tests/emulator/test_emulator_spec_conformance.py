@@ -90,6 +90,8 @@ def _exercise_every_endpoint(emu: OpenAIEmulator, clock: FakeClock) -> None:
     tuned = jobs.checkpoints.list(job.id).data[0].fine_tuned_model_checkpoint
     for model in (tuned, "gpt-4o-mini"):
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "item 3?"}])
+    for model in ("gpt-4o-mini-2024-07-18", "gpt-4o-mini", tuned, jobs.retrieve(job.id).fine_tuned_model or ""):
+        client.models.retrieve(model)  # a date, null, and a fine-tune's (its base model's) date
 
     failures: list[Callable[[], object]] = [
         lambda: client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}]),
@@ -100,6 +102,7 @@ def _exercise_every_endpoint(emu: OpenAIEmulator, clock: FakeClock) -> None:
         lambda: jobs.cancel(job.id),
         lambda: jobs.retrieve("ftjob-missing"),
         lambda: client.files.retrieve("file-missing"),
+        lambda: client.models.retrieve("no-such-model"),
         lambda: client.get("/no/such/route", cast_to=object),
     ]
     emu.inject_fault("/chat/completions", status=429)
@@ -138,7 +141,7 @@ def test_every_response_matches_the_spec(spec: dict[str, Any], clock: FakeClock)
         declared = spec["components"]["schemas"][ref.rsplit("/", 1)[1]].get("properties", {})
         assert set(record.response) <= set(declared), f"undeclared fields in {record.method} {record.route}"
         checked.add((record.method, record.route))
-    assert len(checked) == 16  # every JSON-answering endpoint the emulator serves
+    assert len(checked) == 17  # every JSON-answering endpoint the emulator serves
     statuses = {r.status for r in emu.requests}
     assert {400, 401, 403, 404, 429} <= statuses
 

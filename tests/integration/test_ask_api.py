@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -434,14 +435,97 @@ def test_openai_refusing_is_a_502_with_its_reason(
         502,
         {"message": "OpenAI refused the chat completion: Emulated HTTP 400 error.", "code": "openai_refused"},
     )
-    assert model_gone == (
-        502,
+    # A model the run recorded that OpenAI no longer knows is gone for good (see the 410 tests below).
+    assert model_gone[0] == 410 and model_gone[1]["code"] == "model_gone"
+
+
+def shutdown_date_read_from(emulator: OpenAIEmulator, when: str | None) -> str | None:
+    """The emulator announces `when` for the base model; the gateway reads it as the poll does."""
+    emulator.shutdown_dates[BASE_MODEL] = when
+    read = openai_gateway.gateway().base_model_shutdown_date(BASE_MODEL)
+    return read.isoformat() if read else None
+
+
+def test_a_model_past_its_base_models_shutdown_date_is_a_410_and_openai_is_not_asked(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    # Given runs whose recorded shutdown date, as OpenAI announced it, has passed, or is today (UTC)
+    model = trained_run(
+        emulator, "sciq-aaaaaaaaaaaa", base_model_shutdown_date=shutdown_date_read_from(emulator, "2001-01-01")
+    )
+    today = datetime.now(UTC).date().isoformat()
+    trained_run(emulator, "today-bbbbbbbbbbbb", base_model_shutdown_date=shutdown_date_read_from(emulator, today))
+
+    # When they are asked
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+    on_the_day = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "today-bbbbbbbbbbbb"}), lambda_context)
+
+    # Then they are gone, say why and since when, and point to Bedrock; OpenAI is never called
+    assert (status, body) == (
+        410,
         {
-            "message": "OpenAI refused the chat completion: The model "
-            "`ft:gpt-4o-mini-2024-07-18:emulator::deleted1` does not exist or you "
-            "do not have access to it.",
-            "code": "openai_refused",
+            "message": f"Run sciq-aaaaaaaaaaaa's model {model} no longer answers: OpenAI shut down the base model "
+            "gpt-4o-mini-2024-07-18 and every fine-tuned model built on it on 2001-01-01. To keep answering "
+            'these questions, upload the same config with "provider": "bedrock": the same data trains a model '
+            "on Amazon Bedrock.",
+            "code": "model_shut_down",
         },
+    )
+    assert on_the_day[0] == 410 and f"on {today}." in on_the_day[1]["message"]
+    assert chat_requests(emulator) == []
+    # And the run shows the date
+    assert (
+        invoke(run_event("ask-get-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)[1]["base_model_shutdown_date"]
+        == "2001-01-01"
+    )
+
+
+def test_a_model_before_its_shutdown_date_still_answers(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    trained_run(emulator, "sciq-aaaaaaaaaaaa", base_model_shutdown_date=shutdown_date_read_from(emulator, "2999-12-31"))
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+
+    assert (status, body["answer"]) == (200, CORIOLIS_ANSWER)
+    assert (
+        invoke(run_event("ask-get-run.json", "sciq-aaaaaaaaaaaa"), lambda_context)[1]["base_model_shutdown_date"]
+        == "2999-12-31"
+    )
+
+
+def test_openai_not_knowing_a_recorded_model_any_more_is_a_410_model_gone(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
+) -> None:
+    # Given a run recorded while OpenAI announced a far shutdown date, then OpenAI shuts the model down early
+    model = trained_run(
+        emulator, "sciq-aaaaaaaaaaaa", base_model_shutdown_date=shutdown_date_read_from(emulator, "2999-12-31")
+    )
+    emulator.shutdown_dates[BASE_MODEL] = "2001-01-01"
+    no_retries(set_env)
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+
+    assert (status, body) == (
+        410,
+        {
+            "message": f"OpenAI no longer knows run sciq-aaaaaaaaaaaa's model {model} (it answered 404 "
+            "model_not_found): the model has been shut down (its base model's recorded shutdown date: "
+            "2999-12-31) or deleted, or this deployment's OpenAI key now belongs to another organisation. "
+            'To keep answering these questions, upload the same config with "provider": "bedrock": the same '
+            "data trains a model on Amazon Bedrock.",
+            "code": "model_gone",
+        },
+    )
+    assert [r.status for r in chat_requests(emulator)] == [404]
+
+    # A 404 that is not model_not_found stays OpenAI refusing (502)
+    emulator.shutdown_dates[BASE_MODEL] = None
+    emulator.inject_fault("/chat/completions", kind="status", status=404, times=1)
+    refused = invoke(ask_event({"question": CORIOLIS_QUESTION, "run_id": "sciq-aaaaaaaaaaaa"}), lambda_context)
+    assert refused == (
+        502,
+        {"message": "OpenAI refused the chat completion: Emulated HTTP 404 error.", "code": "openai_refused"},
     )
 
 
@@ -545,6 +629,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         events=[{"id": "ftevent-1", "created_at": 1795766400, "level": "info", "message": "Job done"}],
         last_event_id="ftevent-1",
         event_count=1,
+        base_model_shutdown_date="2027-01-14",
     )
 
     status, run = invoke(load_event("ask-get-run.json"), lambda_context)
@@ -571,11 +656,13 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "fine_tuned_model",
         "trained_tokens",
         "estimated_finish",
+        "base_model_shutdown_date",
         "metrics",
         "events",
         "error",
     }
     assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
+    assert run["base_model_shutdown_date"] == "2027-01-14"
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
     assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
     assert (run["training_file_id"], run["validation_file_id"]) == ("file-abc", None)
@@ -602,6 +689,7 @@ def test_early_run_detail_has_nulls_not_errors(aws_account: Aws, lambda_context:
     assert run["status"] == "preparing"
     assert (run["counts"], run["tokens"], run["job_id"], run["events"]) == (None, None, None, [])
     assert (run["files"], run["gate"], run["training_file_id"]) == (None, None, None)
+    assert run["base_model_shutdown_date"] is None
 
 
 def test_run_detail_shows_the_config_files_and_gate_prepare_recorded(

@@ -48,6 +48,10 @@ def started_run(aws_account: Aws, emulator: OpenAIEmulator, context: Any, tmp_pa
     return started
 
 
+def model_requests(emulator: OpenAIEmulator) -> list[str]:
+    return [r.path for r in emulator.requests if r.path.startswith("/models/")]
+
+
 def poll_event(run: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     event = load_event("poll-job.json")
     event.update(run_id=run["run_id"], job_id=run["job_id"], **overrides)
@@ -59,11 +63,13 @@ def test_poll_records_progress_then_the_outcome_and_notifies_once(
 ) -> None:
     run = started_run(aws_account, emulator, lambda_context, tmp_path)
 
+    emulator.shutdown_dates["gpt-4o-mini-2024-07-18"] = "2027-01-14"  # OpenAI's announced date
     first = poll_handler(poll_event(run), lambda_context)
     assert first["status"] == "validating_files" and first["polls"] == 1
     [running] = aws_account.runs()
     assert any(event["message"].startswith("Validating training file") for event in running["events"])
     assert notifications() == []
+    assert "base_model_shutdown_date" not in running and model_requests(emulator) == []
 
     emulator.phase_seconds = 0
     second = poll_handler(poll_event(run, polls=1), lambda_context)
@@ -79,6 +85,9 @@ def test_poll_records_progress_then_the_outcome_and_notifies_once(
     assert [event["id"] for event in done["events"]] == [event["id"] for event in job.events][-20:]
     assert done["event_count"] == len(job.events)
     assert done["last_event_id"] == job.events[-1]["id"]
+    # The base model's shutdown date, read once, on the poll that saw the job succeed
+    assert done["base_model_shutdown_date"] == "2027-01-14"
+    assert model_requests(emulator) == ["/models/gpt-4o-mini-2024-07-18"]
     assert notifications() == [
         {
             "run_id": run["run_id"],
@@ -94,6 +103,35 @@ def test_poll_records_progress_then_the_outcome_and_notifies_once(
     [again] = aws_account.runs()
     assert again["updated_at"] == done["updated_at"]
     assert notifications() == []
+    assert len(model_requests(emulator)) == 1
+
+
+@pytest.mark.parametrize("fault", ["status", "drop", "no date"])
+def test_a_shutdown_date_that_cannot_be_read_never_fails_the_run(
+    aws_account: Aws,
+    emulator: OpenAIEmulator,
+    lambda_context: Any,
+    tmp_path: Path,
+    log_stream: Any,
+    set_env: Any,
+    fault: str,
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    emulator.phase_seconds = 0
+    set_env(OPENAI_MAX_RETRIES="0")
+    if fault == "no date":
+        emulator.shutdown_dates["gpt-4o-mini-2024-07-18"] = None
+    else:
+        emulator.inject_fault("/models/.*", kind="status" if fault == "status" else "drop", status=503)
+
+    result = poll_handler(poll_event(run), lambda_context)
+
+    [done] = aws_account.runs()
+    assert result["status"] == done["status"] == "succeeded" and done["fine_tuned_model"].startswith("ft:")
+    assert "base_model_shutdown_date" not in done
+    assert len(model_requests(emulator)) == 1
+    warned = [json.loads(line) for line in log_stream.getvalue().splitlines() if "shutdown date" in line]
+    assert [entry["level"] for entry in warned] == ([] if fault == "no date" else ["WARNING"])
 
 
 def test_stale_and_post_terminal_updates_change_nothing(

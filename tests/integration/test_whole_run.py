@@ -41,7 +41,9 @@ def test_a_whole_run_handler_by_handler_answers_a_training_question(
     body = json.loads(response["body"])
     assert body["answer"] == "energy 17 Explanation: Energy 17 is measured in joules."
     assert (body["model"], body["run_id"]) == (done["fine_tuned_model"], done["run_id"])
-    # What a full run costs in HTTP requests to OpenAI: upload, lookup, create, polls, ask
+    assert done["base_model_shutdown_date"] == emulator.shutdown_dates["gpt-4o-mini-2024-07-18"]
+    # What a full run costs in HTTP requests to OpenAI: upload, lookup, create, polls, the base model's
+    # shutdown date (once, when the job has succeeded), ask
     requests = Counter(f"{r.method} {r.route}" for r in emulator.requests)
     assert requests == {
         "POST /files": 1,
@@ -50,6 +52,7 @@ def test_a_whole_run_handler_by_handler_answers_a_training_question(
         "GET /fine_tuning/jobs/{fine_tuning_job_id}": 2,
         "GET /fine_tuning/jobs/{fine_tuning_job_id}/events": 2,
         "GET /fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": 2,
+        "GET /models/{model}": 1,
         "POST /chat/completions": 1,
     }
 

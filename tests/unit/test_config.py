@@ -8,8 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.config import RunConfig, parse_run_config, run_config_json_schema
+from shared.config import BEDROCK_MODELS, RunConfig, parse_run_config, run_config_json_schema
 from shared.errors import ConfigError
+from shared.settings import settings
+from tests.helpers import SetEnv
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-config.schema.json"
 
@@ -19,6 +21,7 @@ def test_defaults_reproduce_the_original_notebook() -> None:
 
     assert config.model_dump(mode="json") == {
         "version": 1,
+        "provider": "openai",
         "dataset": {"source": "allenai/sciq", "split": "train", "revision": None},
         "filter": {"non_empty": ["support", "correct_answer"]},
         "template": {
@@ -194,3 +197,202 @@ def test_configs_too_deep_too_large_or_not_unicode_are_refused_with_a_reason() -
         parse_run_config('{"dataset": {"source": "a/b"}}'.encode("utf-16"))
     with pytest.raises(ConfigError, match=r"config is not valid Unicode text: \\ud800"):
         parse_run_config(b'{"dataset": {"source": "a/b"}, "template": {"system": "x\\ud800"}}')
+
+
+def bedrock(**fine_tune: object) -> bytes:
+    return json.dumps({"provider": "bedrock", "dataset": {"source": "a/b"}, "fine_tune": fine_tune}).encode()
+
+
+def refusal(raw: bytes, default_provider: str = "openai") -> str:
+    with pytest.raises(ConfigError) as raised:
+        parse_run_config(raw, default_provider=default_provider)  # type: ignore[arg-type]
+    return raised.value.message
+
+
+def test_an_absent_provider_is_the_stacks_default_and_is_always_resolved() -> None:
+    raw = json.dumps({"dataset": {"source": "a/b"}}).encode()
+
+    openai = parse_run_config(raw)
+    assert openai.provider == "openai" and openai.fine_tune.model == "gpt-4o-mini-2024-07-18"
+
+    config = parse_run_config(raw, default_provider="bedrock")
+    assert config.model_dump(mode="json")["provider"] == "bedrock"
+    assert config.model_dump(mode="json")["fine_tune"] == {
+        "model": "amazon.nova-micro-v1:0:128k",
+        "suffix": None,
+        "hyperparameters": {"n_epochs": "auto", "learning_rate": "auto", "warmup_steps": "auto"},
+    }
+    # A config naming its provider keeps it whatever the default; the recorded config re-validates as itself.
+    explicit = json.dumps({"provider": "openai", "dataset": {"source": "a/b"}}).encode()
+    assert parse_run_config(explicit, default_provider="bedrock").provider == "openai"
+    assert RunConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_default_provider_comes_from_the_stack_parameter(set_env: SetEnv) -> None:
+    assert settings().default_provider == "openai"  # template.yaml's DefaultProvider default
+    set_env(DEFAULT_PROVIDER="bedrock")
+    assert settings().default_provider == "bedrock"
+
+
+def test_bedrock_accepts_exactly_the_nova_models_served_on_demand() -> None:
+    assert sorted(BEDROCK_MODELS) == [
+        "amazon.nova-2-lite-v1:0:256k",
+        "amazon.nova-lite-v1:0:300k",
+        "amazon.nova-micro-v1:0:128k",
+        "amazon.nova-pro-v1:0:300k",
+    ]
+    for model in BEDROCK_MODELS:
+        assert parse_run_config(bedrock(model=model)).fine_tune.model == model
+    for model in ("gpt-4o-mini-2024-07-18", "meta.llama3-3-70b-instruct-v1:0:128k", "amazon.nova-micro-v1:0"):
+        assert refusal(bedrock(model=model)) == (
+            "config is invalid: fine_tune.model must be one of the Nova models Bedrock fine-tunes and serves "
+            "on demand: amazon.nova-micro-v1:0:128k (Nova Micro), amazon.nova-lite-v1:0:300k (Nova Lite), "
+            "amazon.nova-2-lite-v1:0:256k (Nova 2 Lite), amazon.nova-pro-v1:0:300k (Nova Pro)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "expected"),
+    [
+        ({}, {}),
+        ({"n_epochs": "auto", "learning_rate": "auto", "warmup_steps": "auto"}, {}),
+        (
+            {"n_epochs": 2, "learning_rate": 1e-5, "warmup_steps": 10},
+            {"epochCount": "2", "learningRate": "1e-05", "learningRateWarmupSteps": "10"},
+        ),
+        (
+            {"n_epochs": 5, "learning_rate": 0.0001, "warmup_steps": 0},
+            {"epochCount": "5", "learningRate": "0.0001", "learningRateWarmupSteps": "0"},
+        ),
+        ({"learning_rate": 1e-6}, {"learningRate": "1e-06"}),
+        ({"n_epochs": 1}, {"epochCount": "1"}),
+    ],
+)
+def test_bedrock_hyperparameters_are_strings_without_the_auto_ones(
+    hyperparameters: dict[str, object], expected: dict[str, str]
+) -> None:
+    assert parse_run_config(bedrock(hyperparameters=hyperparameters)).fine_tune.bedrock_hyperparameters() == expected
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "expected"),
+    [
+        (
+            {"n_epochs": 6},
+            'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 5 for bedrock '
+            "(Bedrock's epochCount)",
+        ),
+        (
+            {"n_epochs": 0},
+            'fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 5 for bedrock '
+            "(Bedrock's epochCount)",
+        ),
+        (
+            {"learning_rate": 1e-3},
+            'fine_tune.hyperparameters.learning_rate must be "auto" or a number from 1e-06 to 0.0001',
+        ),
+        (
+            {"learning_rate": 1e-7},
+            'fine_tune.hyperparameters.learning_rate must be "auto" or a number from 1e-06 to 0.0001',
+        ),
+        ({"warmup_steps": 101}, 'fine_tune.hyperparameters.warmup_steps must be "auto" or an integer from 0 to 100'),
+        ({"warmup_steps": True}, 'fine_tune.hyperparameters.warmup_steps must be "auto" or an integer from 0 to 100'),
+        (
+            {"warmup_steps": None},
+            'fine_tune.hyperparameters.warmup_steps must not be null: write "auto" for the '
+            "provider's default, or leave it out",
+        ),
+        (
+            {"batch_size": 8},
+            "fine_tune.hyperparameters.batch_size is a hyperparameter of OpenAI fine-tuning only: Bedrock does not "
+            "take it (provider is bedrock; its hyperparameters are n_epochs, learning_rate, warmup_steps)",
+        ),
+        (
+            {"learning_rate_multiplier": "auto"},
+            "fine_tune.hyperparameters.learning_rate_multiplier is a hyperparameter of OpenAI fine-tuning only: "
+            "Bedrock does not take it (provider is bedrock; its hyperparameters are n_epochs, learning_rate, "
+            "warmup_steps)",
+        ),
+    ],
+)
+def test_bedrock_hyperparameter_refusals_say_why(hyperparameters: dict[str, object], expected: str) -> None:
+    assert refusal(bedrock(hyperparameters=hyperparameters)) == f"config is invalid: {expected}"
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "warmup_steps"])
+def test_bedrock_hyperparameters_are_refused_for_openai_whether_named_or_defaulted(name: str) -> None:
+    expected = (
+        f"config is invalid: fine_tune.hyperparameters.{name} is a hyperparameter of Bedrock fine-tuning only: "
+        "OpenAI does not take it (provider is openai; its hyperparameters are n_epochs, batch_size, "
+        "learning_rate_multiplier)"
+    )
+    document = {"dataset": {"source": "a/b"}, "fine_tune": {"hyperparameters": {name: 1}}}
+    assert refusal(json.dumps(document).encode()) == expected
+    assert refusal(json.dumps({"provider": "openai", **document}).encode(), default_provider="bedrock") == expected
+    # and openai's own are refused when the stack's default makes the run a bedrock one
+    openai_only = {"dataset": {"source": "a/b"}, "fine_tune": {"hyperparameters": {"batch_size": 4}}}
+    assert "batch_size is a hyperparameter of OpenAI fine-tuning only" in refusal(
+        json.dumps(openai_only).encode(), default_provider="bedrock"
+    )
+
+
+def test_openai_keeps_its_hyperparameters_and_their_range() -> None:
+    def openai(hyperparameters: dict[str, object]) -> bytes:
+        return json.dumps({"dataset": {"source": "a/b"}, "fine_tune": {"hyperparameters": hyperparameters}}).encode()
+
+    assert parse_run_config(openai({"n_epochs": 50})).fine_tune.hyperparameters.model_dump() == {
+        "n_epochs": 50,
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+    }
+    assert refusal(openai({"n_epochs": 51})) == (
+        'config is invalid: fine_tune.hyperparameters.n_epochs must be "auto" or an integer from 1 to 50'
+    )
+
+
+def test_unknown_providers_and_reserved_strings_in_a_bedrock_template_are_refused() -> None:
+    assert refusal(json.dumps({"provider": "azure", "dataset": {"source": "a/b"}}).encode()) == (
+        "config is invalid: provider: Input should be 'openai' or 'bedrock'"
+    )
+    document = {"provider": "bedrock", "dataset": {"source": "a/b"}, "template": {"assistant": "Bot: {correct_answer}"}}
+    assert refusal(json.dumps(document).encode()) == (
+        'config is invalid: template assistant must not hold "Bot:" for bedrock: Nova reserves User:, Bot:, '
+        "Assistant:, System:, <image>, <video>, [EOS] and a training file holding one fails the whole job"
+    )
+    # OpenAI has no such rule
+    assert parse_run_config(json.dumps({**document, "provider": "openai"}).encode()).template.assistant.startswith(
+        "Bot:"
+    )
+
+
+def test_the_suffix_becomes_part_of_the_custom_model_name() -> None:
+    assert parse_run_config(bedrock(suffix="sciq")).fine_tune.custom_model_name("sciq-0123456789ab") == (
+        "sciq-0123456789ab-sciq"
+    )
+    assert parse_run_config(bedrock()).fine_tune.custom_model_name("sciq-0123456789ab") == "sciq-0123456789ab"
+    long = parse_run_config(bedrock(suffix="x" * 64)).fine_tune.custom_model_name("a" * 40 + "-0123456789ab")
+    assert len(long) == 63 and long.startswith("a" * 40 + "-0123456789ab-x")
+
+
+def test_the_json_schema_shows_the_provider_and_each_providers_hyperparameters() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert schema["properties"]["provider"]["enum"] == ["openai", "bedrock"]
+    assert "DefaultProvider" in schema["properties"]["provider"]["description"]
+    assert "default" not in schema["properties"]["provider"]
+    hyperparameters = schema["$defs"]["Hyperparameters"]["properties"]
+    assert set(hyperparameters) == {
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+        "learning_rate",
+        "warmup_steps",
+    }
+    assert "amazon.nova-micro-v1:0:128k" in schema["$defs"]["FineTuneSpec"]["properties"]["model"]["description"]
+    jsonschema.validate(
+        {
+            "provider": "bedrock",
+            "dataset": {"source": "a/b"},
+            "fine_tune": {"hyperparameters": {"learning_rate": 1e-5}},
+        },
+        schema,
+    )

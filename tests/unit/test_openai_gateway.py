@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import httpx2
@@ -15,6 +16,7 @@ from shared.openai_gateway import (
     OpenAIGateway,
     OpenAIRefusedError,
     OpenAITransientError,
+    fine_tune_base,
 )
 from shared.run_ids import derive_run_id
 from shared.settings import Settings
@@ -168,3 +170,55 @@ def test_job_metadata_names_run_and_deployment_within_openais_limits() -> None:
     )
     with pytest.raises(ValueError, match="deployment identity"):
         OpenAIGateway(client, 5120, 0, deployment="")
+
+
+def model_answer(shutdown_date: Any = "absent") -> httpx2.Response:
+    """A Model object as the spec shapes it; `shutdown_date` left out unless given (null included)."""
+    model = {"id": "gpt-4o-mini-2024-07-18", "object": "model", "created": 1721172741, "owned_by": "system"}
+    return httpx2.Response(200, json=model if shutdown_date == "absent" else {**model, "shutdown_date": shutdown_date})
+
+
+def test_the_base_models_shutdown_date_is_read_from_get_models() -> None:
+    requests: list[httpx2.Request] = []
+    gateway = gateway_over(lambda _: model_answer("2027-01-14"), requests)
+
+    assert gateway.base_model_shutdown_date("gpt-4o-mini-2024-07-18") == date(2027, 1, 14)
+    [request] = requests
+    assert (request.method, request.url.path) == ("GET", "/v1/models/gpt-4o-mini-2024-07-18")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        model_answer(),  # no shutdown_date field at all
+        model_answer(None),  # no date announced
+        model_answer("soon"),  # not a date
+        error_answer(404),  # the model is unknown
+        error_answer(500),  # OpenAI is down
+        error_answer(429),
+    ],
+)
+def test_an_unreadable_shutdown_date_is_none_never_an_error(answer: httpx2.Response) -> None:
+    assert gateway_over(lambda _: answer, []).base_model_shutdown_date("gpt-4o-mini-2024-07-18") is None
+
+
+def test_a_dropped_connection_reading_the_date_is_none_too() -> None:
+    def drop(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("dropped", request=request)
+
+    assert gateway_over(drop, []).base_model_shutdown_date("gpt-4o-mini-2024-07-18") is None
+
+
+@pytest.mark.parametrize(
+    ("model", "base"),
+    [
+        ("ft:gpt-4o-mini-2024-07-18:org:suffix:abc123", "gpt-4o-mini-2024-07-18"),
+        ("ft:gpt-4o-mini-2024-07-18:org::abc123", "gpt-4o-mini-2024-07-18"),
+        ("ft:gpt-4o-mini-2024-07-18:org:s:abc123:ckpt-step-10", "gpt-4o-mini-2024-07-18"),
+        ("gpt-4o-mini", None),
+        ("ft:", None),
+        ("arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/x", None),
+    ],
+)
+def test_a_fine_tunes_base_model_is_read_from_its_name(model: str, base: str | None) -> None:
+    assert fine_tune_base(model) == base

@@ -216,3 +216,52 @@ def test_every_checkov_skip_in_the_template_gives_its_reason() -> None:
     for logical_id, skip in skips:
         assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (logical_id, skip)
         assert len(skip.get("comment", "").split()) >= 5, f"{logical_id} skips {skip['id']} without a reason"
+
+
+def test_bedrock_customization_role_is_for_this_accounts_customization_jobs_and_reads_datasets_writes_outputs() -> None:
+    role = RESOURCES["BedrockCustomizationRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Principal"], trust["Action"]) == (
+        "Allow",
+        {"Service": "bedrock.amazonaws.com"},
+        "sts:AssumeRole",
+    )
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert trust["Condition"]["ArnLike"] == {
+        "aws:SourceArn": {
+            "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:model-customization-job/*"
+        }
+    }
+    bucket = "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}"
+    granted = {
+        (statement["Action"], statement["Resource"]["Fn::Sub"], json.dumps(statement.get("Condition"), sort_keys=True))
+        for statement in _statements({"Properties": role})
+    }
+    assert all(statement["Effect"] == "Allow" for statement in _statements({"Properties": role}))
+    assert granted == {
+        ("s3:GetObject", f"{bucket}/datasets/*", "null"),
+        ("s3:ListBucket", bucket, json.dumps({"StringLike": {"s3:prefix": "datasets/*"}})),
+        ("s3:PutObject", f"{bucket}/outputs/*", "null"),
+    }
+
+
+def test_start_job_may_create_bedrock_jobs_and_pass_exactly_the_customization_role() -> None:
+    start = RESOURCES["StartJobFunction"]["Properties"]
+    assert start["Environment"]["Variables"]["BEDROCK_CUSTOMIZATION_ROLE_ARN"] == {
+        "Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]
+    }
+    statements = _statements(translated_template()["Resources"]["StartJobFunctionRole"])
+
+    def granting(action: str) -> list[dict[str, Any]]:
+        return [s for s in statements if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+
+    [pass_role] = granting("iam:PassRole")
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    [create] = granting("bedrock:CreateModelCustomizationJob")
+    assert not [resource for resource in create["Resource"] if resource in ("*", {"Fn::Sub": "*"})]
+    assert not granting("bedrock:*") and not granting("iam:*")
+    # Bedrock is called by StartJob only (for now): no other function may pass the role or create jobs
+    for logical_id in ("PollJobFunctionRole", "AskFunctionRole", "FailedEventsFunctionRole", "PrepareFunctionRole"):
+        others = json.dumps(_statements(translated_template()["Resources"][logical_id]))
+        assert "iam:PassRole" not in others and "bedrock:" not in others, logical_id

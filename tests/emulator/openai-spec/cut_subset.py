@@ -37,6 +37,7 @@ OPERATIONS = [
     ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/pause"),
     ("post", "/fine_tuning/jobs/{fine_tuning_job_id}/resume"),
     ("post", "/chat/completions"),
+    ("get", "/models/{model}"),
 ]
 ALWAYS_KEPT_COMPONENTS = [("schemas", "ErrorResponse"), ("schemas", "Error")]
 HEADER = ["openapi", "info", "servers", "security"]

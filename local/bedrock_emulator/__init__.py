@@ -1,0 +1,59 @@
+"""An Amazon Bedrock emulator: model customization, custom model deployments and Converse, offline.
+
+A real loopback HTTP server speaking botocore's REST-JSON for the operations ragtune uses, so
+``boto3.client("bedrock")`` and ``boto3.client("bedrock-runtime")`` reach it unchanged when
+``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` name its ``endpoint_url``:
+
+* bedrock: Create/Get/List/StopModelCustomizationJob, Create/Get/DeleteCustomModelDeployment;
+* bedrock-runtime: Converse, with ``modelId`` a deployment ARN.
+
+It replaces moto's bedrock backend for these calls rather than extending it: moto keeps jobs
+``InProgress`` forever, keys them by name, and has no deployments and no Converse.
+
+Behaviour worth knowing:
+
+* CreateModelCustomizationJob is idempotent on ``clientRequestToken`` (same token: same ``jobArn``, no
+  new job); a second job with the same ``jobName`` is a ConflictException (the error botocore's model
+  lists for this operation; it has no ResourceInUseException here). Base models: the Nova models of
+  ``NOVA_BASE_MODELS`` (id or foundation-model ARN); anything else is a ValidationException, as are
+  hyperparameters outside Nova's ranges (``epochCount`` 1-5, ``learningRate`` 1e-6-1e-4,
+  ``learningRateWarmupSteps`` 0-100, all strings).
+* The training (and validation) data is read from S3 at creation; a file that is not
+  ``bedrock-conversation-2024``, holds a reserved string, or has a record count outside
+  ``min_training_records``..``max_training_records`` (8..20,000, unconfirmed) makes the job end
+  ``Failed`` with a failureMessage naming the line, as does an unreadable S3 object.
+* A job is ``InProgress`` for ``phase_seconds`` of time, then ``Completed``: a custom model exists,
+  ``outputModelArn`` and ``trainingMetrics.trainingLoss`` are set, and
+  ``<output prefix>/model-customization-job-<job id>/training_artifacts/step_wise_training_metrics.csv``
+  (and, with validators, ``validation_artifacts/post_fine_tuning_validation/validation_metrics.csv``)
+  are written. Stop: ``Stopping`` for a phase, then ``Stopped``; stopping a finished job is a ConflictException.
+* A deployment is ``Creating`` for ``phase_seconds``, then ``Active`` (or ``Failed``). Converse on a
+  ``Creating`` deployment is a ModelNotReadyException, on an unknown one ResourceNotFoundException;
+  an ``Active`` one answers with the assistant text of the training record whose user text best
+  overlaps the question (the OpenAI emulator's recall).
+* Faults: ``inject_fault(operation, kind, times, message)`` makes the next calls of an operation fail with
+  ThrottlingException (429), ValidationException (400), AccessDeniedException (403) or
+  ServiceUnavailableException (503); ``fail_jobs(message)`` / ``fail_deployments(message)`` make those
+  created afterwards end ``Failed``.
+* ``requests`` records every request (operation, method, path, params, query, body, status, response,
+  error_code); ``jobs``, ``deployments`` and ``custom_models`` expose the state, advanced to the present.
+"""
+
+from .customization import NOVA_BASE_MODELS, CustomModel, Deployment, Job
+from .server import ROUTES, BedrockEmulator, Fault, FaultKind, RecordedRequest
+from .training import RESERVED_STRINGS, SCHEMA_VERSION, conversation_record
+
+__all__ = [
+    "NOVA_BASE_MODELS",
+    "RESERVED_STRINGS",
+    "ROUTES",
+    "SCHEMA_VERSION",
+    "BedrockEmulator",
+    "CustomModel",
+    "Deployment",
+    "Fault",
+    "FaultKind",
+    "Job",
+    "RecordedRequest",
+    "conversation_record",
+]

@@ -1,0 +1,352 @@
+"""The one module that speaks Amazon Bedrock (`bedrock` and `bedrock-runtime`, through boto3).
+
+Model customization jobs train the run's model; an on-demand custom model deployment serves it
+(billed per token); `converse` answers with it. Every client has connect and read timeouts and
+bounded retries (botocore's standard mode retries throttling, 5xx and timeouts); what is left
+after them is sorted as for OpenAI: `BedrockTransientError` (retry later) or
+`BedrockRefusedError` (Bedrock said no: its message and error code are kept for the user).
+
+Idempotency is Bedrock's own: a job's `clientRequestToken` is derived from this deployment, the
+run and the training file's version and ETag, so however many duplicate or concurrent events
+start the run, Bedrock creates one job (and answers every repeat with that job's ARN). The job
+and its custom model carry the run id and this deployment's identity (the data bucket) as tags;
+its output prefix `s3://<bucket>/outputs/<run_id>/` ties a job read back to the run and the
+deployment, and nothing else is ever tracked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from shared import providers
+from shared.aws import client
+from shared.config import RunConfig
+from shared.providers import Answer, ForeignJobError, ProviderRefusedError, ProviderTransientError, RecordStart
+from shared.run_record import JobEvent, Run, RunStatus
+from shared.settings import settings
+
+RUN_ID_TAG = "ragtune_run_id"
+DEPLOYMENT_TAG = "ragtune_deployment"
+NAME_MAX_CHARS = 63  # jobName, customModelName, modelDeploymentName
+# Bedrock's statuses in the common vocabulary; Stopping stays `running` until the job is Stopped.
+JOB_STATUSES: dict[str, RunStatus] = {
+    "InProgress": RunStatus.RUNNING,
+    "Stopping": RunStatus.RUNNING,
+    "Completed": RunStatus.SUCCEEDED,
+    "Failed": RunStatus.FAILED,
+    "Stopped": RunStatus.CANCELLED,
+}
+# Worth another try once botocore's own retries are spent.
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalServerException",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ModelNotReadyException",
+    }
+)
+# What a user can do about a refusal, after Bedrock's own words.
+REFUSAL_ADVICE = {
+    "AccessDeniedException": (
+        "Check that this account has been granted access to the base model in the Amazon Bedrock console "
+        "(Model access), that the region offers Nova model customization (us-east-1), and that the stack's "
+        "roles allow the call."
+    ),
+    "ValidationException": "Check the run config's model and hyperparameters, then upload the config again.",
+    "ServiceQuotaExceededException": (
+        "A Bedrock quota is reached (e.g. concurrent customization jobs): wait for running jobs to finish or "
+        "request an increase in Service Quotas, then upload the config again."
+    ),
+    "ResourceNotFoundException": "The base model or resource does not exist in this region.",
+    "ResourceInUseException": "A job of that name exists already with other parameters.",
+}
+# Bedrock's botocore clients: explicit timeouts (a create answers in seconds, converse may take longer)
+# and bounded retries.
+BEDROCK_ATTEMPTS = 4  # the first try and 3 retries
+BEDROCK_CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=60,
+    retries={"total_max_attempts": BEDROCK_ATTEMPTS, "mode": "standard"},
+)
+
+
+class BedrockTransientError(ProviderTransientError):
+    """Worth retrying later; the name is what Step Functions' Retry matches on.
+
+    `code` is Bedrock's error code (e.g. `ThrottlingException`), None for a timeout or lost connection.
+    """
+
+    CODE_FIELD: ClassVar[str] = "bedrock_code"
+
+
+class BedrockRefusedError(ProviderRefusedError):
+    """Bedrock refused the request (access, validation, quota, not found): its message and code are kept."""
+
+    CODE_FIELD: ClassVar[str] = "bedrock_code"
+
+
+class BedrockEmptyAnswerError(Exception):
+    """`converse` answered with no text to give the caller."""
+
+
+class BedrockSettingsError(Exception):
+    """The deployment lacks a setting Bedrock needs (the customization role): a deployment problem."""
+
+
+@contextmanager
+def _classified_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as error:  # timeouts and dropped connections included
+        raise BedrockTransientError(f"Amazon Bedrock: {action} failed transiently ({type(error).__name__})") from error
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = str(details.get("Code") or "") or None
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in TRANSIENT_CODES or (code is None and isinstance(status, int) and (status == 429 or status >= 500)):
+            raise BedrockTransientError(
+                f"Amazon Bedrock: {action} failed transiently ({code or f'HTTP {status}'})", code
+            ) from error
+        message = str(details.get("Message") or error).strip()
+        advice = REFUSAL_ADVICE.get(code or "")
+        text = f"Amazon Bedrock refused {action} ({code}): {message}" + (f" {advice}" if advice else "")
+        raise BedrockRefusedError(text, status, code) from error
+
+
+def job_status(status: str) -> RunStatus | str:
+    """A Bedrock job status in the common vocabulary; one we do not know is kept as given (tracked on)."""
+    return JOB_STATUSES.get(status, status)
+
+
+def _epoch(value: Any) -> int | None:
+    return int(value.timestamp()) if isinstance(value, datetime) else None
+
+
+class JobSnapshot(providers.JobSnapshot):
+    """A Bedrock model customization job in the common shape; `metadata` holds its output S3 URI and,
+    once trained, its custom model's ARN (`output_model_arn`)."""
+
+    PROVIDER_LABEL: ClassVar[str] = "Amazon Bedrock"
+    CODE_FIELD: ClassVar[str] = "bedrock_code"
+
+    @classmethod
+    def of(cls, job: dict[str, Any]) -> JobSnapshot:
+        status = job_status(str(job.get("status", "")))
+        failure = str(job.get("failureMessage") or "").strip()
+        metadata = {
+            "output_s3_uri": str((job.get("outputDataConfig") or {}).get("s3Uri") or ""),
+            "output_model_arn": str(job.get("outputModelArn") or ""),
+        }
+        return cls(
+            job_id=str(job["jobArn"]),
+            status=status,
+            fine_tuned_model=None,  # Bedrock serves a custom model through a deployment, not by its own ARN
+            trained_tokens=None,
+            estimated_finish=None,
+            error={"message": failure} if failure or status == RunStatus.FAILED else None,
+            created_at=_epoch(job.get("creationTime")) or 0,
+            finished_at=_epoch(job.get("endTime")),
+            metadata={key: value for key, value in metadata.items() if value},
+        )
+
+
+@lru_cache(maxsize=2)
+def bedrock_client(service: str) -> Any:
+    """`bedrock` or `bedrock-runtime`; boto3 honours `AWS_ENDPOINT_URL_BEDROCK(_RUNTIME)` (the emulator)."""
+    return boto3.client(service, config=BEDROCK_CLIENT_CONFIG)
+
+
+def _fit_name(base: str, tail: str) -> str:
+    """`<base>-<tail>` in Bedrock's name rules: letters and digits, single `-`/`_` between them, 63 at most."""
+    base = re.sub(r"[-_]{2,}", "-", re.sub(r"[^0-9A-Za-z_-]", "-", base)).strip("-_")
+    return f"{base[: NAME_MAX_CHARS - len(tail) - 1].rstrip('-_')}-{tail}"
+
+
+def bedrock_hyperparameters(config: RunConfig) -> dict[str, str]:
+    """The run config's hyperparameters as Bedrock's strings; "auto" (or absent) leaves Bedrock's default."""
+    helper = getattr(config.fine_tune, "bedrock_hyperparameters", None)
+    if callable(helper):
+        return {str(key): str(value) for key, value in helper().items()}
+    given = config.fine_tune.hyperparameters.model_dump()
+    names = {"n_epochs": "epochCount", "learning_rate": "learningRate", "warmup_steps": "learningRateWarmupSteps"}
+    return {names[key]: str(value) for key, value in given.items() if key in names and value not in (None, "auto")}
+
+
+class BedrockGateway:
+    def __init__(self, bedrock: Any, runtime: Any, *, deployment: str, role_arn: str | None) -> None:
+        """`deployment` is this deployment's identity (the data bucket, where Bedrock reads and writes)."""
+        self._bedrock = bedrock
+        self._runtime = runtime
+        self._deployment = deployment
+        self._role_arn = role_arn
+
+    @property
+    def name(self) -> providers.ProviderName:
+        return "bedrock"
+
+    @property
+    def tracked_by_poll(self) -> bool:
+        """Not yet: the poll and the ask API still speak to OpenAI only (see the decision log). The methods
+        they will call (`retrieve_job`, `create_deployment`, `deployment_status`, `answer`) are here and tested."""
+        return False
+
+    # Names, tokens, places ---------------------------------------------------------------
+    def request_token(self, run_id: str, owner: str, etag: str) -> str:
+        """One token per deployment, run and training file (version and content): Bedrock's idempotency key."""
+        digest = hashlib.sha256("\n".join((self._deployment, run_id, owner, etag)).encode())
+        return digest.hexdigest()
+
+    def job_name(self, run_id: str, token: str) -> str:
+        return _fit_name(run_id, token[:8])
+
+    def custom_model_name(self, run_id: str, suffix: str | None, token: str) -> str:
+        return _fit_name(f"{run_id}-{suffix}" if suffix else run_id, token[:8])
+
+    def output_uri(self, run_id: str) -> str:
+        return f"s3://{self._deployment}/outputs/{run_id}/"
+
+    def tags(self, run_id: str) -> list[dict[str, str]]:
+        return [{"key": RUN_ID_TAG, "value": run_id}, {"key": DEPLOYMENT_TAG, "value": self._deployment}]
+
+    def is_own_job(self, job: JobSnapshot, run_id: str) -> bool:
+        """A job writes to its run's output prefix in this deployment's bucket: that ties it to both."""
+        return job.metadata.get("output_s3_uri", "").rstrip("/") == self.output_uri(run_id).rstrip("/")
+
+    # Jobs --------------------------------------------------------------------------------
+    def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
+        """Create the run's customization job; a repeat (same run, same training file) gets the same job."""
+        run_id = run.run_id
+        if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
+            raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
+        if not self._role_arn:
+            raise BedrockSettingsError(
+                "BEDROCK_CUSTOMIZATION_ROLE_ARN is not set: this deployment cannot start Amazon Bedrock jobs."
+            )
+        config = RunConfig.model_validate(run.config)
+        etag = str(client("s3").head_object(Bucket=self._deployment, Key=run.files.train.key)["ETag"]).strip('"')
+        token = self.request_token(run_id, owner, etag)
+        request: dict[str, Any] = {
+            "jobName": self.job_name(run_id, token),
+            "customModelName": self.custom_model_name(run_id, config.fine_tune.suffix, token),
+            "roleArn": self._role_arn,
+            "clientRequestToken": token,
+            "baseModelIdentifier": config.fine_tune.model,
+            "customizationType": "FINE_TUNING",
+            "trainingDataConfig": {"s3Uri": f"s3://{self._deployment}/{run.files.train.key}"},
+            "outputDataConfig": {"s3Uri": self.output_uri(run_id)},
+            "hyperParameters": bedrock_hyperparameters(config),
+            "jobTags": self.tags(run_id),
+            "customModelTags": self.tags(run_id),
+        }
+        if run.files.validation is not None:
+            request["validationDataConfig"] = {
+                "validators": [{"s3Uri": f"s3://{self._deployment}/{run.files.validation.key}"}]
+            }
+        with _classified_errors("creating the model customization job"):
+            created = self._bedrock.create_model_customization_job(**request)
+        record_start({"bedrock_request_token": token})
+        return JobSnapshot(
+            job_id=str(created["jobArn"]),
+            status=RunStatus.RUNNING,  # a new job is InProgress
+            fine_tuned_model=None,
+            trained_tokens=None,
+            estimated_finish=None,
+            error=None,
+            created_at=0,
+            metadata={"output_s3_uri": request["outputDataConfig"]["s3Uri"]},
+        )
+
+    def retrieve_job(self, job_id: str, run_id: str | None = None) -> JobSnapshot:
+        with _classified_errors("retrieving the job"):
+            job = JobSnapshot.of(self._bedrock.get_model_customization_job(jobIdentifier=job_id))
+        if run_id is not None and not self.is_own_job(job, run_id):
+            raise ForeignJobError(
+                f"Job {job_id} does not write to run {run_id}'s outputs in this deployment; it is not tracked."
+            )
+        return job
+
+    def events_since(self, job_id: str, last_event_id: str | None) -> list[JobEvent]:
+        """Bedrock keeps no event list per job (state changes go to EventBridge): nothing new, ever."""
+        return []
+
+    def latest_metrics(self, job_id: str) -> dict[str, int | float] | None:
+        """The job's own training loss, once Bedrock reports it."""
+        with _classified_errors("retrieving the job's metrics"):
+            job = self._bedrock.get_model_customization_job(jobIdentifier=job_id)
+        loss = (job.get("trainingMetrics") or {}).get("trainingLoss")
+        return {"train_loss": float(loss)} if isinstance(loss, int | float) else None
+
+    def cancel_job(self, job_id: str) -> JobSnapshot:
+        """Stop the job, then read it back (Bedrock's stop answers with nothing): `Stopping` is `running`."""
+        with _classified_errors("stopping the job"):
+            self._bedrock.stop_model_customization_job(jobIdentifier=job_id)
+        return self.retrieve_job(job_id)
+
+    # Serving -----------------------------------------------------------------------------
+    def create_deployment(self, run_id: str, model_arn: str) -> str:
+        """An on-demand deployment of the run's custom model (idempotent per run and model); its ARN."""
+        token = hashlib.sha256("\n".join((self._deployment, run_id, model_arn)).encode()).hexdigest()
+        with _classified_errors("creating the custom model deployment"):
+            created = self._bedrock.create_custom_model_deployment(
+                modelDeploymentName=_fit_name(run_id, token[:8]),
+                modelArn=model_arn,
+                clientRequestToken=token,
+                tags=self.tags(run_id),
+            )
+        return str(created["customModelDeploymentArn"])
+
+    def deployment_status(self, deployment_arn: str) -> tuple[str, str | None]:
+        """The deployment's status (`Creating`, `Active`, `Failed`) and Bedrock's failure message, if any."""
+        with _classified_errors("retrieving the custom model deployment"):
+            deployment = self._bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=deployment_arn)
+        return str(deployment.get("status", "")), deployment.get("failureMessage") or None
+
+    def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer:
+        """`converse` with `model` (a deployment ARN), the run's system prompt and the caller's settings."""
+        request: dict[str, Any] = {
+            "modelId": model,
+            "messages": [{"role": "user", "content": [{"text": question}]}],
+            "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
+        }
+        if system is not None:
+            request["system"] = [{"text": system}]
+        with _classified_errors("the converse call"):
+            response = self._runtime.converse(**request)
+        content = ((response.get("output") or {}).get("message") or {}).get("content") or []
+        texts = [part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        if not texts:
+            raise BedrockEmptyAnswerError("Amazon Bedrock's converse answer held no text.")
+        given = response.get("usage") or {}
+        usage = {
+            "prompt_tokens": int(given.get("inputTokens", 0)),
+            "completion_tokens": int(given.get("outputTokens", 0)),
+            "total_tokens": int(given.get("totalTokens", 0)),
+        }
+        refusal = "".join(texts) if response.get("stopReason") == "content_filtered" else None
+        return Answer(text=None if refusal else "".join(texts), refusal=refusal, model=model, usage=usage)
+
+
+def gateway() -> BedrockGateway:
+    config = settings()
+    return BedrockGateway(
+        bedrock_client("bedrock"),
+        bedrock_client("bedrock-runtime"),
+        deployment=config.data_bucket,
+        role_arn=config.bedrock_customization_role_arn,
+    )

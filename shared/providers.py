@@ -1,0 +1,180 @@
+"""The provider seam: what the use cases need from whoever trains and serves a run's model.
+
+Two implementations: `shared.openai_gateway.OpenAIGateway` (OpenAI's fine-tuning API) and
+`shared.bedrock_gateway.BedrockGateway` (Amazon Bedrock model customization). They are the only
+modules that import `openai` or call `bedrock`/`bedrock-runtime` (a unit test enforces it), and
+`provider_for(run)` is the only place that chooses between them, by the run's `provider`.
+
+Both sort their failures into the same two families: `ProviderTransientError` (retry later) and
+`ProviderRefusedError` (the provider said no: record its message, do not retry). Each provider
+raises subclasses of its own (`OpenAITransientError`, `BedrockTransientError`, ...) because Step
+Functions' Retry matches the error's class name, and each names the field of a run's `error` that
+keeps the provider's own code (`openai_code`, `bedrock_code`).
+
+Import-light on purpose: neither SDK is imported here, so a function that serves only one
+provider never loads the other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from shared.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
+
+ProviderName = Literal["openai", "bedrock"]
+PROVIDERS: tuple[ProviderName, ...] = ("openai", "bedrock")
+DEFAULT_PROVIDER: ProviderName = "openai"
+
+
+class ProviderTransientError(Exception):
+    """Worth retrying later (throttling, 5xx, timeouts, dropped connections).
+
+    `code` is the provider's own error code when it gave one (e.g. `rate_limit_exceeded`,
+    `ThrottlingException`); `CODE_FIELD` names where a run's `error` records it.
+    """
+
+    CODE_FIELD: ClassVar[str] = "provider_code"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProviderRefusedError(Exception):
+    """The provider refused the request; its own message is kept for the user."""
+
+    CODE_FIELD: ClassVar[str] = "provider_code"
+
+    def __init__(self, message: str, status_code: int | None, code: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+
+
+class ForeignJobError(Exception):
+    """A job id that is not the run's job of this deployment (its tags say so): never tracked."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """The fields of a fine-tuning job a run records, in the common vocabulary.
+
+    `status` is a `RunStatus` (a status the gateway does not know is kept as given). Each provider
+    subclasses it to name itself in a failed job's message and the field that keeps its own code.
+    """
+
+    PROVIDER_LABEL: ClassVar[str] = "The provider"
+    CODE_FIELD: ClassVar[str] = "provider_code"
+
+    job_id: str
+    status: RunStatus | str
+    fine_tuned_model: str | None
+    trained_tokens: int | None
+    estimated_finish: int | None
+    error: dict[str, Any] | None
+    created_at: int
+    finished_at: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in JOB_FINISHED
+
+    def run_fields(self) -> dict[str, Any]:
+        """What a run records of its job; unknown values are left out rather than stored as null.
+
+        `finished_at` is the job's own (epoch seconds, like `estimated_finish`); when the run saw it
+        finish is `status_changed_at`.
+        """
+        fields: dict[str, Any] = {
+            "job_id": self.job_id,
+            "fine_tuned_model": self.fine_tuned_model,
+            "trained_tokens": self.trained_tokens,
+            "estimated_finish": self.estimated_finish,
+            "error": self.run_error(),
+            "finished_at": self.finished_at if self.terminal else None,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+    def run_error(self) -> dict[str, str] | None:
+        """The run's `error` for this job: our code (`job_failed`), the provider's message, and its
+        own code under `CODE_FIELD`. A failed job always gets one, even when no reason was given."""
+        if self.status != RunStatus.FAILED and not self.error:
+            return None
+        given = self.error or {}
+        error = {
+            "code": "job_failed",
+            "message": str(given.get("message") or "").strip()
+            or f"{self.PROVIDER_LABEL} reported the fine-tuning job as failed without giving a reason.",
+        }
+        if given.get("code"):
+            error[self.CODE_FIELD] = str(given["code"])
+        return error
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model's reply: `text`, or, when it declined to answer, `refusal` (and `text` is None)."""
+
+    text: str | None
+    refusal: str | None
+    model: str
+    usage: dict[str, int]
+
+
+# Records what is known while a job is being started (file ids...) on the `starting` run.
+RecordStart = Callable[[dict[str, Any]], object]
+
+
+class FineTuningProvider(Protocol):
+    """One provider's fine-tuning jobs and models, as the use cases see them."""
+
+    @property
+    def name(self) -> ProviderName: ...
+
+    @property
+    def tracked_by_poll(self) -> bool:
+        """Whether PollJobFunction follows this provider's jobs (and the ask API serves its models): the start
+        starts a tracking execution only then."""
+        ...
+
+    def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
+        """Start (or find) the prepared run's job; idempotent for the same run and `owner` (the training
+        file's version): a repeated or concurrent start ends with the same single job."""
+        ...
+
+    def retrieve_job(self, job_id: str, run_id: str | None = None) -> JobSnapshot:
+        """The job now; with `run_id`, a job that is not that run's of this deployment is a `ForeignJobError`."""
+        ...
+
+    def events_since(self, job_id: str, last_event_id: str | None) -> list[JobEvent]: ...
+
+    def latest_metrics(self, job_id: str) -> dict[str, int | float] | None: ...
+
+    def cancel_job(self, job_id: str) -> JobSnapshot: ...
+
+    def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer: ...
+
+
+def run_provider(run: Run) -> ProviderName:
+    """The run's provider: recorded on the run, else in its prepared config, else OpenAI (older runs)."""
+    recorded = run.provider if "provider" in run.model_fields_set else (run.config or {}).get("provider")
+    if recorded is None:
+        return DEFAULT_PROVIDER
+    if recorded not in PROVIDERS:
+        raise ValueError(f"Run {run.run_id} names provider {recorded!r}; known: {', '.join(PROVIDERS)}.")
+    return "bedrock" if recorded == "bedrock" else "openai"
+
+
+def provider_for(run: Run) -> FineTuningProvider:
+    """The gateway of the run's provider (imported on demand: a function loads only the SDK it uses)."""
+    if run_provider(run) == "bedrock":
+        from shared.bedrock_gateway import gateway as bedrock_gateway
+
+        return bedrock_gateway()
+    from shared.openai_gateway import gateway as openai_gateway
+
+    return openai_gateway()

@@ -1,0 +1,262 @@
+"""StartJobFunction for bedrock runs, against moto and the Bedrock emulator: one customization job
+built from the run, Bedrock's idempotency under duplicate and concurrent events, refusals and throttling."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+from functions.start_job.app import lambda_handler as start_handler
+from local.bedrock_emulator import BedrockEmulator
+from shared import bedrock_gateway
+from shared.providers import ForeignJobError
+from tests.helpers import Aws, SetEnv, executions, prepare_run, training_event
+
+CREATE = "CreateModelCustomizationJob"
+ROLE_ENV = "BEDROCK_CUSTOMIZATION_ROLE_ARN"
+
+
+@pytest.fixture
+def bedrock(aws_account: Aws, set_env: SetEnv) -> Iterator[BedrockEmulator]:
+    """The Bedrock emulator (reading the training data from moto's S3), boto3 pointed at it."""
+    with BedrockEmulator(phase_seconds=0.0) as emulator:
+        set_env(**emulator.environment())
+        bedrock_gateway.bedrock_client.cache_clear()
+        yield emulator
+    bedrock_gateway.bedrock_client.cache_clear()
+
+
+def creates(emulator: BedrockEmulator) -> list[Any]:
+    return [request for request in emulator.requests if request.operation == CREATE]
+
+
+def bedrock_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
+    run = prepare_run(aws_account, context, tmp_path, provider="bedrock", **config)
+    assert run["provider"] == "bedrock"
+    return run
+
+
+def test_a_bedrock_runs_training_file_becomes_one_customization_job_built_from_the_run(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(
+        aws_account,
+        lambda_context,
+        tmp_path,
+        validation_fraction=0.25,
+        fine_tune={"suffix": "sciq", "hyperparameters": {"n_epochs": 2}},
+    )
+    run_id, bucket = run["run_id"], aws_account.bucket
+
+    event = training_event(run_id)
+    result = start_handler(event, lambda_context)
+
+    [job] = bedrock.jobs.values()
+    [create] = creates(bedrock)
+    body = create.body
+    token = body["clientRequestToken"]
+    # The token is the deployment's, the run's and the training file's (the event's version and the ETag)
+    owner = event["Records"][0]["s3"]["object"].get("versionId") or "unversioned"
+    etag = aws_account.s3.head_object(Bucket=bucket, Key=run["files"]["train"]["key"])["ETag"].strip('"')
+    assert token == hashlib.sha256("\n".join((bucket, run_id, owner, etag)).encode()).hexdigest()
+    assert body == {
+        "jobName": f"{run_id}-{token[:8]}",
+        "customModelName": f"{run_id}-sciq-{token[:8]}",
+        "roleArn": "arn:aws:iam::123456789012:role/ragtune-BedrockCustomizationRole",
+        "clientRequestToken": token,
+        "baseModelIdentifier": "amazon.nova-micro-v1:0:128k",
+        "customizationType": "FINE_TUNING",
+        "trainingDataConfig": {"s3Uri": f"s3://{bucket}/datasets/{run_id}/train.jsonl"},
+        "validationDataConfig": {"validators": [{"s3Uri": f"s3://{bucket}/datasets/{run_id}/validation.jsonl"}]},
+        "outputDataConfig": {"s3Uri": f"s3://{bucket}/outputs/{run_id}/"},
+        "hyperParameters": {"epochCount": "2"},
+        "jobTags": [{"key": "ragtune_run_id", "value": run_id}, {"key": "ragtune_deployment", "value": bucket}],
+        "customModelTags": [
+            {"key": "ragtune_run_id", "value": run_id},
+            {"key": "ragtune_deployment", "value": bucket},
+        ],
+    }
+    job_arn = create.response["jobArn"]
+    assert result == {"runs": [{"run_id": run_id, "status": "running", "job_id": job_arn}]}
+    assert job is not None
+
+    [recorded] = aws_account.runs()
+    assert (recorded["status"], recorded["job_id"], recorded["provider"]) == ("running", job_arn, "bedrock")
+    assert recorded["bedrock_request_token"] == token
+    assert "training_file_id" not in recorded and "error" not in recorded
+    # The poll does not follow Bedrock jobs yet: no tracking execution that would ask OpenAI about this one
+    assert "execution_arn" not in recorded and executions() == []
+
+
+def test_twenty_duplicate_and_concurrent_events_make_one_bedrock_job(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    event = training_event(run["run_id"])
+
+    def deliver(_: int) -> str:
+        try:
+            return str(start_handler(event, lambda_context)["runs"][0]["status"])
+        except IdempotencyAlreadyInProgressError:
+            return "retried later by Lambda"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(deliver, range(20)))
+    replays = [deliver(0) for _ in range(3)]
+
+    assert "running" in outcomes and set(replays) == {"running"}
+    assert len(bedrock.jobs) == 1
+    assert len({request.body["clientRequestToken"] for request in creates(bedrock)}) == 1
+    [recorded] = aws_account.runs()
+    assert recorded["job_id"] == next(iter(bedrock.jobs.values())).arn
+
+
+def test_a_repeated_create_with_the_same_token_is_the_same_job(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    """Bedrock's own idempotency, without ours in front: a start that crashed after the create and is
+    run again (the run still `starting`, same training file) sends the same request and gets the same job."""
+    from shared.runs import RunsRepository
+
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    run_id = run["run_id"]
+    runs = RunsRepository(aws_account.runs_table)
+    assert runs.claim_start(run_id, "unversioned")
+    gateway = bedrock_gateway.gateway()
+
+    def start() -> str:
+        prepared = runs.get(run_id)
+        assert prepared is not None
+        return gateway.start_job(prepared, "unversioned", lambda fields: runs.record_start(run_id, fields)).job_id
+
+    assert start() == start() and len(bedrock.jobs) == 1
+    first, again = creates(bedrock)
+    assert first.body == again.body
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"), [("validation", "ValidationException"), ("access_denied", "AccessDeniedException")]
+)
+def test_a_refused_job_fails_the_run_with_bedrocks_message_and_code(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, kind: str, code: str
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    bedrock.inject_fault(CREATE, kind, times=1, message="Bedrock says no to this model")  # type: ignore[arg-type]
+
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+
+    [recorded] = aws_account.runs()
+    assert recorded["status"] == "failed" and outcome["status"] == "failed"
+    error = recorded["error"]
+    assert (error["code"], error["bedrock_code"]) == ("bedrock_refused", code)
+    assert f"Amazon Bedrock refused creating the model customization job ({code}): " in error["message"]
+    assert "Bedrock says no to this model" in error["message"]
+    assert "openai_code" not in error
+    assert len(creates(bedrock)) == 1  # a refusal is not retried
+    assert bedrock.jobs == {} and executions() == []
+
+
+def test_throttling_is_retried_by_the_client_and_then_the_job_is_created(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    bedrock.inject_fault(CREATE, "throttling", times=2)
+
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+
+    assert outcome["status"] == "running"
+    assert [request.status for request in creates(bedrock)][:2] == [429, 429]
+    assert len(bedrock.jobs) == 1
+
+
+def test_throttling_past_the_retries_fails_the_run_saying_to_upload_again(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    bedrock.inject_fault(CREATE, "throttling", times=10)
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    assert recorded["status"] == "failed"
+    assert (recorded["error"]["code"], recorded["error"]["bedrock_code"]) == (
+        "bedrock_unavailable",
+        "ThrottlingException",
+    )
+    assert "Upload the config again" in recorded["error"]["message"]
+    assert len(creates(bedrock)) == bedrock_gateway.BEDROCK_ATTEMPTS
+    assert bedrock.jobs == {}
+
+
+def test_without_the_customization_role_the_run_fails_saying_what_to_fix(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, set_env: SetEnv
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    set_env(**{ROLE_ENV: ""})
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    assert recorded["error"]["code"] == "bedrock_role_missing" and ROLE_ENV in recorded["error"]["message"]
+    assert creates(bedrock) == []
+
+
+def test_the_gateway_follows_the_job_to_a_deployment_that_answers(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    """What the poll and the ask API will call for bedrock runs, against the emulator (jobs finish at once)."""
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    run_id = run["run_id"]
+    [outcome] = start_handler(training_event(run_id), lambda_context)["runs"]
+    gateway = bedrock_gateway.gateway()
+
+    job = gateway.retrieve_job(outcome["job_id"], run_id=run_id)
+    assert job.status == "succeeded" and job.terminal
+    model_arn = job.metadata["output_model_arn"]
+    metrics = gateway.latest_metrics(job.job_id)
+    assert metrics is not None and isinstance(metrics["train_loss"], float)
+
+    deployment = gateway.create_deployment(run_id, model_arn)
+    assert gateway.create_deployment(run_id, model_arn) == deployment and len(bedrock.deployments) == 1
+    assert gateway.deployment_status(deployment) == ("Active", None)
+    answer = gateway.answer(deployment, run["config"]["template"]["system"], "Question 3: what is measured?", 0.0, 64)
+    assert answer.text and answer.refusal is None and answer.model == deployment
+    assert answer.usage["total_tokens"] == answer.usage["prompt_tokens"] + answer.usage["completion_tokens"] > 0
+
+    with pytest.raises(bedrock_gateway.BedrockRefusedError) as refused:  # a finished job cannot be stopped
+        gateway.cancel_job(job.job_id)
+    assert refused.value.code == "ConflictException"
+    with pytest.raises(ForeignJobError):
+        gateway.retrieve_job(job.job_id, run_id="another-run-0123456789ab")
+
+
+def test_a_failed_job_carries_bedrocks_reason(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    bedrock.fail_jobs("Out of capacity for this base model")
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+
+    job = bedrock_gateway.gateway().retrieve_job(outcome["job_id"], run_id=run["run_id"])
+    assert job.status == "failed"
+    assert job.run_fields()["error"] == {"code": "job_failed", "message": "Out of capacity for this base model"}
+
+
+def test_a_failed_deployment_carries_bedrocks_reason(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+    gateway = bedrock_gateway.gateway()
+    model_arn = gateway.retrieve_job(outcome["job_id"]).metadata["output_model_arn"]
+    bedrock.fail_deployments("No on-demand capacity")
+
+    deployment = gateway.create_deployment(run["run_id"], model_arn)
+
+    assert gateway.deployment_status(deployment) == ("Failed", "No on-demand capacity")
