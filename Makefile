@@ -7,6 +7,7 @@ PYTHON := $(VENV)/bin/python
 SAM := $(VENV)/bin/sam
 PYTHON_BOOTSTRAP ?= python3
 export AWS_DEFAULT_REGION ?= us-east-1
+PROVIDER ?= openai
 export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
@@ -29,8 +30,8 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 	ln -sf ../audit/bin/checkov $(VENV)/bin/checkov
 	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
 
-demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer
-	$(PYTHON) -m local demo
+demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer (PROVIDER=bedrock: Nova, emulated)
+	$(PYTHON) -m local demo --provider $(PROVIDER)
 
 local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
 	$(PYTHON) -m local serve

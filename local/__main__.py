@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from local.demo import DEMO_CONFIG, SAMPLE_DATA, DemoFailed, run_demo
+from local.demo import DEMO_CONFIGS, SAMPLE_DATA, DemoFailed, run_demo
 from local.stack import MotoStack
 
 
@@ -29,9 +29,13 @@ def demo(arguments: argparse.Namespace) -> int:
     try:
         with _stack(arguments.poll_interval, log_level="WARNING") as stack:
             print(stack.openai_endpoint)
+            if arguments.provider == "bedrock":
+                print(stack.bedrock_endpoint)
             # A real fine-tuning job takes minutes to hours; the emulator's takes seconds.
-            timeout = 300 if stack.emulator else 4 * 3600
-            run_demo(stack, data=arguments.data, config=arguments.config, timeout_seconds=timeout)
+            emulated = stack.bedrock_emulator if arguments.provider == "bedrock" else stack.emulator
+            timeout = 300 if emulated else 4 * 3600
+            config = arguments.config or DEMO_CONFIGS[arguments.provider]
+            run_demo(stack, data=arguments.data, config=config, timeout_seconds=timeout)
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1
@@ -45,11 +49,13 @@ def serve(arguments: argparse.Namespace) -> int:
         signal.signal(signal_number, lambda *_: stopping.set())
     with _stack(arguments.poll_interval) as stack:
         print(stack.openai_endpoint)
+        print(stack.bedrock_endpoint)
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
         print(f"api_key={stack.api_key}")
-        print(f"openai_base_url={stack.openai_base_url}", flush=True)
+        print(f"openai_base_url={stack.openai_base_url}")
+        print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}", flush=True)
         stopping.wait()
         print("stopping", flush=True)
     return 0
@@ -71,10 +77,16 @@ def main() -> int:
         help="demo: dataset uploaded to s3://<bucket>/data/<its name> (default: the SciQ sample)",
     )
     parser.add_argument(
+        "--provider",
+        choices=sorted(DEMO_CONFIGS),
+        default="openai",
+        help="demo: who fine-tunes (default openai); picks the sample config local/sample/demo-config[-bedrock].json",
+    )
+    parser.add_argument(
         "--config",
         type=Path,
-        default=DEMO_CONFIG,
-        help="demo: run config; its dataset.source should point at the uploaded data",
+        default=None,
+        help="demo: run config (default: the provider's sample); its dataset.source should point at the uploaded data",
     )
     arguments = parser.parse_args()
     return {"demo": demo, "serve": serve}[arguments.command](arguments)

@@ -6,6 +6,7 @@ asks the notebook's test question. Raises DemoFailed with the reason if any step
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from shared.run_record import FINISHED  # the run has stopped moving (tracking_f
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"
 DEMO_CONFIG = SAMPLE_DIR / "demo-config.json"
+DEMO_CONFIGS = {"openai": DEMO_CONFIG, "bedrock": SAMPLE_DIR / "demo-config-bedrock.json"}
 DEMO_CONFIG_KEY = "configs/demo.json"
 NOTEBOOK_TEST_QUESTION = (
     "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
@@ -57,7 +59,9 @@ def _trained(run: dict[str, Any]) -> str:
     """Trained tokens are what the job bills (billed tokens per epoch times epochs), compared with the estimate."""
     trained, estimate = run.get("trained_tokens"), run.get("estimate") or {}
     per_epoch = (run.get("tokens") or {}).get("billing_tokens")
-    if trained is None or not estimate or not per_epoch:
+    if trained is None:
+        return "no trained-token count reported"  # Bedrock reports none
+    if not estimate or not per_epoch:
         return f"{trained} trained tokens"
     if trained == estimate["trained_tokens"]:
         return f"{trained:,} trained tokens ({estimate['epochs']} epochs × {per_epoch:,}), as estimated"
@@ -68,12 +72,23 @@ def _trained(run: dict[str, Any]) -> str:
     )
 
 
+def _provider(config: Path) -> str:
+    """The config's provider, as the pipeline reads it (absent: openai); an unreadable config fails in the run."""
+    try:
+        provider = json.loads(config.read_text(encoding="utf-8")).get("provider", "openai")
+    except (ValueError, AttributeError):
+        return "openai"
+    return str(provider)
+
+
 def _describe(run: dict[str, Any]) -> str:
     status: str = run["status"]
     if status in {"preparing", "prepared", "starting"}:
         return status
     if status in {"validating_files", "queued"}:
         return f"job {run.get('job_id')} {status}"
+    if status == "deploying":
+        return f"deploying: the custom model of job {run.get('job_id')} (a deployment answers /ask)"
     if status == "running":
         metrics = run.get("metrics") or {}
         last_event = (run.get("events") or [{}])[-1].get("message", "")
@@ -133,7 +148,11 @@ def run_demo(
     answer: dict[str, Any] = api.call(
         "POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION, "run_id": run["run_id"]}
     )
-    source = "the OpenAI emulator (recalls training data)" if stack.emulator else stack.openai_base_url
+    if _provider(config) == "bedrock":
+        emulated = stack.bedrock_emulator is not None
+        source = "the Bedrock emulator (recalls training data)" if emulated else stack.bedrock_endpoint_url
+    else:
+        source = "the OpenAI emulator (recalls training data)" if stack.emulator else stack.openai_base_url
     out(f"answer ({source}): {answer['answer']}")
     out(f"model: {answer['model']}")
     out(

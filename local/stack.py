@@ -5,7 +5,9 @@ tables, topic and queue, the functions with their handlers and environment, the 
 machine with its substitutions, and the API's routes and key requirement. moto's server
 holds the AWS side (an S3-compatible endpoint the aws CLI can use); every Lambda
 invocation runs our real handler in this process; OpenAI is the in-process emulator
-unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `MotoStack.openai_endpoint`).
+unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `MotoStack.openai_endpoint`); Amazon Bedrock is
+the in-process Bedrock emulator, reading and writing moto's S3, unless AWS_ENDPOINT_URL_BEDROCK or
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME is set (see `MotoStack.bedrock_endpoint`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
+from local.bedrock_emulator import BedrockEmulator
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
@@ -37,8 +40,10 @@ from local.template import (
     state_machine_definition,
     translated_template,
 )
+from shared.bedrock_gateway import bedrock_client
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
+BEDROCK_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 STACK_NAME = "ragtune"
 LAMBDA_TMP = "/tmp"  # nosec B108  # only matched, to move it: each stack gets a private folder instead
 PSEUDO_PARAMETERS = {
@@ -115,6 +120,16 @@ class MotoStack:
             if use_emulator
             else None
         )
+        # Bedrock: the emulator unless the user named an endpoint; it reads training data from (and writes
+        # metrics to) this stack's moto S3, through a client made once moto is up.
+        self.user_bedrock_endpoints = {
+            name: os.environ[name] for name in BEDROCK_ENDPOINT_VARIABLES if os.environ.get(name)
+        }
+        self._bedrock = (
+            None
+            if self.user_bedrock_endpoints
+            else BedrockEmulator(phase_seconds=emulator_phase_seconds, s3=lambda: self.client("s3"))
+        )
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._lambdas = in_process_lambdas()
         self.api_key = f"local-{secrets.token_hex(16)}"
@@ -144,6 +159,10 @@ class MotoStack:
         self._lambdas.__enter__()
         if self._emulator:
             self._emulator.start()
+        if self._bedrock:
+            self._bedrock.start()
+            os.environ.update(self._bedrock.environment())
+        bedrock_client.cache_clear()  # a client made before would keep another endpoint
         self._resolver = TemplateResolver(self._parameter_values())
         self._create_resources()
         self._api = LocalApiGateway(routes_from_template(), self._invoke_function, {self.api_key}, stage_name())
@@ -155,6 +174,8 @@ class MotoStack:
             self._api.stop()
         if self._emulator:
             self._emulator.stop()
+        if self._bedrock:
+            self._bedrock.stop()
         self._lambdas.__exit__(None, None, None)
         self._moto.stop()
         os.environ.clear()
@@ -191,6 +212,28 @@ class MotoStack:
         source = "OPENAI_BASE_URL" if self.user_base_url else "the template's OpenAIBaseUrl default"
         key = "OPENAI_API_KEY" if self.real_openai_key else "no key (OPENAI_API_KEY unset)"
         return f"OpenAI: {self.openai_base_url} (from {source}), with {key}"
+
+    @property
+    def bedrock_emulator(self) -> BedrockEmulator | None:
+        return self._bedrock
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        """The Bedrock endpoint handlers call: the emulator's, else the user's (the runtime's if only that is set)."""
+        if self._bedrock:
+            return self._bedrock.endpoint_url
+        return next(iter(self.user_bedrock_endpoints.values()))
+
+    @property
+    def bedrock_endpoint(self) -> str:
+        """One line saying which Amazon Bedrock endpoint the stack uses, and why."""
+        if self._bedrock:
+            return (
+                f"Bedrock: the in-process emulator at {self.bedrock_endpoint_url} "
+                "(no AWS_ENDPOINT_URL_BEDROCK or AWS_ENDPOINT_URL_BEDROCK_RUNTIME)"
+            )
+        named = ", ".join(f"{value} (from {name})" for name, value in self.user_bedrock_endpoints.items())
+        return f"Bedrock: {named}"
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)

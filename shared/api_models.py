@@ -95,10 +95,23 @@ class Tokens(BaseModel):
 
 
 class Estimate(BaseModel):
+    """An openai run's estimate: billed tokens counted with o200k_base, priced per million tokens."""
+
     epochs: int
     trained_tokens: int
     cost_usd: float
     price_per_million_tokens: float
+
+
+class BedrockEstimate(BaseModel):
+    """A bedrock run's estimate: tokens estimated (o200k_base as a proxy for Nova's), priced per 1,000 tokens."""
+
+    epochs: int
+    trained_tokens: int
+    cost_usd: float
+    price_per_1k_tokens: float
+    tokens_estimated: bool
+    token_counting: str
 
 
 class DataFile(BaseModel):
@@ -153,12 +166,19 @@ class RunDetail(RunSummary):
     files: RunFiles | None = Field(default=None, description="The prepared JSONL files; null until prepared.")
     gate: RunGate | None = Field(default=None, description="The data gate's report per file; null until prepared.")
     tokens: Tokens | None = None
-    estimate: Estimate | None = None
+    estimate: Estimate | BedrockEstimate | None = None
     training_file_id: str | None = Field(default=None, description="OpenAI file id of the uploaded training file.")
     validation_file_id: str | None = Field(default=None, description="OpenAI file id of the validation file.")
     job_id: str | None = None
     trained_tokens: int | None = None
     estimated_finish: datetime | None = None
+    deployment_arn: str | None = Field(
+        default=None, description="Bedrock runs: the on-demand custom model deployment that serves the model."
+    )
+    model_deleted_at: datetime | None = Field(
+        default=None, description="When DELETE /runs/{run_id}/model deleted the run's deployment."
+    )
+    deleted_deployment_arn: str | None = Field(default=None, description="The deployment that was deleted.")
     base_model_shutdown_date: date | None = Field(
         default=None,
         description="OpenAI runs: the day OpenAI shuts the base model down, and the tuned model with it (from "
@@ -169,6 +189,18 @@ class RunDetail(RunSummary):
     events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
 
 
+class DeletedModelResponse(BaseModel):
+    run_id: str
+    deleted: str = Field(
+        description="What was deleted: `custom_model_deployment` (a Bedrock run's on-demand deployment)."
+    )
+    deployment_arn: str = Field(description="The deployment that no longer serves the run's model.")
+    already_gone: bool = Field(description="True when Amazon Bedrock no longer knew the deployment.")
+    message: str
+
+
 class CancelResponse(BaseModel):
     run_id: str
-    status: str = Field(description="The job's status as OpenAI reported it after the cancel request.")
+    status: str = Field(
+        description="The job's status as its provider (OpenAI, Amazon Bedrock) reported it after the cancel request."
+    )

@@ -17,6 +17,7 @@ from shared.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
+    DeletedModelResponse,
     RunDetail,
     RunPage,
     RunSummary,
@@ -24,8 +25,9 @@ from shared.api_models import (
 )
 from shared.errors import UserInputError
 from shared.observability import logger, metrics
-from shared.openai_gateway import JobSnapshot, OpenAIGateway, OpenAIRefusedError, fine_tune_base, gateway
-from shared.run_record import JOB_FINISHED, Run
+from shared.openai_gateway import fine_tune_base
+from shared.providers import FineTuningProvider, JobSnapshot, ProviderRefusedError, provider_for
+from shared.run_record import JOB_FINISHED, Run, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
 
@@ -65,12 +67,16 @@ class ModelGoneError(ModelShutDownError):
     code = "model_gone"
 
 
+class NoDeploymentError(RunStateError):
+    code = "no_deployment"
+
+
 class NotCancellableError(RunStateError):
     code = "not_cancellable"
 
 
 class JobAlreadyFinishedError(NotCancellableError):
-    """OpenAI refused the cancel because the job had finished before our record said so."""
+    """The provider refused the cancel because the job had finished before our record said so."""
 
     code = "job_already_finished"
 
@@ -142,7 +148,8 @@ def _gone(run: Run, model: str) -> ModelGoneError:
 
 
 def answer_question(request: AskRequest) -> AskResponse:
-    """Ask the run's model with the run's own training system prompt (None: no system message).
+    """Ask the run's model (through the run's provider: an OpenAI fine-tune, or a Bedrock run's on-demand
+    deployment) with the run's own training system prompt (None: no system message).
 
     A model OpenAI has shut down is a `ModelShutDownError` (by the run's recorded date, without asking
     OpenAI) or, when OpenAI answers 404 `model_not_found` for the model the run recorded, a `ModelGoneError`.
@@ -151,9 +158,9 @@ def answer_question(request: AskRequest) -> AskResponse:
     run, model = _run_with_model(request.run_id)
     _refuse_if_shut_down(run, model)
     try:
-        answer = gateway().answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
-    except OpenAIRefusedError as error:
-        if error.status_code == HTTPStatus.NOT_FOUND and error.code == "model_not_found":
+        answer = provider_for(run).answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
+    except ProviderRefusedError as error:
+        if error.status_code == HTTPStatus.NOT_FOUND and error.code == "model_not_found":  # OpenAI's words
             raise _gone(run, model) from error
         raise
     refused = answer.refusal is not None
@@ -184,56 +191,98 @@ def get_run(run_id: str) -> RunDetail:
     return RunDetail.model_validate({**run.recorded(), "tokens": train_gate})
 
 
-def _record_job(run_id: str, job: JobSnapshot) -> bool:
-    """What OpenAI just said about the run's job, recorded as a poll records it (and, once the job
-    has finished, without the error of a tracking loop that gave up on it)."""
-    return _runs().record_job_outside_tracking(run_id, job.status, job.run_fields(), observed_at=time.time_ns())
+def _record_job(provider: FineTuningProvider, run: Run, job: JobSnapshot) -> tuple[JobSnapshot, bool]:
+    """What the provider just said about the run's job, recorded as a poll records it (but creating
+    nothing: a Bedrock job that completed is `deploying` until the poll has deployed it) and, once the
+    job has finished, without the error of a tracking loop that gave up on it."""
+    progress = provider.advance(run, job, serve=False)
+    recorded = _runs().record_job_outside_tracking(
+        run.run_id, progress.job.status, {**progress.job.run_fields(), **progress.fields}, observed_at=time.time_ns()
+    )
+    return progress.job, recorded
 
 
-def _job_if_finished(openai: OpenAIGateway, job_id: str) -> JobSnapshot | None:
-    """The job, if OpenAI says it has finished; None if it has not, or OpenAI will not say."""
+def _job_if_finished(provider: FineTuningProvider, job_id: str) -> JobSnapshot | None:
+    """The job, if the provider says it has finished; None if it has not, or the provider will not say."""
     try:
-        job = openai.retrieve_job(job_id)
-    except OpenAIRefusedError:
+        job = provider.retrieve_job(job_id)
+    except ProviderRefusedError:
         return None
     return job if job.terminal else None
 
 
 def cancel_run(run_id: str) -> CancelResponse:
-    """Cancel the run's job at OpenAI and record what OpenAI answered, as a poll would.
+    """Cancel the run's job at its provider and record what the provider answered, as a poll would.
 
-    A job that finished before the run's record caught up cannot be cancelled: OpenAI refuses.
+    A job that finished before the run's record caught up cannot be cancelled: the provider refuses.
     The run is then brought up to the job's real state and the caller hears why (a conflict).
+    A run that is `deploying` has finished training: there is no job left to cancel.
     """
     run = _existing_run(run_id)
     status = run.status
     if status in JOB_FINISHED:  # a `tracking_failed` run's job may still be running: it can be cancelled
         raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.", status)
+    if status == RunStatus.DEPLOYING:
+        raise NotCancellableError(
+            f"Run {run_id} has finished training and its model is being deployed; there is no job to cancel.",
+            status,
+        )
     if not run.job_id:
         raise NotCancellableError(
             f"Run {run_id} is {status} and has no fine-tuning job yet; nothing to cancel.", status
         )
-    openai = gateway()
+    provider = provider_for(run)
     try:
-        snapshot = openai.cancel_job(run.job_id)
-    except OpenAIRefusedError:
-        finished = _job_if_finished(openai, run.job_id)
+        snapshot = provider.cancel_job(run.job_id)
+    except ProviderRefusedError:
+        finished = _job_if_finished(provider, run.job_id)
         if finished is None:
             raise
-        recorded = _record_job(run_id, finished)
+        now, recorded = _record_job(provider, run, finished)
         logger.info(
             "Cancel refused: the job had already finished",
-            extra={"run_id": run_id, "job_id": finished.job_id, "job_status": finished.status, "recorded": recorded},
+            extra={"run_id": run_id, "job_id": finished.job_id, "job_status": now.status, "recorded": recorded},
         )
         raise JobAlreadyFinishedError(
-            f"Job {finished.job_id} has already {finished.status} at OpenAI, so it cannot be cancelled; "
-            f"run {run_id} now records it as {finished.status}.",
-            finished.status,
+            f"Job {finished.job_id} has already {finished.status} at {finished.PROVIDER_LABEL}, so it cannot be "
+            f"cancelled; run {run_id} now records it as {now.status}.",
+            now.status,
         ) from None
-    recorded = _record_job(run_id, snapshot)
+    snapshot, recorded = _record_job(provider, run, snapshot)
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     logger.info(
         "Job cancel requested",
         extra={"run_id": run_id, "job_id": snapshot.job_id, "job_status": snapshot.status, "recorded": recorded},
     )
     return CancelResponse(run_id=run_id, status=snapshot.status)
+
+
+def delete_model(run_id: str) -> DeletedModelResponse:
+    """Delete the deployment that serves a finished run's model (Bedrock runs); the run then has no model.
+
+    A run without a deployment (an OpenAI run, a run not yet deployed, one already deleted) is a conflict,
+    as is a run still `deploying` (the poll is creating it)."""
+    run = _existing_run(run_id)
+    if run.status not in JOB_FINISHED or not run.deployment_arn:
+        raise NoDeploymentError(
+            f"Run {run_id} is {run.status} and has no model deployment to delete"
+            + (
+                f" (its deployment {run.deleted_deployment_arn} was deleted at {run.model_deleted_at})."
+                if run.model_deleted_at
+                else "."
+            ),
+            run.status,
+        )
+    deployment = run.deployment_arn
+    existed = provider_for(run).delete_deployment(deployment)
+    recorded = _runs().record_model_deleted(run_id, deployment)
+    metrics.add_metric(name="ModelsDeleted", unit=MetricUnit.Count, value=1)
+    logger.info("Model deployment deleted", extra={"run_id": run_id, "deployment": deployment, "recorded": recorded})
+    what = "was deleted" if existed else "was already gone at Amazon Bedrock"
+    return DeletedModelResponse(
+        run_id=run_id,
+        deleted="custom_model_deployment",
+        deployment_arn=deployment,
+        already_gone=not existed,
+        message=f"Run {run_id}'s on-demand deployment {deployment} {what}; the run no longer has a model to ask.",
+    )

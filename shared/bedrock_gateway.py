@@ -16,10 +16,13 @@ deployment, and nothing else is ever tracked.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -32,13 +35,26 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from shared import providers
 from shared.aws import client
 from shared.config import RunConfig
-from shared.providers import Answer, ForeignJobError, ProviderRefusedError, ProviderTransientError, RecordStart
+from shared.providers import (
+    Answer,
+    ForeignJobError,
+    Progress,
+    ProviderEmptyAnswerError,
+    ProviderRefusedError,
+    ProviderTransientError,
+    RecordStart,
+)
 from shared.run_record import JobEvent, Run, RunStatus
 from shared.settings import settings
+from shared.storage import ObjectMissingError, ObjectRef, read_object
 
 RUN_ID_TAG = "ragtune_run_id"
 DEPLOYMENT_TAG = "ragtune_deployment"
 NAME_MAX_CHARS = 63  # jobName, customModelName, modelDeploymentName
+# What a completed job writes under its output prefix: one row per reported step
+# (step_number,epoch_number,training_loss,perplexity). Read whole up to this size, else its complete rows.
+TRAINING_METRICS_FILE = "training_artifacts/step_wise_training_metrics.csv"
+METRICS_FILE_MAX_BYTES = 2**20
 # Bedrock's statuses in the common vocabulary; Stopping stays `running` until the job is Stopped.
 JOB_STATUSES: dict[str, RunStatus] = {
     "InProgress": RunStatus.RUNNING,
@@ -93,16 +109,20 @@ class BedrockTransientError(ProviderTransientError):
     """
 
     CODE_FIELD: ClassVar[str] = "bedrock_code"
+    PROVIDER: ClassVar[str] = "bedrock"
 
 
 class BedrockRefusedError(ProviderRefusedError):
     """Bedrock refused the request (access, validation, quota, not found): its message and code are kept."""
 
     CODE_FIELD: ClassVar[str] = "bedrock_code"
+    PROVIDER: ClassVar[str] = "bedrock"
 
 
-class BedrockEmptyAnswerError(Exception):
+class BedrockEmptyAnswerError(ProviderEmptyAnswerError):
     """`converse` answered with no text to give the caller."""
+
+    PROVIDER: ClassVar[str] = "bedrock"
 
 
 class BedrockSettingsError(Exception):
@@ -200,12 +220,6 @@ class BedrockGateway:
     def name(self) -> providers.ProviderName:
         return "bedrock"
 
-    @property
-    def tracked_by_poll(self) -> bool:
-        """Not yet: the poll and the ask API still speak to OpenAI only (see the decision log). The methods
-        they will call (`retrieve_job`, `create_deployment`, `deployment_status`, `answer`) are here and tested."""
-        return False
-
     # Names, tokens, places ---------------------------------------------------------------
     def request_token(self, run_id: str, owner: str, etag: str) -> str:
         """One token per deployment, run and training file (version and content): Bedrock's idempotency key."""
@@ -286,11 +300,48 @@ class BedrockGateway:
         return []
 
     def latest_metrics(self, job_id: str) -> dict[str, int | float] | None:
-        """The job's own training loss, once Bedrock reports it."""
+        """The job's own training loss, once Bedrock reports it, and, once the job has completed, the last
+        row of the step-wise metrics file it wrote under its output prefix (step, epoch, loss, perplexity)."""
         with _classified_errors("retrieving the job's metrics"):
             job = self._bedrock.get_model_customization_job(jobIdentifier=job_id)
+        metrics: dict[str, int | float] = {}
         loss = (job.get("trainingMetrics") or {}).get("trainingLoss")
-        return {"train_loss": float(loss)} if isinstance(loss, int | float) else None
+        if isinstance(loss, int | float):
+            metrics["train_loss"] = float(loss)
+        if job.get("status") == "Completed":
+            metrics.update(self._metrics_file(job))
+        return metrics or None
+
+    def _metrics_file(self, job: dict[str, Any]) -> dict[str, int | float]:
+        """The last complete row of the job's step_wise_training_metrics.csv ({} when absent or unreadable):
+        only in this deployment's bucket, under the job's own `model-customization-job-<id>/` folder."""
+        output = str((job.get("outputDataConfig") or {}).get("s3Uri") or "")
+        bucket, _, prefix = output.removeprefix("s3://").partition("/")
+        if not output.startswith("s3://") or bucket != self._deployment:
+            return {}
+        job_id = str(job.get("jobArn") or "").rsplit("/", 1)[-1]
+        key = f"{prefix.rstrip('/')}/model-customization-job-{job_id}/{TRAINING_METRICS_FILE}".lstrip("/")
+        try:
+            read = read_object(ObjectRef(bucket, key), METRICS_FILE_MAX_BYTES)
+        except ObjectMissingError:
+            return {}
+        text = read.body.decode("utf-8", errors="replace")
+        if not read.complete:
+            text = text[: text.rfind("\n") + 1]
+        last: dict[str, int | float] = {}
+        reported = 0
+        for row in csv.DictReader(io.StringIO(text)):
+            try:
+                values = {
+                    "step": int(row["step_number"]),
+                    "epoch": int(row["epoch_number"]),
+                    "train_loss": float(row["training_loss"]),
+                    "train_perplexity": float(row["perplexity"]),
+                }
+            except (KeyError, TypeError, ValueError):
+                continue  # a row that is not a number is not a metric
+            last, reported = values, reported + 1
+        return {**last, "steps_reported": reported} if last else {}
 
     def cancel_job(self, job_id: str) -> JobSnapshot:
         """Stop the job, then read it back (Bedrock's stop answers with nothing): `Stopping` is `running`."""
@@ -299,6 +350,36 @@ class BedrockGateway:
         return self.retrieve_job(job_id)
 
     # Serving -----------------------------------------------------------------------------
+    def advance(self, run: Run, job: providers.JobSnapshot, *, serve: bool = True) -> Progress:
+        """A completed job's model answers only through an on-demand deployment: the run is `deploying`
+        while the deployment (created once, on the first poll that sees the job complete) is not Active;
+        `succeeded` with the deployment's ARN as its model once it is; `failed` with Bedrock's reason if
+        it fails. `serve=False` (the API's cancel) neither creates nor reads a deployment."""
+        if job.status != RunStatus.SUCCEEDED:
+            return Progress(job)
+        deploying = replace(job, status=RunStatus.DEPLOYING)
+        fields: dict[str, Any] = {}
+        deployment = run.deployment_arn
+        if not serve:
+            return Progress(deploying)
+        if deployment is None:
+            model_arn = job.metadata.get("output_model_arn")
+            if not model_arn:  # Completed before the model's ARN is reported: the next poll sees it
+                return Progress(deploying)
+            deployment = self.create_deployment(run.run_id, model_arn)
+            fields["deployment_arn"] = deployment
+        status, reason = self.deployment_status(deployment)
+        if status == "Active":
+            return Progress(replace(job, fine_tuned_model=deployment), fields)
+        if status == "Failed":
+            message = (
+                f"The model trained, but Amazon Bedrock could not deploy it for on-demand use "
+                f"(deployment {deployment}): {reason or 'no reason was given.'}"
+            )
+            failed = replace(job, status=RunStatus.FAILED, error={"message": message, "run_code": "deployment_failed"})
+            return Progress(failed, fields)
+        return Progress(deploying, fields)
+
     def create_deployment(self, run_id: str, model_arn: str) -> str:
         """An on-demand deployment of the run's custom model (idempotent per run and model); its ARN."""
         token = hashlib.sha256("\n".join((self._deployment, run_id, model_arn)).encode()).hexdigest()
@@ -316,6 +397,17 @@ class BedrockGateway:
         with _classified_errors("retrieving the custom model deployment"):
             deployment = self._bedrock.get_custom_model_deployment(customModelDeploymentIdentifier=deployment_arn)
         return str(deployment.get("status", "")), deployment.get("failureMessage") or None
+
+    def delete_deployment(self, deployment_arn: str) -> bool:
+        """Delete the on-demand deployment (it stops answering and billing); False if Bedrock no longer knew it."""
+        try:
+            with _classified_errors("deleting the custom model deployment"):
+                self._bedrock.delete_custom_model_deployment(customModelDeploymentIdentifier=deployment_arn)
+        except BedrockRefusedError as error:
+            if error.code == "ResourceNotFoundException":
+                return False
+            raise
+        return True
 
     def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer:
         """`converse` with `model` (a deployment ARN), the run's system prompt and the caller's settings."""

@@ -60,12 +60,14 @@ class OpenAITransientError(ProviderTransientError):
     """
 
     CODE_FIELD: ClassVar[str] = "openai_code"
+    PROVIDER: ClassVar[str] = "openai"
 
 
 class OpenAIRefusedError(ProviderRefusedError):
     """OpenAI refused the request; its own message is kept for the user."""
 
     CODE_FIELD: ClassVar[str] = "openai_code"
+    PROVIDER: ClassVar[str] = "openai"
 
 
 class OpenAIKeyUnavailableError(Exception):
@@ -180,10 +182,6 @@ class OpenAIGateway:
     @property
     def name(self) -> providers.ProviderName:
         return "openai"
-
-    @property
-    def tracked_by_poll(self) -> bool:
-        return True
 
     # Ownership ---------------------------------------------------------------------------
     def job_metadata(self, run_id: str) -> dict[str, str]:
@@ -373,6 +371,27 @@ class OpenAIGateway:
     def cancel_job(self, job_id: str) -> JobSnapshot:
         with _classified_errors("cancelling the job"):
             return JobSnapshot.of(self._client.fine_tuning.jobs.cancel(job_id))
+
+    def advance(self, run: Run, job: providers.JobSnapshot, *, serve: bool = True) -> providers.Progress:
+        """A succeeded job's model answers at once; the poll that sees it succeed (not the API's cancel)
+        also records the day OpenAI shuts its base model down, once."""
+        if not (serve and job.status == RunStatus.SUCCEEDED and not run.base_model_shutdown_date):
+            return providers.Progress(job)
+        shutdown = self._shutdown_date_of(run, job)
+        return providers.Progress(job, {"base_model_shutdown_date": shutdown} if shutdown else {})
+
+    def _shutdown_date_of(self, run: Run, job: providers.JobSnapshot) -> str | None:
+        """The day ("YYYY-MM-DD") OpenAI shuts the run's base model down, and its fine-tunes with it. The base
+        is read from the tuned model's name (`ft:<base>:...`, the snapshot even when the config named an
+        alias), else the config's. None when unknown: never a failure."""
+        configured = ((run.config or {}).get("fine_tune") or {}).get("model")
+        base = fine_tune_base(job.fine_tuned_model or "") or (configured if isinstance(configured, str) else None)
+        shutdown = self.base_model_shutdown_date(base) if base else None
+        return shutdown.isoformat() if shutdown else None
+
+    def delete_deployment(self, deployment_arn: str) -> bool:
+        """OpenAI serves a fine-tuned model without a deployment: an OpenAI run never records one."""
+        raise NotImplementedError("OpenAI runs have no deployment to delete.")
 
     # Models ------------------------------------------------------------------------------
     def base_model_shutdown_date(self, model: str) -> date | None:

@@ -1,7 +1,9 @@
 """Use case: one poll of a run's fine-tuning job, for the Step Functions tracking loop.
 
-Writes the job's status, new events and latest checkpoint metrics onto the run with a
-conditional write (and, once the job has succeeded, its base model's shutdown date),
+The run's provider (`provider_for(run)`) answers; its `advance` takes the run past training
+(OpenAI: the base model's shutdown date, once; Bedrock: the on-demand deployment, `deploying`
+until Active). Writes the job's status, new events and latest metrics onto the run with a
+conditional write,
 announces a finished run once, and hands the loop its next state.
 A job whose metadata does not name this run and this deployment is never tracked
 (`ForeignJobError`: the state machine's Catch records `tracking_failed`).
@@ -18,8 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from shared.observability import logger, metrics
-from shared.openai_gateway import JobSnapshot, OpenAIGateway, fine_tune_base, gateway
-from shared.run_record import JobEvent, Run, RunStatus
+from shared.providers import provider_for
+from shared.run_record import JobEvent, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
 from shared.tracking import notify_finished, start_tracking
@@ -52,6 +54,10 @@ class TrackingFailure(BaseModel):
     cause: str
 
 
+class RunMissingError(Exception):
+    """The execution names a run the table does not hold: nothing to record the job on."""
+
+
 def _merge_events(recorded: list[JobEvent], fresh: list[JobEvent]) -> list[JobEvent]:
     known = {event["id"] for event in recorded}
     merged = recorded + [event for event in fresh if event["id"] not in known]
@@ -59,25 +65,29 @@ def _merge_events(recorded: list[JobEvent], fresh: list[JobEvent]) -> list[JobEv
 
 
 def poll_once(state: PollState) -> PollState:
-    openai, runs = gateway(), RunsRepository(settings().runs_table)
+    """One look at the run's job through the run's provider, which also takes the run past training in its
+    own way (`advance`: Bedrock's deployment, OpenAI's shutdown date)."""
+    runs = RunsRepository(settings().runs_table)
     run = runs.get(state.run_id)
-    job = openai.retrieve_job(state.job_id, run_id=state.run_id)  # another deployment's job: ForeignJobError
+    if run is None:
+        raise RunMissingError(f"Run {state.run_id} is not in the runs table; its job {state.job_id} is not tracked.")
+    provider = provider_for(run)
+    job = provider.retrieve_job(state.job_id, run_id=state.run_id)  # another deployment's job: ForeignJobError
     observed_at = time.time_ns()
-    fresh_events = openai.events_since(state.job_id, run.last_event_id if run else None)
+    fresh_events = provider.events_since(state.job_id, run.last_event_id)
+    latest = provider.latest_metrics(state.job_id)
+    progress = provider.advance(run, job)
+    job = progress.job
     fields = {
         **job.run_fields(),
-        "events": _merge_events(run.events if run else [], fresh_events),
-        "event_count": (run.event_count if run else 0) + len(fresh_events),
+        **progress.fields,
+        "events": _merge_events(run.events, fresh_events),
+        "event_count": run.event_count + len(fresh_events),
     }
     if fresh_events:
         fields["last_event_id"] = fresh_events[-1]["id"]
-    latest = openai.latest_metrics(state.job_id)
     if latest:
         fields["metrics"] = latest
-    if job.status == RunStatus.SUCCEEDED and not (run and run.base_model_shutdown_date):
-        shutdown = _base_model_shutdown_date(openai, job, run)
-        if shutdown:
-            fields["base_model_shutdown_date"] = shutdown
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
     if job.terminal and runs.claim_notification(state.run_id):
@@ -87,7 +97,15 @@ def poll_once(state: PollState) -> PollState:
             {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model, "error": fields.get("error")},
         )
         metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
-    logger.info("Polled job", extra={"job_status": job.status, "new_events": len(fresh_events), "changed": changed})
+    logger.info(
+        "Polled job",
+        extra={
+            "provider": provider.name,
+            "job_status": job.status,
+            "new_events": len(fresh_events),
+            "changed": changed,
+        },
+    )
 
     polls = state.polls + 1
     status = job.status
@@ -99,16 +117,6 @@ def poll_once(state: PollState) -> PollState:
         status = CONTINUED
     error_message = fields["error"]["message"] if "error" in fields else ""
     return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})
-
-
-def _base_model_shutdown_date(openai: OpenAIGateway, job: JobSnapshot, run: Run | None) -> str | None:
-    """The day ("YYYY-MM-DD") OpenAI shuts the run's base model down, and its fine-tunes with it; asked once,
-    on the poll that sees the job succeed. The base is read from the tuned model's name (`ft:<base>:...`, the
-    snapshot even when the config named an alias), else the config's. None when unknown: never a failure."""
-    configured = ((run.config or {}).get("fine_tune") or {}).get("model") if run else None
-    base = fine_tune_base(job.fine_tuned_model or "") or (configured if isinstance(configured, str) else None)
-    shutdown = openai.base_model_shutdown_date(base) if base else None
-    return shutdown.isoformat() if shutdown else None
 
 
 def _readable_cause(cause: str) -> str:

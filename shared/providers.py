@@ -36,6 +36,7 @@ class ProviderTransientError(Exception):
     """
 
     CODE_FIELD: ClassVar[str] = "provider_code"
+    PROVIDER: ClassVar[str] = "provider"  # names the API's error codes (`<provider>_unavailable`)
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -46,12 +47,22 @@ class ProviderRefusedError(Exception):
     """The provider refused the request; its own message is kept for the user."""
 
     CODE_FIELD: ClassVar[str] = "provider_code"
+    PROVIDER: ClassVar[str] = "provider"  # names the API's error codes (`<provider>_refused`)
 
     def __init__(self, message: str, status_code: int | None, code: str | None) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.code = code
+
+
+class ProviderEmptyAnswerError(Exception):
+    """The provider answered a question with neither text nor a refusal."""
+
+    PROVIDER: ClassVar[str] = "provider"
+
+
+PROVIDER_LABELS: dict[str, str] = {"openai": "OpenAI", "bedrock": "Amazon Bedrock", "provider": "The provider"}
 
 
 class ForeignJobError(Exception):
@@ -100,13 +111,14 @@ class JobSnapshot:
         return {key: value for key, value in fields.items() if value is not None}
 
     def run_error(self) -> dict[str, str] | None:
-        """The run's `error` for this job: our code (`job_failed`), the provider's message, and its
-        own code under `CODE_FIELD`. A failed job always gets one, even when no reason was given."""
+        """The run's `error` for this job: our code (`job_failed`, or the `run_code` the gateway gave, e.g.
+        `deployment_failed`), the provider's message, and its own code under `CODE_FIELD`. A failed job
+        always gets one, even when no reason was given."""
         if self.status != RunStatus.FAILED and not self.error:
             return None
         given = self.error or {}
         error = {
-            "code": "job_failed",
+            "code": str(given.get("run_code") or "job_failed"),
             "message": str(given.get("message") or "").strip()
             or f"{self.PROVIDER_LABEL} reported the fine-tuning job as failed without giving a reason.",
         }
@@ -129,17 +141,21 @@ class Answer:
 RecordStart = Callable[[dict[str, Any]], object]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What a run records of its job after the provider's own steps past training (`advance`): the
+    snapshot in the run's terms (its status may be `deploying`, its model the one that answers) and
+    any fields of the provider's own (a deployment's ARN, a base model's shutdown date)."""
+
+    job: JobSnapshot
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 class FineTuningProvider(Protocol):
     """One provider's fine-tuning jobs and models, as the use cases see them."""
 
     @property
     def name(self) -> ProviderName: ...
-
-    @property
-    def tracked_by_poll(self) -> bool:
-        """Whether PollJobFunction follows this provider's jobs (and the ask API serves its models): the start
-        starts a tracking execution only then."""
-        ...
 
     def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
         """Start (or find) the prepared run's job; idempotent for the same run and `owner` (the training
@@ -156,7 +172,21 @@ class FineTuningProvider(Protocol):
 
     def cancel_job(self, job_id: str) -> JobSnapshot: ...
 
+    def advance(self, run: Run, job: JobSnapshot, *, serve: bool = True) -> Progress:
+        """The run's progress given its job now: what happens after training, in the provider's way.
+
+        OpenAI serves a succeeded job's model at once (and its base model's shutdown date is read once).
+        Bedrock serves it through an on-demand deployment: a completed job is `deploying` until the
+        deployment is Active (then `succeeded`, the deployment ARN as the model) or Failed (`failed`,
+        Bedrock's reason). `serve=False` (the API's cancel) reads and records, but creates nothing.
+        """
+        ...
+
     def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer: ...
+
+    def delete_deployment(self, deployment_arn: str) -> bool:
+        """Delete a deployment that serves a run's model; False when the provider no longer knew it."""
+        ...
 
 
 def run_provider(run: Run) -> ProviderName:

@@ -34,6 +34,8 @@ class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
+    # Trained; the model is being made ready to answer (Bedrock: its on-demand deployment is being created).
+    DEPLOYING = "deploying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -122,6 +124,12 @@ class Run(_Recorded):
     # The job, as the last poll (or a cancel) saw it.
     job_observed_at: int | None = None
     fine_tuned_model: str | None = None
+    # Bedrock runs: the on-demand custom model deployment that serves the trained model (created by the poll
+    # once training completes; the run's `fine_tuned_model` once it is Active).
+    deployment_arn: str | None = None
+    # When `DELETE /runs/{id}/model` deleted that deployment (the run then has no model), and which it was.
+    model_deleted_at: str | None = None
+    deleted_deployment_arn: str | None = None
     # OpenAI runs: when the base model (and so the tuned one) shuts down, "YYYY-MM-DD", read once the job
     # has succeeded (`GET /models/{model}`); absent when OpenAI announced no date or could not be asked.
     base_model_shutdown_date: str | None = None

@@ -186,6 +186,24 @@ class RunsRepository:
                     raise
         return recorded
 
+    def record_model_deleted(self, run_id: str, deployment_arn: str) -> bool:
+        """The run's deployment is deleted: it has no model any more (only if it still records that one)."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=(
+                    "SET model_deleted_at = :now, deleted_deployment_arn = :arn, updated_at = :now "
+                    "REMOVE deployment_arn, fine_tuned_model"
+                ),
+                ConditionExpression="deployment_arn = :arn",
+                ExpressionAttributeValues={":now": utc_now(), ":arn": deployment_arn},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def record_tracking_failure(self, run_id: str, message: str) -> bool:
         return self._set_status(
             run_id,

@@ -124,13 +124,9 @@ def _start(run_id: str, owner: str) -> dict[str, Any]:
     observed_at = time.time_ns()
 
     # Ids first (the run stays `starting`, so a crash before the execution starts is retried),
-    # then the execution, whose first poll may already write a newer status than ours. A provider
-    # the poll does not follow yet (Bedrock) gets no execution: its run shows the job as started.
-    if provider.tracked_by_poll:
-        runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, job.job_id, 0)})
-        start_tracking(run_id, job.job_id, generation=0)
-    else:
-        runs.record_start(run_id, {"job_id": job.job_id})
+    # then the execution, whose first poll may already write a newer status than ours.
+    runs.record_start(run_id, {"job_id": job.job_id, "execution_arn": execution_arn(run_id, job.job_id, 0)})
+    start_tracking(run_id, job.job_id, generation=0)
     runs.record_job(run_id, job.status, job.run_fields(), observed_at=observed_at)
     metrics.add_metric(name="JobsStarted", unit="Count", value=1)
     logger.info(

@@ -30,6 +30,7 @@ from shared.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
+    DeletedModelResponse,
     ErrorBody,
     RunConflictBody,
     RunDetail,
@@ -43,6 +44,12 @@ from shared.openai_gateway import (
     OpenAIKeyUnavailableError,
     OpenAIRefusedError,
     OpenAITransientError,
+)
+from shared.providers import (
+    PROVIDER_LABELS,
+    ProviderEmptyAnswerError,
+    ProviderRefusedError,
+    ProviderTransientError,
 )
 from shared.runs import InvalidCursorError
 
@@ -127,12 +134,13 @@ def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
     "/runs/<run_id>/cancel",
     summary="Cancel a run's fine-tuning job",
     description="A 409 carries the run's status: `not_cancellable` when the run has finished or has no job "
-    "yet; `job_already_finished` when OpenAI says the job finished before the run's record caught up "
-    "(the run is then updated to the job's real status, model and error).",
+    "yet or is `deploying` (a Bedrock run whose training is over); `job_already_finished` when the provider "
+    "says the job finished before the run's record caught up (the run is then updated to the job's real "
+    "status, model and error). A Bedrock job is `running` while Stopping; the poll records it `cancelled`.",
     responses=_responses(
         HTTPStatus.ACCEPTED,
         CancelResponse,
-        "Cancel requested; the status is the job's as OpenAI reported it",
+        "Cancel requested; the status is the job's as its provider reported it",
         HTTPStatus.NOT_FOUND,
         (HTTPStatus.CONFLICT, RunConflictBody),
         HTTPStatus.BAD_GATEWAY,
@@ -142,6 +150,27 @@ def get_run(run_id: Annotated[RunId, PathParam()]) -> RunDetail:
 def post_cancel(run_id: Annotated[RunId, PathParam()]) -> Response[CancelResponse]:
     result = ask.cancel_run(run_id)
     return Response(status_code=HTTPStatus.ACCEPTED.value, content_type=content_types.APPLICATION_JSON, body=result)
+
+
+@app.delete(
+    "/runs/<run_id>/model",
+    summary="Delete a run's model deployment",
+    description="Deletes the on-demand custom model deployment that serves a finished Amazon Bedrock run's "
+    "model (it stops answering and billing); the run then has no model. A 409 (`no_deployment`, with the "
+    "run's status) for a run without one: an OpenAI run, a run still training or deploying, or one whose "
+    "deployment was already deleted.",
+    responses=_responses(
+        HTTPStatus.OK,
+        DeletedModelResponse,
+        "What was deleted",
+        HTTPStatus.NOT_FOUND,
+        (HTTPStatus.CONFLICT, RunConflictBody),
+        HTTPStatus.BAD_GATEWAY,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+    ),
+)
+def delete_model(run_id: Annotated[RunId, PathParam()]) -> DeletedModelResponse:
+    return ask.delete_model(run_id)
 
 
 @app.exception_handler(UserInputError)
@@ -206,6 +235,32 @@ def openai_empty_response(error: OpenAIEmptyAnswerError) -> Response[dict[str, s
 def openai_refused(error: OpenAIRefusedError) -> Response[dict[str, str]]:
     logger.warning("OpenAI refused", extra={"status_code": error.status_code, "code": error.code})
     return _error(HTTPStatus.BAD_GATEWAY, "openai_refused", error.message)
+
+
+# Any other provider's failures (Amazon Bedrock's), by the shared families; the codes name the provider
+# (`bedrock_unavailable`, `bedrock_refused`, `bedrock_empty_response`). The handlers above match OpenAI's
+# own classes first (lookup follows the MRO).
+@app.exception_handler(ProviderTransientError)
+def provider_unavailable(error: ProviderTransientError) -> Response[dict[str, str]]:
+    logger.warning("Provider unavailable", extra={"provider": error.PROVIDER, "error": str(error)})
+    label = PROVIDER_LABELS.get(error.PROVIDER, error.PROVIDER)
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        f"{error.PROVIDER}_unavailable",
+        f"{label} is not answering right now (throttling, outage or timeout); try again shortly.",
+    )
+
+
+@app.exception_handler(ProviderEmptyAnswerError)
+def provider_empty_response(error: ProviderEmptyAnswerError) -> Response[dict[str, str]]:
+    logger.warning("Provider answered without an answer", extra={"provider": error.PROVIDER, "error": str(error)})
+    return _error(HTTPStatus.BAD_GATEWAY, f"{error.PROVIDER}_empty_response", f"{error} Try again.")
+
+
+@app.exception_handler(ProviderRefusedError)
+def provider_refused(error: ProviderRefusedError) -> Response[dict[str, str]]:
+    logger.warning("Provider refused", extra={"provider": error.PROVIDER, "code": error.code})
+    return _error(HTTPStatus.BAD_GATEWAY, f"{error.PROVIDER}_refused", error.message)
 
 
 # Registering a handler for Exception takes precedence over the resolver's own answers for

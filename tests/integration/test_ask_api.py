@@ -657,6 +657,9 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "trained_tokens",
         "estimated_finish",
         "base_model_shutdown_date",
+        "deployment_arn",  # Bedrock runs' deployment fields: null on an OpenAI run
+        "model_deleted_at",
+        "deleted_deployment_arn",
         "metrics",
         "events",
         "error",
@@ -678,6 +681,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     ]
     assert run["finished_at"].endswith("Z") and run["created_at"] <= run["updated_at"]
     assert run["error"] is None and run["estimated_finish"] is None
+    assert run["deployment_arn"] is None and run["model_deleted_at"] is None
 
 
 def test_early_run_detail_has_nulls_not_errors(aws_account: Aws, lambda_context: Any) -> None:

@@ -16,7 +16,7 @@ from openai import OpenAI
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from shared import poll_job
+from shared import openai_gateway
 from shared.openai_gateway import MAX_EVENT_PAGES_PER_POLL, ForeignJobError, OpenAIGateway, OpenAITransientError
 from shared.runs import RunsRepository
 from shared.settings import settings
@@ -382,7 +382,7 @@ def test_event_paging_is_bounded_per_poll(
         http_client=openai.DefaultHttpxClient(transport=httpx2.MockTransport(openai_api)),
     )
     monkeypatch.setattr(
-        poll_job,
+        openai_gateway,
         "gateway",
         lambda: OpenAIGateway(sdk, upload_part_bytes=5120, retry_backoff_seconds=0, deployment=aws_account.bucket),
     )

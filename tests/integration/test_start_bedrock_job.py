@@ -90,8 +90,9 @@ def test_a_bedrock_runs_training_file_becomes_one_customization_job_built_from_t
     assert (recorded["status"], recorded["job_id"], recorded["provider"]) == ("running", job_arn, "bedrock")
     assert recorded["bedrock_request_token"] == token
     assert "training_file_id" not in recorded and "error" not in recorded
-    # The poll does not follow Bedrock jobs yet: no tracking execution that would ask OpenAI about this one
-    assert "execution_arn" not in recorded and executions() == []
+    # The poll follows the job: one tracking execution, recorded on the run
+    [execution] = executions()
+    assert recorded["execution_arn"] == execution["executionArn"]
 
 
 def test_twenty_duplicate_and_concurrent_events_make_one_bedrock_job(

@@ -18,6 +18,7 @@ import boto3
 import pytest
 import requests
 
+from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
 from shared.tracking import execution_name
 
@@ -68,6 +69,30 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     [answer] = [line for line in lines if line.startswith("answer (the OpenAI emulator")]
     assert answer.split("): ", 1)[1].startswith("Coriolis effect Explanation: Without Coriolis Effect")
     assert elapsed < 60
+
+
+def test_the_bedrock_demo_answers_from_a_deployment_and_exits_zero() -> None:
+    """`make demo PROVIDER=bedrock`: the same sample through the Bedrock emulator, asked through its deployment."""
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "demo", "--provider", "bedrock"],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("OpenAI: the in-process emulator at http://127.0.0.1:")
+    assert lines[2].startswith("Bedrock: the in-process emulator at http://127.0.0.1:")
+    assert any(line.strip().startswith("prepared: 32 rows read, 31 kept") for line in lines)
+    assert any(line.strip().startswith("deploying: the custom model of job arn:aws:bedrock:") for line in lines)
+    [answer] = [line for line in lines if line.startswith("answer (the Bedrock emulator")]
+    assert answer.split("): ", 1)[1].startswith("Coriolis effect Explanation: Without Coriolis Effect")
+    [model] = [line for line in lines if line.startswith("model: ")]
+    assert re.fullmatch(r"model: arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/\S+", model)
 
 
 def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
@@ -124,6 +149,7 @@ class Served:
     bucket: str
     api_url: str
     api_key: str
+    bedrock_endpoint_url: str = ""
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -169,7 +195,11 @@ def served() -> Iterator[tuple[Served, subprocess.Popen[str]]]:
         if key in {"s3_endpoint", "bucket", "api_url", "api_key"}:
             printed[key] = value
     assert process.stdout.readline().startswith("openai_base_url=http://127.0.0.1:")  # the emulator's
-    yield Served(**printed), process
+    bedrock = process.stdout.readline().strip()
+    assert bedrock.startswith("bedrock_endpoint_url=http://127.0.0.1:")  # the Bedrock emulator's
+    served = Served(**printed)
+    served.bedrock_endpoint_url = bedrock.partition("=")[2]
+    yield served, process
     if process.poll() is None:
         process.kill()
 
@@ -191,6 +221,110 @@ def test_serve_mode_runs_a_config_dropped_with_boto3_and_answers_over_http(
     assert answer.json()["run_id"] == run["run_id"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="datasets/")["Contents"]]
     assert keys == [f"datasets/{run['run_id']}/train.jsonl"]
+
+
+def _bedrock_config() -> Path:
+    assert json.loads((SAMPLE / "demo-config-bedrock.json").read_text(encoding="utf-8"))["provider"] == "bedrock"
+    return SAMPLE / "demo-config-bedrock.json"
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_mode_sends_a_bedrock_config_to_the_bedrock_emulator_and_an_openai_one_to_openai(
+    served: tuple[Served, subprocess.Popen[str]],
+) -> None:
+    """One stack takes both providers at once: each config's job lands at its own emulator."""
+    stack, _ = served
+    s3 = stack.client("s3")
+    s3.upload_file(str(SAMPLE / "sciq-sample.jsonl"), stack.bucket, "data/sciq-sample.jsonl")
+    s3.upload_file(str(_bedrock_config()), stack.bucket, "configs/nova.json")
+    s3.upload_file(str(SAMPLE / "demo-config.json"), stack.bucket, "configs/gpt.json")
+    bedrock = boto3.client(
+        "bedrock",
+        endpoint_url=stack.bedrock_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="any",
+        aws_secret_access_key="any",
+    )
+
+    openai_run = stack.run_for("configs/gpt.json")
+    [summary] = _wait_for(
+        lambda: bedrock.list_model_customization_jobs()["modelCustomizationJobSummaries"], "a Bedrock job"
+    )
+    job = bedrock.get_model_customization_job(jobIdentifier=summary["jobArn"])
+    [nova_run] = [r for r in stack.api("GET", "/runs").json()["runs"] if r["config_key"] == "configs/nova.json"]
+
+    assert openai_run["status"] == "succeeded" and openai_run["fine_tuned_model"].startswith("ft:gpt-4o-mini")
+    run_id = nova_run["run_id"]
+    assert "amazon.nova-micro-v1:0" in job["baseModelArn"]
+    assert job["trainingDataConfig"]["s3Uri"] == f"s3://{stack.bucket}/datasets/{run_id}/train.jsonl"
+    assert job["outputDataConfig"]["s3Uri"].rstrip("/") == f"s3://{stack.bucket}/outputs/{run_id}"
+    assert job["roleArn"] == "arn:aws:iam::123456789012:role/ragtune-BedrockCustomizationRole"
+
+
+def test_the_stack_honours_bedrock_endpoints_the_user_set(tmp_path: Path) -> None:
+    """AWS_ENDPOINT_URL_BEDROCK(_RUNTIME) set: no emulator of the stack's own; the functions call that endpoint."""
+    s3_endpoint: list[str] = []
+    elsewhere = BedrockEmulator(
+        phase_seconds=30,
+        s3=lambda: boto3.client(
+            "s3",
+            endpoint_url=s3_endpoint[0],
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        ),
+    )
+    with elsewhere:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local", "serve"],
+            cwd=ROOT,
+            env={**_environment(), **elsewhere.environment()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            lines: list[str] = []
+            while not lines or not lines[-1].startswith("bedrock_endpoint_url="):
+                line = process.stdout.readline()
+                assert line, "serve mode exited before printing its endpoints: " + "".join(lines)
+                lines.append(line.strip())
+            printed = dict(line.partition("=")[::2] for line in lines if "=" in line and " " not in line)
+            assert printed["bedrock_endpoint_url"] == elsewhere.endpoint_url
+            assert (
+                f"Bedrock: {elsewhere.endpoint_url} (from AWS_ENDPOINT_URL_BEDROCK), "
+                f"{elsewhere.endpoint_url} (from AWS_ENDPOINT_URL_BEDROCK_RUNTIME)"
+            ) in lines
+            s3_endpoint.append(printed["s3_endpoint"])
+            stack = Served(printed["s3_endpoint"], printed["bucket"], printed["api_url"], printed["api_key"])
+            s3 = stack.client("s3")
+            s3.upload_file(str(SAMPLE / "sciq-sample.jsonl"), stack.bucket, "data/sciq-sample.jsonl")
+            s3.upload_file(str(_bedrock_config()), stack.bucket, "configs/nova.json")
+
+            [created] = _wait_for(
+                lambda: [r for r in elsewhere.requests if r.operation == "CreateModelCustomizationJob"],
+                "CreateModelCustomizationJob at the user's endpoint",
+            )
+            [run] = [r for r in stack.api("GET", "/runs").json()["runs"] if r["config_key"] == "configs/nova.json"]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    run_id = run["run_id"]
+    assert created.status == 201 and "jobArn" in created.response, created.response
+    assert created.body["trainingDataConfig"]["s3Uri"] == f"s3://{stack.bucket}/datasets/{run_id}/train.jsonl"
+    assert created.body["outputDataConfig"]["s3Uri"].rstrip("/") == f"s3://{stack.bucket}/outputs/{run_id}"
+    assert created.body["baseModelIdentifier"] == "amazon.nova-micro-v1:0:128k"
 
 
 def test_a_broken_config_dropped_in_serve_mode_is_a_failed_run_in_get_runs(

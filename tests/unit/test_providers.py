@@ -270,7 +270,8 @@ def test_cancel_stops_the_job_and_reads_it_back(stubbed: Any) -> None:
 
 def test_the_job_reports_its_training_loss_and_no_events(stubbed: Any) -> None:
     gateway, bedrock, _ = stubbed
-    bedrock.add_response("get_model_customization_job", _job("Completed", trainingMetrics={"trainingLoss": 0.25}))
+    # Before the job completes, its metrics file is not read (it is written at the end)
+    bedrock.add_response("get_model_customization_job", _job("InProgress", trainingMetrics={"trainingLoss": 0.25}))
     assert gateway.latest_metrics(JOB_ARN) == {"train_loss": 0.25}
     assert gateway.events_since(JOB_ARN, None) == []
 

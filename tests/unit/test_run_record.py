@@ -99,7 +99,9 @@ def test_one_vocabulary_with_its_finished_and_usable_sets() -> None:
     assert JOB_FINISHED | {"tracking_failed"} == FINISHED  # a run stops moving; tracking_failed is not a job's
     assert {"validating_files", "queued", "running", "paused", "succeeded"} == USABLE
     assert JOB_STATUSES == USABLE | JOB_FINISHED
-    assert set(RunStatus) == JOB_STATUSES | {"preparing", "prepared", "starting", "tracking_failed"}
+    # `deploying` is a run's, not a job's: a trained Bedrock model being deployed (not finished)
+    assert set(RunStatus) == JOB_STATUSES | {"preparing", "prepared", "starting", "deploying", "tracking_failed"}
+    assert "deploying" not in FINISHED
 
 
 def test_every_openai_job_status_maps_onto_the_common_vocabulary_and_the_emulator_speaks_openais() -> None:

@@ -55,6 +55,7 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
         ("/runs", "get"),
         ("/runs/{run_id}", "get"),
         ("/runs/{run_id}/cancel", "post"),
+        ("/runs/{run_id}/model", "delete"),
     }
     assert all(spec["security"] == [{"api_key": []}] for spec in routes.values())
     assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
@@ -261,7 +262,48 @@ def test_start_job_may_create_bedrock_jobs_and_pass_exactly_the_customization_ro
     [create] = granting("bedrock:CreateModelCustomizationJob")
     assert not [resource for resource in create["Resource"] if resource in ("*", {"Fn::Sub": "*"})]
     assert not granting("bedrock:*") and not granting("iam:*")
-    # Bedrock is called by StartJob only (for now): no other function may pass the role or create jobs
+    # No other function may pass the role or create jobs; only the poll and the API speak to Bedrock besides
     for logical_id in ("PollJobFunctionRole", "AskFunctionRole", "FailedEventsFunctionRole", "PrepareFunctionRole"):
         others = json.dumps(_statements(translated_template()["Resources"][logical_id]))
-        assert "iam:PassRole" not in others and "bedrock:" not in others, logical_id
+        assert "iam:PassRole" not in others and "bedrock:CreateModelCustomizationJob" not in others, logical_id
+        if logical_id in ("FailedEventsFunctionRole", "PrepareFunctionRole"):
+            assert "bedrock:" not in others, logical_id
+
+
+ACCOUNT_BEDROCK = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+
+
+def _bedrock_grants(role: str) -> dict[str, set[str]]:
+    """Each bedrock: (and s3:) action the function's role grants, with the resources it grants it on."""
+    granted: dict[str, set[str]] = {}
+    for statement in _statements(translated_template()["Resources"][role]):
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in (a for a in actions if a.startswith(("bedrock:", "s3:"))):
+            for resource in resources:
+                granted.setdefault(action, set()).add(resource["Fn::Sub"] if isinstance(resource, dict) else resource)
+    return granted
+
+
+def test_poll_job_may_follow_bedrock_jobs_deploy_their_models_and_read_only_their_outputs() -> None:
+    granted = _bedrock_grants("PollJobFunctionRole")
+    deployable = {f"{ACCOUNT_BEDROCK}:custom-model/*", f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"}
+    assert granted == {
+        "bedrock:GetModelCustomizationJob": {f"{ACCOUNT_BEDROCK}:model-customization-job/*"},
+        "bedrock:CreateCustomModelDeployment": deployable,
+        "bedrock:GetCustomModelDeployment": deployable,
+        "bedrock:TagResource": deployable,
+        "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/outputs/*"},
+    }
+
+
+def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_jobs() -> None:
+    granted = _bedrock_grants("AskFunctionRole")
+    jobs = {f"{ACCOUNT_BEDROCK}:model-customization-job/*"}
+    assert granted == {
+        "bedrock:InvokeModel": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
+        "bedrock:DeleteCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
+        "bedrock:StopModelCustomizationJob": jobs,
+        "bedrock:GetModelCustomizationJob": jobs,
+    }
