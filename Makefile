@@ -21,6 +21,7 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)/sam
 	$(VENV)/sam/bin/pip install --quiet -r requirements-sam.txt
 	ln -sf ../sam/bin/sam $(VENV)/bin/sam
@@ -64,7 +65,7 @@ build: ## sam build (the prepare image needs a Docker engine)
 # `make build-<LogicalId>` at the repository root with ARTIFACTS_DIR set; each package holds
 # functions/__init__.py, its own functions/<name>/, shared/ and requirements.txt's wheels for
 # the Lambda runtime (python3.12, x86_64, Amazon Linux 2023's glibc) from functions/<name>/requirements.txt
-# when the function has one (failed_events: no openai), else requirements.txt; never tests/, local/,
+# when the function has one (failed_events: no openai; evaluate: adds matplotlib), else requirements.txt; never tests/, local/,
 # docs/, benchmarks/, infra/ or the repository's files. LAMBDA_DEPENDENCIES=skip packs only
 # our code (tests/unit/test_template.py does, offline).
 LAMBDA_PIP ?= $(shell $(PYTHON) -c '' 2>/dev/null && echo $(PYTHON) || echo python3) -m pip
@@ -75,8 +76,9 @@ build-StartJobFunction: LAMBDA_DIR := start_job
 build-PollJobFunction: LAMBDA_DIR := poll_job
 build-AskFunction: LAMBDA_DIR := ask
 build-FailedEventsFunction: LAMBDA_DIR := failed_events
-.PHONY: build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction
-build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction:
+build-EvaluateFunction: LAMBDA_DIR := evaluate
+.PHONY: build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction
+build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)"; exit 1; }
 	mkdir -p "$(ARTIFACTS_DIR)/functions"
 	cp functions/__init__.py "$(ARTIFACTS_DIR)/functions/"
@@ -116,9 +118,11 @@ schema: ## Regenerate docs/run-config.schema.json from the pydantic model
 	$(PYTHON) -c "import json; from shared.config import run_config_json_schema as s; \
 	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
 
-bench: ## Print prepare throughput (rows/s, peak memory) on 100k rows, and the prepare image's dependency size
-	$(PYTHON) -m benchmarks.prepare_throughput 100000
+bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size
+	$(PYTHON) -m benchmarks.prepare_vs_notebook
 	$(PYTHON) -m benchmarks.image_dependencies
+	$(PYTHON) -m benchmarks.cold_start
+	$(PYTHON) -m benchmarks.ask_overhead 1000
 
 clean: ## Remove build output
 	rm -rf .aws-sam

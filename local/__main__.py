@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from local.demo import DEMO_CONFIGS, SAMPLE_DATA, DemoFailed, run_demo
+from local.demo import DEMO_CONFIGS, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
 from local.stack import MotoStack
 
 
@@ -35,7 +35,7 @@ def demo(arguments: argparse.Namespace) -> int:
             emulated = stack.bedrock_emulator if arguments.provider == "bedrock" else stack.emulator
             timeout = 300 if emulated else 4 * 3600
             config = arguments.config or DEMO_CONFIGS[arguments.provider]
-            run_demo(stack, data=arguments.data, config=config, timeout_seconds=timeout)
+            run_demo(stack, data=arguments.data, config=config, timeout_seconds=timeout, question=arguments.question)
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1
@@ -55,7 +55,12 @@ def serve(arguments: argparse.Namespace) -> int:
         print(f"api_url={stack.api_url}")
         print(f"api_key={stack.api_key}")
         print(f"openai_base_url={stack.openai_base_url}")
-        print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}", flush=True)
+        print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}")
+        print(
+            f"export RAGTUNE_API_URL={stack.api_url} RAGTUNE_API_KEY={stack.api_key} "
+            f"RAGTUNE_BUCKET={stack.bucket} RAGTUNE_S3_ENDPOINT={stack.endpoint_url}",
+            flush=True,
+        )
         stopping.wait()
         print("stopping", flush=True)
     return 0
@@ -87,6 +92,11 @@ def main() -> int:
         type=Path,
         default=None,
         help="demo: run config (default: the provider's sample); its dataset.source should point at the uploaded data",
+    )
+    parser.add_argument(
+        "--question",
+        default=NOTEBOOK_TEST_QUESTION,
+        help="demo: what to ask the tuned model (default: the notebook's test question)",
     )
     arguments = parser.parse_args()
     return {"demo": demo, "serve": serve}[arguments.command](arguments)

@@ -122,12 +122,46 @@ def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float)
     raise DemoFailed(f"the run did not finish within {timeout_seconds:.0f} s (last: {last_line or 'no run'})")
 
 
+def _wait_for_evaluation(api: _Api, run_id: str, timeout_seconds: float) -> dict[str, Any]:
+    """The state machine evaluates a succeeded run after its last poll: wait for that to end."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        evaluation: dict[str, Any] = api.call("GET", f"/runs/{run_id}/evaluation")
+        if evaluation["status"] in {"succeeded", "failed"}:
+            return evaluation
+        time.sleep(0.2)
+    raise DemoFailed(f"the evaluation of run {run_id} did not finish within {timeout_seconds:.0f} s")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
+    """The arms side by side: accuracy with its Wilson 95% interval, prompt tokens, cost per 1,000 questions."""
+    lines = [
+        f"evaluation on {evaluation['questions']} held-out questions (match: {evaluation.get('match')}):",
+        f"  {'arm':<20} {'accuracy':>8}  {'95% interval':<17} {'prompt tokens':>13}  {'cost / 1k questions':>19}",
+    ]
+    for arm in evaluation["arms"]:
+        if arm.get("error"):
+            lines.append(f"  {arm['name']:<20} not evaluated: {arm['error']['message']}")
+            continue
+        low, high = arm["ci95"] or (None, None)
+        interval = f"[{_percent(low)}, {_percent(high)}]"
+        tokens = "-" if arm["prompt_tokens_mean"] is None else f"{arm['prompt_tokens_mean']:.1f}"
+        cost = "-" if arm["cost_per_1k_usd"] is None else f"${arm['cost_per_1k_usd']:.4f}"
+        lines.append(f"  {arm['name']:<20} {_percent(arm['accuracy']):>8}  {interval:<17} {tokens:>13}  {cost:>19}")
+    return lines
+
+
 def run_demo(
     stack: MotoStack,
     data: Path = SAMPLE_DATA,
     config: Path = DEMO_CONFIG,
     out: Callable[[str], None] = print,
     timeout_seconds: float = 300,
+    question: str = NOTEBOOK_TEST_QUESTION,
 ) -> dict[str, Any]:
     """Returns the answer body from POST /ask; raises DemoFailed on any failed step.
 
@@ -144,10 +178,8 @@ def run_demo(
     if run["status"] != "succeeded":
         raise DemoFailed(f"the run ended {run['status']}: {(run.get('error') or {}).get('message')}")
 
-    out(f"asking: {NOTEBOOK_TEST_QUESTION}")
-    answer: dict[str, Any] = api.call(
-        "POST", "/ask", json={"question": NOTEBOOK_TEST_QUESTION, "run_id": run["run_id"]}
-    )
+    out(f"asking: {question}")
+    answer: dict[str, Any] = api.call("POST", "/ask", json={"question": question, "run_id": run["run_id"]})
     if _provider(config) == "bedrock":
         emulated = stack.bedrock_emulator is not None
         source = "the Bedrock emulator (recalls training data)" if emulated else stack.bedrock_endpoint_url
@@ -160,4 +192,14 @@ def run_demo(
         f"{run['tokens']['total_tokens']} tokens, estimated ${run['estimate']['cost_usd']}, "
         f"job {run['job_id']}, usage {answer['usage']}"
     )
+    evaluation = _wait_for_evaluation(api, run["run_id"], timeout_seconds)
+    if evaluation["status"] != "succeeded":
+        raise DemoFailed(f"the evaluation failed: {(evaluation.get('error') or {}).get('message')}")
+    for line in evaluation_table(evaluation):
+        out(line)
+    reports = api.call("GET", f"/runs/{run['run_id']}")["report_urls"]
+    curve = f"s3://{stack.bucket}/reports/{run['run_id']}/loss.png"
+    out(f"loss curve: {curve} (a 15-minute link to it: report_urls.loss_png of GET /runs/{{id}})")
+    if "loss_png" not in reports:
+        raise DemoFailed("the run has no loss curve")
     return answer

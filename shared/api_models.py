@@ -7,11 +7,12 @@ a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id, as listed by GET /runs.")]
+EvaluationStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
 class ErrorBody(BaseModel):
@@ -125,6 +126,11 @@ class DataFile(BaseModel):
 class RunFiles(BaseModel):
     train: DataFile
     validation: DataFile | None = Field(default=None, description="Only when validation_fraction > 0.")
+    questions: DataFile | None = Field(
+        default=None,
+        description="The held-out questions the evaluation asks (JSONL of index, question, reference, context); "
+        "only when the run is evaluated (evaluation.enabled).",
+    )
 
 
 class GateReport(BaseModel):
@@ -187,6 +193,78 @@ class RunDetail(RunSummary):
     )
     metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
     events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
+    evaluation_status: EvaluationStatus | None = Field(
+        default=None, description="The evaluation's status (GET /runs/{run_id}/evaluation has its results)."
+    )
+    report_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Short-lived (15 minutes) download links to the run's reports, by name: `loss_png` (the "
+        "training and validation loss curve), `metrics_csv` (per-step metrics: step, train_loss, valid_loss, "
+        "train_accuracy, valid_accuracy), `evaluation_jsonl` (every held-out question with each arm's answer). "
+        "Only those that exist: the curve once the job has finished, the evaluation once it has run.",
+    )
+
+
+class EvaluationArm(BaseModel):
+    """One model (and prompt) asked every held-out question."""
+
+    name: str = Field(
+        description="`tuned` (the run's model, the question), `base` (the base model, the question), "
+        "`base_with_context` (the base model, the row's passage then the question: the RAG the tuned model "
+        "replaces), or another run's id (that run's model, added by POST /runs/{run_id}/evaluation)."
+    )
+    model: str
+    accuracy: float | None = Field(description="Share of answered questions scored correct; null if none answered.")
+    ci95: tuple[float, float] | None = Field(description="Wilson 95% interval of the accuracy.")
+    questions: int = Field(description="Questions answered (asked minus errors).")
+    correct: int | None = None
+    errors: int | None = Field(default=None, description="Questions the provider failed to answer (not scored).")
+    prompt_tokens_mean: float | None = None
+    completion_tokens_mean: float | None = None
+    latency_ms_p50: float | None = None
+    cost_per_1k_usd: float | None = Field(
+        description="What 1,000 such questions cost at the template's InferencePricesPerMillionTokens; null for "
+        "a model without a price."
+    )
+    error: ErrorBody | None = Field(default=None, description="Why the arm could not be evaluated (e.g. model gone).")
+    evaluated_at: datetime | None = None
+
+
+class EvaluationEstimate(BaseModel):
+    """Recorded before the first model call: what the evaluation may spend at most."""
+
+    calls: int
+    prompt_tokens: int
+    max_completion_tokens: int
+    max_cost_usd: float | None = None
+
+
+class EvaluationResponse(BaseModel):
+    run_id: str
+    status: EvaluationStatus
+    questions: int = Field(description="Held-out questions asked of each arm.")
+    match: Literal["start", "anywhere"] | None = Field(
+        default=None,
+        description="How an answer is scored: the normalised reference (case, punctuation and whitespace folded) "
+        "at the `start` of the normalised answer, or `anywhere` in it (the config's evaluation.match).",
+    )
+    arms: list[EvaluationArm] = Field(default_factory=list)
+    report_keys: list[str] = Field(default_factory=list, description="S3 keys of the reports in the data bucket.")
+    estimate: EvaluationEstimate | None = None
+    error: ErrorBody | None = None
+
+
+class EvaluationRequest(BaseModel):
+    """Compare runs on this run's held-out questions; an empty body runs (again) the tuned/base arms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compare_with: list[RunId] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Runs (of this deployment, succeeded, with a model) whose models answer this run's held-out "
+        "questions, one arm each, named by run id. Arms already in the report are kept.",
+    )
 
 
 class DeletedModelResponse(BaseModel):

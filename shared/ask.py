@@ -8,6 +8,7 @@ models this deployment trained, prompted as they were trained. Errors a caller c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from http import HTTPStatus
 
@@ -18,6 +19,7 @@ from shared.api_models import (
     AskResponse,
     CancelResponse,
     DeletedModelResponse,
+    EvaluationResponse,
     RunDetail,
     RunPage,
     RunSummary,
@@ -30,6 +32,7 @@ from shared.providers import FineTuningProvider, JobSnapshot, ProviderRefusedErr
 from shared.run_record import JOB_FINISHED, Run, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
+from shared.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url
 
 
 class InvalidQuestionError(UserInputError):
@@ -71,6 +74,10 @@ class NoDeploymentError(RunStateError):
     code = "no_deployment"
 
 
+class NoHeldOutQuestionsError(RunStateError):
+    code = "no_validation_split"
+
+
 class NotCancellableError(RunStateError):
     code = "not_cancellable"
 
@@ -102,10 +109,39 @@ def _checked_question(question: str) -> str:
     return question
 
 
+class LatestSucceededRun:
+    """The newest succeeded run, read from DynamoDB at most once every `ttl_seconds` in this process.
+
+    /ask without a run id would otherwise query the ByStatus index on every question. The price: for up
+    to `ttl_seconds` after a newer run succeeds, an instance that has just read the previous one still
+    answers with it. "No run yet" is never kept, so the first run to succeed answers at once.
+    """
+
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._run: Run | None = None
+        self._read_at = 0.0
+
+    def get(self) -> Run | None:
+        now = self._clock()
+        if self._run is None or now - self._read_at >= self._ttl_seconds:
+            self._run, self._read_at = _runs().latest_succeeded(), now
+        return self._run
+
+    def forget(self) -> None:
+        """Read it again next time: this process has just changed a run (its model deleted)."""
+        self._run = None
+
+
+LATEST_SUCCEEDED_RUN_TTL_SECONDS = 5.0
+latest_succeeded_run = LatestSucceededRun(LATEST_SUCCEEDED_RUN_TTL_SECONDS)
+
+
 def _run_with_model(run_id: str | None) -> tuple[Run, str]:
-    """The run and its fine-tuned model."""
+    """The run and its fine-tuned model: a named run is always read; the latest may come from the cache."""
     if run_id is None:
-        run = _runs().latest_succeeded()
+        run = latest_succeeded_run.get()
         if run is None:
             raise NoModelError("No run has succeeded yet, so there is no fine-tuned model to ask.")
     else:
@@ -185,10 +221,32 @@ def list_runs(limit: int, cursor: str | None) -> RunPage:
     return RunPage(runs=[RunSummary.model_validate(run.recorded()) for run in runs], next_cursor=next_cursor)
 
 
+def _report_urls(run: Run) -> dict[str, str]:
+    """Signed links to the reports the run records (only its own keys, under reports/<run_id>/)."""
+    keys = {name: key for name, key in (run.reports or {}).items() if isinstance(key, str)}
+    evaluation_key = f"{REPORTS_PREFIX}{run.run_id}/evaluation.jsonl"
+    if evaluation_key in ((run.evaluation or {}).get("report_keys") or []):
+        keys["evaluation_jsonl"] = evaluation_key
+    bucket = settings().data_bucket
+    return {
+        name: presigned_get_url(ObjectRef(bucket, key))
+        for name, key in sorted(keys.items())
+        if key.startswith(f"{REPORTS_PREFIX}{run.run_id}/")
+    }
+
+
 def get_run(run_id: str) -> RunDetail:
     run = _existing_run(run_id)
     train_gate = (run.gate or {}).get("train")
-    return RunDetail.model_validate({**run.recorded(), "tokens": train_gate})
+    evaluation_status = (run.evaluation or {}).get("status")
+    return RunDetail.model_validate(
+        {
+            **run.recorded(),
+            "tokens": train_gate,
+            "evaluation_status": evaluation_status,
+            "report_urls": _report_urls(run),
+        }
+    )
 
 
 def _record_job(provider: FineTuningProvider, run: Run, job: JobSnapshot) -> tuple[JobSnapshot, bool]:
@@ -276,6 +334,7 @@ def delete_model(run_id: str) -> DeletedModelResponse:
     deployment = run.deployment_arn
     existed = provider_for(run).delete_deployment(deployment)
     recorded = _runs().record_model_deleted(run_id, deployment)
+    latest_succeeded_run.forget()
     metrics.add_metric(name="ModelsDeleted", unit=MetricUnit.Count, value=1)
     logger.info("Model deployment deleted", extra={"run_id": run_id, "deployment": deployment, "recorded": recorded})
     what = "was deleted" if existed else "was already gone at Amazon Bedrock"
@@ -286,3 +345,63 @@ def delete_model(run_id: str) -> DeletedModelResponse:
         already_gone=not existed,
         message=f"Run {run_id}'s on-demand deployment {deployment} {what}; the run no longer has a model to ask.",
     )
+
+
+def _evaluation_response(run: Run) -> EvaluationResponse:
+    evaluation = run.evaluation or {}
+    questions_file = run.files.questions if run.files else None
+    return EvaluationResponse.model_validate(
+        {
+            "run_id": run.run_id,
+            "status": evaluation.get("status", "pending"),
+            "questions": evaluation.get("questions", questions_file.examples if questions_file else 0),
+            "match": evaluation.get("match") or ((run.config or {}).get("evaluation") or {}).get("match"),
+            "arms": evaluation.get("arms", []),
+            "report_keys": evaluation.get("report_keys", []),
+            "estimate": evaluation.get("estimate"),
+            "error": evaluation.get("error"),
+        }
+    )
+
+
+def get_evaluation(run_id: str) -> EvaluationResponse:
+    """The run's evaluation as recorded (`pending` until it starts); a run without held-out questions is a 409."""
+    run = _existing_run(run_id)
+    if not (run.files and run.files.questions):
+        raise NoHeldOutQuestionsError(
+            f"Run {run_id} has no held-out questions to evaluate: its config has validation_fraction 0 or "
+            "evaluation.enabled false. Run the config again with a validation split.",
+            status=str(run.status),
+        )
+    return _evaluation_response(run)
+
+
+def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse:
+    """Claim the run's evaluation and start EvaluateFunction without waiting (it takes minutes).
+
+    Imported on demand: the evaluation's modules (token counting among them) stay out of /ask's cold start.
+    """
+    from shared.evaluate_run import (
+        CompareRunNotFoundError,
+        EvaluationRefusedError,
+        request_evaluation,
+    )
+    from shared.evaluate_run import (
+        RunNotFoundError as EvaluatedRunNotFoundError,
+    )
+    from shared.evaluation_starter import start_evaluation as start_evaluation_function
+
+    try:
+        request = request_evaluation(run_id, compare_with)
+    except (EvaluatedRunNotFoundError, CompareRunNotFoundError) as error:
+        missing = RunNotFoundError(error.message)
+        missing.code = error.code
+        raise missing from error
+    except EvaluationRefusedError as error:
+        conflict = RunStateError(error.message)
+        conflict.code = error.code
+        raise conflict from error
+    assert request.token is not None
+    start_evaluation_function(run_id, request.compare_with, request.token)
+    logger.info("Evaluation requested", extra={"compare_with": len(request.compare_with)})
+    return _evaluation_response(_existing_run(run_id))

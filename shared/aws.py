@@ -23,3 +23,10 @@ def client(service: str) -> Any:
 @cache
 def dynamodb_table(name: str) -> Any:
     return boto3.resource("dynamodb", config=AWS_CLIENT_CONFIG).Table(name)
+
+
+@cache
+def s3_link_signer() -> Any:
+    """The S3 client that signs download links: Signature Version 4 (S3 refuses version 2 links in newer
+    regions, and boto3 still signs presigned URLs with version 2 unless told)."""
+    return boto3.client("s3", config=AWS_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))

@@ -46,7 +46,8 @@ from shared.providers import (
 )
 from shared.run_record import JobEvent, Run, RunStatus
 from shared.settings import settings
-from shared.storage import ObjectMissingError, ObjectRef, read_object
+from shared.storage import ObjectMissingError, ObjectRef, read_bytes, read_object
+from shared.training_curve import StepMetric, parse_bedrock_metrics
 
 RUN_ID_TAG = "ragtune_run_id"
 DEPLOYMENT_TAG = "ragtune_deployment"
@@ -55,6 +56,9 @@ NAME_MAX_CHARS = 63  # jobName, customModelName, modelDeploymentName
 # (step_number,epoch_number,training_loss,perplexity). Read whole up to this size, else its complete rows.
 TRAINING_METRICS_FILE = "training_artifacts/step_wise_training_metrics.csv"
 METRICS_FILE_MAX_BYTES = 2**20
+# With a validation set, its loss per epoch is written beside them. The curve reads both whole, up to this size.
+VALIDATION_METRICS_FILE = "validation_artifacts/post_fine_tuning_validation/validation_metrics.csv"
+CURVE_FILE_MAX_BYTES = 16 * 2**20
 # Bedrock's statuses in the common vocabulary; Stopping stays `running` until the job is Stopped.
 JOB_STATUSES: dict[str, RunStatus] = {
     "InProgress": RunStatus.RUNNING,
@@ -342,6 +346,24 @@ class BedrockGateway:
                 continue  # a row that is not a number is not a metric
             last, reported = values, reported + 1
         return {**last, "steps_reported": reported} if last else {}
+
+    def step_metrics(self, run: Run) -> list[StepMetric]:
+        """Every reported step's training loss, with the validation loss merged in by step, from the CSVs the
+        job wrote under the run's output prefix in this deployment's bucket; [] until the training file exists,
+        and no validation loss when the job had no validation set."""
+        if not run.job_id:
+            return []
+        prefix = self.output_uri(run.run_id).removeprefix("s3://").partition("/")[2]
+        folder = f"{prefix}model-customization-job-{run.job_id.rsplit('/', 1)[-1]}/"
+        try:
+            training = read_bytes(ObjectRef(self._deployment, folder + TRAINING_METRICS_FILE), CURVE_FILE_MAX_BYTES)
+        except ObjectMissingError:
+            return []
+        try:
+            validation = read_bytes(ObjectRef(self._deployment, folder + VALIDATION_METRICS_FILE), CURVE_FILE_MAX_BYTES)
+        except ObjectMissingError:
+            validation = None
+        return parse_bedrock_metrics(training, validation)
 
     def cancel_job(self, job_id: str) -> JobSnapshot:
         """Stop the job, then read it back (Bedrock's stop answers with nothing): `Stopping` is `running`."""

@@ -419,6 +419,62 @@ class FineTuneSpec(_Strict):
         return name or "ragtune"
 
 
+Match = Literal["start", "anywhere"]
+MAX_EVALUATION_QUESTIONS = 1000
+
+
+class EvaluationSpec(_Strict):
+    """The held-out questions the tuned model is checked on against the base model, with and without the passage.
+
+    `enabled` left out follows the validation split (on when `validation_fraction` > 0): a validated
+    RunConfig always holds a boolean, resolved against its own split.
+    """
+
+    enabled: SkipJsonSchema[None] | bool = Field(
+        default=None,
+        description="Evaluate the tuned model on the held-out questions; default: true when validation_fraction > 0.",
+        json_schema_extra=_no_default,
+    )
+    max_questions: int = Field(
+        default=100,
+        ge=1,
+        le=MAX_EVALUATION_QUESTIONS,
+        description="Ask at most this many held-out questions (the first ones, in validation-file order).",
+    )
+    context_column: str | None = Field(
+        default="support",
+        min_length=1,
+        description=(
+            "Column holding the passage a RAG system would retrieve, placed before the question for the "
+            "base_with_context arm; null for no such arm."
+        ),
+    )
+    reference_column: str = Field(
+        default="correct_answer", min_length=1, description="Column holding the reference answer answers are scored on."
+    )
+    match: Match = Field(
+        default="start",
+        description=(
+            "Where the normalised reference must appear in the normalised answer to count as correct: "
+            "at its start, or anywhere."
+        ),
+    )
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled_is_a_boolean(cls, enabled: Any) -> Any:
+        """Only a value the user wrote reaches here: null would read as "off" while meaning "the default"."""
+        if not isinstance(enabled, bool):
+            raise _rule("must be true or false; leave it out to evaluate exactly when validation_fraction > 0")
+        return enabled
+
+    def columns(self) -> list[str]:
+        """The dataset columns the evaluation reads, when it is enabled."""
+        if not self.enabled:
+            return []
+        return [self.reference_column] + ([self.context_column] if self.context_column else [])
+
+
 class RunConfig(_Strict):
     """Version 1 of the run config."""
 
@@ -442,6 +498,7 @@ class RunConfig(_Strict):
     )
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
     fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
+    evaluation: EvaluationSpec = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -471,8 +528,25 @@ class RunConfig(_Strict):
                 )
         return template
 
+    @field_validator("evaluation")
+    @classmethod
+    def _evaluation_needs_a_validation_split(cls, evaluation: EvaluationSpec, info: ValidationInfo) -> EvaluationSpec:
+        """The questions are the held-out rows: no split, nothing to ask."""
+        if "validation_fraction" not in info.data:  # invalid itself, and already reported
+            return evaluation
+        has_split = info.data["validation_fraction"] > 0
+        if evaluation.enabled is None:
+            return evaluation.model_copy(update={"enabled": has_split})
+        if evaluation.enabled and not has_split:
+            raise _rule(
+                "needs a validation split: evaluation.enabled is true but validation_fraction is 0, and the "
+                "questions it asks are the held-out rows; set validation_fraction above 0 (at most 0.5) or "
+                "evaluation.enabled to false"
+            )
+        return evaluation
+
     def required_columns(self) -> list[str]:
-        return sorted(set(self.template.placeholders()) | set(self.filter.non_empty))
+        return sorted(set(self.template.placeholders()) | set(self.filter.non_empty) | set(self.evaluation.columns()))
 
 
 def _is_field_name(part: str | int) -> bool:

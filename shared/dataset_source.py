@@ -1,27 +1,66 @@
-"""Load the dataset a config names through Hugging Face `datasets`, streaming.
+"""Load the dataset a config names, streaming, exactly as Hugging Face `datasets` reads it.
 
 Streaming keeps memory flat and never writes an Arrow cache. Two kinds of source only, as
 the config's rule says: a Hub dataset id, read from the Hub alone (`hf://datasets/<id>`,
 never a local directory of the same name) at its pinned revision if any; or an object
 under `data/` of this deployment's data bucket, downloaded to scratch first. The function
 never reads its own files, and read errors never show its paths.
+
+A JSON Lines or Parquet object is read with pyarrow directly (importing `datasets` alone
+takes longer than reading 100k rows), in the chunks `datasets` would read and converting
+only the columns the run uses. That is the very parse `datasets` makes, so the rows are the
+same, as long as every column is plain text, a number, a boolean or null: any other column,
+and anything `datasets` reads its own way (a JSON array, a BOM, a column of mixed types, which
+it re-encodes as JSON text), hands the file to `datasets`, which skips the rows already yielded.
+CSV (which `datasets` reads through pandas, with pandas' types) and the Hub go through `datasets`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import codecs
+import io
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import SOURCE_RULE, DatasetSpec, data_object_key, is_hub_id
 from shared.errors import ConfigError, DatasetError, without_internal_paths
 from shared.storage import ObjectMissingError, ObjectRef, download
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 BATCH_SIZE = 1000
 HUB_ONLY = "hf://datasets/"  # `datasets` then never looks for a local directory named like the id
+# `datasets`' JSON reader: 10 MiB chunks ending at a line's end, each parsed with this block size.
+JSON_CHUNK_BYTES = 10 << 20
+JSON_BLOCK_BYTES = max(JSON_CHUNK_BYTES // 32, 16 << 10)
 
-Batch = dict[str, list[Any]]
+Batch = Mapping[str, list[Any]]
+
+
+class _ColumnsOnDemand(Mapping[str, list[Any]]):
+    """One Arrow record batch as column name -> cells, converting a column to Python objects when asked for."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self._batch = batch
+
+    def __getitem__(self, name: str) -> list[Any]:
+        if name not in self._batch.schema.names:
+            raise KeyError(name)
+        cells: list[Any] = self._batch.column(name).to_pylist()
+        return cells
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._batch.schema.names)
+
+    def __len__(self) -> int:
+        return len(self._batch.schema.names)
+
+
+class _DatasetsReadsItsOwnWay(Exception):
+    """The file holds what only `datasets` reads as `datasets` does: it reads the rest of the file."""
 
 
 def check_source_location(spec: DatasetSpec, data_bucket: str) -> tuple[str, str] | None:
@@ -62,15 +101,85 @@ def _resolve_source(spec: DatasetSpec, scratch: Path, data_bucket: str) -> tuple
     return FILE_BUILDERS[suffix], {"data_files": {spec.split: str(local)}}, {str(local): spec.source}
 
 
+def _plain(schema: pa.Schema) -> bool:
+    import pyarrow.types as kinds
+
+    plain = (kinds.is_string, kinds.is_large_string, kinds.is_integer, kinds.is_floating, kinds.is_boolean)
+    return all(any(kind(field.type) for kind in (*plain, kinds.is_null)) for field in schema)
+
+
+def _json_chunks(local: Path) -> Iterator[bytes]:
+    with local.open("rb") as file:
+        for chunk in iter(lambda: file.read(JSON_CHUNK_BYTES), b""):
+            yield chunk + file.readline()
+
+
+def _arrow_json_batches(local: Path) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+    import pyarrow.json as arrow_json
+
+    names = None
+    for index, chunk in enumerate(_json_chunks(local)):
+        if index == 0 and (chunk.startswith(codecs.BOM_UTF8) or chunk.lstrip().startswith(b"[")):
+            raise _DatasetsReadsItsOwnWay
+        block = len(chunk) if len(chunk) // 8 > JSON_BLOCK_BYTES else JSON_BLOCK_BYTES
+        try:
+            table = arrow_json.read_json(io.BytesIO(chunk), read_options=arrow_json.ReadOptions(block_size=block))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise _DatasetsReadsItsOwnWay from error
+        if not _plain(table.schema) or names not in (None, table.schema.names):
+            raise _DatasetsReadsItsOwnWay
+        names = table.schema.names
+        yield from table.to_batches(max_chunksize=BATCH_SIZE)
+
+
+def _arrow_parquet_batches(local: Path) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as parquet
+
+    with parquet.ParquetFile(local) as file:
+        if not _plain(file.schema_arrow):
+            raise _DatasetsReadsItsOwnWay
+        yield from file.iter_batches(batch_size=BATCH_SIZE)
+
+
+def _skip_rows(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
+    for batch in batches:
+        size = len(next(iter(batch.values()), []))
+        if rows >= size:
+            rows -= size
+            continue
+        yield {name: cells[rows:] for name, cells in batch.items()} if rows else batch
+        rows = 0
+
+
+def _datasets_batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> Iterator[Batch]:
+    import datasets  # 1-2 s to import: only the Hub, CSV and unusual JSON or Parquet pay for it
+
+    # kwargs carry the revision when the run config pins one; otherwise the Hub's main branch is read.
+    dataset = datasets.load_dataset(path, split=spec.split, streaming=True, **kwargs)  # nosec B615  # see line above
+    yield from dataset.iter(batch_size=BATCH_SIZE)
+
+
+def _batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> Iterator[Batch]:
+    data_files = kwargs.get("data_files")
+    arrow_reader = {"json": _arrow_json_batches, "parquet": _arrow_parquet_batches}.get(path)
+    if data_files is None or arrow_reader is None:
+        yield from _datasets_batches(path, spec, kwargs)
+        return
+    rows = 0
+    try:
+        for batch in arrow_reader(Path(data_files[spec.split])):
+            rows += batch.num_rows
+            yield _ColumnsOnDemand(batch)
+    except _DatasetsReadsItsOwnWay:
+        yield from _skip_rows(_datasets_batches(path, spec, kwargs), rows)
+
+
 def stream_batches(spec: DatasetSpec, scratch: Path, data_bucket: str) -> Iterator[Batch]:
     """Yield column-oriented batches; any read failure becomes a DatasetError naming the source."""
     path, kwargs, local_names = _resolve_source(spec, scratch, data_bucket)
-    import datasets  # 0.8 s to import: only the prepare function pays for it
-
     try:
-        # kwargs carry the revision when the run config pins one; otherwise the Hub's main branch is read.
-        dataset = datasets.load_dataset(path, split=spec.split, streaming=True, **kwargs)  # nosec B615  # see line above
-        yield from dataset.iter(batch_size=BATCH_SIZE)
+        yield from _batches(path, spec, kwargs)
     except DatasetError:
         raise
     except Exception as error:  # datasets/pyarrow/fsspec raise many unrelated types

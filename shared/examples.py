@@ -11,14 +11,20 @@ hold, in a kept row, a string, a number or a boolean (written `3`, `2.5`, `true`
 dropped, and counted under a reason naming the column, when one of them is null (`missing
 <column>`), holds a list, a dict or any other structure (`non-text <column>`), or, for a
 filter column, is `""` (`empty <column>`).
+
+When the run is evaluated, each kept row also gives its would-be held-out question: the
+rendered user text, exactly as in its example, with the cells of the evaluation's reference
+and context columns. Those columns never drop a row: the training data stays what the
+filter and templates make it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import string
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -28,6 +34,8 @@ from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED, RunConfig, temp
 from shared.errors import DatasetError
 
 Example = dict[str, Any]
+# Column name -> that column's cells, one per row; a mapping, so a reader may convert only the columns asked for.
+Batch = Mapping[str, list[Any]]
 
 
 @dataclass
@@ -43,6 +51,18 @@ class RowCounts:
             "rows_dropped": sum(self.dropped.values()),
             "dropped_reasons": dict(self.dropped),
         }
+
+
+@dataclass(frozen=True)
+class QuestionFields:
+    """What the evaluation asks about one kept row, should it be held out."""
+
+    question: str
+    reference: str
+    context: str | None  # None: the config names no context column
+
+    def as_record(self) -> dict[str, Any]:
+        return {"question": self.question, "reference": self.reference, "context": self.context}
 
 
 def cell_text(value: Any) -> str | None:
@@ -64,6 +84,31 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _rows_in(batch: Batch) -> int:
+    return len(batch[next(iter(batch))]) if batch else 0
+
+
+class _CompiledTemplate:
+    """A template parsed once into a %-format string: `format_map` parses the template again on every row.
+
+    For text values (every value here is one) `%s` writes exactly what `format_map` would.
+    """
+
+    def __init__(self, template: str) -> None:
+        pieces: list[str] = []
+        columns: list[str] = []
+        for literal, column, _, _ in string.Formatter().parse(template):
+            pieces.append(literal.replace("%", "%%"))
+            if column is not None:
+                pieces.append("%s")
+                columns.append(column)
+        self._pattern = "".join(pieces)
+        self._columns = tuple(columns)
+
+    def render(self, values: dict[str, str]) -> str:
+        return self._pattern % tuple(map(values.__getitem__, self._columns))
+
+
 class ExampleBuilder:
     """Streams examples out of column batches, counting what it keeps and drops and why."""
 
@@ -76,6 +121,12 @@ class ExampleBuilder:
         self._checked = list(dict.fromkeys([*config.filter.non_empty, *config.template.placeholders()]))
         self._bedrock = config.provider == "bedrock"
         template = config.template
+        self._placeholders = template.placeholders()
+        # The only columns read from each batch: a reader converts nothing else.
+        self._used = list(dict.fromkeys([*self._checked, *config.evaluation.columns()]))
+        self._system = None if template.system is None else _CompiledTemplate(template.system)
+        self._user = _CompiledTemplate(template.user)
+        self._assistant = _CompiledTemplate(template.assistant)
         # Where a reserved string in a rendered text came from: the columns each part of the template uses.
         self._part_columns = {
             part: template_placeholders(text)
@@ -96,9 +147,10 @@ class ExampleBuilder:
         if not missing:
             self._columns_checked = True
             return
+        evaluation = self._config.evaluation
+        users = "filter/template/evaluation" if evaluation.enabled else "filter/template"
         message = (
-            f"dataset has no column(s) {', '.join(missing)} used by the config's "
-            f"filter/template; it has: {', '.join(columns)}"
+            f"dataset has no column(s) {', '.join(missing)} used by the config's {users}; it has: {', '.join(columns)}"
         )
         hints = []
         if self._uses_default("filter") and self._non_empty & set(missing):
@@ -116,11 +168,23 @@ class ExampleBuilder:
                 f'{", ".join(self._config.template.placeholders())}): set "template": '
                 '{"user": "...", "assistant": "..."} with {column} placeholders naming your columns.'
             )
+        roles = {evaluation.reference_column: "reference_column", evaluation.context_column: "context_column"}
+        missing_roles = [f"evaluation.{roles[name]} ({name})" for name in evaluation.columns() if name in missing]
+        if missing_roles:
+            hints.append(
+                "The evaluation is on (it is by default when validation_fraction > 0) and reads "
+                f"{' and '.join(missing_roles)} from the held-out rows: set evaluation.reference_column and "
+                "evaluation.context_column (null for no passage) to your columns, or evaluation.enabled to false."
+            )
         raise DatasetError(". ".join([message, *hints]) if hints else message)
 
     def _drop_reason(self, row: dict[str, Any]) -> str | None:
         for column in self._checked:
             value = row[column]
+            if type(value) is str:  # nearly every cell: the checks below, for a string, in short
+                if not value and column in self._non_empty:
+                    return f"empty {column}"
+                continue
             if _is_missing(value):
                 return f"missing {column}"
             text = cell_text(value)
@@ -130,24 +194,27 @@ class ExampleBuilder:
                 return f"empty {column}"
         return None
 
+    def _values(self, row: dict[str, Any]) -> dict[str, str]:
+        values = {}
+        for name in self._placeholders:
+            value = row[name]
+            values[name] = value if type(value) is str else cell_text(value) or ""
+        return values
+
     def _render(self, row: dict[str, Any]) -> Example:
-        values = {name: cell_text(row[name]) or "" for name in self._config.template.placeholders()}
-        template = self._config.template
-        messages = (
-            [] if template.system is None else [{"role": "system", "content": template.system.format_map(values)}]
-        )
-        messages.append({"role": "user", "content": template.user.format_map(values)})
-        messages.append({"role": "assistant", "content": template.assistant.format_map(values)})
+        values = self._values(row)
+        messages = [] if self._system is None else [{"role": "system", "content": self._system.render(values)}]
+        messages.append({"role": "user", "content": self._user.render(values)})
+        messages.append({"role": "assistant", "content": self._assistant.render(values)})
         return {"messages": messages}
 
     def _render_bedrock(self, row: dict[str, Any]) -> Example | str:
         """A `bedrock-conversation-2024` record, or the drop reason of a row holding a reserved string."""
-        values = {name: cell_text(row[name]) or "" for name in self._config.template.placeholders()}
-        template = self._config.template
+        values = self._values(row)
         texts = {
-            "system": None if template.system is None else template.system.format_map(values),
-            "user": template.user.format_map(values),
-            "assistant": template.assistant.format_map(values),
+            "system": None if self._system is None else self._system.render(values),
+            "user": self._user.render(values),
+            "assistant": self._assistant.render(values),
         }
         for part, text in texts.items():
             found = NOVA_RESERVED.search(text) if text is not None else None
@@ -164,14 +231,32 @@ class ExampleBuilder:
         ]
         return record
 
-    def examples(self, batches: Iterable[dict[str, list[Any]]]) -> Iterator[Example]:
-        """Stops reading as soon as `max_examples` rows are kept."""
+    def _question_fields(self, row: dict[str, Any], example: Example) -> QuestionFields:
+        """The user turn as the example holds it, so the question asked is the one the model would have seen."""
+        user_turn = example["messages"][-2]["content"]
+        question = user_turn[0]["text"] if self._bedrock else user_turn
+        evaluation = self._config.evaluation
+        context = evaluation.context_column
+        return QuestionFields(
+            question=question,
+            reference=cell_text(row[evaluation.reference_column]) or "",
+            context=None if context is None else cell_text(row[context]) or "",
+        )
+
+    def examples(self, batches: Iterable[Batch]) -> Iterator[tuple[Example, QuestionFields | None]]:
+        """Each kept row's example, with its question fields when the run is evaluated (else None).
+
+        Stops reading as soon as `max_examples` rows are kept.
+        """
         limit = self._config.max_examples
+        evaluated = bool(self._config.evaluation.enabled)
         for batch in batches:
             if not self._columns_checked:
                 self._check_columns(batch)
-            columns = list(batch)
-            for values in zip(*batch.values(), strict=True):
+            columns = self._used
+            # A template naming no column, with no filter, reads no cell: each row is then the empty tuple.
+            rows = zip(*(batch[column] for column in columns), strict=True) if columns else [()] * _rows_in(batch)
+            for values in rows:
                 row = dict(zip(columns, values, strict=True))
                 self.counts.read += 1
                 reason = self._drop_reason(row)
@@ -183,10 +268,9 @@ class ExampleBuilder:
                     if isinstance(record, str):
                         self.counts.dropped[record] += 1
                         continue
-                    self.counts.kept += 1
-                    yield record
                 else:
-                    self.counts.kept += 1
-                    yield self._render(row)
+                    record = self._render(row)
+                self.counts.kept += 1
+                yield record, self._question_fields(row, record) if evaluated else None
                 if limit is not None and self.counts.kept >= limit:
                     return

@@ -19,12 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import IO, Any, ClassVar, Protocol, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
-import openai
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from openai import OpenAI
 
 from shared import providers
 from shared.aws import AWS_CLIENT_CONFIG
@@ -36,6 +34,13 @@ from shared.providers import ProviderRefusedError, ProviderTransientError, Recor
 from shared.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
 from shared.settings import settings
 from shared.storage import ObjectRef, S3UploadSource
+from shared.training_curve import StepMetric, merge_steps, parse_openai_step_metrics
+
+if TYPE_CHECKING:
+    # The SDK is imported when a client is made (and where its errors are caught), not with this module:
+    # its 0.7 s of imports stay out of the cold start of every function that never calls OpenAI.
+    import openai
+    from openai import OpenAI
 
 SECRET_MAX_AGE_SECONDS = 300
 RUN_ID_METADATA_KEY = "ragtune_run_id"
@@ -90,6 +95,8 @@ def _retryable(error: openai.APIStatusError) -> bool:
 
 @contextmanager
 def _classified_errors(action: str) -> Iterator[None]:
+    import openai
+
     try:
         yield
     except openai.APIConnectionError as error:  # timeouts included
@@ -368,6 +375,16 @@ class OpenAIGateway:
         checkpoint = page.data[0]
         return {**checkpoint.metrics.model_dump(exclude_none=True), "step": checkpoint.step_number}
 
+    def step_metrics(self, run: Run) -> list[StepMetric]:
+        """Every step's metrics from the job's result files (OpenAI's step_metrics.csv, which it may serve
+        base64-encoded); [] for a run without a job or a job that has written none yet."""
+        if not run.job_id:
+            return []
+        with _classified_errors("retrieving the job's result files"):
+            job = self._client.fine_tuning.jobs.retrieve(run.job_id)
+            contents = [self._client.files.content(file_id).content for file_id in job.result_files or []]
+        return merge_steps(*map(parse_openai_step_metrics, contents))
+
     def cancel_job(self, job_id: str) -> JobSnapshot:
         with _classified_errors("cancelling the job"):
             return JobSnapshot.of(self._client.fine_tuning.jobs.cancel(job_id))
@@ -398,6 +415,8 @@ class OpenAIGateway:
         """When OpenAI shuts `model` down (`GET /models/{model}`'s `shutdown_date`), None when it announces
         none. Never raises: this is information, never a reason to fail a run. A failure to read it (OpenAI
         down, the model unknown, a date that is not YYYY-MM-DD) logs a warning and answers None."""
+        import openai
+
         try:
             with _classified_errors(f"retrieving model {model}"):
                 described = self._client.models.retrieve(model)
@@ -453,6 +472,8 @@ def api_key_from_secret(secret_name: str) -> str:
 @lru_cache(maxsize=4)
 def _client(api_key: str, base_url: str | None, timeout_seconds: float, max_retries: int) -> OpenAI:
     """One pooled client per key and endpoint; a rotated key gets a new one within 5 minutes."""
+    from openai import OpenAI
+
     return OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries)
 
 

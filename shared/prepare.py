@@ -4,33 +4,43 @@ The config's provider (the stack's default when it names none) decides the recor
 (OpenAI chat examples or Nova's `bedrock-conversation-2024`), the gate's rules and the
 estimate; the run records the provider so later stages follow it.
 
+Each example is gated as it is written, in one pass: its format checked and its tokens
+counted from the very object encoded on its line (which is what parsing the line back would
+give), its line's digest kept for the duplicate count. The seeded split, which needs the
+number of kept rows, then sends each line, with what the gate found in it, to its file.
+
 Order matters: everything is written to local scratch and gated first, so a failure
-leaves nothing under `datasets/`; the validation file is uploaded before the run is
-marked `prepared`, and the training file last, so its arrival means the data is complete.
+leaves nothing under `datasets/`; the validation file (and, when the run is evaluated, the
+held-out questions file) is uploaded before the run is marked `prepared`, and the training
+file last, so its arrival means the data is complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import shutil
 import time
+from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonlines
-
 from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
 from shared.data_gate import (
+    MAX_TOKENS_PER_EXAMPLE,
     MIN_EXAMPLES,
     GateReport,
+    GateTally,
+    check_bedrock_record,
+    check_chat_example,
     enforce,
     estimate_bedrock_training,
     estimate_training,
-    inspect_bedrock_jsonl,
-    inspect_jsonl,
+    line_digest,
 )
 from shared.dataset_source import check_source_location, stream_batches
 from shared.errors import UserInputError
@@ -50,9 +60,18 @@ from shared.storage import (
     upload,
     whole_object,
 )
+from shared.tokens import load_in_background
 
 JSONL_CONTENT_TYPE = "application/jsonl"
-TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
+TRAIN_FILE, VALIDATION_FILE, QUESTIONS_FILE = "train.jsonl", "validation.jsonl", "questions.jsonl"
+_WRITE_BUFFER_BYTES = 2**20
+# Exactly what jsonlines writes (the notebook's writer): JSON with ", " and ": ", non-ASCII kept as is.
+# No circular-reference check: the examples are trees this module builds (a third faster).
+_to_json = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+
+def _jsonl_line(value: Any) -> bytes:
+    return (_to_json(value) + "\n").encode()
 
 
 def dataset_key(run_id: str, file_name: str) -> str:
@@ -86,62 +105,147 @@ def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
 
 
 @dataclass
+class _Questions:
+    """The held-out questions file: `written` lines, `skipped` held-out rows passed over for an empty reference."""
+
+    path: Path
+    written: int = 0
+    skipped: int = 0
+
+
+@dataclass
 class _LocalFiles:
     train: Path
     validation: Path | None
     train_gate: GateReport
     validation_gate: GateReport | None
+    questions: _Questions | None
 
 
-def _split_validation(all_path: Path, n: int, config: RunConfig, workdir: Path) -> tuple[Path, Path | None]:
-    """Hold out a seeded random sample, keeping the original order within each file."""
+@dataclass
+class _GatedLines:
+    """What the gate found in each line of all.jsonl, by line: kept until the split picks each line's file."""
+
+    digests: bytearray = field(default_factory=bytearray)  # 16 bytes a line
+    tokens: array[int] = field(default_factory=lambda: array("q"))
+    errors: dict[int, list[str]] = field(default_factory=dict)  # only the lines that have some
+
+    def add(self, line: bytes, errors: list[str], tokens: int) -> None:
+        if errors:
+            self.errors[len(self.tokens)] = errors
+        self.digests += line_digest(line)
+        self.tokens.append(tokens)
+
+    def tally_into(self, tally: GateTally, index: int) -> None:
+        tally.add(bytes(self.digests[16 * index : 16 * index + 16]), self.errors.get(index, []), self.tokens[index])
+
+
+def _split_validation(
+    all_path: Path, questions_path: Path | None, gated: _GatedLines, config: RunConfig, workdir: Path
+) -> _LocalFiles:
+    """Hold out a seeded random sample, keeping the original order within each file.
+
+    `questions_path` holds one line of question fields per line of `all_path`; the held-out
+    ones become the questions file: the first `max_questions` with a reference, in validation order.
+    """
+    n = len(gated.tokens)
+    token_limit = None if config.provider == "bedrock" else MAX_TOKENS_PER_EXAMPLE
+    train_tally = GateTally(token_limit)
     if config.validation_fraction == 0:
-        return all_path, None
+        for index in range(n):
+            gated.tally_into(train_tally, index)
+        return _LocalFiles(all_path, None, train_tally.report(), None, None)
     held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction))))
+    validation_tally = GateTally(token_limit)
     train, validation = workdir / TRAIN_FILE, workdir / VALIDATION_FILE
-    with all_path.open("rb") as lines, train.open("wb") as t, validation.open("wb") as v:
+    with (
+        all_path.open("rb") as lines,
+        train.open("wb", buffering=_WRITE_BUFFER_BYTES) as t,
+        validation.open("wb", buffering=_WRITE_BUFFER_BYTES) as v,
+    ):
         for index, line in enumerate(lines):
-            (v if index in held_out else t).write(line)
+            if index in held_out:
+                v.write(line)
+                gated.tally_into(validation_tally, index)
+            else:
+                t.write(line)
+                gated.tally_into(train_tally, index)
     all_path.unlink()
-    return train, validation
+    questions = None
+    if questions_path:
+        questions = _write_questions(questions_path, held_out, config.evaluation.max_questions, workdir)
+        questions_path.unlink()
+    return _LocalFiles(train, validation, train_tally.report(), validation_tally.report(), questions)
 
 
-def _gate(path: Path, label: str, min_examples: int) -> GateReport:
-    with path.open("rb") as lines:
-        report = inspect_jsonl(lines)
-    enforce(report, label, min_examples)
-    return report
+def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, workdir: Path) -> _Questions:
+    """`index` is the question's line number in validation.jsonl, where the same user text is."""
+    questions = _Questions(workdir / QUESTIONS_FILE)
+    with fields_path.open("rb") as lines, questions.path.open("wb") as writer:
+        validation_index = -1
+        for index, line in enumerate(lines):
+            if questions.written == max_questions:
+                break
+            if index not in held_out:
+                continue
+            validation_index += 1
+            fields = json.loads(line)
+            if not fields["reference"].strip():
+                questions.skipped += 1
+                continue
+            writer.write(_jsonl_line({"index": validation_index, **fields}))
+            questions.written += 1
+    return questions
 
 
-def _gate_bedrock(path: Path, label: str, training: bool) -> GateReport:
-    """Nova's rules on the bytes; record and size limits are settings (the published numbers are unconfirmed)."""
-    with path.open("rb") as lines:
-        report = inspect_bedrock_jsonl(lines)
+def _enforce_gate(files: _LocalFiles, provider: str) -> None:
+    """Nova's record and size limits are settings (the published numbers are unconfirmed)."""
+    if provider != "bedrock":
+        enforce(files.train_gate, "training file", MIN_EXAMPLES)
+        if files.validation_gate:
+            enforce(files.validation_gate, "validation file", 1)
+        return
     config = settings()
     enforce(
-        report,
-        label,
-        config.bedrock_min_records if training else 1,
-        max_examples=config.bedrock_max_records if training else None,
-        size=path.stat().st_size,
-        max_bytes=config.bedrock_max_training_bytes if training else config.bedrock_max_validation_bytes,
+        files.train_gate,
+        "training file",
+        config.bedrock_min_records,
+        max_examples=config.bedrock_max_records,
+        size=files.train.stat().st_size,
+        max_bytes=config.bedrock_max_training_bytes,
     )
-    return report
+    if files.validation and files.validation_gate:
+        enforce(
+            files.validation_gate,
+            "validation file",
+            1,
+            size=files.validation.stat().st_size,
+            max_bytes=config.bedrock_max_validation_bytes,
+        )
 
 
 def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _LocalFiles:
     all_path = workdir / "all.jsonl"
-    with jsonlines.open(all_path, mode="w") as writer:
-        for example in builder.examples(stream_batches(config.dataset, workdir, settings().data_bucket)):
-            writer.write(example)
-    train, validation = _split_validation(all_path, builder.counts.kept, config, workdir)
-    if config.provider == "bedrock":
-        train_gate = _gate_bedrock(train, "training file", training=True)
-        validation_gate = _gate_bedrock(validation, "validation file", training=False) if validation else None
-    else:
-        train_gate = _gate(train, "training file", MIN_EXAMPLES)
-        validation_gate = _gate(validation, "validation file", 1) if validation else None
-    return _LocalFiles(train, validation, train_gate, validation_gate)
+    # Beside all.jsonl, line for line: each kept row's question fields, for the held-out ones to be picked later.
+    questions_path = workdir / "all-questions.jsonl" if config.evaluation.enabled else None
+    check = check_bedrock_record if config.provider == "bedrock" else check_chat_example
+    gated = _GatedLines()
+    with ExitStack() as open_files:
+        writer = open_files.enter_context(all_path.open("wb", buffering=_WRITE_BUFFER_BYTES))
+        question_writer = (
+            open_files.enter_context(questions_path.open("wb", buffering=_WRITE_BUFFER_BYTES))
+            if questions_path
+            else None
+        )
+        for example, fields in builder.examples(stream_batches(config.dataset, workdir, settings().data_bucket)):
+            line = _jsonl_line(example)
+            writer.write(line)
+            gated.add(line, *check(example))
+            if question_writer and fields:
+                question_writer.write(_jsonl_line(fields.as_record()))
+    files = _split_validation(all_path, questions_path, gated, config, workdir)
+    _enforce_gate(files, config.provider)
+    return files
 
 
 def _file_record(path: Path, key: str, gate: GateReport) -> dict[str, Any]:
@@ -162,6 +266,7 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
         return {"run_id": run_id, "status": status, "replayed": True}
 
     started = time.monotonic()
+    load_in_background()  # the encoding loads while the config is parsed and the data downloaded
     workdir = settings().scratch_dir / run_id
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -221,6 +326,16 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         upload(files.validation, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)
         record["files"]["validation"] = _file_record(files.validation, key, files.validation_gate)
         record["gate"]["validation"] = files.validation_gate.as_record()
+    if files.questions:
+        key = dataset_key(run_id, QUESTIONS_FILE)
+        upload(files.questions.path, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)
+        record["files"]["questions"] = {
+            "key": key,
+            "bytes": files.questions.path.stat().st_size,
+            "examples": files.questions.written,
+        }
+        record["counts"]["evaluation_questions"] = files.questions.written
+        record["counts"]["evaluation_questions_skipped"] = files.questions.skipped
     if not RunsRepository(settings().runs_table).record_prepared(run_id, record):
         logger.info("Run was prepared by another delivery meanwhile; not uploading the training file again")
         return record

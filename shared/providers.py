@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from shared.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
+from shared.training_curve import StepMetric
 
 ProviderName = Literal["openai", "bedrock"]
 PROVIDERS: tuple[ProviderName, ...] = ("openai", "bedrock")
@@ -183,6 +184,11 @@ class FineTuningProvider(Protocol):
         ...
 
     def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer: ...
+
+    def step_metrics(self, run: Run) -> list[StepMetric]:
+        """The loss (and accuracy, where reported) of each step of the run's finished job, in step order,
+        from the metrics files the provider leaves; [] while it has left none."""
+        ...
 
     def delete_deployment(self, deployment_arn: str) -> bool:
         """Delete a deployment that serves a run's model; False when the provider no longer knew it."""

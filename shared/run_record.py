@@ -88,6 +88,8 @@ class PreparedFile(_Recorded):
 class PreparedFiles(_Recorded):
     train: PreparedFile
     validation: PreparedFile | None = None
+    # The held-out questions the evaluation asks (from the validation split, when evaluation is enabled).
+    questions: PreparedFile | None = None
 
 
 class Run(_Recorded):
@@ -141,6 +143,10 @@ class Run(_Recorded):
     event_count: int = 0
     last_event_id: str | None = None
     error: RecordedError | None = None
+    # After the job finished: what was written under reports/<run_id>/ (`metrics_csv`, `loss_png`: their keys).
+    reports: JsonObject | None = None
+    # The evaluation on the held-out questions: its status, per-arm summaries and report keys.
+    evaluation: JsonObject | None = None
 
     def recorded(self) -> JsonObject:
         """The item's fields as stored (JSON values; defaults of absent fields left out)."""

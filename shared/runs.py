@@ -295,6 +295,78 @@ class RunsRepository:
             raise
         return True
 
+    def record_reports(self, run_id: str, reports: dict[str, str]) -> None:
+        """Add report keys to the run's `reports` map, keeping the others (whatever its status: a report
+        describes a finished run). Two writes, because DynamoDB cannot create a map and set a key in it at
+        once: the map if missing, then the keys; both repeat harmlessly."""
+        if not reports:
+            return
+        names = {"#reports": "reports"} | {f"#k{i}": name for i, name in enumerate(reports)}
+        values = {f":v{i}": value for i, value in enumerate(reports.values())}
+        sets = ", ".join(f"#reports.#k{i} = :v{i}" for i in range(len(reports)))
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #reports = if_not_exists(#reports, :empty)",
+                ConditionExpression="attribute_exists(run_id)",
+                ExpressionAttributeNames={"#reports": "reports"},
+                ExpressionAttributeValues={":empty": {}},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise LookupError(f"Run {run_id} is not in the runs table; its reports are not recorded.") from error
+            raise
+        self._table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression=f"SET {sets}, updated_at = :now",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**values, ":now": utc_now()},
+        )
+
+    def claim_evaluation(self, run_id: str, evaluation: dict[str, Any], seen: dict[str, Any] | None) -> bool:
+        """Replace the run's whole `evaluation` with ours if it is still the one `seen` (None: it has none).
+
+        A compare-and-swap on the claim fields (`token`, `status`, `lease_until`): whoever decided from a
+        stale read loses, so two evaluations of one run never run at once.
+        """
+        names = {"#evaluation": "evaluation"}
+        values: dict[str, Any] = {":evaluation": evaluation, ":now": utc_now()}
+        if seen is None:
+            condition = "attribute_exists(run_id) AND attribute_not_exists(#evaluation)"
+        else:
+            checks = []
+            for i, field in enumerate(("token", "status", "lease_until")):
+                names[f"#c{i}"] = field
+                if field in seen:
+                    checks.append(f"#evaluation.#c{i} = :c{i}")
+                    values[f":c{i}"] = seen[field]
+                else:
+                    checks.append(f"attribute_not_exists(#evaluation.#c{i})")
+            condition = " AND ".join(checks)
+        return self._write_evaluation(run_id, condition, names, values)
+
+    def record_evaluation(self, run_id: str, evaluation: dict[str, Any]) -> bool:
+        """Replace the run's `evaluation` while its token (`evaluation["token"]`) still holds it running."""
+        names = {"#evaluation": "evaluation", "#token": "token", "#status": "status"}
+        values = {":evaluation": evaluation, ":now": utc_now(), ":token": evaluation["token"], ":running": "running"}
+        condition = "#evaluation.#token = :token AND #evaluation.#status = :running"
+        return self._write_evaluation(run_id, condition, names, values)
+
+    def _write_evaluation(self, run_id: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> bool:
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #evaluation = :evaluation, updated_at = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_dynamodb(values),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(_from_dynamodb(key)).encode()).decode()

@@ -9,7 +9,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from shared.evaluation import ModelPrice, parse_prices
+
 LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
+DEFAULT_INFERENCE_PRICES = (
+    "gpt-4o-mini=0.15/0.60,ft:gpt-4o-mini=0.30/1.20,amazon.nova-micro=0.035/0.14,amazon.nova-lite=0.06/0.24,"
+    "amazon.nova-2-lite=0.30/2.50,amazon.nova-pro=0.80/3.20"
+)
+
+
+def _prices(value: object) -> object:
+    """The environment gives text; anything else (a dict in a test) is left to pydantic."""
+    return parse_prices(value) if isinstance(value, str) else value
 
 
 class Settings(BaseModel):
@@ -51,6 +62,17 @@ class Settings(BaseModel):
     # The role Amazon Bedrock assumes to read a run's datasets/ and write its outputs/ (StartJobFunction only).
     bedrock_customization_role_arn: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
         default=None, alias="BEDROCK_CUSTOMIZATION_ROLE_ARN"
+    )
+    # What the evaluation's arms cost: `<model-id prefix>=<input>/<output>` USD per 1M tokens, the longest
+    # matching prefix wins (a Bedrock deployment is priced as its base model). Public list prices, to update.
+    inference_prices_per_million_tokens: Annotated[dict[str, ModelPrice], BeforeValidator(_prices)] = Field(
+        default=DEFAULT_INFERENCE_PRICES, alias="INFERENCE_PRICES_PER_MILLION_TOKENS", validate_default=True
+    )
+    evaluation_max_tokens: int = Field(default=300, ge=1, le=4096, alias="EVALUATION_MAX_TOKENS")
+    evaluation_concurrency: int = Field(default=4, ge=1, le=32, alias="EVALUATION_CONCURRENCY")
+    # The function POST /runs/{id}/evaluation starts (AskFunction only).
+    evaluate_function_name: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        default=None, alias="EVALUATE_FUNCTION_NAME"
     )
 
 

@@ -12,10 +12,12 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from shared.aws import client
+from shared.aws import client, s3_link_signer
 
 CONFIGS_PREFIX = "configs/"
 DATASETS_PREFIX = "datasets/"
+REPORTS_PREFIX = "reports/"  # what the pipeline writes about a run: metrics.csv, loss.png, evaluation.jsonl
+PRESIGNED_URL_SECONDS = 900
 # Multipart above 16 MiB, 8 MiB parts: memory stays bounded whatever the file size.
 TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=8 * 2**20)
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NoSuchBucket", "AccessDenied", "403"}
@@ -137,6 +139,27 @@ def upload(source: Path, ref: ObjectRef, metadata: dict[str, str], content_type:
         ExtraArgs={"Metadata": metadata, "ContentType": content_type},
         Config=TRANSFER_CONFIG,
     )
+
+
+def put_bytes(ref: ObjectRef, body: bytes, content_type: str) -> None:
+    """A small object written whole (a report: a CSV, a PNG, a JSONL of at most a few MB)."""
+    client("s3").put_object(Bucket=ref.bucket, Key=ref.key, Body=body, ContentType=content_type)
+
+
+def read_bytes(ref: ObjectRef, max_bytes: int) -> bytes:
+    """A whole object known to be small; larger than `max_bytes` is an error, not a truncation."""
+    read = read_object(ref, max_bytes)
+    if not read.complete:
+        raise ValueError(f"{ref.uri} is {read.size} bytes; at most {max_bytes} are read whole")
+    return read.body
+
+
+def presigned_get_url(ref: ObjectRef, expires_in: int = PRESIGNED_URL_SECONDS) -> str:
+    """A short-lived download link (signed locally with the caller's credentials: no request is made)."""
+    url: str = s3_link_signer().generate_presigned_url(
+        "get_object", Params={"Bucket": ref.bucket, "Key": ref.key}, ExpiresIn=expires_in
+    )
+    return url
 
 
 class _S3ObjectStream(io.RawIOBase):

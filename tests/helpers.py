@@ -116,7 +116,7 @@ def prepare_run(aws_account: Aws, context: Any, tmp_path: Path, **config: Any) -
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(data)}, **config})
     [outcome] = prepare_handler(load_event("prepare-config-created.json"), context)["runs"]
     assert outcome["status"] == "prepared"
-    [run] = aws_account.runs()
+    [run] = [item for item in aws_account.runs() if item["run_id"] == outcome["run_id"]]
     return run
 
 

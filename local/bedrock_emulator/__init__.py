@@ -5,7 +5,7 @@ A real loopback HTTP server speaking botocore's REST-JSON for the operations rag
 ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` name its ``endpoint_url``:
 
 * bedrock: Create/Get/List/StopModelCustomizationJob, Create/Get/DeleteCustomModelDeployment;
-* bedrock-runtime: Converse, with ``modelId`` a deployment ARN.
+* bedrock-runtime: Converse, with ``modelId`` a deployment ARN or a Nova foundation model id.
 
 It replaces moto's bedrock backend for these calls rather than extending it: moto keeps jobs
 ``InProgress`` forever, keys them by name, and has no deployments and no Converse.
@@ -31,6 +31,11 @@ Behaviour worth knowing:
   ``Creating`` deployment is a ModelNotReadyException, on an unknown one ResourceNotFoundException;
   an ``Active`` one answers with the assistant text of the training record whose user text best
   overlaps the question (the OpenAI emulator's recall).
+* Converse on a Nova foundation model (``NOVA_FOUNDATION_MODELS``: ``amazon.nova-micro-v1:0``,
+  ``amazon.nova-lite-v1:0``, ``amazon.nova-2-lite-v1:0``, ``amazon.nova-pro-v1:0``, each also with the
+  ``us.`` inference-profile prefix) follows the OpenAI emulator's base-model rule: a last user message
+  holding "passage, blank line, question" gets the passage sentence of highest word overlap with the
+  question, any other ``BASE_MODEL_REPLY``. The customization ids (``...:128k``) are not invocable: 404.
 * Faults: ``inject_fault(operation, kind, times, message)`` makes the next calls of an operation fail with
   ThrottlingException (429), ValidationException (400), AccessDeniedException (403) or
   ServiceUnavailableException (503); ``fail_jobs(message)`` / ``fail_deployments(message)`` make those
@@ -40,11 +45,14 @@ Behaviour worth knowing:
 """
 
 from .customization import NOVA_BASE_MODELS, CustomModel, Deployment, Job
+from .runtime import BASE_MODEL_REPLY, NOVA_FOUNDATION_MODELS
 from .server import ROUTES, BedrockEmulator, Fault, FaultKind, RecordedRequest
 from .training import RESERVED_STRINGS, SCHEMA_VERSION, conversation_record
 
 __all__ = [
+    "BASE_MODEL_REPLY",
     "NOVA_BASE_MODELS",
+    "NOVA_FOUNDATION_MODELS",
     "RESERVED_STRINGS",
     "ROUTES",
     "SCHEMA_VERSION",

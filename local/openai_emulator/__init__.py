@@ -17,8 +17,12 @@ Behaviour worth knowing:
   ``"paused"`` as in the spec's pause example (the spec's FineTuningJob status enum omits it).
 * A succeeded job's ``fine_tuned_model`` (``ft:<base>:emulator:<suffix>:<8 chars>``) and its
   checkpoints answer chat completions with the assistant message of the training example whose user
-  message has the highest word Jaccard overlap with the last user message. Known base models answer
-  ``BASE_MODEL_REPLY``; anything else is a 404 ``model_not_found``.
+  message has the highest word Jaccard overlap with the last user message. Known base models answer a
+  last user message holding "passage, blank line, question" with the passage sentence of highest word
+  Jaccard overlap with the question (first on ties), any other message with ``BASE_MODEL_REPLY``;
+  anything else is a 404 ``model_not_found``.
+* A succeeded job's ``result_files`` hold one ``step_metrics.csv`` (purpose ``fine-tune-results``) whose
+  content is base64-encoded CSV text, as OpenAI serves it (its cookbook decodes it with ``base64``).
 * ``GET /models/{model}`` describes a known base model or a tuned one (else 404 ``model_not_found``) with
   its ``shutdown_date``: ``shutdown_dates`` (constructor or attribute, or ``--shutdown-date MODEL=DATE``),
   by default OpenAI's announced ones (``gpt-4o-mini-2024-07-18``: 2027-01-14; see models.py). Fine-tunes

@@ -9,6 +9,7 @@ rows), spread evenly, so large datasets stay cheap.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import math
@@ -383,6 +384,7 @@ class FineTuning:
         self._event(job, "The job has successfully completed")
 
     def _results_csv(self, job: Job) -> bytes:
+        """step_metrics.csv as OpenAI publishes it: the CSV text base64-encoded (the cookbook decodes it)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"])
@@ -398,7 +400,7 @@ class FineTuning:
                         m["valid_mean_token_accuracy"],
                     ]
                 )
-        return out.getvalue().encode()
+        return base64.b64encode(out.getvalue().encode())
 
 
 def _check_metadata(metadata: Any) -> dict[str, str] | None:

@@ -1,6 +1,10 @@
-"""What an emulated fine-tuned model says: the answer of the training example closest to the question.
+"""What an emulated model says: a tuned one recalls its training data, a base one reads the passage it is given.
 
-This makes "did fine-tuning learn my dataset?" checks meaningful offline without pretending to be a model.
+A tuned model answers with the training example closest to the question; a base model answers a
+"passage, blank line, question" prompt with the passage sentence closest to the question, and anything
+else with a fixed reply. This makes "did fine-tuning learn my dataset?" and "does the passage help the
+base model?" checks meaningful offline without pretending to be a model. The Bedrock emulator shares
+these rules.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .state import Store
 BASE_MODEL_REPLY = "This is the OpenAI emulator's base-model reply."
 
 _WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def words(text: str) -> set[str]:
@@ -33,6 +38,20 @@ def recall_answer(question: str, examples: Sequence[Example]) -> str:
     asked = words(question)
     best = max(examples, key=lambda e: jaccard(asked, words(e.user)))
     return best.assistant
+
+
+def base_model_answer(prompt: str, generic_reply: str) -> str:
+    """A base model's answer: the passage sentence best overlapping the question, else ``generic_reply``.
+
+    The prompt is split on its last blank line: what comes before is the passage, the rest the question.
+    Overlap is word Jaccard, as for recall; the first sentence wins ties.
+    """
+    passage, blank_line, question = prompt.strip().rpartition("\n\n")
+    sentences = [s.strip() for s in _SENTENCE_END.split(passage) if s.strip()] if blank_line else []
+    if not sentences:
+        return generic_reply
+    asked = words(question)
+    return max(sentences, key=lambda sentence: jaccard(asked, words(sentence)))
 
 
 def chat_completion(body: dict[str, Any], tuned_models: Mapping[str, Sequence[Example]]) -> dict[str, Any]:
@@ -60,11 +79,11 @@ def chat_completion(body: dict[str, Any], tuned_models: Mapping[str, Sequence[Ex
     n = body.get("n") or 1
     if not isinstance(n, int) or not 1 <= n <= 128:
         raise invalid("Invalid 'n': expected an integer between 1 and 128.", "n", "invalid_value")
+    question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     if model in tuned_models:
-        question = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         answer = recall_answer(question, tuned_models[model])
     elif model in BASE_MODELS:
-        answer = BASE_MODEL_REPLY
+        answer = base_model_answer(question, BASE_MODEL_REPLY)
     else:
         raise not_found(
             f"The model `{model}` does not exist or you do not have access to it.", "model", "model_not_found"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local.bedrock_emulator import BedrockEmulator, conversation_record
+from local.bedrock_emulator import BASE_MODEL_REPLY, BedrockEmulator, conversation_record
+from local.openai_emulator.dataset import estimate_tokens
 
 from .conftest import FakeClock
 
@@ -147,6 +149,9 @@ def test_a_job_runs_then_completes_with_a_custom_model_and_metrics_in_s3(
     key = f"{prefix}/validation_artifacts/post_fine_tuning_validation/validation_metrics.csv"
     validation = list(csv.DictReader(io.StringIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode())))
     assert list(validation[0]) == ["step_number", "epoch_number", "validation_loss", "perplexity"]
+    assert [(int(r["step_number"]), int(r["epoch_number"])) for r in validation] == [(0, 0), (10, 1)]
+    for row, loss in [(rows[0], "training_loss"), (validation[-1], "validation_loss")]:
+        assert float(row["perplexity"]) == round(math.exp(float(row[loss])), 4)
     assert job["validationMetrics"] == [{"validationLoss": float(validation[-1]["validation_loss"])}]
 
 
@@ -371,9 +376,47 @@ def test_converse_refuses_conversations_bedrock_refuses(emu: BedrockEmulator, cl
         with pytest.raises(ClientError) as refused:
             runtime.converse(modelId=arn, messages=messages)
         assert code(refused) == ("ValidationException", 400)
-    with pytest.raises(ClientError) as foundation:
+    with pytest.raises(ClientError) as customization_id:  # the id jobs fine-tune, not one Converse invokes
         ask(runtime, NOVA_MICRO, "item 1?")
-    assert code(foundation) == ("ResourceNotFoundException", 404)
+    assert code(customization_id) == ("ResourceNotFoundException", 404)
+
+
+NOVA_FOUNDATION_IDS = [
+    "amazon.nova-micro-v1:0",
+    "amazon.nova-lite-v1:0",
+    "amazon.nova-2-lite-v1:0",
+    "amazon.nova-pro-v1:0",
+]
+PASSAGE = "Mesophiles grow best in moderate temperature. Yogurt and cheese are made with mesophilic bacteria."
+
+
+@pytest.mark.parametrize("model_id", NOVA_FOUNDATION_IDS + [f"us.{model}" for model in NOVA_FOUNDATION_IDS])
+def test_nova_foundation_models_answer_as_base_models(emu: BedrockEmulator, model_id: str) -> None:
+    _, runtime = clients(emu)
+    assert ask(runtime, model_id, "What colour is catalogue item number 7?")["output"]["message"] == {
+        "role": "assistant",
+        "content": [{"text": BASE_MODEL_REPLY}],
+    }
+    question = "Which bacteria are cheese and yogurt made with?"
+    answer = ask(runtime, model_id, f"{PASSAGE}\n\n{question}", inferenceConfig={"maxTokens": 300, "temperature": 0})
+    sentence = "Yogurt and cheese are made with mesophilic bacteria."
+    assert answer["output"]["message"]["content"] == [{"text": sentence}] and answer["stopReason"] == "end_turn"
+    expected_input = estimate_tokens("Be brief.") + estimate_tokens(f"{PASSAGE}\n\n{question}")
+    assert (answer["usage"]["inputTokens"], answer["usage"]["outputTokens"]) == (
+        expected_input,
+        estimate_tokens(sentence),
+    )
+
+
+def test_a_deployment_recalls_training_answers_even_for_a_passage_and_held_out_wording(
+    emu: BedrockEmulator, clock: FakeClock
+) -> None:
+    _, runtime = clients(emu)
+    arn = active_deployment(emu, clock)
+    with_passage = ask(runtime, arn, f"{PASSAGE}\n\nWhat colour is catalogue item number 4?")
+    assert with_passage["output"]["message"]["content"] == [{"text": "Catalogue item 4 is shade-4."}]
+    held_out = ask(runtime, arn, "Tell me the shade of the item numbered 9, please.")
+    assert held_out["output"]["message"]["content"] == [{"text": "Catalogue item 9 is shade-9."}]
 
 
 # faults and routing ---------------------------------------------------------------------------------

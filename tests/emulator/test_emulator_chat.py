@@ -1,4 +1,4 @@
-"""chat.completions: tuned-model recall, base-model fixed reply, unknown model, parameter validation."""
+"""chat.completions: tuned-model recall, base-model reading of a passage or fixed reply, unknown model, validation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from openai import OpenAI
 
 from local.openai_emulator import BASE_MODEL_REPLY
+from local.openai_emulator.dataset import estimate_tokens
 
 from .conftest import upload_training
 
@@ -46,10 +47,56 @@ def test_checkpoint_models_answer_too(client: OpenAI) -> None:
     assert reply.choices[0].message.content == "Catalogue item 3 is shade-3."
 
 
+def test_a_held_out_question_gets_the_nearest_training_answer(client: OpenAI) -> None:
+    model = _tuned_model(client)
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Tell me the shade of the item numbered 11, please."}]
+    )
+    assert reply.choices[0].message.content == "Catalogue item 11 is shade-11."
+
+
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4o-mini-2024-07-18", "gpt-4o", "gpt-4.1-mini"])
-def test_base_models_give_the_fixed_reply(client: OpenAI, model: str) -> None:
+def test_base_models_give_the_fixed_reply_without_a_passage(client: OpenAI, model: str) -> None:
     reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello"}])
     assert reply.choices[0].message.content == BASE_MODEL_REPLY
+
+
+PASSAGE = (
+    "Mesophiles grow best in moderate temperature. Yogurt and cheese are made with mesophilic bacteria!\n"
+    "Thermophiles prefer hot springs? Psychrophiles live in the cold."
+)
+
+
+def test_a_base_model_answers_a_passage_with_its_sentence_closest_to_the_question(client: OpenAI) -> None:
+    question = "Which bacteria are cheese and yogurt made with?"
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": f"{PASSAGE}\n\n{question}"},
+        ],
+    )
+    assert reply.choices[0].message.content == "Yogurt and cheese are made with mesophilic bacteria!"
+    expected_prompt = estimate_tokens("Answer briefly.") + estimate_tokens(f"{PASSAGE}\n\n{question}") + 2 * 4
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (
+        expected_prompt,
+        estimate_tokens("Yogurt and cheese are made with mesophilic bacteria!"),
+    )
+
+
+def test_the_passage_ends_at_the_last_blank_line_and_ties_go_to_the_first_sentence(client: OpenAI) -> None:
+    prompt = "Red is warm. Blue is cool.\n\nAn aside about red.\n\nIs it warm or cool?"
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+    # passage: the first two parts; "Red is warm." and "Blue is cool." overlap the question equally
+    assert reply.choices[0].message.content == "Red is warm."
+
+
+def test_a_tuned_model_ignores_a_passage_and_recalls(client: OpenAI) -> None:
+    model = _tuned_model(client)
+    prompt = f"{PASSAGE}\n\nWhat colour is catalogue item number 4?"
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+    assert reply.choices[0].message.content == "Catalogue item 4 is shade-4."
 
 
 def test_unknown_model_is_404_model_not_found(client: OpenAI) -> None:

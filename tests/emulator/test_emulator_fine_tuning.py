@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -64,10 +65,15 @@ def test_job_succeeds_with_events_checkpoints_and_result_csv(client: OpenAI, emu
 
     result = emu.files[job.result_files[0]]
     assert result.obj["purpose"] == "fine-tune-results"
-    rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
+    assert result.obj["filename"] == "step_metrics.csv"
+    content = client.files.content(job.result_files[0]).content
+    assert result.obj["bytes"] == len(content)
+    rows = list(csv.DictReader(io.StringIO(base64.b64decode(content, validate=True).decode())))  # as OpenAI serves it
     assert list(rows[0]) == ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
     assert [int(r["step"]) for r in rows] == list(range(1, 25))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    step_24 = checkpoints[0].metrics
+    assert (float(rows[-1]["train_loss"]), float(rows[-1]["valid_loss"])) == (step_24.train_loss, step_24.valid_loss)
 
 
 def test_events_paginate_with_after(client: OpenAI) -> None:

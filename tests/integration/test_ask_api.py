@@ -663,14 +663,17 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "metrics",
         "events",
         "error",
+        "evaluation_status",  # null until the run has held-out questions evaluated
+        "report_urls",  # {} until the job's curve or the evaluation is written
     }
     assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
+    assert (run["evaluation_status"], run["report_urls"]) == (None, {})
     assert run["base_model_shutdown_date"] == "2027-01-14"
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
     assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
     assert (run["training_file_id"], run["validation_file_id"]) == ("file-abc", None)
     assert run["counts"] == PREPARED_OUTCOME["counts"]
-    assert run["files"] == {**PREPARED_OUTCOME["files"], "validation": None}
+    assert run["files"] == {**PREPARED_OUTCOME["files"], "validation": None, "questions": None}
     assert run["gate"] == {**PREPARED_OUTCOME["gate"], "validation": None}
     assert run["config"]["template"]["system"] == NOTEBOOK_SYSTEM
     assert run["tokens"] == {"total_tokens": 480, "billing_tokens": 470}

@@ -354,7 +354,7 @@ def test_read_errors_never_show_the_functions_own_paths(
         )
 
     monkeypatch.setattr(datasets, "load_dataset", leaky)
-    uri = aws_account.put_data(b'{"question": "q"}\n', "rows.jsonl")
+    uri = aws_account.put_data(b"question\nq\n", "rows.csv")  # CSV: read through `datasets`
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri}})
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)

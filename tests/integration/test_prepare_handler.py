@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from functions.prepare.app import lambda_handler
 from shared import prepare, storage
+from shared.data_gate import inspect_bedrock_jsonl, inspect_jsonl
 from tests.helpers import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
@@ -105,7 +106,7 @@ def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
     invoke(lambda_context)
 
     run = only_run(aws_account)
-    assert uploads == [("validation.jsonl", "preparing"), ("train.jsonl", "prepared")]
+    assert uploads == [("validation.jsonl", "preparing"), ("questions.jsonl", "preparing"), ("train.jsonl", "prepared")]
     train = aws_account.read(run["files"]["train"]["key"]).splitlines()
     validation = aws_account.read(run["files"]["validation"]["key"]).splitlines()
     assert (len(train), len(validation)) == (30, 10)
@@ -122,6 +123,27 @@ def test_validation_split_is_seeded_disjoint_and_uploaded_before_training(
     lambda_handler(event, lambda_context)
     again = next(r for r in aws_account.runs() if r["config_key"] == "configs/again.json")
     assert aws_account.read(again["files"]["validation"]["key"]).splitlines() == validation
+
+
+@pytest.mark.parametrize("provider", ["openai", "bedrock"])
+def test_the_gate_report_of_each_file_is_what_the_gate_finds_reading_the_uploaded_bytes(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, provider: str
+) -> None:
+    """Prepare gates each example as it writes it; reading the files back must find the very same report."""
+    rows = [sciq_row(i) for i in range(30)] + [sciq_row(i) for i in range(8)]  # 8 rows twice: duplicates
+    rows[3] = sciq_row(3, support='Ünïcödé, "quotes" and a\nnewline ' * 40)
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    config = {"provider": provider, "dataset": {"source": aws_account.put_data(data)}, "validation_fraction": 0.3}
+    aws_account.put_config(CONFIG_KEY, config)
+
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    inspect = inspect_bedrock_jsonl if provider == "bedrock" else inspect_jsonl
+    for name in ("train", "validation"):
+        body = aws_account.read(run["files"][name]["key"])
+        assert run["gate"][name] == inspect(body.splitlines(keepends=True)).as_record(), name
+    assert run["gate"]["train"]["duplicate_examples"] + run["gate"]["validation"]["duplicate_examples"] > 0
 
 
 def test_custom_template_filter_and_max_examples(aws_account: Aws, lambda_context: Any, tmp_path: Path) -> None:

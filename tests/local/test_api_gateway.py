@@ -290,6 +290,6 @@ def test_the_real_ask_handler_shows_a_runs_config_files_and_gate_over_http(aws_a
     assert response.status_code == 200
     run = response.json()
     assert (run["status"], run["config"], run["config_version"]) == ("prepared", config, "v1")
-    assert run["files"] == {**files, "validation": None}
+    assert run["files"] == {**files, "validation": None, "questions": None}
     assert run["gate"] == {**gate, "validation": None}
     assert "config_sha256" not in run

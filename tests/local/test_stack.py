@@ -64,10 +64,30 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
             r"([\d,]+) billed tokens per epoch; estimated (\d+) epochs = ([\d,]+) trained tokens", prepared
         ).groups()
     )
-    assert (epochs, trained) == (3, billed * 3)  # 31 examples: 100 // 31 = 3 epochs
+    assert (epochs, trained) == (4, billed * 4)  # 23 training examples (8 of 31 held out): 100 // 23 = 4 epochs
     assert succeeded.endswith(f"{trained:,} trained tokens ({epochs} epochs × {billed:,}), as estimated")
     [answer] = [line for line in lines if line.startswith("answer (the OpenAI emulator")]
     assert answer.split("): ", 1)[1].startswith("Coriolis effect Explanation: Without Coriolis Effect")
+    # The evaluation table: each arm's accuracy, Wilson interval, prompt tokens and cost per 1,000 questions.
+    table = lines.index("evaluation on 8 held-out questions (match: start):")
+    assert lines[table + 1].split() == [
+        "arm",
+        "accuracy",
+        "95%",
+        "interval",
+        "prompt",
+        "tokens",
+        "cost",
+        "/",
+        "1k",
+        "questions",
+    ]
+    arms = [
+        re.fullmatch(r"  (\w+) +(\d+\.\d%) +\[(\d+\.\d%), (\d+\.\d%)\] +(\d+\.\d) +\$(\d+\.\d{4})", line)
+        for line in lines[table + 2 : table + 5]
+    ]
+    assert [arm.group(1) for arm in arms if arm] == ["tuned", "base", "base_with_context"]
+    assert lines[table + 5].startswith("loss curve: s3://ragtune-data-123456789012-us-east-1/reports/demo-")
     assert elapsed < 60
 
 
@@ -220,7 +240,9 @@ def test_serve_mode_runs_a_config_dropped_with_boto3_and_answers_over_http(
     assert answer.json()["answer"].startswith("crust Explanation: The crust is Earth's thin")
     assert answer.json()["run_id"] == run["run_id"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="datasets/")["Contents"]]
-    assert keys == [f"datasets/{run['run_id']}/train.jsonl"]
+    assert keys == [
+        f"datasets/{run['run_id']}/{name}" for name in ("questions.jsonl", "train.jsonl", "validation.jsonl")
+    ]
 
 
 def _bedrock_config() -> Path:

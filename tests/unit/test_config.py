@@ -37,6 +37,13 @@ def test_defaults_reproduce_the_original_notebook() -> None:
             "suffix": None,
             "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"},
         },
+        "evaluation": {
+            "enabled": False,  # no validation split, no held-out questions
+            "max_questions": 100,
+            "context_column": "support",
+            "reference_column": "correct_answer",
+            "match": "start",
+        },
     }
     assert config.required_columns() == ["correct_answer", "question", "support"]
 
@@ -396,3 +403,103 @@ def test_the_json_schema_shows_the_provider_and_each_providers_hyperparameters()
         },
         schema,
     )
+
+
+def config_with(**fields: object) -> RunConfig:
+    return parse_run_config(json.dumps({"dataset": {"source": "a/b"}, **fields}).encode())
+
+
+def test_the_evaluation_is_on_exactly_when_there_is_a_validation_split_unless_the_config_says() -> None:
+    assert config_with().evaluation.enabled is False
+    assert config_with(validation_fraction=0.2).evaluation.enabled is True
+    assert config_with(validation_fraction=0.2, evaluation={"enabled": False}).evaluation.enabled is False
+    assert config_with(validation_fraction=0.2, evaluation={"max_questions": 5}).evaluation.enabled is True
+    # Resolved once: the recorded config re-validates as itself, with its boolean
+    recorded = config_with(validation_fraction=0.1).model_dump(mode="json")
+    assert recorded["evaluation"]["enabled"] is True
+    assert RunConfig.model_validate(recorded).model_dump(mode="json") == recorded
+
+
+def test_an_evaluation_without_a_validation_split_is_refused_naming_both_fields() -> None:
+    assert refusal(json.dumps({"dataset": {"source": "a/b"}, "evaluation": {"enabled": True}}).encode()) == (
+        "config is invalid: evaluation needs a validation split: evaluation.enabled is true but "
+        "validation_fraction is 0, and the questions it asks are the held-out rows; set validation_fraction "
+        "above 0 (at most 0.5) or evaluation.enabled to false"
+    )
+    # A broken validation_fraction is reported once, on its own field
+    message = refusal(
+        json.dumps({"dataset": {"source": "a/b"}, "validation_fraction": 0.9, "evaluation": {"enabled": True}}).encode()
+    )
+    assert message == "config is invalid: validation_fraction: Input should be less than or equal to 0.5"
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "expected"),
+    [
+        (
+            {"enabled": None},
+            "evaluation.enabled must be true or false; leave it out to evaluate exactly when validation_fraction > 0",
+        ),
+        (
+            {"enabled": 1},
+            "evaluation.enabled must be true or false; leave it out to evaluate exactly when validation_fraction > 0",
+        ),
+        ({"max_questions": 0}, "evaluation.max_questions: Input should be greater than or equal to 1"),
+        ({"max_questions": 1001}, "evaluation.max_questions: Input should be less than or equal to 1000"),
+        ({"match": "exact"}, "evaluation.match: Input should be 'start' or 'anywhere'"),
+        ({"reference_column": ""}, "evaluation.reference_column: String should have at least 1 character"),
+        ({"reference_column": None}, "evaluation.reference_column: Input should be a valid string"),
+        ({"judge": "gpt-4o"}, "evaluation.judge: unknown key"),
+    ],
+)
+def test_evaluation_refusals_name_the_field(evaluation: dict[str, object], expected: str) -> None:
+    raw = json.dumps({"dataset": {"source": "a/b"}, "validation_fraction": 0.2, "evaluation": evaluation}).encode()
+    assert refusal(raw) == f"config is invalid: {expected}"
+
+
+def test_evaluation_settings_and_the_columns_it_requires() -> None:
+    config = config_with(
+        validation_fraction=0.2,
+        template={"user": "{prompt}", "assistant": "{response}"},
+        filter={"non_empty": []},
+        evaluation={
+            "max_questions": 1000,
+            "context_column": "passage",
+            "reference_column": "answer",
+            "match": "anywhere",
+        },
+    )
+    assert config.evaluation.model_dump() == {
+        "enabled": True,
+        "max_questions": 1000,
+        "context_column": "passage",
+        "reference_column": "answer",
+        "match": "anywhere",
+    }
+    assert config.required_columns() == ["answer", "passage", "prompt", "response"]
+    # No context column: no base_with_context arm, and the column is not required
+    no_context = config_with(validation_fraction=0.2, evaluation={"context_column": None, "max_questions": 1})
+    assert no_context.evaluation.context_column is None and no_context.evaluation.max_questions == 1
+    assert no_context.evaluation.columns() == ["correct_answer"]
+    # Disabled: its columns are not required either
+    disabled = config_with(
+        validation_fraction=0.2,
+        template={"user": "{prompt}", "assistant": "{response}"},
+        filter={"non_empty": []},
+        evaluation={"enabled": False, "reference_column": "answer"},
+    )
+    assert disabled.required_columns() == ["prompt", "response"]
+
+
+def test_the_json_schema_shows_the_evaluation_and_its_defaults() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    evaluation = schema["$defs"]["EvaluationSpec"]["properties"]
+    assert evaluation["enabled"]["type"] == "boolean" and "default" not in evaluation["enabled"]
+    assert "validation_fraction > 0" in evaluation["enabled"]["description"]
+    assert (evaluation["max_questions"]["minimum"], evaluation["max_questions"]["maximum"]) == (1, 1000)
+    assert evaluation["match"]["enum"] == ["start", "anywhere"]
+    jsonschema.validate(
+        {"dataset": {"source": "a/b"}, "validation_fraction": 0.1, "evaluation": {"context_column": None}}, schema
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"dataset": {"source": "a/b"}, "evaluation": {"enabled": None}}, schema)

@@ -120,4 +120,6 @@ def test_run_detail_extends_run_summary_and_adds_only_what_a_summary_leaves_out(
     assert issubclass(RunDetail, RunSummary)
     summary_fields = {name: field.annotation for name, field in RunSummary.model_fields.items()}
     assert {name: RunDetail.model_fields[name].annotation for name in summary_fields} == summary_fields
-    assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | {"tokens"}
+    # Derived, not stored: the gate's token counts, the evaluation's status, signed links to the reports.
+    derived = {"tokens", "evaluation_status", "report_urls"}
+    assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | derived

@@ -56,6 +56,8 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
         ("/runs/{run_id}", "get"),
         ("/runs/{run_id}/cancel", "post"),
         ("/runs/{run_id}/model", "delete"),
+        ("/runs/{run_id}/evaluation", "get"),
+        ("/runs/{run_id}/evaluation", "post"),
     }
     assert all(spec["security"] == [{"api_key": []}] for spec in routes.values())
     assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
@@ -64,8 +66,14 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
 
 
 def test_state_machine_substitutions_are_all_declared_and_filled() -> None:
-    definition = json.loads(state_machine_definition("JobStateMachine", {"PollJobFunctionArn": "arn:poll"}))
+    definition = json.loads(
+        state_machine_definition(
+            "JobStateMachine", {"PollJobFunctionArn": "arn:poll", "EvaluateFunctionArn": "arn:evaluate"}
+        )
+    )
     assert definition["States"]["PollJob"]["Resource"] == "arn:poll"
+    assert definition["States"]["EvaluateRun"]["Resource"] == "arn:evaluate"
+    assert definition["States"]["DrawTrainingCurve"]["Resource"] == "arn:evaluate"
     assert "${" not in json.dumps(definition)
 
 
@@ -110,7 +118,13 @@ def test_the_prepare_image_holds_what_its_handler_imports() -> None:
 
 def test_every_zip_function_is_built_by_its_make_target_from_the_root() -> None:
     """CodeUri stays `.` so handlers keep their dotted paths; make picks the files, in the source tree."""
-    assert ZIP_FUNCTIONS == ["AskFunction", "FailedEventsFunction", "PollJobFunction", "StartJobFunction"]
+    assert ZIP_FUNCTIONS == [
+        "AskFunction",
+        "EvaluateFunction",
+        "FailedEventsFunction",
+        "PollJobFunction",
+        "StartJobFunction",
+    ]
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     for logical_id in ZIP_FUNCTIONS:
         assert RESOURCES[logical_id]["Metadata"]["BuildMethod"] == "makefile", logical_id
@@ -129,6 +143,10 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
     openai).
     """
     shipped_by_all = _requirements(ROOT / "requirements.txt")
+    # What the tests run with: a function's own additions are pinned there too (prepare's image: its own file).
+    developed = _requirements(ROOT / "functions" / "prepare" / "requirements.txt") | _requirements(
+        ROOT / "functions" / "evaluate" / "requirements.txt"
+    )
     for logical_id in ZIP_FUNCTIONS:
         module = function_handler(logical_id).rpartition(".")[0]
         name = module.split(".")[1]
@@ -147,7 +165,11 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
 
         own_requirements = ROOT / "functions" / name / "requirements.txt"
         shipped = _requirements(own_requirements) if own_requirements.exists() else shipped_by_all
-        assert set(shipped.values()) <= set(shipped_by_all.values()), f"{own_requirements}: pin as requirements.txt"
+        same_packages = {name: line for name, line in shipped.items() if name in shipped_by_all}
+        pinned_alike = set(same_packages.values()) <= set(shipped_by_all.values())
+        assert pinned_alike, f"{own_requirements}: pin as requirements.txt"
+        extra = {name: line for name, line in shipped.items() if name not in shipped_by_all}
+        assert all("==" in line and line in developed.values() for line in extra.values()), own_requirements
         blocked = [
             "datasets",
             "pandas",
@@ -157,6 +179,7 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
             "jsonlines",
             *(requirement.replace("-", "_") for requirement in set(shipped_by_all) - set(shipped)),
         ]
+        blocked = [module for module in blocked if module not in extra]
         result = _imports_without(module, blocked, cwd=package)
         assert result.returncode == 0, f"{logical_id}: {result.stderr[-1500:]}"
         assert Path(result.stdout.strip()).is_relative_to(package), result.stdout
@@ -201,8 +224,8 @@ def test_every_function_reserves_its_concurrency_unless_the_parameter_turns_it_o
         condition, amount, otherwise = function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
         assert (condition, otherwise) == ("ReserveConcurrency", {"Ref": "AWS::NoValue"}), logical_id
         reserved[logical_id] = amount
-    assert sum(reserved.values()) == 42  # the figure the ReservedConcurrency parameter's description gives
-    assert "42 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
+    assert sum(reserved.values()) == 44  # the figure the ReservedConcurrency parameter's description gives
+    assert "44 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
     scaling = functions["FailedEventsFunction"]["Properties"]["Events"]["FailedEvents"]["Properties"]["ScalingConfig"]
     assert scaling["MaximumConcurrency"] <= reserved["FailedEventsFunction"]
 
@@ -306,4 +329,6 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
         "bedrock:DeleteCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
         "bedrock:StopModelCustomizationJob": jobs,
         "bedrock:GetModelCustomizationJob": jobs,
+        # GET /runs/{id} signs links to the run's reports, and only those.
+        "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/reports/*"},
     }

@@ -1,0 +1,159 @@
+"""Where the commands point, and the only module of the CLI that calls AWS (CloudFormation, API Gateway, S3).
+
+A deployment is found from a stack's outputs (`--stack NAME`), with the API key's value read
+through API Gateway using the user's own AWS credentials, or from the `RAGTUNE_*` variables
+that `make local` prints as one `export` line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+from ragtune_cli.errors import CliError
+
+ENVIRONMENT_VARIABLES = ("RAGTUNE_API_URL", "RAGTUNE_API_KEY", "RAGTUNE_BUCKET", "RAGTUNE_S3_ENDPOINT")
+STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")
+_RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+_LOCAL_CREDENTIALS_HINT = (
+    "the local stack takes any: export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1"
+)
+_AWS_CREDENTIALS_HINT = "run `aws configure`, set AWS_PROFILE, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+NO_DEPLOYMENT = (
+    "No deployment to talk to: pass --stack NAME (a deployed ragtune stack; your AWS credentials read its outputs) "
+    "or set RAGTUNE_API_URL, RAGTUNE_API_KEY and RAGTUNE_BUCKET (`make local` prints them as one export line)."
+)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A ragtune deployment's API and data bucket; `s3_endpoint` only for an S3 other than AWS's (the local stack)."""
+
+    api_url: str
+    api_key: str
+    bucket: str
+    s3_endpoint: str | None
+    region: str | None
+    described_as: str
+
+
+@contextmanager
+def _aws_errors(doing: str, s3_endpoint: str | None = None) -> Iterator[None]:
+    """botocore's exceptions as sentences naming what was being done and what to try next."""
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError):
+        hint = (
+            _LOCAL_CREDENTIALS_HINT
+            if s3_endpoint
+            else "run `aws configure`, set AWS_PROFILE, or export AWS_ACCESS_KEY_ID"
+        )
+        raise CliError(f"No AWS credentials found while {doing}: {hint}.") from None
+    except NoRegionError:
+        raise CliError(f"No AWS region set while {doing}: pass --region or set AWS_DEFAULT_REGION.") from None
+    except EndpointConnectionError as error:
+        raise CliError(f"Could not reach AWS while {doing}: {error}.") from None
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code, message = details.get("Code", "error"), details.get("Message", str(error))
+        raise CliError(f"AWS refused {doing}: {message} ({code}).") from None
+    except (BotoCoreError, S3UploadFailedError) as error:
+        raise CliError(f"AWS call failed while {doing}: {error}.") from None
+
+
+def _client(service: str, region: str | None, endpoint_url: str | None = None) -> Any:
+    # An endpoint of our own (the local stack's moto) still needs a region to sign with.
+    region = region or (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    if endpoint_url and not region:
+        region = "us-east-1"
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=_RETRIES)
+
+
+def from_stack(stack: str, region: str | None) -> Deployment:
+    """The stack's outputs, and its API key's value (apigateway:GET on the key)."""
+    where = f"stack {stack!r}" + (f" in {region}" if region else "")
+    cloudformation = _client("cloudformation", region)
+    try:
+        with _aws_errors(f"reading the outputs of {where}"):
+            [described] = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except CliError as error:
+        if "does not exist" in error.message:
+            raise CliError(
+                f"Stack {stack!r} was not found{' in ' + region if region else ' in your default region'}: "
+                "check its name (`aws cloudformation list-stacks`) and pass --region if it lives elsewhere."
+            ) from None
+        raise
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
+    missing = [name for name in STACK_OUTPUTS if name not in outputs]
+    if missing:
+        raise CliError(
+            f"Stack {stack!r} has no output {', '.join(missing)}: is it a ragtune stack, and has it finished "
+            f"deploying (status {described.get('StackStatus', 'unknown')})?"
+        )
+    apigateway = _client("apigateway", region)
+    with _aws_errors(f"reading the API key of {where}"):
+        key = apigateway.get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+    return Deployment(
+        api_url=outputs["ApiUrl"].rstrip("/"),
+        api_key=key,
+        bucket=outputs["DataBucketName"],
+        s3_endpoint=os.environ.get("RAGTUNE_S3_ENDPOINT") or None,
+        region=region,
+        described_as=where,
+    )
+
+
+def from_environment() -> Deployment:
+    """RAGTUNE_API_URL, RAGTUNE_API_KEY and RAGTUNE_BUCKET (all three), RAGTUNE_S3_ENDPOINT when not AWS's S3."""
+    values = {name: os.environ.get(name, "").strip() for name in ENVIRONMENT_VARIABLES}
+    if not any(values[name] for name in ENVIRONMENT_VARIABLES[:3]):
+        raise CliError(NO_DEPLOYMENT)
+    missing = [name for name in ENVIRONMENT_VARIABLES[:3] if not values[name]]
+    if missing:
+        raise CliError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set all of RAGTUNE_API_URL, "
+            "RAGTUNE_API_KEY and RAGTUNE_BUCKET, or pass --stack NAME instead."
+        )
+    return Deployment(
+        api_url=values["RAGTUNE_API_URL"].rstrip("/"),
+        api_key=values["RAGTUNE_API_KEY"],
+        bucket=values["RAGTUNE_BUCKET"],
+        s3_endpoint=values["RAGTUNE_S3_ENDPOINT"] or None,
+        region=None,
+        described_as=f"the deployment at {values['RAGTUNE_API_URL']}",
+    )
+
+
+def find(stack: str | None, region: str | None) -> Deployment:
+    """--stack wins over the environment, so a shell set up for the local stack can still reach AWS."""
+    return from_stack(stack, region) if stack else from_environment()
+
+
+def upload(deployment: Deployment, key: str, body: bytes) -> None:
+    """One object into the data bucket (a config under configs/ starts a run as soon as it lands)."""
+    s3 = _client("s3", deployment.region, deployment.s3_endpoint)
+    with _aws_errors(f"uploading s3://{deployment.bucket}/{key}", deployment.s3_endpoint):
+        s3.put_object(Bucket=deployment.bucket, Key=key, Body=body)
+
+
+def upload_file(deployment: Deployment, key: str, path: Path) -> None:
+    """A data file, in managed multipart parts when it is large."""
+    s3 = _client("s3", deployment.region, deployment.s3_endpoint)
+    with _aws_errors(f"uploading {path} to s3://{deployment.bucket}/{key}", deployment.s3_endpoint):
+        s3.upload_file(str(path), deployment.bucket, key)

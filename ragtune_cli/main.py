@@ -1,0 +1,679 @@
+"""The `ragtune` command: submit configs, watch runs, inspect them, ask their models, against AWS or the local stack.
+
+Every command takes `--json` for scripts. Where it points: `--stack NAME [--region R]`, or the
+RAGTUNE_* variables `make local` prints. Errors are one sentence on stderr with the next step;
+exit codes: 0 done, 1 what was checked or watched failed, 2 the command could not do what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from ragtune_cli import deployment
+from ragtune_cli.api import ApiClient, ApiError
+from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError
+from ragtune_cli.progress import ProgressTracker, Snapshot
+from shared.config import RunConfig, data_object_key, parse_run_config
+from shared.errors import ConfigError, UserInputError
+from shared.run_ids import derive_run_id
+
+app = typer.Typer(
+    name="ragtune",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+# A pipe or a file gets wide lines (no wrapping mid-table); a terminal gets its own width.
+out = Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, highlight=False, soft_wrap=True)
+
+Stack = Annotated[
+    str | None,
+    typer.Option("--stack", envvar="RAGTUNE_STACK", help="Name of a deployed ragtune stack (reads its outputs)."),
+]
+Region = Annotated[str | None, typer.Option("--region", help="AWS region of the stack (default: your AWS config).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="A run id, as `ragtune runs` lists them.", show_default=False)
+]
+
+
+@contextmanager
+def _sentences() -> Iterator[None]:
+    """Every failure ends as one sentence on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except CliError as error:
+        err.print(error.message, markup=False)
+        raise typer.Exit(error.exit_code) from None
+    except BrokenPipeError:  # `ragtune runs --json | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted.", markup=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as error:
+        if os.environ.get("RAGTUNE_DEBUG"):
+            raise
+        err.print(
+            f"Unexpected error ({type(error).__name__}: {error}); run again with RAGTUNE_DEBUG=1 for the traceback "
+            "and report it.",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _api(stack: str | None, region: str | None) -> tuple[deployment.Deployment, ApiClient]:
+    target = deployment.find(stack, region)
+    return target, ApiClient(target.api_url, target.api_key)
+
+
+def _show(renderable: Any) -> None:
+    """A table without rich's padding at the ends of lines (a pipe or a file gets clean text)."""
+    with out.capture() as captured:
+        out.print(renderable)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()), flush=True)
+
+
+def _print_json(value: Any) -> None:
+    # Plain print: rich would wrap long strings and a script wants exactly one JSON document per line.
+    print(json.dumps(value, ensure_ascii=False, default=str), flush=True)
+
+
+def _fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:
+    raise CliError(message, exit_code)
+
+
+def _table(title: str | None, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in rows:
+        if value not in (None, "", [], {}):
+            table.add_row(name, str(value))
+    return table
+
+
+def _money(value: Any) -> str | None:
+    return f"${value:,.4f}" if isinstance(value, int | float) else None
+
+
+def _count(value: Any) -> str | None:
+    return f"{value:,}" if isinstance(value, int) else None
+
+
+def _error_text(error: Any) -> str | None:
+    if not isinstance(error, dict):
+        return None
+    return f"{error.get('message')} ({error.get('code')})"
+
+
+# -- validate ------------------------------------------------------------------------------------------
+
+
+def _read_config(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        _fail(f"Cannot read the config {path}: {error.strerror or error}.", EXIT_ERROR)
+
+
+def _parse(path: Path, raw: bytes) -> RunConfig:
+    try:
+        return parse_run_config(raw)
+    except ConfigError as error:
+        _fail(f"{path}: {error.message}.")
+
+
+def _what_the_run_would_do(config: RunConfig) -> list[tuple[str, Any]]:
+    spec = config.dataset
+    hyperparameters = config.fine_tune.hyperparameters.model_dump(exclude_none=True)
+    return [
+        ("provider", config.provider + ("" if "provider" in config.model_fields_set else " (the stack's default)")),
+        ("base model", config.fine_tune.model),
+        ("suffix", config.fine_tune.suffix),
+        ("dataset", spec.source + (f" @ {spec.revision}" if spec.revision else "") + f" (split {spec.split})"),
+        ("columns used", ", ".join(config.required_columns()) or "none"),
+        ("filter", "rows with a value in " + ", ".join(config.filter.non_empty) if config.filter.non_empty else "none"),
+        ("system", config.template.system),
+        ("user", config.template.user),
+        ("assistant", config.template.assistant),
+        (
+            "validation",
+            f"{config.validation_fraction:.0%} of kept rows held out" if config.validation_fraction else "none",
+        ),
+        ("max examples", config.max_examples),
+        ("seed", config.seed),
+        ("hyperparameters", ", ".join(f"{name}={value}" for name, value in hyperparameters.items())),
+    ]
+
+
+def _estimate_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
+    counts, tokens, estimate = found["counts"], found["tokens"], found["estimate"]
+    dropped = ", ".join(f"{reason} x{n}" for reason, n in counts["dropped_reasons"].items())
+    return [
+        ("rows", f"{counts['rows_read']:,} read, {counts['rows_kept']:,} kept, {counts['rows_dropped']:,} dropped"),
+        ("dropped because", dropped),
+        ("examples", f"{counts['train_examples']:,} training, {counts['validation_examples']:,} validation"),
+        ("tokens", f"{tokens['total_tokens']:,} in the training file, {tokens['billing_tokens']:,} billed per epoch"),
+        (
+            "estimate",
+            f"{estimate['epochs']} epochs = {estimate['trained_tokens']:,} trained tokens, "
+            f"{_money(estimate['cost_usd'])} at the template's default price",
+        ),
+    ]
+
+
+@app.command()
+def validate(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="A run config (JSON).", show_default=False)],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="A local data file: read it and estimate tokens and cost.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Check a config against the schema offline and print what the run would do; nothing is uploaded."""
+    with _sentences():
+        config = _parse(config_path, _read_config(config_path))
+        found = None
+        if data is not None:
+            from ragtune_cli.estimate import estimate  # imports `datasets`: only when asked for
+
+            if not data.is_file():
+                _fail(f"No data file at {data}.", EXIT_ERROR)
+            try:
+                found = estimate(config, data)
+            except UserInputError as error:
+                _fail(f"{config_path} with {data}: the run would fail: {error.message}")
+        if as_json:
+            _print_json(
+                {
+                    "valid": True,
+                    "config": config.model_dump(mode="json"),
+                    "columns": config.required_columns(),
+                    **(found or {}),
+                }
+            )
+            return
+        out.print(f"{config_path}: valid", markup=False)
+        _show(_table(None, _what_the_run_would_do(config) + (_estimate_rows(found) if found else [])))
+
+
+# -- submit --------------------------------------------------------------------------------------------
+
+
+def _with_source(raw: bytes, source: str) -> bytes:
+    document = json.loads(raw.decode("utf-8-sig"))
+    document["dataset"]["source"] = source
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@app.command()
+def submit(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="A run config (JSON).", show_default=False)],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Upload this file under data/ and point the config's dataset.source at it."),
+    ] = None,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """Upload the data (with --data) and the config; the run starts as the config lands. Prints the run id."""
+    with _sentences():
+        raw = _read_config(config_path)
+        config = _parse(config_path, raw)
+        target = deployment.find(stack, region)
+        data_key = None
+        if data is not None:
+            if not data.is_file():
+                _fail(f"No data file at {data}.", EXIT_ERROR)
+            data_key = f"data/{data.name}"
+            raw = _with_source(raw, f"s3://{target.bucket}/{data_key}")
+            _parse(config_path, raw)  # the file's name must be one the pipeline reads
+        else:
+            location = data_object_key(config.dataset.source)
+            if location is not None and location[0] != target.bucket:
+                _fail(
+                    f"{config_path}: dataset.source is in bucket {location[0]}, but this deployment reads only "
+                    f"s3://{target.bucket}/data/: pass --data FILE to upload your file there.",
+                    EXIT_ERROR,
+                )
+        config_key = f"configs/{config_path.name}"
+        run_id = derive_run_id(config_key, raw)
+        if data is not None and data_key is not None:
+            deployment.upload_file(target, data_key, data)
+        deployment.upload(target, config_key, raw)
+        if as_json:
+            _print_json({"run_id": run_id, "bucket": target.bucket, "config_key": config_key, "data_key": data_key})
+            return
+        if data_key:
+            out.print(f"uploaded {data} to s3://{target.bucket}/{data_key}", markup=False)
+        out.print(f"uploaded {config_path} to s3://{target.bucket}/{config_key}", markup=False)
+        out.print(f"run {run_id}", markup=False)
+        out.print(f"follow it with: ragtune watch {run_id}", markup=False)
+
+
+# -- watch ---------------------------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    minutes, second = divmod(int(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02d}:{second:02d}"
+
+
+def _finish_in(snapshot: Snapshot, now: datetime) -> str | None:
+    if not snapshot.estimated_finish:
+        return None
+    try:
+        finish = datetime.fromisoformat(snapshot.estimated_finish.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    finish = finish if finish.tzinfo else finish.replace(tzinfo=UTC)
+    return f"~{_clock(max(0.0, (finish - now).total_seconds()))} left"
+
+
+def _progress_line(snapshot: Snapshot, now: datetime, bar: bool = False) -> str:
+    """Status, steps, losses, elapsed, time left; beside a bar (which shows status and steps), the rest only."""
+    parts = [] if bar else [snapshot.status]
+    if snapshot.step is not None and not bar:
+        parts.append(f"step {snapshot.step}/{snapshot.total_steps or '?'}")
+    if snapshot.train_loss is not None:
+        parts.append(f"train loss {snapshot.train_loss:.4f}")
+    if snapshot.valid_loss is not None:
+        parts.append(f"valid loss {snapshot.valid_loss:.4f}")
+    parts.append(f"elapsed {_clock(snapshot.elapsed_seconds)}")
+    finish = _finish_in(snapshot, now)
+    if finish:
+        parts.append(finish)
+    return "  ".join(parts)
+
+
+class _LiveBar:
+    """A terminal's progress bar; the same fields as the line printed to a pipe."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[details]}"),
+            console=out,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _LiveBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def show(self, snapshot: Snapshot, now: datetime) -> None:
+        details = _progress_line(snapshot, now, bar=True)
+        if self._task is None:
+            self._task = self._progress.add_task(snapshot.status, total=snapshot.total_steps, details=details)
+        self._progress.update(
+            self._task,
+            description=snapshot.status,
+            completed=snapshot.step or 0,
+            total=snapshot.total_steps,
+            details=details,
+        )
+
+
+def _follow(
+    api: ApiClient, run_id: str, interval: float, timeout: float | None, show: Callable[[Snapshot], None]
+) -> Snapshot:
+    tracker, started, last = ProgressTracker(), time.monotonic(), None
+    while True:
+        snapshot = tracker.snapshot(api.call("GET", f"/runs/{run_id}"), datetime.now(UTC))
+        if last is None or snapshot.key() != last.key():
+            show(snapshot)
+            last = snapshot
+        if snapshot.finished:
+            return snapshot
+        if timeout is not None and time.monotonic() - started > timeout:
+            _fail(
+                f"Run {run_id} is still {snapshot.status} after {timeout:g} s; it goes on: `ragtune watch {run_id}` "
+                "follows it again.",
+                EXIT_ERROR,
+            )
+        time.sleep(interval)
+
+
+@app.command()
+def watch(
+    run_id: RunIdArgument,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 5.0,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="Give up after this many seconds (exit 2).")
+    ] = None,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """Follow a run until it finishes: exit 0 when it succeeded, 1 when it failed, was cancelled or tracking failed.
+
+    --json prints one JSON object per change (the last one has "finished": true).
+    """
+    with _sentences():
+        _, api = _api(stack, region)
+        if as_json:
+            final = _follow(api, run_id, interval, timeout, lambda snapshot: _print_json(snapshot.as_json()))
+        elif out.is_terminal:
+            with _LiveBar() as bar:
+                final = _follow(api, run_id, interval, timeout, lambda s: bar.show(s, datetime.now(UTC)))
+        else:
+            out.print(f"watching run {run_id}", markup=False)
+            final = _follow(
+                api, run_id, interval, timeout, lambda s: out.print(_progress_line(s, datetime.now(UTC)), markup=False)
+            )
+        if final.status != "succeeded":
+            _fail(f"Run {run_id} ended {final.status}: {_error_text(final.error) or 'no error recorded'}.")
+        if not as_json:
+            out.print(f"run {run_id} succeeded: model {final.fine_tuned_model}", markup=False)
+
+
+# -- runs, show ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="How many runs, newest first.")] = 20,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """List the newest runs."""
+    with _sentences():
+        _, api = _api(stack, region)
+        page = api.call("GET", f"/runs?limit={limit}")
+        if as_json:
+            _print_json(page)
+            return
+        if not page["runs"]:
+            out.print("no runs yet: start one with `ragtune submit CONFIG`", markup=False)
+            return
+        table = Table("run", "status", "created", "config", "model", "error", box=None)
+        for run in page["runs"]:
+            table.add_row(
+                run["run_id"],
+                run["status"],
+                str(run["created_at"])[:19].replace("T", " "),
+                run.get("config_key") or "",
+                run.get("fine_tuned_model") or "",
+                (run.get("error") or {}).get("message") or "",
+            )
+        _show(table)
+        if page.get("next_cursor"):
+            out.print(f"(more runs exist; --limit up to 100, or GET /runs?cursor={page['next_cursor']})", markup=False)
+
+
+def _run_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
+    config = run.get("config") or {}
+    counts, tokens, estimate = run.get("counts") or {}, run.get("tokens") or {}, run.get("estimate") or {}
+    events = run.get("events") or []
+    metrics = run.get("metrics") or {}
+    dropped = ", ".join(f"{reason} x{n}" for reason, n in (counts.get("dropped_reasons") or {}).items())
+    return [
+        ("status", run.get("status")),
+        ("provider", config.get("provider")),
+        ("base model", (config.get("fine_tune") or {}).get("model")),
+        ("tuned model", run.get("fine_tuned_model") or run.get("deployment_arn")),
+        ("config", run.get("config_key")),
+        ("dataset", (config.get("dataset") or {}).get("source")),
+        ("created", run.get("created_at")),
+        ("updated", run.get("updated_at")),
+        ("finished", run.get("finished_at")),
+        (
+            "rows",
+            f"{_count(counts.get('rows_read'))} read, {_count(counts.get('rows_kept'))} kept, "
+            f"{_count(counts.get('rows_dropped'))} dropped"
+            if counts.get("rows_read") is not None
+            else None,
+        ),
+        ("dropped because", dropped),
+        (
+            "examples",
+            f"{_count(counts.get('train_examples'))} training, "
+            f"{_count(counts.get('validation_examples') or 0)} validation"
+            if counts.get("train_examples") is not None
+            else None,
+        ),
+        (
+            "tokens",
+            f"{_count(tokens.get('total_tokens'))} total, {_count(tokens.get('billing_tokens'))} billed per epoch"
+            if tokens
+            else None,
+        ),
+        (
+            "estimate",
+            f"{estimate.get('epochs')} epochs, {_count(estimate.get('trained_tokens'))} trained tokens, "
+            f"{_money(estimate.get('cost_usd'))}"
+            if estimate
+            else None,
+        ),
+        ("trained tokens", _count(run.get("trained_tokens"))),
+        ("job", run.get("job_id")),
+        ("estimated finish", run.get("estimated_finish")),
+        ("metrics", ", ".join(f"{name}={value}" for name, value in metrics.items())),
+        ("last event", events[-1].get("message") if events else None),
+        ("error", _error_text(run.get("error"))),
+        ("reports", ", ".join(sorted(run.get("report_urls") or {}))),
+    ]
+
+
+@app.command()
+def show(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as_json: AsJson = False) -> None:
+    """Everything recorded about one run: status, provider, model, counts, tokens, cost estimate, error."""
+    with _sentences():
+        _, api = _api(stack, region)
+        run = api.call("GET", f"/runs/{run_id}")
+        if as_json:
+            _print_json(run)
+            return
+        _show(_table(f"run {run['run_id']}", _run_rows(run)))
+
+
+# -- ask, cancel ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
+    run: Annotated[
+        str | None, typer.Option("--run", help="The run whose model answers (default: the latest succeeded run).")
+    ] = None,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """Ask a fine-tuned model; prints the answer, the model and the run it came from."""
+    with _sentences():
+        _, api = _api(stack, region)
+        body = {"question": question, **({"run_id": run} if run else {})}
+        try:
+            answer = api.call("POST", "/ask", body)
+        except ApiError as error:
+            if error.status == 409 and run is None:
+                _fail(f"{error.message.rstrip('.')}. `ragtune runs` lists the runs; `ragtune watch RUN_ID` waits.")
+            raise
+        if as_json:
+            _print_json(answer)
+            return
+        if answer.get("answer") is None:
+            out.print(f"(the model declined to answer) {answer.get('refusal')}", markup=False)
+        else:
+            out.print(answer["answer"], markup=False)
+        chosen = "" if run else " (the latest succeeded run; pass --run RUN_ID to choose)"
+        out.print(f"model: {answer['model']}", markup=False)
+        out.print(f"run: {answer['run_id']}{chosen}", markup=False)
+
+
+@app.command()
+def cancel(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as_json: AsJson = False) -> None:
+    """Cancel a run's fine-tuning job."""
+    with _sentences():
+        _, api = _api(stack, region)
+        try:
+            result = api.call("POST", f"/runs/{run_id}/cancel")
+        except ApiError as error:
+            if error.status == 409:
+                status = error.body.get("status") or (error.body.get("error") or {}).get("status")
+                reason = error.api_message
+                _fail(f"Run {run_id} cannot be cancelled (it is {status}): {reason}", EXIT_ERROR)
+            raise
+        if as_json:
+            _print_json(result)
+            return
+        out.print(f"cancel requested for run {run_id}; its job is {result['status']}", markup=False)
+
+
+# -- eval, curve ---------------------------------------------------------------------------------------
+
+EVALUATION_FINISHED = frozenset({"succeeded", "failed"})
+
+
+def _evaluation_call(api: ApiClient, method: str, run_id: str, body: dict[str, Any] | None = None) -> Any:
+    try:
+        return api.call(method, f"/runs/{run_id}/evaluation", body)
+    except ApiError as error:
+        if error.status == 409:  # no held-out questions, or not evaluable now: the API says which and what to do
+            _fail(error.api_message, EXIT_ERROR)
+        if error.no_route:
+            _fail(
+                "This deployment has no evaluation endpoint (GET /runs/{id}/evaluation): deploy a newer ragtune.",
+                EXIT_ERROR,
+            )
+        raise
+
+
+def _evaluation_underway(api: ApiClient, run_id: str, evaluation: dict[str, Any]) -> bool:
+    """Running, or pending on a succeeded run (its tracking evaluates it next); pending otherwise may never start."""
+    if evaluation.get("status") == "running":
+        return True
+    return evaluation.get("status") == "pending" and api.call("GET", f"/runs/{run_id}").get("status") == "succeeded"
+
+
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else ""
+
+
+def _evaluation_table(evaluation: dict[str, Any]) -> Table:
+    table = Table(
+        "arm", "model", "accuracy", "95% CI", "questions", "prompt tok", "completion tok", "p50 ms", "$ / 1k",
+        title=f"evaluation: {evaluation.get('status')}, {evaluation.get('questions')} questions",
+        title_justify="left",
+        box=None,
+    )  # fmt: skip
+    for arm in evaluation.get("arms") or []:
+        low, high = (arm.get("ci95") or [None, None])[:2]
+        interval = f"{_number(low, '.1%')}–{_number(high, '.1%')}" if low is not None and high is not None else ""
+        table.add_row(
+            str(arm.get("name")),
+            str(arm.get("model")),
+            _number(arm.get("accuracy"), ".1%"),
+            interval,
+            str(arm.get("questions", "")),
+            _number(arm.get("prompt_tokens_mean"), ".0f"),
+            _number(arm.get("completion_tokens_mean"), ".0f"),
+            _number(arm.get("latency_ms_p50"), ".0f"),
+            _number(arm.get("cost_per_1k_usd"), ".4f"),
+        )
+    return table
+
+
+@app.command(name="eval")
+def evaluate(
+    run_id: RunIdArgument,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare", help="Another run to evaluate on the same questions (repeatable); starts a new evaluation."
+        ),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for an evaluation under way to finish.")] = True,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 5.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Stop waiting after this many seconds.")] = 1800,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """The run's evaluation on its held-out questions: accuracy with a 95% interval, tokens, latency, cost per arm."""
+    with _sentences():
+        _, api = _api(stack, region)
+        if compare:
+            evaluation = _evaluation_call(api, "POST", run_id, {"compare_with": compare})
+        else:
+            evaluation = _evaluation_call(api, "GET", run_id)
+        deadline = time.monotonic() + timeout
+        while wait and _evaluation_underway(api, run_id, evaluation):
+            if time.monotonic() > deadline:
+                _fail(
+                    f"The evaluation of run {run_id} is still {evaluation['status']} after {timeout:g} s; "
+                    f"`ragtune eval {run_id}` shows it later.",
+                    EXIT_ERROR,
+                )
+            time.sleep(interval)
+            evaluation = _evaluation_call(api, "GET", run_id)
+        if as_json:
+            _print_json(evaluation)
+        else:
+            _show(_evaluation_table(evaluation))
+        if evaluation.get("status") == "failed":
+            reason = _error_text(evaluation.get("error")) or "no error recorded"
+            _fail(f"The evaluation of run {run_id} failed: {reason}.")
+        if evaluation.get("status") == "pending" and not as_json:
+            out.print("not started: the run's tracking evaluates it once the run has succeeded", markup=False)
+
+
+@app.command()
+def curve(
+    run_id: RunIdArgument,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to save the PNG (default: <run id>-loss.png).")
+    ] = None,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """Save the run's training and validation loss curve as a PNG."""
+    with _sentences():
+        _, api = _api(stack, region)
+        run = api.call("GET", f"/runs/{run_id}")
+        url = (run.get("report_urls") or {}).get("loss_png")
+        if not url:
+            _fail(
+                f"Run {run_id} has no loss curve yet (it is {run.get('status')}): the deployment draws it from the "
+                "job's metrics once training has finished (deployments older than the training curves draw none).",
+                EXIT_ERROR,
+            )
+        path = output or Path(f"{run_id}-loss.png")
+        content = api.download(url)
+        try:
+            path.write_bytes(content)
+        except OSError as error:
+            _fail(f"Cannot write {path}: {error.strerror or error}.", EXIT_ERROR)
+        if as_json:
+            _print_json({"run_id": run_id, "path": str(path), "bytes": len(content)})
+            return
+        out.print(f"saved the loss curve of run {run_id} to {path} ({len(content):,} bytes)", markup=False)

@@ -1,0 +1,396 @@
+"""Use case: does a run's tuned model replace the RAG data it was trained on? Ask it the held-out questions.
+
+`evaluate_run` asks every held-out question (`datasets/<run_id>/questions.jsonl`, written by prepare)
+of each arm, scores the answers without a judge model (`shared.evaluation`), writes one report line
+per question to `reports/<run_id>/evaluation.jsonl` and records a summary per arm on the run:
+
+* `tuned`: the run's model, the question alone, with the run's training system prompt;
+* `base`: the model it was tuned from, the same prompt;
+* `base_with_context`: the base model with the question's passage placed before it (the RAG the
+  tuned model replaces), when the questions carry one;
+* `<other run id>` (`compare_with`): that run's model, through that run's provider and system prompt.
+  Only these arms are asked; earlier arms stay in the report and the summaries, so the answers of an
+  OpenAI model recorded before it shut down can be compared with a Bedrock run's afterwards.
+
+Cost is bounded and visible: at most `evaluation.max_questions` questions, and the estimate (calls,
+tokens, worst-case cost) is recorded before the first call. One evaluation of a run at a time: it is
+claimed on the run with a lease, and a duplicate delivery of a claimed request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.data_gate import example_tokens
+from shared.errors import UserInputError, without_internal_paths
+from shared.evaluation import ArmAnswer, Match, is_correct, price_for, summarise_arm
+from shared.observability import logger
+from shared.openai_gateway import OpenAIEmptyAnswerError
+from shared.providers import (
+    FineTuningProvider,
+    ProviderEmptyAnswerError,
+    ProviderRefusedError,
+    ProviderTransientError,
+    provider_for,
+    run_provider,
+)
+from shared.run_record import PreparedFile, Run, RunStatus
+from shared.runs import RunsRepository, utc_now
+from shared.settings import settings
+from shared.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, put_bytes, read_bytes
+
+# Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
+LEASE_SECONDS = 16 * 60
+MAX_FILE_BYTES = 64 * 2**20  # questions (1,000 at most, with their passages) and the report are read whole
+TEMPERATURE = 0.0
+NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError, OpenAIEmptyAnswerError)
+_CONTEXT_LENGTH_SUFFIX = re.compile(r":\d+k$")  # "amazon.nova-micro-v1:0:128k": the variant that is fine-tuned
+
+
+class EvaluationRequest(BaseModel):
+    """What the pipeline (after a run succeeds) or `POST /runs/{run_id}/evaluation` asks for.
+
+    `token` is the API's claim on the run (it claims before starting us); None: the pipeline's own.
+    """
+
+    run_id: str = Field(min_length=1)
+    compare_with: list[str] = Field(default_factory=list)
+    token: str | None = None
+
+
+class EvaluationRefusedError(UserInputError):
+    """The run cannot be evaluated as asked; `code` tells the API which answer to give."""
+
+
+class RunNotFoundError(EvaluationRefusedError):
+    code = "run_not_found"
+
+
+class NoValidationSplitError(EvaluationRefusedError):
+    code = "no_validation_split"
+
+
+class RunNotSucceededError(EvaluationRefusedError):
+    code = "run_not_succeeded"
+
+
+class CompareRunNotFoundError(EvaluationRefusedError):
+    code = "compare_run_not_found"
+
+
+class CompareRunNotUsableError(EvaluationRefusedError):
+    code = "compare_run_not_usable"
+
+
+class EvaluationRunningError(EvaluationRefusedError):
+    code = "evaluation_running"
+
+
+@dataclass(frozen=True)
+class Question:
+    index: int
+    question: str
+    reference: str
+    context: str | None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Who is asked, and how: `run` gives the provider and the system prompt."""
+
+    name: str
+    run: Run
+    model: str
+    with_context: bool = False
+
+    def prompt(self, question: Question) -> str:
+        """The user message: the question, or the passage, a blank line, then the question."""
+        return f"{question.context}\n\n{question.question}" if self.with_context else question.question
+
+    @property
+    def priced_as(self) -> str:
+        """A Bedrock deployment (an ARN) costs what its base model costs per token."""
+        return base_model(self.run) if self.model.startswith("arn:") else self.model
+
+
+def base_model(run: Run) -> str:
+    """The model the run was tuned from, as it is asked (Bedrock: without the context-length variant)."""
+    configured = str(((run.config or {}).get("fine_tune") or {}).get("model") or "")
+    return _CONTEXT_LENGTH_SUFFIX.sub("", configured) if run_provider(run) == "bedrock" else configured
+
+
+def _runs() -> RunsRepository:
+    return RunsRepository(settings().runs_table)
+
+
+def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
+    """Evaluate the run's arms (or, with `compare_with`, add those runs' arms); the run's evaluation record.
+
+    Refuses with an `EvaluationRefusedError` what cannot be evaluated. A duplicate of a request already
+    claimed returns the record as it stands, asking nothing. An unexpected failure is recorded on the
+    run (status `failed`, with the reason) and raised.
+    """
+    run, questions_file = _evaluable_run(request.run_id, needs_model=not request.compare_with)
+    compared = _compared_runs(request.compare_with)
+    token = request.token or "pipeline:" + ",".join(request.compare_with)
+    evaluation = _claim(run, questions_file, token, from_api=request.token is not None)
+    if evaluation is None:
+        logger.info("Evaluation already claimed by this request: nothing to do", extra={"run_id": run.run_id})
+        current = _runs().get(run.run_id)
+        return dict((current.evaluation if current else None) or {})
+    try:
+        questions = _questions(questions_file)
+        arms = _arms(run, compared, with_context=any(question.context for question in questions))
+        evaluation |= {"questions": len(questions), "estimate": _estimate(arms, questions)}
+        _runs().record_evaluation(run.run_id, evaluation)  # before any call: what the evaluation may spend
+        return _finish(run, arms, questions, evaluation)
+    except Exception as error:
+        message = without_internal_paths(f"{type(error).__name__}: {error}")
+        failed = _closed(evaluation, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
+        _runs().record_evaluation(run.run_id, failed)
+        raise
+
+
+def _evaluable_run(run_id: str, needs_model: bool) -> tuple[Run, PreparedFile]:
+    """The run and its held-out questions file; `needs_model`: its own model is asked (not a comparison)."""
+    run = _runs().get(run_id)
+    if run is None:
+        raise RunNotFoundError(f"No run with id {run_id!r}.")
+    if run.files is None or run.files.validation is None:
+        raise NoValidationSplitError(
+            f"Run {run_id} has no validation split, so no held-out questions: set validation_fraction > 0."
+        )
+    if run.files.questions is None:
+        raise NoValidationSplitError(
+            f"Run {run_id} has a validation split but no held-out questions file: its evaluation was disabled."
+        )
+    if run.status != RunStatus.SUCCEEDED:
+        raise RunNotSucceededError(f"Run {run_id} is {run.status}; only a succeeded run is evaluated.")
+    if needs_model and not run.fine_tuned_model:
+        raise RunNotSucceededError(f"Run {run_id} has no model any more (it was deleted): nothing to evaluate.")
+    return run, run.files.questions
+
+
+def _compared_runs(run_ids: list[str]) -> list[Run]:
+    compared = []
+    for run_id in dict.fromkeys(run_ids):  # each once, in the order given
+        other = _runs().get(run_id)
+        if other is None:
+            raise CompareRunNotFoundError(f"No run with id {run_id!r} to compare with.")
+        if other.status != RunStatus.SUCCEEDED or not other.fine_tuned_model:
+            raise CompareRunNotUsableError(
+                f"Run {run_id} is {other.status} and has no model to ask; only a succeeded run with a model compares."
+            )
+        compared.append(other)
+    return compared
+
+
+def _arms(run: Run, compared: list[Run], with_context: bool) -> list[Arm]:
+    if compared:
+        return [Arm(other.run_id, other, str(other.fine_tuned_model)) for other in compared]
+    arms = [Arm("tuned", run, str(run.fine_tuned_model)), Arm("base", run, base_model(run))]
+    return arms + ([Arm("base_with_context", run, base_model(run), with_context=True)] if with_context else [])
+
+
+def request_evaluation(run_id: str, compare_with: list[str]) -> EvaluationRequest:
+    """For the API, which cannot wait for the evaluation: refuse what cannot be evaluated, claim the run's
+    evaluation as `pending` under a new token, and return the request to start (it alone will proceed)."""
+    run, questions_file = _evaluable_run(run_id, needs_model=not compare_with)
+    _compared_runs(compare_with)
+    token = uuid.uuid4().hex
+    _claim(run, questions_file, token, from_api=False, status="pending")
+    return EvaluationRequest(run_id=run_id, compare_with=compare_with, token=token)
+
+
+def _claim(
+    run: Run, questions_file: PreparedFile, token: str, from_api: bool, status: str = "running"
+) -> dict[str, Any] | None:
+    """Take the run's evaluation for `token` (`status` with a lease); None when this request is a
+    duplicate (its token already ran, runs, or was superseded). Another live evaluation is refused."""
+    seen, now = run.evaluation, time.time()
+    decision = _claim_decision(seen, token, from_api, now)
+    if decision == "duplicate":
+        return None
+    if decision == "busy":
+        raise EvaluationRunningError(f"Run {run.run_id} is being evaluated already; try again once it has finished.")
+    earlier = seen or {}
+    stamp = utc_now()
+    evaluation = {
+        "status": status,
+        "questions": questions_file.examples,
+        "match": _match(run),
+        "token": token,
+        "lease_until": int(now) + LEASE_SECONDS,
+        "requested_at": earlier.get("requested_at", stamp) if earlier.get("token") == token else stamp,
+        "arms": earlier.get("arms", []),
+        "report_keys": earlier.get("report_keys", []),
+    } | ({"started_at": stamp} if status == "running" else {})
+    if not _runs().claim_evaluation(run.run_id, evaluation, seen):
+        raise EvaluationRunningError(f"Run {run.run_id}'s evaluation was claimed at the same moment; try again.")
+    return evaluation
+
+
+def _claim_decision(
+    seen: dict[str, Any] | None, token: str, from_api: bool, now: float
+) -> Literal["claim", "duplicate", "busy"]:
+    """Whether `token` may take the run's evaluation as last `seen`; a lease (pending or running) that
+    has run out belongs to an invocation that died or never started."""
+    if seen is None:
+        return "claim"
+    status = seen.get("status")
+    live = status in ("pending", "running") and seen.get("lease_until", 0) > now
+    if seen.get("token") == token:
+        # Ours: start it if the API left it pending, take it over if its invocation died; else it is done or doing.
+        return "claim" if status == "pending" or (status == "running" and not live) else "duplicate"
+    if from_api:
+        return "duplicate"  # the API has claimed the run again since: this older request was superseded
+    return "busy" if live else "claim"
+
+
+def _match(run: Run) -> Match:
+    return "anywhere" if ((run.config or {}).get("evaluation") or {}).get("match") == "anywhere" else "start"
+
+
+def _questions(questions_file: PreparedFile) -> list[Question]:
+    lines = read_bytes(ObjectRef(settings().data_bucket, questions_file.key), MAX_FILE_BYTES).decode("utf-8")
+    return [Question(**json.loads(line)) for line in lines.splitlines() if line.strip()]
+
+
+def _estimate(arms: list[Arm], questions: list[Question]) -> dict[str, Any]:
+    """The most the evaluation can spend: every call's prompt tokens (counted as the data gate counts a
+    training example), every answer at max_tokens; no cost when an arm's model is not priced."""
+    config = settings()
+    prompt_tokens, max_cost, priced = 0, 0.0, True
+    for arm in arms:
+        system = [] if arm.run.system_prompt is None else [{"role": "system", "content": arm.run.system_prompt}]
+        tokens = sum(example_tokens([*system, {"role": "user", "content": arm.prompt(q)}]) for q in questions)
+        prompt_tokens += tokens
+        price = price_for(arm.priced_as, config.inference_prices_per_million_tokens)
+        if price is None:
+            priced = False
+        else:
+            max_cost += (tokens * price.input + len(questions) * config.evaluation_max_tokens * price.output) / 1e6
+    calls = len(arms) * len(questions)
+    return {
+        "calls": calls,
+        "prompt_tokens": prompt_tokens,
+        "max_completion_tokens": calls * config.evaluation_max_tokens,
+        "max_cost_usd": round(max_cost, 4) if priced else None,
+    }
+
+
+def _finish(run: Run, arms: list[Arm], questions: list[Question], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Ask each arm in turn, write the report, record the summaries: the evaluation as recorded."""
+    prices = settings().inference_prices_per_million_tokens
+    answers: dict[str, list[ArmAnswer]] = {}
+    summaries = []
+    for arm in arms:
+        try:
+            answers[arm.name] = _ask_all(arm, questions, evaluation["match"])
+        except ProviderRefusedError as error:
+            logger.warning("Evaluation arm refused", extra={"run_id": run.run_id, "arm": arm.name, "error": str(error)})
+            summaries.append(_refused_summary(arm, error, len(questions)))
+            continue
+        price = price_for(arm.priced_as, prices)
+        summaries.append(summarise_arm(arm.name, arm.model, answers[arm.name], price, utc_now()))
+    report = ObjectRef(settings().data_bucket, f"{REPORTS_PREFIX}{run.run_id}/evaluation.jsonl")
+    put_bytes(report, _merged_report(_existing(report), questions, answers), "application/jsonl")
+    finished = _closed(evaluation, "succeeded") | {
+        "arms": _merged_summaries(evaluation["arms"], summaries),
+        "report_keys": list(dict.fromkeys([*evaluation["report_keys"], report.key])),
+    }
+    _runs().record_evaluation(run.run_id, finished)
+    logger.info("Run evaluated", extra={"run_id": run.run_id, "arms": [summary["name"] for summary in summaries]})
+    return finished
+
+
+def _closed(evaluation: dict[str, Any], status: str) -> dict[str, Any]:
+    """The evaluation once over: no lease any more, no earlier error."""
+    kept = {key: value for key, value in evaluation.items() if key not in ("lease_until", "error")}
+    return kept | {"status": status, "finished_at": utc_now()}
+
+
+def _ask_all(arm: Arm, questions: list[Question], match: Match) -> list[ArmAnswer]:
+    """Every question, `evaluation_concurrency` at a time, answers in question order. A refusal (the model
+    is gone, access denied) ends the arm: it is raised, and the questions not yet asked are dropped."""
+    provider = provider_for(arm.run)
+    with ThreadPoolExecutor(max_workers=settings().evaluation_concurrency) as pool:
+        futures = [pool.submit(_ask, provider, arm, question, match) for question in questions]
+        try:
+            return [future.result() for future in futures]
+        except ProviderRefusedError:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _ask(provider: FineTuningProvider, arm: Arm, question: Question, match: Match) -> ArmAnswer:
+    """One answer, scored and timed. No answer after the gateway's retries is an error, not a wrong answer."""
+    started = time.perf_counter()
+    try:
+        reply = provider.answer(
+            arm.model, arm.run.system_prompt, arm.prompt(question), TEMPERATURE, settings().evaluation_max_tokens
+        )
+    except NO_ANSWER_ERRORS as error:
+        return ArmAnswer(arm.model, None, None, None, None, None, _ms_since(started), error=str(error))
+    return ArmAnswer(
+        model=reply.model,
+        answer=reply.text,
+        refusal=reply.refusal,
+        correct=is_correct(reply.text, question.reference, match),
+        prompt_tokens=reply.usage.get("prompt_tokens"),
+        completion_tokens=reply.usage.get("completion_tokens"),
+        latency_ms=_ms_since(started),
+    )
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _refused_summary(arm: Arm, error: ProviderRefusedError, questions: int) -> dict[str, Any]:
+    """An arm its provider refused (a shut-down model, a deleted deployment): no answers, the reason kept."""
+    return summarise_arm(arm.name, arm.model, [], None, utc_now()) | {
+        "ci95": None,
+        "errors": questions,
+        "error": {"code": f"{error.PROVIDER}_refused", "message": error.message},
+    }
+
+
+def _merged_summaries(earlier: list[dict[str, Any]], latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Earlier arms kept in their order, an arm of the same name replaced, new ones appended. A refused
+    arm never erases answers recorded before: the earlier summary stays, with the refusal beside it."""
+    merged = {summary["name"]: summary for summary in earlier}
+    for summary in latest:
+        before = merged.get(summary["name"])
+        if "error" in summary and before is not None and "error" not in before and before["questions"] > 0:
+            merged[summary["name"]] = before | {"error": summary["error"]}
+        else:
+            merged[summary["name"]] = summary
+    return list(merged.values())
+
+
+def _existing(report: ObjectRef) -> bytes:
+    try:
+        return read_bytes(report, MAX_FILE_BYTES)
+    except ObjectMissingError:
+        return b""
+
+
+def _merged_report(existing: bytes, questions: list[Question], answers: dict[str, list[ArmAnswer]]) -> bytes:
+    """One line per question: earlier lines keep their arms, this evaluation's arms are set (replaced) on them."""
+    lines = {line["index"]: line for line in map(json.loads, existing.decode("utf-8").splitlines())}
+    for position, question in enumerate(questions):
+        new_line = {"index": question.index, "question": question.question, "reference": question.reference, "arms": {}}
+        line = lines.setdefault(question.index, new_line)
+        for name, arm_answers in answers.items():
+            line["arms"][name] = arm_answers[position].report()
+    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines.values()).encode("utf-8")

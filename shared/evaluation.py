@@ -1,0 +1,160 @@
+"""Scoring held-out answers without a judge model: normalised matching, Wilson intervals, per-arm summaries.
+
+Pure domain (standard library only): `shared.evaluate_run` asks the models and calls these.
+An answer is correct when the normalised reference is found in the normalised answer as whole
+words, at its start (`"start"`, the default: an answer leads with the reference) or anywhere
+(`"anywhere"`). Normalising folds what should not decide correctness: case, punctuation,
+whitespace and Unicode compatibility forms (full-width letters, ligatures).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+Match = Literal["start", "anywhere"]
+Z_95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
+QUESTIONS_PER_COST = 1_000  # cost is shown per thousand questions
+
+
+def normalise(text: str) -> str:
+    """NFKC, casefolded, every Unicode punctuation character a space, whitespace folded to one space."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    spaced = "".join(" " if unicodedata.category(char).startswith("P") else char for char in folded)
+    return " ".join(spaced.split())
+
+
+def is_correct(answer: str | None, reference: str, match: Match) -> bool:
+    """The reference's words, in order, at the start of the answer's words (or anywhere, whole words only).
+
+    No answer (None, empty, a refusal) is wrong, and so is anything against a reference with no words.
+    """
+    answer_words, reference_words = normalise(answer or "").split(), normalise(reference).split()
+    if not answer_words or not reference_words:
+        return False
+    width = len(reference_words)
+    if match == "start":
+        return answer_words[:width] == reference_words
+    return any(answer_words[start : start + width] == reference_words for start in range(len(answer_words)))
+
+
+def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of `correct` successes in `n` trials: sound at 0/n and n/n, unlike p ± z·se.
+
+    With no trials nothing is known: the whole range (0, 1).
+    """
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - margin), min(1.0, centre + margin)
+
+
+class ModelPrice(NamedTuple):
+    """USD per million tokens."""
+
+    input: float
+    output: float
+
+
+def parse_prices(text: str) -> dict[str, ModelPrice]:
+    """`"gpt-4o-mini=0.15/0.60,ft:gpt-4o-mini=0.30/1.20"`: model-id prefix = input/output USD per 1M tokens.
+
+    Empty text prices nothing (every cost is then unknown). A malformed entry is an error naming it.
+    """
+    prices: dict[str, ModelPrice] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        prefix, _, pair = entry.partition("=")
+        given_input, _, given_output = pair.partition("/")
+        try:
+            price = ModelPrice(float(given_input), float(given_output))
+        except ValueError:
+            price = None
+        if not prefix.strip() or price is None or min(price) < 0 or not all(map(math.isfinite, price)):
+            raise ValueError(f"price entry {entry!r} is not <model prefix>=<input USD>/<output USD> per 1M tokens")
+        prices[prefix.strip()] = price
+    return prices
+
+
+def price_for(model: str, prices: dict[str, ModelPrice]) -> ModelPrice | None:
+    """The price of the longest prefix of `model` that is priced (`ft:gpt-4o-mini` beats `gpt-4o-mini`), else None."""
+    matching = [prefix for prefix in prices if model.startswith(prefix)]
+    return prices[max(matching, key=len)] if matching else None
+
+
+def cost_per_1k_questions(prompt_tokens_mean: float, completion_tokens_mean: float, price: ModelPrice) -> float:
+    per_question = (prompt_tokens_mean * price.input + completion_tokens_mean * price.output) / TOKENS_PER_PRICE_UNIT
+    return round(per_question * QUESTIONS_PER_COST, 6)
+
+
+@dataclass(frozen=True)
+class ArmAnswer:
+    """One arm's answer to one question, as `reports/<run_id>/evaluation.jsonl` keeps it.
+
+    `error` is set (and `correct` None) when no answer came back after the gateway's retries: such a
+    question is left out of the arm's accuracy and counted in its `errors`.
+    """
+
+    model: str
+    answer: str | None
+    refusal: str | None
+    correct: bool | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: int
+    error: str | None = None
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "answer": self.answer,
+            "refusal": self.refusal,
+            "correct": self.correct,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+
+def _mean(values: Sequence[int | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.fmean(known), 1) if known else None
+
+
+def summarise_arm(
+    name: str, model: str, answers: Sequence[ArmAnswer], price: ModelPrice | None, evaluated_at: str
+) -> dict[str, Any]:
+    """The arm's ArmSummary: accuracy and its 95% interval over the questions answered (errors excluded),
+    token means and median latency of those answers, and what 1,000 such questions cost (None: unpriced)."""
+    answered = [answer for answer in answers if answer.error is None]
+    correct = sum(1 for answer in answered if answer.correct)
+    low, high = wilson_interval(correct, len(answered))
+    prompt_mean = _mean([answer.prompt_tokens for answer in answered])
+    completion_mean = _mean([answer.completion_tokens for answer in answered])
+    cost = None
+    if price is not None and prompt_mean is not None and completion_mean is not None:
+        cost = cost_per_1k_questions(prompt_mean, completion_mean, price)
+    return {
+        "name": name,
+        "model": model,
+        "accuracy": round(correct / len(answered), 4) if answered else None,
+        "ci95": [round(low, 4), round(high, 4)],
+        "questions": len(answered),
+        "correct": correct,
+        "errors": len(answers) - len(answered),
+        "prompt_tokens_mean": prompt_mean,
+        "completion_tokens_mean": completion_mean,
+        "latency_ms_p50": round(statistics.median(a.latency_ms for a in answered), 1) if answered else None,
+        "cost_per_1k_usd": cost,
+        "evaluated_at": evaluated_at,
+    }

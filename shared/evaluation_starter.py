@@ -1,0 +1,24 @@
+"""Lambda: how the API starts an evaluation it cannot wait for (API Gateway gives up after 29 s).
+
+An asynchronous invoke of EvaluateFunction: Lambda queues the event and answers 202 at once. The
+function carries the claim token the API recorded, so only that request's evaluation proceeds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shared.aws import client
+from shared.settings import settings
+
+
+class EvaluationNotConfiguredError(Exception):
+    """The deployment names no evaluation function (EVALUATE_FUNCTION_NAME is unset)."""
+
+
+def start_evaluation(run_id: str, compare_with: list[str], token: str) -> None:
+    function_name = settings().evaluate_function_name
+    if not function_name:
+        raise EvaluationNotConfiguredError("EVALUATE_FUNCTION_NAME is not set; this deployment cannot evaluate.")
+    payload = {"action": "evaluate", "run_id": run_id, "compare_with": compare_with, "token": token}
+    client("lambda").invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode())

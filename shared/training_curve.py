@@ -1,0 +1,155 @@
+"""A fine-tuning job's loss per step, in one shape whichever provider trained it: parsed from the
+provider's own metrics files, written out as `metrics.csv` and drawn as `loss.png`.
+
+No AWS or OpenAI calls here: the gateways fetch the files, `shared.reports` publishes the result.
+matplotlib is imported only where a picture is drawn, so the gateways that import this module to
+parse stay light.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+
+# metrics.csv's columns, in this order.
+CSV_COLUMNS = ("step", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy")
+# OpenAI's step_metrics.csv: each of our fields, from the first of these columns present in the file.
+OPENAI_COLUMNS = {
+    "train_loss": ("train_loss",),
+    "valid_loss": ("valid_loss",),
+    "train_accuracy": ("train_accuracy", "train_mean_token_accuracy"),
+    "valid_accuracy": ("valid_mean_token_accuracy", "valid_accuracy"),
+}
+PNG_SIZE_INCHES, PNG_DPI = (10.0, 6.0), 100  # 1000 x 600 pixels
+NO_METRICS_TEXT = "No step metrics reported for this job"
+
+
+@dataclass(frozen=True)
+class StepMetric:
+    """What is known of one training step; None where the provider reported nothing."""
+
+    step: int
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    train_accuracy: float | None = None
+    valid_accuracy: float | None = None
+
+
+def csv_text(content: bytes) -> str:
+    """The CSV text of a downloaded metrics file. OpenAI may serve a result file base64-encoded: a first
+    line without a comma cannot be CSV (base64 has no comma), so it is decoded; what decodes to nothing
+    sensible is returned as given and parses to no rows."""
+    text = content.decode("utf-8-sig", errors="replace").strip()
+    if "," in text.split("\n", 1)[0]:
+        return text
+    try:
+        return base64.b64decode("".join(text.split()), validate=True).decode("utf-8-sig").strip()
+    except (binascii.Error, UnicodeDecodeError):
+        return text
+
+
+def _metric(cell: str | None) -> float | None:
+    """A loss or an accuracy: blank, not a number, infinite or negative (OpenAI's -1 for "none") is unknown."""
+    try:
+        value = float(cell) if cell is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _step(cell: str | None) -> int | None:
+    value = _metric(cell)
+    return int(value) if value is not None else None
+
+
+def merge_steps(*sources: Iterable[StepMetric]) -> list[StepMetric]:
+    """One row per step, in step order; a value given for a step fills it, a later one replaces it."""
+    merged: dict[int, StepMetric] = {}
+    for source in sources:
+        for row in source:
+            given = {f.name: getattr(row, f.name) for f in fields(row) if getattr(row, f.name) is not None}
+            merged[row.step] = replace(merged.get(row.step, StepMetric(row.step)), **given)
+    return [merged[step] for step in sorted(merged)]
+
+
+def _rows(content: bytes) -> list[dict[str, str | None]]:
+    return list(csv.DictReader(io.StringIO(csv_text(content))))
+
+
+def parse_openai_step_metrics(content: bytes) -> list[StepMetric]:
+    """OpenAI's step_metrics.csv (`step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy`,
+    plain or base64); other columns are ignored, a row without a step is skipped."""
+    parsed = []
+    for row in _rows(content):
+        step = _step(row.get("step"))
+        if step is None:
+            continue
+        values = {
+            name: next((value for column in columns if (value := _metric(row.get(column))) is not None), None)
+            for name, columns in OPENAI_COLUMNS.items()
+        }
+        parsed.append(StepMetric(step, **values))
+    return merge_steps(parsed)
+
+
+def _bedrock_losses(content: bytes, loss_column: str, field_name: str) -> list[StepMetric]:
+    parsed = []
+    for row in _rows(content):
+        step = _step(row.get("step_number"))
+        if step is not None:
+            parsed.append(StepMetric(step, **{field_name: _metric(row.get(loss_column))}))
+    return parsed
+
+
+def parse_bedrock_metrics(training: bytes, validation: bytes | None = None) -> list[StepMetric]:
+    """Bedrock's step_wise_training_metrics.csv (`step_number,epoch_number,training_loss,perplexity`) and,
+    when the job had a validation set, validation_metrics.csv (`validation_loss`), merged by step."""
+    train = _bedrock_losses(training, "training_loss", "train_loss")
+    valid = _bedrock_losses(validation, "validation_loss", "valid_loss") if validation is not None else []
+    return merge_steps(train, valid)
+
+
+def metrics_csv(rows: Sequence[StepMetric]) -> bytes:
+    """`step,train_loss,valid_loss,train_accuracy,valid_accuracy`, one line per step, empty where unknown."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        values = (getattr(row, column) for column in CSV_COLUMNS[1:])
+        writer.writerow([row.step, *("" if value is None else repr(value) for value in values)])
+    return out.getvalue().encode()
+
+
+def loss_png(rows: Sequence[StepMetric], title: str) -> bytes:
+    """Training and validation loss against step, 1000 x 600 pixels; a job without metrics gets a picture
+    that says so, rather than no picture. Drawn on Agg directly (no pyplot): no global state, no display."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=PNG_SIZE_INCHES, dpi=PNG_DPI)
+    FigureCanvasAgg(figure)  # the figure draws on Agg, whatever backend pyplot may have chosen elsewhere
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    train = [(row.step, row.train_loss) for row in rows if row.train_loss is not None]
+    valid = [(row.step, row.valid_loss) for row in rows if row.valid_loss is not None]
+    if train:
+        axes.plot(*zip(*train, strict=True), label="training loss", linewidth=1.2)
+    if valid:
+        axes.plot(*zip(*valid, strict=True), label="validation loss", linewidth=1.2, marker="o", markersize=3)
+    if train or valid:
+        axes.legend()
+        axes.grid(alpha=0.3)
+    else:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.text(0.5, 0.5, NO_METRICS_TEXT, ha="center", va="center", transform=axes.transAxes, fontsize=14)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,124 @@
+"""`ragtune validate`: every example config checked offline against its data, and readable refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path, PurePosixPath
+
+from ragtune_cli.estimate import estimate
+from shared.config import parse_run_config
+from tests.local.test_stack import ROOT
+
+from .conftest import EXAMPLES, RAGTUNE, ragtune, user_shell
+
+EXAMPLE_CONFIGS = sorted(EXAMPLES.glob("*.json"))
+
+
+def _data_of(config: Path) -> Path:
+    """An example names its data file as it lands in the bucket: s3://<bucket>/data/<name>."""
+    source = json.loads(config.read_text(encoding="utf-8"))["dataset"]["source"]
+    return EXAMPLES / "data" / PurePosixPath(source).name
+
+
+def test_the_examples_cover_what_the_issue_lists() -> None:
+    configs = {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in EXAMPLE_CONFIGS}
+    suffixes = {_data_of(path).suffix for path in EXAMPLE_CONFIGS}
+
+    assert suffixes == {".csv", ".parquet", ".jsonl"}
+    assert configs["csv-prompt-answer"]["template"]["user"] == "{prompt}"
+    assert configs["validation-and-hyperparameters"]["validation_fraction"] > 0
+    assert configs["validation-and-hyperparameters"]["fine_tune"]["hyperparameters"]
+    assert {configs["openai"]["provider"], configs["bedrock"]["provider"]} == {"openai", "bedrock"}
+
+
+def test_every_example_passes_ragtune_validate() -> None:
+    processes = {
+        config: subprocess.Popen(
+            [str(RAGTUNE), "validate", str(config), "--json"],
+            cwd=ROOT,
+            env=user_shell(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for config in EXAMPLE_CONFIGS
+    }
+    results = {config: (*process.communicate(timeout=60), process.returncode) for config, process in processes.items()}
+
+    assert len(results) == 6
+    for config, (stdout, stderr, code) in results.items():
+        assert code == 0, f"{config.name}: {stderr}"
+        checked = json.loads(stdout)
+        expected = json.loads(config.read_text(encoding="utf-8"))
+        assert checked["valid"] is True
+        assert checked["config"]["dataset"]["source"] == expected["dataset"]["source"]
+        assert checked["config"]["template"] == {"system": None, **expected["template"]} | expected["template"]
+
+
+def test_every_example_fits_its_data_file() -> None:
+    """What `validate --data` computes, in this process: `datasets` is imported once, not six times."""
+    for config_path in EXAMPLE_CONFIGS:
+        config = parse_run_config(config_path.read_bytes())
+        found = estimate(config, _data_of(config_path))
+
+        counts = found["counts"]
+        assert counts["rows_read"] == counts["rows_kept"] > 0, config_path.name
+        assert counts["train_examples"] + counts["validation_examples"] == counts["rows_kept"]
+        assert found["estimate"]["trained_tokens"] == found["estimate"]["epochs"] * found["tokens"]["billing_tokens"]
+
+
+def test_validate_with_data_prints_counts_and_the_estimate() -> None:
+    config = EXAMPLES / "validation-and-hyperparameters.json"
+
+    result = ragtune("validate", str(config), "--data", str(EXAMPLES / "data" / "faq.csv"), "--json", env=user_shell())
+
+    assert result.code == 0, result.stderr
+    checked = result.json()
+    assert (checked["counts"]["train_examples"], checked["counts"]["validation_examples"]) == (16, 4)
+    tokens = checked["tokens"]["billing_tokens"]
+    assert checked["estimate"] == {
+        "epochs": 4,
+        "trained_tokens": 4 * tokens,
+        "cost_usd": round(4 * tokens * 3.0 / 1_000_000, 4),
+        "price_per_million_tokens": 3.0,
+    }
+
+
+def test_validate_prints_what_the_run_would_do() -> None:
+    result = ragtune("validate", str(EXAMPLES / "bedrock.json"), env=user_shell())
+
+    assert result.code == 0, result.stderr
+    rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in result.stdout.splitlines()[1:]}
+    assert result.stdout.splitlines()[0] == f"{EXAMPLES / 'bedrock.json'}: valid"
+    assert rows["provider"] == "bedrock"
+    assert rows["base model"] == "amazon.nova-lite-v1:0:300k"
+    assert rows["columns used"] == "answer, prompt"
+    assert rows["filter"] == "rows with a value in prompt, answer"
+    assert rows["hyperparameters"] == "n_epochs=2, learning_rate=1e-05, warmup_steps=10"
+
+
+def test_an_invalid_config_is_refused_with_the_pipelines_sentence(tmp_path: Path) -> None:
+    config = tmp_path / "typo.json"
+    config.write_text(json.dumps({"dataset": {"source": "allenai/sciq"}, "validaton_fraction": 0.1}))
+
+    result = ragtune("validate", str(config), env=user_shell())
+    missing = ragtune("validate", str(tmp_path / "absent.json"), env=user_shell())
+
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr.strip() == f"{config}: config is invalid: validaton_fraction: unknown key."
+    assert missing.code == 2
+    assert missing.stderr.strip() == f"Cannot read the config {tmp_path / 'absent.json'}: No such file or directory."
+
+
+def test_data_the_run_would_refuse_fails_validation_with_the_reason(tmp_path: Path) -> None:
+    config = tmp_path / "sciq.json"
+    config.write_text(json.dumps({"dataset": {"source": "allenai/sciq"}}))
+
+    result = ragtune("validate", str(config), "--data", str(EXAMPLES / "data" / "faq.csv"), env=user_shell())
+
+    assert result.code == 1
+    assert result.stderr.startswith(
+        f"{config} with {EXAMPLES / 'data' / 'faq.csv'}: the run would fail: dataset has no column(s) correct_answer, "
+        "question, support used by the config's filter/template; it has: answer, prompt."
+    )
