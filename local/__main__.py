@@ -103,4 +103,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Everything is stopped and flushed: skip interpreter teardown, where pyarrow's native thread pool
+    # (loaded by an in-process prepare) was seen aborting the process ("terminate called without an
+    # active exception") while the stack's daemon threads were being torn down.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)

@@ -394,7 +394,9 @@ def test_the_three_invocation_paths_reach_the_real_handlers(
         for e in history
         if e["type"] == "LambdaFunctionSucceeded"
     ]
-    assert outputs and outputs[-1]["status"] == "succeeded" and outputs[-1]["run_id"] == run["run_id"]
+    # The poll tasks' outputs (the reports' tasks that follow may or may not have run yet)
+    polls = [output for output in outputs if output.get("action") == "poll"]
+    assert polls and polls[-1]["status"] == "succeeded" and polls[-1]["run_id"] == run["run_id"]
 
 
 def test_the_api_key_is_enforced_and_unknown_routes_answer_as_api_gateway(
