@@ -413,11 +413,12 @@ def runs(
         if not page["runs"]:
             out.print("no runs yet: start one with `ragtune submit CONFIG`", markup=False)
             return
-        table = Table("run", "status", "created", "config", "model", "error", box=None)
+        table = Table("run", "status", "provider", "created", "config", "model", "error", box=None)
         for run in page["runs"]:
             table.add_row(
                 run["run_id"],
                 run["status"],
+                run.get("provider") or "openai",
                 str(run["created_at"])[:19].replace("T", " "),
                 run.get("config_key") or "",
                 run.get("fine_tuned_model") or "",

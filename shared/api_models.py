@@ -67,6 +67,7 @@ class RunError(BaseModel):
 class RunSummary(BaseModel):
     run_id: str
     status: str
+    provider: str = Field(default="openai", description="Who trains and serves the run's model: openai or bedrock.")
     created_at: datetime
     updated_at: datetime
     config_key: str | None = None

@@ -83,6 +83,7 @@ def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
     if not (ref.key.startswith(CONFIGS_PREFIX) and ref.key.endswith(".json")):
         logger.warning("Ignoring object outside configs/*.json", extra={"key": ref.key})
         return {"config_key": ref.key, "status": "ignored"}
+    load_in_background()  # the encoding loads while the config is read and the run claimed
     content_sha256 = hashlib.sha256()
 
     def hashed(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -266,7 +267,6 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
         return {"run_id": run_id, "status": status, "replayed": True}
 
     started = time.monotonic()
-    load_in_background()  # the encoding loads while the config is parsed and the data downloaded
     workdir = settings().scratch_dir / run_id
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

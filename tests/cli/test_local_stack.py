@@ -66,7 +66,7 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
     runs = ragtune("runs", "--json", env=local_stack.env)
     assert runs.code == 0 and run_id in [r["run_id"] for r in runs.json()["runs"]]
     [row] = [line for line in ragtune("runs", env=local_stack.env).stdout.splitlines() if run_id in line]
-    assert row.split()[:2] == [run_id, "succeeded"] and model in row
+    assert row.split()[:3] == [run_id, "succeeded", "openai"] and model in row
     shown = ragtune("show", run_id, "--json", env=local_stack.env)
     detail = local_stack.api(f"/runs/{run_id}")
     assert shown.code == 0, shown.stderr

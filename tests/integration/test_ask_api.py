@@ -584,6 +584,7 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
     assert set(page["runs"][0]) == {
         "run_id",
         "status",
+        "provider",
         "created_at",
         "updated_at",
         "config_key",
@@ -591,6 +592,7 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
         "error",
     }
     assert page["runs"][0]["status"] == "prepared"
+    assert page["runs"][0]["provider"] == "openai"  # older items without one: OpenAI, the only provider then
     assert page["runs"][0]["config_key"] == "configs/third-000000000000.json"
 
     status, last = invoke(list_event(limit="2", cursor=page["next_cursor"]), lambda_context)
@@ -638,6 +640,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     assert set(run) == {
         "run_id",
         "status",
+        "provider",
         "created_at",
         "updated_at",
         "status_changed_at",
