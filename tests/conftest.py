@@ -86,6 +86,7 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402  (after the fake credentials are in place)
 
+from local.bedrock_emulator import BedrockEmulator  # noqa: E402
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
 from local.moto_fidelity import make_dynamodb_writes_atomic  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
@@ -96,7 +97,7 @@ from local.template import (  # noqa: E402
     function_handler,
     state_machine_definition,
 )
-from shared import ask, aws, openai_gateway  # noqa: E402
+from shared import ask, aws, bedrock_gateway, openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
@@ -200,6 +201,16 @@ def emulator(set_env: SetEnv) -> Iterator[OpenAIEmulator]:
     with OpenAIEmulator(phase_seconds=0.0, shutdown_dates=FAR_SHUTDOWN_DATES) as running:
         set_env(OPENAI_BASE_URL=running.base_url)
         yield running
+
+
+@pytest.fixture
+def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
+    """The Bedrock emulator (reading and writing moto's S3), boto3 pointed at it; phases end at once."""
+    with BedrockEmulator(phase_seconds=0.0) as emulator:
+        set_env(**emulator.environment())
+        bedrock_gateway.bedrock_client.cache_clear()
+        yield emulator
+    bedrock_gateway.bedrock_client.cache_clear()
 
 
 @pytest.fixture

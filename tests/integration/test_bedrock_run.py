@@ -4,7 +4,6 @@ handlers (and, where the loop itself is the point, the real state machine)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,10 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from shared import bedrock_gateway
-from tests.helpers import Aws, SetEnv, finished_execution, history_states, load_event, prepare_run, training_event
+from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
 
 QUESTION = "Question 17: what is measured in joules?"
 ANSWER = "energy 17 Explanation: Energy 17 is measured in joules."
-
-
-@pytest.fixture
-def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
-    """The Bedrock emulator (reading and writing moto's S3), boto3 pointed at it; phases end at once."""
-    with BedrockEmulator(phase_seconds=0.0) as emulator:
-        set_env(**emulator.environment())
-        bedrock_gateway.bedrock_client.cache_clear()
-        yield emulator
-    bedrock_gateway.bedrock_client.cache_clear()
 
 
 def started(aws: Aws, context: Any, tmp_path: Path) -> dict[str, Any]:

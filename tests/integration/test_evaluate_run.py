@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -19,7 +18,7 @@ from openai import OpenAI
 
 from local.bedrock_emulator import BedrockEmulator, conversation_record
 from local.openai_emulator import BASE_MODEL_REPLY, OpenAIEmulator
-from shared import bedrock_gateway, evaluate_run
+from shared import evaluate_run
 from shared.evaluate_run import EvaluationRefusedError, EvaluationRequest
 from shared.providers import provider_for
 from shared.runs import _to_dynamodb
@@ -41,15 +40,6 @@ HELD_OUT = [
 # What a tuned model gets right: the two questions it was trained on (by best word overlap), not the others.
 RECALLED = [True, True, False, False]
 REPORT_KEY = "reports/{run_id}/evaluation.jsonl"
-
-
-@pytest.fixture
-def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
-    with BedrockEmulator(phase_seconds=0.0) as emulator:
-        set_env(**emulator.environment())
-        bedrock_gateway.bedrock_client.cache_clear()
-        yield emulator
-    bedrock_gateway.bedrock_client.cache_clear()
 
 
 def openai_tuned_model(emulator: OpenAIEmulator) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,10 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
-from shared import bedrock_gateway
 from shared.reports import publish_training_curve
-from tests.helpers import Aws, SetEnv, load_event, prepare_run, training_event
+from tests.helpers import Aws, load_event, prepare_run, training_event
 
 HEADER = "step,train_loss,valid_loss,train_accuracy,valid_accuracy\n"
-
-
-@pytest.fixture
-def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
-    """The Bedrock emulator (writing its metrics files to moto's S3), boto3 pointed at it; phases end at once."""
-    with BedrockEmulator(phase_seconds=0.0) as emulator:
-        set_env(**emulator.environment())
-        bedrock_gateway.bedrock_client.cache_clear()
-        yield emulator
-    bedrock_gateway.bedrock_client.cache_clear()
 
 
 def started(aws: Aws, context: Any, tmp_path: Path, **config: Any) -> dict[str, Any]:
