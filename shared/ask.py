@@ -26,6 +26,7 @@ from shared.api_models import (
     Usage,
 )
 from shared.errors import UserInputError
+from shared.evaluation import NoValidationSplitError
 from shared.observability import logger, metrics
 from shared.openai_gateway import fine_tune_base
 from shared.providers import FineTuningProvider, JobSnapshot, ProviderRefusedError, provider_for
@@ -72,10 +73,6 @@ class ModelGoneError(ModelShutDownError):
 
 class NoDeploymentError(RunStateError):
     code = "no_deployment"
-
-
-class NoHeldOutQuestionsError(RunStateError):
-    code = "no_validation_split"
 
 
 class NotCancellableError(RunStateError):
@@ -368,39 +365,23 @@ def get_evaluation(run_id: str) -> EvaluationResponse:
     """The run's evaluation as recorded (`pending` until it starts); a run without held-out questions is a 409."""
     run = _existing_run(run_id)
     if not (run.files and run.files.questions):
-        raise NoHeldOutQuestionsError(
+        raise NoValidationSplitError(
             f"Run {run_id} has no held-out questions to evaluate: its config has validation_fraction 0 or "
-            "evaluation.enabled false. Run the config again with a validation split.",
-            status=str(run.status),
+            "evaluation.enabled false. Run the config again with a validation split."
         )
     return _evaluation_response(run)
 
 
 def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse:
-    """Claim the run's evaluation and start EvaluateFunction without waiting (it takes minutes).
+    """Claim the run's evaluation and start EvaluateFunction without waiting (it takes minutes); what cannot
+    be evaluated is an `EvaluationRefusedError`.
 
     Imported on demand: the evaluation's modules (token counting among them) stay out of /ask's cold start.
     """
-    from shared.evaluate_run import (
-        CompareRunNotFoundError,
-        EvaluationRefusedError,
-        request_evaluation,
-    )
-    from shared.evaluate_run import (
-        RunNotFoundError as EvaluatedRunNotFoundError,
-    )
+    from shared.evaluate_run import request_evaluation
     from shared.evaluation_starter import start_evaluation as start_evaluation_function
 
-    try:
-        request = request_evaluation(run_id, compare_with)
-    except (EvaluatedRunNotFoundError, CompareRunNotFoundError) as error:
-        missing = RunNotFoundError(error.message)
-        missing.code = error.code
-        raise missing from error
-    except EvaluationRefusedError as error:
-        conflict = RunStateError(error.message)
-        conflict.code = error.code
-        raise conflict from error
+    request = request_evaluation(run_id, compare_with)
     assert request.token is not None
     start_evaluation_function(run_id, request.compare_with, request.token)
     logger.info("Evaluation requested", extra={"compare_with": len(request.compare_with)})

@@ -30,8 +30,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from shared.data_gate import example_tokens
-from shared.errors import UserInputError, without_internal_paths
-from shared.evaluation import ArmAnswer, Match, is_correct, price_for, summarise_arm
+from shared.errors import without_internal_paths
+from shared.evaluation import (
+    ArmAnswer,
+    CompareRunNotFoundError,
+    CompareRunNotUsableError,
+    EvaluationRunningError,
+    Match,
+    NoValidationSplitError,
+    RunNotFoundError,
+    RunNotSucceededError,
+    is_correct,
+    price_for,
+    summarise_arm,
+)
 from shared.observability import logger
 from shared.openai_gateway import OpenAIEmptyAnswerError
 from shared.providers import (
@@ -64,34 +76,6 @@ class EvaluationRequest(BaseModel):
     run_id: str = Field(min_length=1)
     compare_with: list[str] = Field(default_factory=list)
     token: str | None = None
-
-
-class EvaluationRefusedError(UserInputError):
-    """The run cannot be evaluated as asked; `code` tells the API which answer to give."""
-
-
-class RunNotFoundError(EvaluationRefusedError):
-    code = "run_not_found"
-
-
-class NoValidationSplitError(EvaluationRefusedError):
-    code = "no_validation_split"
-
-
-class RunNotSucceededError(EvaluationRefusedError):
-    code = "run_not_succeeded"
-
-
-class CompareRunNotFoundError(EvaluationRefusedError):
-    code = "compare_run_not_found"
-
-
-class CompareRunNotUsableError(EvaluationRefusedError):
-    code = "compare_run_not_usable"
-
-
-class EvaluationRunningError(EvaluationRefusedError):
-    code = "evaluation_running"
 
 
 @dataclass(frozen=True)

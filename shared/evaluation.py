@@ -16,10 +16,44 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from shared.errors import UserInputError
+
 Match = Literal["start", "anywhere"]
 Z_95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are quoted per million tokens
 QUESTIONS_PER_COST = 1_000  # cost is shown per thousand questions
+
+
+class EvaluationRefusedError(UserInputError):
+    """The run cannot be evaluated as asked (nothing is asked of any model); `code` says why."""
+
+
+class EvaluatedRunMissingError(EvaluationRefusedError):
+    """A run the request names does not exist (the API's 404; every other refusal is a 409)."""
+
+
+class RunNotFoundError(EvaluatedRunMissingError):
+    code = "run_not_found"
+
+
+class CompareRunNotFoundError(EvaluatedRunMissingError):
+    code = "compare_run_not_found"
+
+
+class NoValidationSplitError(EvaluationRefusedError):
+    code = "no_validation_split"
+
+
+class RunNotSucceededError(EvaluationRefusedError):
+    code = "run_not_succeeded"
+
+
+class CompareRunNotUsableError(EvaluationRefusedError):
+    code = "compare_run_not_usable"
+
+
+class EvaluationRunningError(EvaluationRefusedError):
+    code = "evaluation_running"
 
 
 def normalise(text: str) -> str:

@@ -39,6 +39,7 @@ from shared.api_models import (
     RunPage,
 )
 from shared.errors import UserInputError
+from shared.evaluation import EvaluatedRunMissingError, EvaluationRefusedError
 from shared.observability import logger, metrics, tracer
 from shared.openai_gateway import (
     OpenAIEmptyAnswerError,
@@ -184,11 +185,7 @@ def delete_model(run_id: Annotated[RunId, PathParam()]) -> DeletedModelResponse:
     "A 409 (`no_validation_split`) for a run without held-out questions (validation_fraction 0, or "
     "evaluation.enabled false).",
     responses=_responses(
-        HTTPStatus.OK,
-        EvaluationResponse,
-        "The evaluation",
-        HTTPStatus.NOT_FOUND,
-        (HTTPStatus.CONFLICT, RunConflictBody),
+        HTTPStatus.OK, EvaluationResponse, "The evaluation", HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT
     ),
 )
 def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
@@ -227,6 +224,16 @@ def user_input_error(error: UserInputError) -> Response[dict[str, str]]:
 @app.exception_handler(ask.RunNotFoundError)
 def run_not_found(error: ask.RunNotFoundError) -> Response[dict[str, str]]:
     return _error(HTTPStatus.NOT_FOUND, error.code, error.message)
+
+
+@app.exception_handler(EvaluatedRunMissingError)
+def evaluated_run_missing(error: EvaluatedRunMissingError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.NOT_FOUND, error.code, error.message)
+
+
+@app.exception_handler(EvaluationRefusedError)
+def evaluation_refused(error: EvaluationRefusedError) -> Response[dict[str, str]]:
+    return _error(HTTPStatus.CONFLICT, error.code, error.message)
 
 
 @app.exception_handler(ask.ModelShutDownError)

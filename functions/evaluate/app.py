@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.evaluate_run import EvaluationRefusedError, EvaluationRequest, evaluate_run
+from shared.evaluate_run import EvaluationRequest, evaluate_run
+from shared.evaluation import EvaluationRefusedError
 from shared.observability import logger, metrics, tracer
 from shared.reports import publish_training_curve
 

@@ -19,7 +19,8 @@ from openai import OpenAI
 from local.bedrock_emulator import BedrockEmulator, conversation_record
 from local.openai_emulator import BASE_MODEL_REPLY, OpenAIEmulator
 from shared import evaluate_run
-from shared.evaluate_run import EvaluationRefusedError, EvaluationRequest
+from shared.evaluate_run import EvaluationRequest
+from shared.evaluation import EvaluationRefusedError, EvaluationRunningError
 from shared.providers import provider_for
 from shared.runs import _to_dynamodb
 from shared.storage import ObjectMissingError
@@ -386,7 +387,7 @@ def test_while_a_request_is_pending_or_running_no_other_starts(aws_account: Aws,
         lambda: evaluate_run.request_evaluation("run-a", []),
         lambda: evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a")),
     ):
-        with pytest.raises(evaluate_run.EvaluationRunningError):
+        with pytest.raises(EvaluationRunningError):
             other()
     superseded = evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a", token="an-older-claim"))
 
