@@ -9,7 +9,6 @@ defaults (a deployment may set others). Needs the prepare function's libraries (
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +53,7 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
 
     builder = ExampleBuilder(config)
     try:
-        examples = builder.examples(_batches(config, path))  # with each row's evaluation fields, unused here
-        lines = [json.dumps(example, ensure_ascii=False).encode() for example, _ in examples]
+        lines = [line for built in builder.batches(_batches(config, path)) for line in built.lines()]
     except UserInputError:
         raise
     except Exception as error:  # datasets/pyarrow raise many unrelated types for an unreadable file

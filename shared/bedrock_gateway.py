@@ -27,13 +27,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, ClassVar
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from shared import providers
-from shared.aws import client
+from shared.aws import client, session
 from shared.config import RunConfig
 from shared.providers import (
     Answer,
@@ -192,8 +191,9 @@ class JobSnapshot(providers.JobSnapshot):
 
 @lru_cache(maxsize=2)
 def bedrock_client(service: str) -> Any:
-    """`bedrock` or `bedrock-runtime`; boto3 honours `AWS_ENDPOINT_URL_BEDROCK(_RUNTIME)` (the emulator)."""
-    return boto3.client(service, config=BEDROCK_CLIENT_CONFIG)
+    """`bedrock` or `bedrock-runtime`, from the process's one session (botocore honours
+    `AWS_ENDPOINT_URL_BEDROCK(_RUNTIME)`: the emulator)."""
+    return session().client(service, config=BEDROCK_CLIENT_CONFIG)
 
 
 def _fit_name(base: str, tail: str) -> str:

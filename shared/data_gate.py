@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ class GateReport:
         }
 
 
-def _blank(text: str) -> bool:
+def blank(text: str) -> bool:
     """`not text.strip()` without copying the text: both use the same notion of whitespace."""
     return not text or text.isspace()
 
@@ -90,7 +90,7 @@ def _example_errors(example: Any) -> list[str]:
             errors.append("unrecognized_role")
         content = message["content"]
         has_call = message.get("tool_calls") or message.get("function_call")
-        if (not isinstance(content, str) or _blank(content)) and not has_call:
+        if (not isinstance(content, str) or blank(content)) and not has_call:
             errors.append("missing_content")
     if not has_assistant:
         errors.append("example_missing_assistant_message")
@@ -115,7 +115,7 @@ def check_chat_example(example: Any) -> tuple[list[str], int]:
     return errors, 0 if errors else example_tokens(example["messages"])
 
 
-def _count_repeats(digests: bytearray) -> int:
+def _count_repeats(digests: bytes | bytearray) -> int:
     """How many 16-byte digests equal an earlier one: sorted as pairs of 64-bit halves, neighbours compared."""
     import numpy as np  # only the gate's end needs it (pyarrow has loaded it already in the function)
 
@@ -166,6 +166,35 @@ class GateTally:
         return self._report
 
 
+def tally_file(
+    examples: int,
+    errors: Iterable[tuple[int, list[str]]],
+    digests: bytes,
+    tokens: Sequence[int],
+    token_limit: int | None,
+) -> GateReport:
+    """What `GateTally` reports for a file, from all its lines at once: `errors` are the lines with
+    format errors, as (line number from 1, errors) in file order; `digests` (16 bytes each) and
+    `tokens` are those of the other lines, in file order."""
+    import numpy as np  # as in _count_repeats
+
+    report = GateReport(examples=examples)
+    for number, line_errors in errors:
+        report.format_errors.update(line_errors)
+        if len(report.first_errors) < _ERRORS_QUOTED:
+            report.first_errors.append(f"line {number}: {', '.join(line_errors)}")
+    counted = np.asarray(tokens, dtype=np.int64)
+    report.total_tokens = int(counted.sum())
+    report.max_example_tokens = int(counted.max(initial=0))
+    if token_limit is None:
+        report.billing_tokens = report.total_tokens
+    else:
+        report.billing_tokens = int(np.minimum(counted, token_limit).sum())
+        report.examples_over_token_limit = int(np.count_nonzero(counted > token_limit))
+    report.duplicate_examples = _count_repeats(digests)
+    return report
+
+
 def inspect_jsonl(lines: Iterable[bytes]) -> GateReport:
     """Check and count every line; streaming, so memory stays flat for any file size."""
     tally = GateTally(MAX_TOKENS_PER_EXAMPLE)
@@ -193,7 +222,7 @@ def _text_errors(blocks: Any, errors: list[str]) -> list[str] | None:
         if not isinstance(block, dict) or set(block) != {"text"} or not isinstance(block["text"], str):
             errors.append("content_not_text")
             return None
-        if _blank(block["text"]):
+        if blank(block["text"]):
             errors.append("missing_content")
         if NOVA_RESERVED.search(block["text"]):
             errors.append("reserved_string")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 BATCH_SIZE = 1000
+ARROW_BATCH_ROWS = 16_384  # what Arrow reads goes on in bigger batches: fewer calls, the same rows
 HUB_ONLY = "hf://datasets/"  # `datasets` then never looks for a local directory named like the id
 # `datasets`' JSON reader: 10 MiB chunks ending at a line's end, each parsed with this block size.
 JSON_CHUNK_BYTES = 10 << 20
@@ -45,6 +47,11 @@ class _ColumnsOnDemand(Mapping[str, list[Any]]):
 
     def __init__(self, batch: pa.RecordBatch) -> None:
         self._batch = batch
+
+    @property
+    def record_batch(self) -> pa.RecordBatch:
+        """The batch itself, for a reader of whole Arrow columns."""
+        return self._batch
 
     def __getitem__(self, name: str) -> list[Any]:
         if name not in self._batch.schema.names:
@@ -61,6 +68,16 @@ class _ColumnsOnDemand(Mapping[str, list[Any]]):
 
 class _DatasetsReadsItsOwnWay(Exception):
     """The file holds what only `datasets` reads as `datasets` does: it reads the rest of the file."""
+
+
+def import_arrow_in_background() -> None:
+    """pyarrow takes about 0.15 s to import: a thread imports it while the caller waits on S3 and DynamoDB."""
+    threading.Thread(target=_import_arrow, name="import-pyarrow", daemon=True).start()
+
+
+def _import_arrow() -> None:
+    import pyarrow.compute
+    import pyarrow.json  # noqa: F401  # what reading JSON Lines and building examples use
 
 
 def check_source_location(spec: DatasetSpec, data_bucket: str) -> tuple[str, str] | None:
@@ -130,7 +147,7 @@ def _arrow_json_batches(local: Path) -> Iterator[pa.RecordBatch]:
         if not _plain(table.schema) or names not in (None, table.schema.names):
             raise _DatasetsReadsItsOwnWay
         names = table.schema.names
-        yield from table.to_batches(max_chunksize=BATCH_SIZE)
+        yield from table.to_batches(max_chunksize=ARROW_BATCH_ROWS)
 
 
 def _arrow_parquet_batches(local: Path) -> Iterator[pa.RecordBatch]:
@@ -139,7 +156,7 @@ def _arrow_parquet_batches(local: Path) -> Iterator[pa.RecordBatch]:
     with parquet.ParquetFile(local) as file:
         if not _plain(file.schema_arrow):
             raise _DatasetsReadsItsOwnWay
-        yield from file.iter_batches(batch_size=BATCH_SIZE)
+        yield from file.iter_batches(batch_size=ARROW_BATCH_ROWS)
 
 
 def _skip_rows(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:

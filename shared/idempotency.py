@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from shared.aws import AWS_CLIENT_CONFIG
+from shared.aws import client
 from shared.settings import settings
 
 IDEMPOTENCY_CONFIG = IdempotencyConfig(expires_after_seconds=24 * 3600)
@@ -25,7 +25,8 @@ IDEMPOTENCY_CONFIG = IdempotencyConfig(expires_after_seconds=24 * 3600)
 
 @lru_cache(maxsize=1)
 def _persistence(table_name: str) -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=table_name, boto_config=AWS_CLIENT_CONFIG)
+    """On the process's own DynamoDB client: a session of its own would scan botocore's data folder again."""
+    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client("dynamodb"))
 
 
 def once(key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:

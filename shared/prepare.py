@@ -34,17 +34,15 @@ from shared.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
     MIN_EXAMPLES,
     GateReport,
-    GateTally,
-    check_bedrock_record,
-    check_chat_example,
     enforce,
     estimate_bedrock_training,
     estimate_training,
     line_digest,
+    tally_file,
 )
-from shared.dataset_source import check_source_location, stream_batches
+from shared.dataset_source import check_source_location, import_arrow_in_background, stream_batches
 from shared.errors import UserInputError
-from shared.examples import ExampleBuilder
+from shared.examples import BuiltBatch, ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
 from shared.run_ids import derive_run_id
@@ -60,7 +58,7 @@ from shared.storage import (
     upload,
     whole_object,
 )
-from shared.tokens import load_in_background
+from shared.tokens import TokenCounter
 
 JSONL_CONTENT_TYPE = "application/jsonl"
 TRAIN_FILE, VALIDATION_FILE, QUESTIONS_FILE = "train.jsonl", "validation.jsonl", "questions.jsonl"
@@ -83,7 +81,13 @@ def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
     if not (ref.key.startswith(CONFIGS_PREFIX) and ref.key.endswith(".json")):
         logger.warning("Ignoring object outside configs/*.json", extra={"key": ref.key})
         return {"config_key": ref.key, "status": "ignored"}
-    load_in_background()  # the encoding loads while the config is read and the run claimed
+    # The token worker starts now, and loads its encoding on the other core while the config is read.
+    import_arrow_in_background()
+    with TokenCounter() as counter:
+        return _prepare_once(ref, counter)
+
+
+def _prepare_once(ref: ObjectRef, counter: TokenCounter) -> dict[str, Any]:
     content_sha256 = hashlib.sha256()
 
     def hashed(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -102,7 +106,7 @@ def prepare_config_object(ref: ObjectRef) -> dict[str, Any]:
     read = ObjectRef(ref.bucket, ref.key, config_object.version_id)
     sha256 = content_sha256.hexdigest()
     # Keyed on the version too: a duplicate event is suppressed, a re-upload may retry a failed run.
-    return once(f"prepare:{run_id}:{read.version_id}", lambda: _prepare(run_id, read, config_object, sha256))
+    return once(f"prepare:{run_id}:{read.version_id}", lambda: _prepare(run_id, read, config_object, sha256, counter))
 
 
 @dataclass
@@ -125,20 +129,49 @@ class _LocalFiles:
 
 @dataclass
 class _GatedLines:
-    """What the gate found in each line of all.jsonl, by line: kept until the split picks each line's file."""
+    """What the gate found in each line of all.jsonl, by line: kept until the split picks each line's file.
 
+    Tokens are counted on the token worker as the lines are written, and read back once all are.
+    """
+
+    bedrock: bool
+    lines: int = 0
     digests: bytearray = field(default_factory=bytearray)  # 16 bytes a line
-    tokens: array[int] = field(default_factory=lambda: array("q"))
-    errors: dict[int, list[str]] = field(default_factory=dict)  # only the lines that have some
+    blank_texts: dict[int, int] = field(default_factory=dict)  # only the lines that have some
+    tokens: Any = None  # numpy int64, one per line, once counted
 
-    def add(self, line: bytes, errors: list[str], tokens: int) -> None:
-        if errors:
-            self.errors[len(self.tokens)] = errors
-        self.digests += line_digest(line)
-        self.tokens.append(tokens)
+    def add(self, built: BuiltBatch) -> None:
+        for position, blanks in built.blank_texts.items():
+            self.blank_texts[self.lines + position] = blanks
+        self.digests += b"".join(map(line_digest, built.lines()))
+        self.lines += len(built.ends)
 
-    def tally_into(self, tally: GateTally, index: int) -> None:
-        tally.add(bytes(self.digests[16 * index : 16 * index + 16]), self.errors.get(index, []), self.tokens[index])
+    def add_token_counts(self, counts: array[int], builder: ExampleBuilder) -> None:
+        """Each line's tokens the cookbook's way: the counts of the texts sent, in order (roles and constant
+        texts first, then each line's varying texts), plus 3 per message and 3 for the reply."""
+        import numpy as np  # as in the gate
+
+        shared = len(builder.roles) + len(builder.constant_texts)
+        counted = np.frombuffer(counts, dtype=np.int64)
+        constant = 3 + 3 * len(builder.roles) + int(counted[:shared].sum())
+        varying = counted[shared:].reshape(self.lines, builder.varying).sum(axis=1, dtype=np.int64)
+        self.tokens = varying + constant
+
+    def errors(self, index: int) -> list[str]:
+        """A line's format errors: the gate's checks find nothing else wrong in an example the builder made."""
+        blanks = self.blank_texts.get(index, 0)
+        return ["missing_content"] * (min(blanks, 1) if self.bedrock else blanks)
+
+    def report(self, indices: Any, token_limit: int | None) -> GateReport:
+        """The gate's report on the lines at `indices` (sorted numpy array), in that order."""
+        import numpy as np
+
+        with_errors = np.fromiter(sorted(self.blank_texts), dtype=np.int64, count=len(self.blank_texts))
+        bad = np.isin(indices, with_errors)
+        errors = ((int(number) + 1, self.errors(int(indices[number]))) for number in np.flatnonzero(bad))
+        good = indices[~bad]
+        digests = np.frombuffer(self.digests, dtype=np.uint8).reshape(-1, 16)[good].tobytes()
+        return tally_file(len(indices), errors, digests, self.tokens[good], token_limit)
 
 
 def _split_validation(
@@ -149,34 +182,31 @@ def _split_validation(
     `questions_path` holds one line of question fields per line of `all_path`; the held-out
     ones become the questions file: the first `max_questions` with a reference, in validation order.
     """
-    n = len(gated.tokens)
+    import numpy as np  # as in the gate
+
+    n = gated.lines
     token_limit = None if config.provider == "bedrock" else MAX_TOKENS_PER_EXAMPLE
-    train_tally = GateTally(token_limit)
     if config.validation_fraction == 0:
-        for index in range(n):
-            gated.tally_into(train_tally, index)
-        return _LocalFiles(all_path, None, train_tally.report(), None, None)
+        return _LocalFiles(all_path, None, gated.report(np.arange(n), token_limit), None, None)
     held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction))))
-    validation_tally = GateTally(token_limit)
+    is_held_out = np.zeros(n, dtype=bool)
+    is_held_out[list(held_out)] = True
     train, validation = workdir / TRAIN_FILE, workdir / VALIDATION_FILE
     with (
         all_path.open("rb") as lines,
         train.open("wb", buffering=_WRITE_BUFFER_BYTES) as t,
         validation.open("wb", buffering=_WRITE_BUFFER_BYTES) as v,
     ):
-        for index, line in enumerate(lines):
-            if index in held_out:
-                v.write(line)
-                gated.tally_into(validation_tally, index)
-            else:
-                t.write(line)
-                gated.tally_into(train_tally, index)
+        for line, held in zip(lines, is_held_out.tolist(), strict=True):
+            (v if held else t).write(line)
     all_path.unlink()
     questions = None
     if questions_path:
         questions = _write_questions(questions_path, held_out, config.evaluation.max_questions, workdir)
         questions_path.unlink()
-    return _LocalFiles(train, validation, train_tally.report(), validation_tally.report(), questions)
+    train_report = gated.report(np.flatnonzero(~is_held_out), token_limit)
+    validation_report = gated.report(np.flatnonzero(is_held_out), token_limit)
+    return _LocalFiles(train, validation, train_report, validation_report, questions)
 
 
 def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, workdir: Path) -> _Questions:
@@ -225,12 +255,12 @@ def _enforce_gate(files: _LocalFiles, provider: str) -> None:
         )
 
 
-def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _LocalFiles:
+def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path, counter: TokenCounter) -> _LocalFiles:
     all_path = workdir / "all.jsonl"
     # Beside all.jsonl, line for line: each kept row's question fields, for the held-out ones to be picked later.
     questions_path = workdir / "all-questions.jsonl" if config.evaluation.enabled else None
-    check = check_bedrock_record if config.provider == "bedrock" else check_chat_example
-    gated = _GatedLines()
+    gated = _GatedLines(bedrock=config.provider == "bedrock")
+    counter.submit([*builder.roles, *builder.constant_texts])
     with ExitStack() as open_files:
         writer = open_files.enter_context(all_path.open("wb", buffering=_WRITE_BUFFER_BYTES))
         question_writer = (
@@ -238,12 +268,13 @@ def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path) -> _
             if questions_path
             else None
         )
-        for example, fields in builder.examples(stream_batches(config.dataset, workdir, settings().data_bucket)):
-            line = _jsonl_line(example)
-            writer.write(line)
-            gated.add(line, *check(example))
-            if question_writer and fields:
-                question_writer.write(_jsonl_line(fields.as_record()))
+        for built in builder.batches(stream_batches(config.dataset, workdir, settings().data_bucket)):
+            counter.submit(built.texts)
+            writer.write(built.jsonl)
+            gated.add(built)
+            if question_writer and built.questions:
+                question_writer.write(b"".join(_jsonl_line(fields.as_record()) for fields in built.questions))
+    gated.add_token_counts(counter.counts(), builder)
     files = _split_validation(all_path, questions_path, gated, config, workdir)
     _enforce_gate(files, config.provider)
     return files
@@ -253,7 +284,9 @@ def _file_record(path: Path, key: str, gate: GateReport) -> dict[str, Any]:
     return {"key": key, "bytes": path.stat().st_size, "examples": gate.examples}
 
 
-def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: str) -> dict[str, Any]:
+def _prepare(
+    run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: str, counter: TokenCounter
+) -> dict[str, Any]:
     runs = RunsRepository(settings().runs_table)
     source = {
         "config_key": ref.key,
@@ -278,7 +311,7 @@ def _prepare(run_id: str, ref: ObjectRef, config_object: BoundedRead, sha256: st
         )
         check_source_location(config.dataset, settings().data_bucket)  # before anything is read
         builder = ExampleBuilder(config)
-        files = _build_files(config, builder, workdir)
+        files = _build_files(config, builder, workdir, counter)
         outcome = _publish(run_id, config, builder, files)
     except UserInputError as error:
         counts = builder.counts.as_record() if builder else {}

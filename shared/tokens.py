@@ -9,19 +9,33 @@ encoding it built is also kept as one marshal file (its sha256 in front), read b
 fifth of that: shipped in the prepare image (`write_encoding_file`, see its Dockerfile), else
 written to tiktoken's cache the first time. `load_in_background` starts loading while the
 caller waits on S3 and DynamoDB, and `encoding()` then returns it once it is ready.
+
+tiktoken holds the GIL while it encodes, so a second thread counts no faster. `TokenCounter`
+counts in a second process instead (`shared.token_worker`), on the second vCPU, while the
+caller goes on reading, rendering and writing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import marshal
 import os
+import queue
+import struct
+import subprocess
 import sys
+import tempfile
 import threading
+from array import array
+from collections import deque
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from types import TracebackType
+from typing import IO
 
 import tiktoken
 
@@ -109,3 +123,201 @@ def load_in_background() -> None:
 def count_tokens(text: str) -> int:
     """Cached: roles and the system prompt repeat on every example."""
     return len(encoding().encode_ordinary(text))
+
+
+WORKER_WAIT_SECONDS = 600.0
+"""The longest any one wait on the token worker may last: a batch taken, the last counts back, its exit."""
+FRAME_HEADER = struct.Struct("<Q")
+"""Prefixes every frame: its size in bytes (texts, marshalled) or its number of counts (native `q`s)."""
+_WORKER_COMMAND = [sys.executable, "-m", "shared.token_worker"]
+_FRAMES_IN_FLIGHT = 8  # batches queued for the worker: enough to keep it busy, few enough to keep memory flat
+_CHUNK_TEXTS = 4096  # texts per frame: about 20 ms of counting
+_CHUNKS_AHEAD = 3  # frames the worker may be behind before the caller counts the next chunk itself
+_STDERR_TAIL_CHARS = 1000
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(*pipes: IO[bytes] | None) -> None:
+    """1 MiB pipes (Linux's default limit for anyone) instead of 64 KiB: a thread moving a batch through a
+    64 KiB pipe needs the GIL back after every 64 KiB, and waits up to 5 ms for it each time while the main
+    thread computes, which made moving 24 MB of texts take seconds (measured)."""
+    for pipe in pipes:
+        if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            with contextlib.suppress(OSError):  # a lower limit set on this system: keep the default
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class TokenCounter:
+    """Counts batches of texts with `count_tokens`'s encoding in a worker process, in submission order.
+
+    A fresh interpreter started with subprocess, not fork or multiprocessing: callers have threads, and
+    Lambda has no /dev/shm for multiprocessing's semaphores. Texts go down its stdin and counts come back
+    on its stdout, on two threads of ours (pipe I/O releases the GIL), so neither side ever blocks on a
+    full pipe and `submit` returns once its batch is queued. A dead, silent or garbled worker becomes a
+    RuntimeError, never a hang.
+
+    Both cores count: when the worker is `_CHUNKS_AHEAD` frames behind, the caller counts the next chunk
+    itself, with the same encoding, so neither waits long for the other and the backlog stays small.
+    """
+
+    def __init__(self) -> None:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  # closed by close(); a file: nobody has to drain it
+        self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
+            _WORKER_COMMAND,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            cwd=Path(__file__).parent.parent,  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
+            env={**os.environ, "TIKTOKEN_CACHE_DIR": str(_cache_dir().resolve())},
+        )
+        _widen(self._process.stdin, self._process.stdout)
+        self._frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_FRAMES_IN_FLIGHT)
+        self._batch_sizes: deque[int] = deque()  # of batches sent and not yet counted
+        self._counts: array[int] = array("q")
+        self._counted_here: array[int] = array("q")
+        self._chunks: list[int] = []  # every chunk's size in submission order, negative for those counted here
+        self._problem: str | None = None
+        self._input_ended = False
+        self._finished = False
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_frames, name="token-worker-stdin", daemon=True)
+        self._reader = threading.Thread(target=self._read_counts, name="token-worker-stdout", daemon=True)
+        self._writer.start()
+        self._reader.start()
+
+    def __enter__(self) -> TokenCounter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def submit(self, texts: list[str]) -> None:
+        """Queue a batch, in chunks: each goes to the worker, or is counted here when the worker is behind."""
+        if self._input_ended:
+            raise RuntimeError("TokenCounter.submit after counts() or close()")
+        if self._problem:
+            raise self._failure(self._problem)
+        for start in range(0, len(texts), _CHUNK_TEXTS):
+            if self._problem:
+                raise self._failure(self._problem)
+            chunk = texts[start : start + _CHUNK_TEXTS]
+            if len(self._batch_sizes) >= _CHUNKS_AHEAD:
+                encode = encoding().encode_ordinary
+                self._counted_here.extend([len(encode(text)) for text in chunk])
+                self._chunks.append(-len(chunk))
+                continue
+            frame = marshal.dumps(chunk)  # now: the caller may reuse its list once this returns
+            self._batch_sizes.append(len(chunk))
+            self._chunks.append(len(chunk))
+            try:
+                self._frames.put(frame, timeout=WORKER_WAIT_SECONDS)
+            except queue.Full:
+                raise self._failure(f"took no batch for {WORKER_WAIT_SECONDS:g} s") from None
+
+    def counts(self) -> array[int]:
+        """Every submitted text's count, in submission order, once the worker has counted them all and exited."""
+        if not self._finished:
+            self._end_input()
+            self._reader.join(WORKER_WAIT_SECONDS)
+            if self._reader.is_alive():
+                raise self._failure(f"sent no counts for {WORKER_WAIT_SECONDS:g} s")
+            if self._problem:
+                raise self._failure(self._problem)
+            try:
+                exit_code = self._process.wait(WORKER_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                raise self._failure(f"did not exit within {WORKER_WAIT_SECONDS:g} s") from None
+            if exit_code != 0 or self._batch_sizes:
+                raise self._failure(f"ended with {len(self._batch_sizes)} batch(es) not counted")
+            self._finished = True
+            self.close()
+            self._counts = self._in_submission_order()
+        return self._counts
+
+    def _in_submission_order(self) -> array[int]:
+        merged, sent, here = array("q"), 0, 0
+        for size in self._chunks:
+            if size > 0:
+                merged.extend(self._counts[sent : sent + size])
+                sent += size
+            else:
+                merged.extend(self._counted_here[here : here - size])
+                here -= size
+        return merged
+
+    def close(self) -> None:
+        """Stop the worker if it still runs and release its pipes; harmless when already closed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._process.poll() is None:
+            self._process.kill()
+        self._end_input()
+        self._process.wait(WORKER_WAIT_SECONDS)
+        self._writer.join(WORKER_WAIT_SECONDS)
+        self._reader.join(WORKER_WAIT_SECONDS)
+        if self._process.stdout:
+            self._process.stdout.close()
+        self._stderr.close()
+
+    def _end_input(self) -> None:
+        if not self._input_ended:
+            self._input_ended = True
+            try:
+                self._frames.put(None, timeout=WORKER_WAIT_SECONDS)
+            except queue.Full:
+                raise self._failure(f"took no batch for {WORKER_WAIT_SECONDS:g} s") from None
+
+    def _write_frames(self) -> None:
+        """After a failed write it keeps taking batches (and drops them), so `submit` never waits on a dead worker."""
+        assert self._process.stdin is not None  # Popen was given stdin=PIPE
+        stdin = self._process.stdin
+        while (frame := self._frames.get()) is not None:
+            if self._problem is None:
+                try:
+                    stdin.write(FRAME_HEADER.pack(len(frame)))
+                    stdin.write(frame)
+                    stdin.flush()
+                except (OSError, ValueError) as error:  # ValueError: the pipe was already closed
+                    self._problem = f"stopped taking texts ({error})"
+        with contextlib.suppress(OSError, ValueError):
+            stdin.close()  # the worker sees the end of its input, counts what it has and exits
+
+    def _read_counts(self) -> None:
+        assert self._process.stdout is not None  # Popen was given stdout=PIPE
+        stdout = self._process.stdout
+        while header := stdout.read(FRAME_HEADER.size):
+            waiting = self._batch_sizes[0] if self._batch_sizes else 0
+            if len(header) != FRAME_HEADER.size or not waiting or FRAME_HEADER.unpack(header)[0] != waiting:
+                self._stop(f"sent a frame that answers no batch (header {header.hex()}, {waiting} counts awaited)")
+                return
+            body = stdout.read(waiting * self._counts.itemsize)
+            if len(body) != waiting * self._counts.itemsize:
+                self._stop(f"stopped in the middle of a frame of {waiting} counts")
+                return
+            self._counts.frombytes(body)
+            self._batch_sizes.popleft()
+        if self._batch_sizes and self._problem is None:  # its output ended before every batch was answered
+            self._problem = f"ended with {len(self._batch_sizes)} batch(es) not counted"
+
+    def _stop(self, problem: str) -> None:
+        """Killing it also unblocks our writer, which may be waiting on a full pipe the worker no longer reads."""
+        self._problem = problem
+        with contextlib.suppress(OSError):
+            self._process.kill()
+
+    def _failure(self, what: str) -> RuntimeError:
+        """The error to raise, with the worker's exit code and the end of its stderr; stops it if it still runs."""
+        if self._process.poll() is None:
+            self._process.kill()
+        exit_code = self._process.wait(WORKER_WAIT_SECONDS)
+        return RuntimeError(f"token worker {what}; exit code {exit_code}; stderr: {self._stderr_tail() or '(empty)'}")
+
+    def _stderr_tail(self) -> str:
+        if self._stderr.closed:
+            return ""
+        self._stderr.seek(0, os.SEEK_END)
+        self._stderr.seek(max(0, self._stderr.tell() - _STDERR_TAIL_CHARS))
+        return " | ".join(self._stderr.read().decode(errors="replace").strip().splitlines()[-5:])

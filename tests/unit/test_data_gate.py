@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+from array import array
+from collections import Counter
 
 import pytest
 
 from shared.data_gate import (
+    MAX_TOKENS_PER_EXAMPLE,
+    GateReport,
+    GateTally,
     auto_epochs,
     enforce,
     estimate_bedrock_training,
@@ -14,6 +20,8 @@ from shared.data_gate import (
     example_tokens,
     inspect_bedrock_jsonl,
     inspect_jsonl,
+    line_digest,
+    tally_file,
 )
 from shared.errors import DataGateError
 from shared.tokens import count_tokens
@@ -168,3 +176,69 @@ def test_the_bedrock_estimate_says_its_tokens_are_estimates() -> None:
         ),
     }
     assert estimate_bedrock_training(report, 4, 0.002).trained_tokens == report.billing_tokens * 4
+
+
+_TALLY_ERRORS = ("missing_content", "invalid_json", "message_missing_key", "unrecognized_role")
+
+
+def _random_lines(rng: random.Random) -> list[tuple[bytes, list[str], int]]:
+    """A file's lines as the gate sees them: (digest, format errors, tokens), with repeats and tokens near the limit."""
+    size = rng.choice([0, 1, 2, rng.randint(3, 300)])
+    error_share = rng.choice([0.0, 0.05, 0.3, 1.0])
+    distinct = [line_digest(f"example {rng.random()}".encode()) for _ in range(max(1, size // rng.choice([1, 2, 8])))]
+    near_limit = (MAX_TOKENS_PER_EXAMPLE - 1, MAX_TOKENS_PER_EXAMPLE, MAX_TOKENS_PER_EXAMPLE + 1)
+    lines = []
+    for _ in range(size):
+        errors = rng.sample(_TALLY_ERRORS, rng.randint(1, 2)) if rng.random() < error_share else []
+        tokens = rng.choice([rng.randint(8, 2_000), rng.choice(near_limit), rng.randint(60_000, 70_000)])
+        lines.append((rng.choice(distinct), errors, 0 if errors else tokens))
+    return lines
+
+
+def _line_by_line(lines: list[tuple[bytes, list[str], int]], token_limit: int | None) -> GateReport:
+    tally = GateTally(token_limit)
+    for digest, errors, tokens in lines:
+        tally.add(digest, errors, tokens)
+    return tally.report()
+
+
+def _all_at_once(lines: list[tuple[bytes, list[str], int]], token_limit: int | None, as_array: bool) -> GateReport:
+    good = [(digest, tokens) for digest, errors, tokens in lines if not errors]
+    counts = [tokens for _, tokens in good]
+    return tally_file(
+        len(lines),
+        iter([(number, errors) for number, (_, errors, _) in enumerate(lines, start=1) if errors]),  # read once
+        b"".join(digest for digest, _ in good),
+        array("q", counts) if as_array else counts,
+        token_limit,
+    )
+
+
+def test_a_file_tallied_at_once_reports_exactly_what_the_line_by_line_tally_does() -> None:
+    rng = random.Random(11)  # seeded: a failure replays exactly
+    seen = Counter[str]()
+    for _ in range(400):
+        lines = _random_lines(rng)
+        for token_limit in (MAX_TOKENS_PER_EXAMPLE, None):
+            expected = _line_by_line(lines, token_limit)
+            found = _all_at_once(lines, token_limit, as_array=rng.random() < 0.5)
+            assert found.as_record() == expected.as_record()
+            assert found.first_errors == expected.first_errors
+            seen.update(
+                {
+                    "duplicates": expected.duplicate_examples > 0,
+                    "over_limit": expected.examples_over_token_limit > 0,
+                    "errors_beyond_quoted": expected.format_errors.total() > len(expected.first_errors) > 0,
+                    "two_errors_on_a_line": any(", " in quoted for quoted in expected.first_errors),
+                    "no_errors": expected.examples > 0 and not expected.format_errors,
+                }
+            )
+    assert min(seen.values()) >= 20, seen  # the comparison covered every case it is meant to
+
+
+@pytest.mark.parametrize("token_limit", [MAX_TOKENS_PER_EXAMPLE, None])
+def test_an_empty_file_tallied_at_once_is_an_empty_report(token_limit: int | None) -> None:
+    found = tally_file(0, [], b"", [], token_limit)
+
+    assert found.as_record() == GateTally(token_limit).report().as_record() == GateReport().as_record()
+    assert found.first_errors == []
