@@ -137,6 +137,20 @@ _STDERR_TAIL_CHARS = 1000
 _PIPE_BYTES = 1 << 20
 
 
+_SECRET_WORDS = frozenset({"KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIALS"})
+
+
+def worker_environment() -> dict[str, str]:
+    """The caller's environment less AWS's variables (credentials among them) and any variable named like
+    a secret (OPENAI_API_KEY, HF_TOKEN): the worker only counts."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and not _SECRET_WORDS & set(name.upper().split("_"))
+    }
+    return {**kept, "TIKTOKEN_CACHE_DIR": str(_cache_dir().resolve())}
+
+
 def _widen(*pipes: IO[bytes] | None) -> None:
     """1 MiB pipes (Linux's default limit for anyone) instead of 64 KiB: a thread moving a batch through a
     64 KiB pipe needs the GIL back after every 64 KiB, and waits up to 5 ms for it each time while the main
@@ -168,7 +182,7 @@ class TokenCounter:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=Path(__file__).parent.parent,  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
-            env={**os.environ, "TIKTOKEN_CACHE_DIR": str(_cache_dir().resolve())},
+            env=worker_environment(),
         )
         _widen(self._process.stdin, self._process.stdout)
         self._frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_FRAMES_IN_FLIGHT)

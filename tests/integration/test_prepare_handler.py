@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.prepare.app import lambda_handler
-from shared import prepare, storage
+from shared import prepare, storage, tokens
 from shared.data_gate import inspect_bedrock_jsonl, inspect_jsonl
 from tests.helpers import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
 
@@ -338,3 +339,24 @@ def test_numbers_and_booleans_are_written_as_text_and_nulls_or_structures_drop_t
     assert failed["status"] == "failed" and failed["error"]["code"] == "data_gate_failed"
     assert failed["counts"]["dropped_reasons"] == {"non-text meta": 14}
     assert aws_account.keys(f"datasets/{failed['run_id']}/") == []
+
+
+def test_a_token_worker_that_dies_fails_the_attempt_and_the_retry_prepares_the_run(
+    aws_account: Aws, lambda_context: Any, sciq_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting is infrastructure, not the user's input: the attempt raises (Lambda retries it), nothing is uploaded."""
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
+    worker = tokens._WORKER_COMMAND
+    monkeypatch.setattr(tokens, "_WORKER_COMMAND", [sys.executable, "-c", "import sys; sys.exit(9)"])
+
+    with pytest.raises(RuntimeError, match=r"token worker .* exit code 9"):
+        invoke(lambda_context)
+    assert aws_account.keys("datasets/") == []
+    assert only_run(aws_account)["status"] == "preparing"
+
+    monkeypatch.setattr(tokens, "_WORKER_COMMAND", worker)
+    invoke(lambda_context)
+
+    run = only_run(aws_account)
+    assert run["status"] == "prepared" and run["gate"]["train"]["total_tokens"] > 0
+    assert aws_account.versions(run["files"]["train"]["key"]) == 1

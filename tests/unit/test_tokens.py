@@ -276,3 +276,16 @@ def test_with_no_chunks_ahead_the_caller_counts_everything_and_the_worker_gets_n
         counts = counter.counts()
 
     assert list(counts) == [tokens.count_tokens(text) for text in texts]
+
+
+def test_the_worker_gets_no_credentials_nor_anything_named_like_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "OPENAI_API_KEY", "HF_TOKEN", "DB_PASSWORD"):
+        monkeypatch.setenv(name, "hidden")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "relative-cache")
+
+    environment = tokens.worker_environment()
+
+    assert not [name for name, value in environment.items() if value == "hidden"]
+    assert environment["LANG"] == "C.UTF-8"
+    assert environment["TIKTOKEN_CACHE_DIR"] == str(Path("relative-cache").resolve())
