@@ -16,6 +16,12 @@ When the run is evaluated, each kept row also gives its would-be held-out questi
 rendered user text, exactly as in its example, with the cells of the evaluation's reference
 and context columns. Those columns never drop a row: the training data stays what the
 filter and templates make it.
+
+Two ways lead to the same lines. A batch of Arrow text columns (what the pyarrow reader gives
+for plain JSON Lines and Parquet) is filtered, templated and written with Arrow's kernels, a
+whole batch at a time; any other batch (numbers, booleans, `datasets`' Python lists) goes row
+by row. Both write each line from a pattern built once, byte for byte what
+`json.dumps(example, ensure_ascii=False)` writes; tests/unit/test_examples.py holds them equal.
 """
 
 from __future__ import annotations
@@ -202,6 +208,16 @@ def _json_escaped(texts: pa.Array) -> pa.Array:
         for char in sorted(present):
             escaped = pc.replace_substring(escaped, char, ESCAPE_DCT[char])
     return escaped
+
+
+def _row_after_row(columns: list[list[str]]) -> list[str]:
+    """[[a1, a2], [b1, b2]] -> [a1, b1, a2, b2]."""
+    if len(columns) == 1:
+        return columns[0]
+    merged: list[str] = [""] * sum(map(len, columns))
+    for offset, column in enumerate(columns):
+        merged[offset :: len(columns)] = column
+    return merged
 
 
 @dataclass
@@ -412,6 +428,23 @@ class ExampleBuilder:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        rendered = [template.render_arrow(columns) for template in self._varying]
+        kept_rows = self._arrow_kept_rows(columns, rendered, room)
+        take = pa.Array.from_buffers(pa.int64(), len(kept_rows), [None, pa.py_buffer(kept_rows.astype(np.int64))])
+        texts = [pc.take(column, take) for column in rendered]
+        values = [column.to_pylist() for column in texts]
+        built = BuiltBatch(texts=_row_after_row(values))
+        built.jsonl, built.ends = self._arrow_lines(texts)
+        built.blank_texts = self._arrow_blanks(texts, values, len(kept_rows))
+        if self._question_positions is not None:
+            built.questions = self._arrow_questions(columns, take, values)
+        return built
+
+    def _arrow_kept_rows(self, columns: list[pa.Array], rendered: list[pa.Array], room: int | None) -> Any:
+        """The rows kept (a numpy array of positions), counting what is read and dropped, as `_build` would."""
+        import numpy as np
+        import pyarrow.compute as pc
+
         rows = len(columns[0])
         reason = np.full(rows, -1)  # each row's first drop reason, as an index into `reasons`
         reasons: list[str] = []
@@ -425,39 +458,23 @@ class ExampleBuilder:
                     newly = _true_rows(hit) & (reason < 0)
                     reason[newly] = len(reasons)
                     reasons.append(why)
-        rendered = [template.render_arrow(columns) for template in self._varying]
         reserved = np.zeros(rows, dtype=bool)
         if self._bedrock:
             for texts in rendered:
                 reserved |= _true_rows(pc.match_substring_regex(texts, NOVA_RESERVED.pattern))
             reserved &= reason < 0
-        kept = (reason < 0) & ~reserved
-        kept_rows = np.flatnonzero(kept)
+        kept_rows = np.flatnonzero((reason < 0) & ~reserved)
         read = rows if room is None or len(kept_rows) < room else int(kept_rows[room - 1]) + 1
-        kept_rows = kept_rows[kept_rows < read]
         self.counts.read += read
-        self.counts.kept += len(kept_rows)
         for index, count in enumerate(np.bincount(reason[:read][reason[:read] >= 0], minlength=len(reasons))):
             if count:
                 self.counts.dropped[reasons[index]] += int(count)
-        for row in np.flatnonzero(reserved[:read]).tolist():
+        for row in np.flatnonzero(reserved[:read]).tolist():  # rare: their reason is worked out row by row
             cells = tuple(column[row].as_py() for column in columns)
             self.counts.dropped[self._reserved_reason(cells) or "reserved"] += 1
-        take = pa.Array.from_buffers(pa.int64(), len(kept_rows), [None, pa.py_buffer(kept_rows.astype(np.int64))])
-        texts = [pc.take(column, take) for column in rendered]
-        built = BuiltBatch()
-        built.jsonl, built.ends = self._arrow_lines(texts)
-        values = [column.to_pylist() for column in texts]
-        if len(values) == 1:
-            built.texts = values[0]
-        else:
-            built.texts = [None] * (len(values) * len(kept_rows))  # type: ignore[list-item]  # filled just below
-            for part, part_values in enumerate(values):
-                built.texts[part :: len(values)] = part_values
-        built.blank_texts = self._arrow_blanks(texts, values, len(kept_rows))
-        if self._question_positions is not None:
-            built.questions = self._arrow_questions(columns, take, values)
-        return built
+        kept_rows = kept_rows[kept_rows < read]
+        self.counts.kept += len(kept_rows)
+        return kept_rows
 
     def _arrow_lines(self, texts: list[pa.Array]) -> tuple[memoryview, list[int]]:
         """The batch's JSONL: one Arrow join of the line's pieces and the JSON-escaped texts, read in place."""
