@@ -23,7 +23,7 @@ import pytest
 
 from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED_STRINGS, Provider, RunConfig
 from shared.dataset_source import _ColumnsOnDemand
-from shared.examples import Batch, BuiltBatch, ExampleBuilder
+from shared.examples import Batch, BuiltBatch, ExampleBuilder, _true_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS: tuple[Provider, ...] = ("openai", "bedrock")
@@ -340,3 +340,13 @@ def test_the_arrow_path_does_not_import_pandas() -> None:
         'reserved "Bot:" in question': 1,
         "missing support": 1,
     }
+
+
+def test_arrow_masks_read_from_their_buffers_honour_the_offset_and_the_nulls() -> None:
+    """`_true_rows` unpacks Arrow's bit buffers itself (numpy conversion would import pandas)."""
+    flags = [True, None, False, True, True, None, False, False, True, False, True]
+    whole = pa.array(flags, type=pa.bool_())
+    for start in range(len(flags)):
+        sliced = whole.slice(start)
+        assert _true_rows(sliced).tolist() == [bool(flag) for flag in flags[start:]]
+    assert _true_rows(whole.slice(3, 0)).tolist() == []
