@@ -7,8 +7,7 @@ so we seed tiktoken's cache with it and keep tiktoken's fast Rust encoder.
 tiktoken's own load decodes 200k base64 lines (about 0.2 s of CPU on a cold start), so the
 encoding it built is also kept as one marshal file (its sha256 in front), read back in a
 fifth of that: shipped in the prepare image (`write_encoding_file`, see its Dockerfile), else
-written to tiktoken's cache the first time. `load_in_background` starts loading while the
-caller waits on S3 and DynamoDB, and `encoding()` then returns it once it is ready.
+written to tiktoken's cache the first time.
 
 tiktoken holds the GIL while it encodes, so a second thread counts no faster. `TokenCounter`
 counts in a second process instead (`shared.token_worker`), on the second vCPU, while the
@@ -112,11 +111,6 @@ def encoding() -> tiktoken.Encoding:
         built = _tiktoken_encoding()
         _write_atomically(cached, _encoding_file_content(built))
         return built
-
-
-def load_in_background() -> None:
-    """Start loading the encoding on a daemon thread, so the first count does not wait for all of it."""
-    threading.Thread(target=encoding, name="load-o200k", daemon=True).start()
 
 
 @lru_cache(maxsize=4096)
