@@ -58,7 +58,8 @@ def serve(arguments: argparse.Namespace) -> int:
         print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}")
         print(
             f"export RAGTUNE_API_URL={stack.api_url} RAGTUNE_API_KEY={stack.api_key} "
-            f"RAGTUNE_BUCKET={stack.bucket} RAGTUNE_S3_ENDPOINT={stack.endpoint_url}",
+            f"RAGTUNE_BUCKET={stack.bucket} RAGTUNE_S3_ENDPOINT={stack.endpoint_url} "
+            f"RAGTUNE_DEFAULT_PROVIDER={stack.default_provider}",
             flush=True,
         )
         stopping.wait()

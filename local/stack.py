@@ -198,6 +198,11 @@ class MotoStack:
         return self._emulator
 
     @property
+    def default_provider(self) -> str:
+        """The template's DefaultProvider, as the functions' DEFAULT_PROVIDER resolves it."""
+        return _parameter_defaults()["DefaultProvider"]
+
+    @property
     def openai_base_url(self) -> str:
         """The endpoint every handler calls: the emulator's, else OPENAI_BASE_URL, else the template's default."""
         if self._emulator:

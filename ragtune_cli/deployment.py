@@ -27,9 +27,13 @@ from botocore.exceptions import (
 )
 
 from ragtune_cli.errors import CliError
+from shared.config import Provider
 
 ENVIRONMENT_VARIABLES = ("RAGTUNE_API_URL", "RAGTUNE_API_KEY", "RAGTUNE_BUCKET", "RAGTUNE_S3_ENDPOINT")
 STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")
+# Optional: the stack's DefaultProvider parameter, for a deployment named by the variables above.
+DEFAULT_PROVIDER_VARIABLE = "RAGTUNE_DEFAULT_PROVIDER"
+PROVIDERS: tuple[Provider, ...] = ("openai", "bedrock")
 _RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 _LOCAL_CREDENTIALS_HINT = (
     "the local stack takes any: export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1"
@@ -51,6 +55,7 @@ class Deployment:
     s3_endpoint: str | None
     region: str | None
     described_as: str
+    default_provider: Provider = "openai"  # what a config naming no provider gets there (the stack's DefaultProvider)
 
 
 @contextmanager
@@ -109,6 +114,7 @@ def from_stack(stack: str, region: str | None) -> Deployment:
     apigateway = _client("apigateway", region)
     with _aws_errors(f"reading the API key of {where}"):
         key = apigateway.get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+    parameters = {item["ParameterKey"]: item.get("ParameterValue") for item in described.get("Parameters", [])}
     return Deployment(
         api_url=outputs["ApiUrl"].rstrip("/"),
         api_key=key,
@@ -116,7 +122,12 @@ def from_stack(stack: str, region: str | None) -> Deployment:
         s3_endpoint=os.environ.get("RAGTUNE_S3_ENDPOINT") or None,
         region=region,
         described_as=where,
+        default_provider=_provider(parameters.get("DefaultProvider") or "") or "openai",
     )
+
+
+def _provider(name: str) -> Provider | None:
+    return next((provider for provider in PROVIDERS if provider == name), None)
 
 
 def from_environment() -> Deployment:
@@ -130,6 +141,13 @@ def from_environment() -> Deployment:
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set all of RAGTUNE_API_URL, "
             "RAGTUNE_API_KEY and RAGTUNE_BUCKET, or pass --stack NAME instead."
         )
+    named = os.environ.get(DEFAULT_PROVIDER_VARIABLE, "").strip() or "openai"
+    default_provider = _provider(named)
+    if default_provider is None:
+        raise CliError(
+            f"{DEFAULT_PROVIDER_VARIABLE} is {named!r}: set it to the stack's DefaultProvider, "
+            f"{' or '.join(PROVIDERS)}, or leave it unset for openai."
+        )
     return Deployment(
         api_url=values["RAGTUNE_API_URL"].rstrip("/"),
         api_key=values["RAGTUNE_API_KEY"],
@@ -137,6 +155,7 @@ def from_environment() -> Deployment:
         s3_endpoint=values["RAGTUNE_S3_ENDPOINT"] or None,
         region=None,
         described_as=f"the deployment at {values['RAGTUNE_API_URL']}",
+        default_provider=default_provider,
     )
 
 

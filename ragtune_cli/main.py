@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -26,7 +27,7 @@ from ragtune_cli import deployment
 from ragtune_cli.api import ApiClient, ApiError
 from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError
 from ragtune_cli.progress import ProgressTracker, Snapshot
-from shared.config import RunConfig, data_object_key, parse_run_config
+from shared.config import Provider, RunConfig, data_object_key, parse_run_config
 from shared.errors import ConfigError, UserInputError
 from shared.run_ids import derive_run_id
 
@@ -48,6 +49,13 @@ Stack = Annotated[
 ]
 Region = Annotated[str | None, typer.Option("--region", help="AWS region of the stack (default: your AWS config).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+class DefaultProvider(StrEnum):
+    openai = "openai"
+    bedrock = "bedrock"
+
+
 RunIdArgument = Annotated[
     str, typer.Argument(metavar="RUN_ID", help="A run id, as `ragtune runs` lists them.", show_default=False)
 ]
@@ -135,9 +143,10 @@ def _read_config(path: Path) -> bytes:
         _fail(f"Cannot read the config {path}: {error.strerror or error}.", EXIT_ERROR)
 
 
-def _parse(path: Path, raw: bytes) -> RunConfig:
+def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> RunConfig:
+    """`default_provider`: what a config naming no provider gets (the deployment's DefaultProvider)."""
     try:
-        return parse_run_config(raw)
+        return parse_run_config(raw, default_provider=default_provider)
     except ConfigError as error:
         _fail(f"{path}: {error.message}.")
 
@@ -187,11 +196,18 @@ def validate(
     data: Annotated[
         Path | None, typer.Option("--data", help="A local data file: read it and estimate tokens and cost.")
     ] = None,
+    default_provider: Annotated[
+        DefaultProvider,
+        typer.Option(
+            "--default-provider",
+            help="The provider a config naming none gets: your stack's DefaultProvider parameter.",
+        ),
+    ] = DefaultProvider.openai,
     as_json: AsJson = False,
 ) -> None:
     """Check a config against the schema offline and print what the run would do; nothing is uploaded."""
     with _sentences():
-        config = _parse(config_path, _read_config(config_path))
+        config = _parse(config_path, _read_config(config_path), default_provider.value)
         found = None
         if data is not None:
             from ragtune_cli.estimate import estimate  # imports `datasets`: only when asked for
@@ -239,15 +255,15 @@ def submit(
     """Upload the data (with --data) and the config; the run starts as the config lands. Prints the run id."""
     with _sentences():
         raw = _read_config(config_path)
-        config = _parse(config_path, raw)
         target = deployment.find(stack, region)
+        config = _parse(config_path, raw, target.default_provider)
         data_key = None
         if data is not None:
             if not data.is_file():
                 _fail(f"No data file at {data}.", EXIT_ERROR)
             data_key = f"data/{data.name}"
             raw = _with_source(raw, f"s3://{target.bucket}/{data_key}")
-            _parse(config_path, raw)  # the file's name must be one the pipeline reads
+            _parse(config_path, raw, target.default_provider)  # the file's name must be one the pipeline reads
         else:
             location = data_object_key(config.dataset.source)
             if location is not None and location[0] != target.bucket:

@@ -107,6 +107,7 @@ def local_stack() -> Iterator[LocalStack]:
         "RAGTUNE_API_KEY": printed["api_key"],
         "RAGTUNE_BUCKET": printed["bucket"],
         "RAGTUNE_S3_ENDPOINT": printed["s3_endpoint"],
+        "RAGTUNE_DEFAULT_PROVIDER": "openai",  # the template's DefaultProvider
     }
     yield LocalStack(exported)
     process.kill()  # a clean SIGTERM stop is tests/local's subject; this saves its seconds

@@ -122,3 +122,20 @@ def test_data_the_run_would_refuse_fails_validation_with_the_reason(tmp_path: Pa
         f"{config} with {EXAMPLES / 'data' / 'faq.csv'}: the run would fail: dataset has no column(s) correct_answer, "
         "question, support used by the config's filter/template; it has: answer, prompt."
     )
+
+
+def test_a_config_naming_no_provider_is_checked_with_the_stacks_default_provider(tmp_path: Path) -> None:
+    """learning_rate is Bedrock's: refused under OpenAI's rules (the default), taken with --default-provider bedrock."""
+    config = tmp_path / "nova.json"
+    config.write_text(
+        json.dumps({"dataset": {"source": "allenai/sciq"}, "fine_tune": {"hyperparameters": {"learning_rate": 1e-05}}})
+    )
+
+    as_openai = ragtune("validate", str(config), env=user_shell())
+    as_bedrock = ragtune("validate", str(config), "--default-provider", "bedrock", "--json", env=user_shell())
+
+    assert as_openai.code == 1
+    assert "learning_rate is a hyperparameter of Bedrock fine-tuning only" in as_openai.stderr
+    assert as_bedrock.code == 0, as_bedrock.stderr
+    assert as_bedrock.json()["config"]["provider"] == "bedrock"
+    assert as_bedrock.json()["config"]["fine_tune"]["hyperparameters"]["learning_rate"] == 1e-05
