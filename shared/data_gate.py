@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,12 @@ def _example_errors(example: Any) -> list[str]:
     return errors
 
 
+def built_example_errors(blank_texts: int, bedrock: bool) -> list[str]:
+    """The format errors of an example the ExampleBuilder made, whose structure is always right: one
+    `missing_content` per blank message (OpenAI's check), or once for the record (Nova's, deduplicated)."""
+    return ["missing_content"] * (min(blank_texts, 1) if bedrock else blank_texts)
+
+
 def example_tokens(messages: list[dict[str, Any]]) -> int:
     """One example's tokens the cookbook's way (the OpenAI emulator counts with this too)."""
     tokens = _TOKENS_REPLY_PRIMING + _TOKENS_PER_MESSAGE * len(messages)
@@ -132,38 +139,29 @@ def line_digest(line: bytes) -> bytes:
 class GateTally:
     """One file's report built line by line, from each line's format errors and tokens however obtained.
 
-    Duplicates are told apart by 16-byte digests packed in one bytearray (16 bytes a line, where
-    a set of digest objects takes about 100) and counted once, in `report()`. `token_limit`:
-    OpenAI's per-example limit, which caps billing and counts the examples over it; None for Nova.
+    It keeps what `tally_file` needs: the lines with errors, and the 16-byte digests (one bytearray,
+    16 bytes a line where a set of digest objects takes about 100) and tokens of the others.
+    `token_limit`: OpenAI's per-example limit, which caps billing and counts the examples over it; None for Nova.
     """
 
     def __init__(self, token_limit: int | None) -> None:
-        self._report = GateReport()
+        self._examples = 0
+        self._errors: list[tuple[int, list[str]]] = []
         self._digests = bytearray()
+        self._tokens = array("q")
         self._token_limit = token_limit
 
     def add(self, digest: bytes, errors: list[str], tokens: int) -> None:
         """One line: its `line_digest`, its format errors and, when it has none, its tokens."""
-        report = self._report
-        report.examples += 1
+        self._examples += 1
         if errors:
-            report.format_errors.update(errors)
-            if len(report.first_errors) < _ERRORS_QUOTED:
-                report.first_errors.append(f"line {report.examples}: {', '.join(errors)}")
+            self._errors.append((self._examples, errors))
             return
         self._digests += digest
-        report.total_tokens += tokens
-        report.max_example_tokens = max(report.max_example_tokens, tokens)
-        if self._token_limit is None:
-            report.billing_tokens += tokens
-            return
-        report.billing_tokens += min(tokens, self._token_limit)
-        if tokens > self._token_limit:
-            report.examples_over_token_limit += 1
+        self._tokens.append(tokens)
 
     def report(self) -> GateReport:
-        self._report.duplicate_examples = _count_repeats(self._digests)
-        return self._report
+        return tally_file(self._examples, self._errors, bytes(self._digests), self._tokens, self._token_limit)
 
 
 def tally_file(

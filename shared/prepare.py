@@ -34,6 +34,7 @@ from shared.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
     MIN_EXAMPLES,
     GateReport,
+    built_example_errors,
     enforce,
     estimate_bedrock_training,
     estimate_training,
@@ -158,9 +159,7 @@ class _GatedLines:
         self.tokens = varying + constant
 
     def errors(self, index: int) -> list[str]:
-        """A line's format errors: the gate's checks find nothing else wrong in an example the builder made."""
-        blanks = self.blank_texts.get(index, 0)
-        return ["missing_content"] * (min(blanks, 1) if self.bedrock else blanks)
+        return built_example_errors(self.blank_texts.get(index, 0), self.bedrock)
 
     def report(self, indices: Any, token_limit: int | None) -> GateReport:
         """The gate's report on the lines at `indices` (sorted numpy array), in that order."""

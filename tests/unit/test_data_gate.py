@@ -14,6 +14,9 @@ from shared.data_gate import (
     GateReport,
     GateTally,
     auto_epochs,
+    built_example_errors,
+    check_bedrock_record,
+    check_chat_example,
     enforce,
     estimate_bedrock_training,
     estimate_training,
@@ -196,6 +199,25 @@ def _random_lines(rng: random.Random) -> list[tuple[bytes, list[str], int]]:
 
 
 def _line_by_line(lines: list[tuple[bytes, list[str], int]], token_limit: int | None) -> GateReport:
+    """The report worked out plainly, line after line: the reference both tallies must match."""
+    report = GateReport(examples=len(lines))
+    seen: set[bytes] = set()
+    for number, (digest, errors, tokens) in enumerate(lines, start=1):
+        if errors:
+            report.format_errors.update(errors)
+            if len(report.first_errors) < 5:
+                report.first_errors.append(f"line {number}: {', '.join(errors)}")
+            continue
+        report.duplicate_examples += digest in seen
+        seen.add(digest)
+        report.total_tokens += tokens
+        report.max_example_tokens = max(report.max_example_tokens, tokens)
+        report.billing_tokens += tokens if token_limit is None else min(tokens, token_limit)
+        report.examples_over_token_limit += token_limit is not None and tokens > token_limit
+    return report
+
+
+def _with_gate_tally(lines: list[tuple[bytes, list[str], int]], token_limit: int | None) -> GateReport:
     tally = GateTally(token_limit)
     for digest, errors, tokens in lines:
         tally.add(digest, errors, tokens)
@@ -214,16 +236,16 @@ def _all_at_once(lines: list[tuple[bytes, list[str], int]], token_limit: int | N
     )
 
 
-def test_a_file_tallied_at_once_reports_exactly_what_the_line_by_line_tally_does() -> None:
+def test_both_tallies_report_what_the_lines_plainly_add_up_to() -> None:
     rng = random.Random(11)  # seeded: a failure replays exactly
     seen = Counter[str]()
     for _ in range(400):
         lines = _random_lines(rng)
         for token_limit in (MAX_TOKENS_PER_EXAMPLE, None):
             expected = _line_by_line(lines, token_limit)
-            found = _all_at_once(lines, token_limit, as_array=rng.random() < 0.5)
-            assert found.as_record() == expected.as_record()
-            assert found.first_errors == expected.first_errors
+            for found in (_all_at_once(lines, token_limit, rng.random() < 0.5), _with_gate_tally(lines, token_limit)):
+                assert found.as_record() == expected.as_record()
+                assert found.first_errors == expected.first_errors
             seen.update(
                 {
                     "duplicates": expected.duplicate_examples > 0,
@@ -242,3 +264,18 @@ def test_an_empty_file_tallied_at_once_is_an_empty_report(token_limit: int | Non
 
     assert found.as_record() == GateTally(token_limit).report().as_record() == GateReport().as_record()
     assert found.first_errors == []
+
+
+@pytest.mark.parametrize("blank", [(), ("user",), ("system", "assistant"), ("system", "user", "assistant")])
+def test_the_errors_of_a_built_example_are_what_the_full_checks_find(blank: tuple[str, ...]) -> None:
+    """Prepare gates its own examples from their blank texts alone: it must agree with both providers' checks."""
+    texts = {role: " \n" if role in blank else f"{role} text" for role in ("system", "user", "assistant")}
+    chat = {"messages": [{"role": role, "content": text} for role, text in texts.items()]}
+    nova = {
+        "schemaVersion": "bedrock-conversation-2024",
+        "system": [{"text": texts["system"]}],
+        "messages": [{"role": role, "content": [{"text": texts[role]}]} for role in ("user", "assistant")],
+    }
+
+    assert check_chat_example(chat)[0] == built_example_errors(len(blank), bedrock=False)
+    assert check_bedrock_record(nova)[0] == built_example_errors(len(blank), bedrock=True)
