@@ -10,6 +10,9 @@ prepare >= 10x the notebook on ROWS rows, a cold SMALL-row prepare <= 1.5 s, and
 at LARGE rows <= 1.3x the peak at ROWS rows, upload included. CPU time counts the prepare
 function's token worker process too; its peak memory is printed beside the handler's.
 
+A diagnostic run follows: the same handler with every token count replaced by zero and no token
+worker. No production run works that way; its ratio is the most any faster tokenizer could buy.
+
 Usage: python -m benchmarks.prepare_vs_notebook [--rows 100000] [--repeat 3] [--small-rows 1000]
        [--large-rows 1000000]
 """
@@ -26,8 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
 BUCKET = "ragtune-bench"
@@ -111,6 +116,33 @@ def run_prepare(config_key: str) -> dict[str, Any]:
     event = {"Records": [{"s3": {"bucket": {"name": BUCKET}, "object": {"key": config_key}}}]}
     [run] = lambda_handler(event, _Context())["runs"]
     return {"run": run}
+
+
+class _ZeroTokens:
+    """TokenCounter's interface with no worker and no encoding: every text counts 0 tokens."""
+
+    def __init__(self) -> None:
+        self._texts = 0
+
+    def __enter__(self) -> _ZeroTokens:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def submit(self, texts: list[str]) -> None:
+        self._texts += len(texts)
+
+    def counts(self) -> array[int]:
+        return array("q", bytes(8 * self._texts))
+
+
+def run_prepare_without_counting(config_key: str) -> dict[str, Any]:
+    """Diagnostic only: the handler with token counting free, to bound what a faster tokenizer could gain."""
+    import shared.prepare
+
+    with mock.patch.object(shared.prepare, "TokenCounter", _ZeroTokens):
+        return run_prepare(config_key)
 
 
 def _child_environment(scratch: Path, endpoint: str) -> dict[str, str]:
@@ -198,10 +230,10 @@ class _Stack:
         self._server.stop()
 
 
-def _prepare_runs(stack: _Stack, source: str, repeat: int) -> list[dict[str, Any]]:
+def _prepare_runs(stack: _Stack, source: str, repeat: int, mode: str = "prepare") -> list[dict[str, Any]]:
     runs = []
     for _ in range(repeat):
-        seconds, child = _child(["prepare", stack.put_config(source)], stack.environment)
+        seconds, child = _child([mode, stack.put_config(source)], stack.environment)
         if child["run"]["status"] != "prepared":
             raise SystemExit(f"prepare did not succeed: {child['run']}")
         runs.append({**child, "seconds": seconds})
@@ -234,6 +266,7 @@ def main(rows: int, repeat: int, small_rows: int, large_rows: int) -> None:
         identical = train == output.read_bytes()
         if not identical:
             raise SystemExit("prepare's train.jsonl differs from the notebook's file")
+        uncounted = _prepare_runs(stack, source, repeat, mode="prepare-without-counting")
 
         small = scratch / f"rows-{small_rows}.jsonl"
         write_rows(small, small_rows)
@@ -266,6 +299,12 @@ def main(rows: int, repeat: int, small_rows: int, large_rows: int) -> None:
         f"prepare vs notebook: {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU "
         f"(goal >= {SPEED_GOAL:.0f}x: {_verdict(ratio >= SPEED_GOAL)})"
     )
+    uncounted_seconds = _median(uncounted, "seconds")
+    print(
+        f"  diagnostic, not a product path: prepare with every token count replaced by 0 and no token worker: "
+        f"{uncounted_seconds:.2f} s (CPU {_median(uncounted, 'cpu_seconds'):.2f} s) = "
+        f"{notebook_seconds / uncounted_seconds:.1f}x wall: the most a faster exact tokenizer could reach"
+    )
     print(
         f"cold prepare of {small_rows} rows, imports included: {small_seconds:.2f} s "
         f"(CPU {_median(small_runs, 'cpu_seconds'):.2f} s) "
@@ -282,8 +321,15 @@ def main(rows: int, repeat: int, small_rows: int, large_rows: int) -> None:
     )
 
 
+_CHILD_MODES = {
+    "notebook": lambda args: run_notebook(Path(args[0]), Path(args[1])),
+    "prepare": lambda args: run_prepare(args[0]),
+    "prepare-without-counting": lambda args: run_prepare_without_counting(args[0]),
+}
+
+
 def _child_main(mode: str, args: list[str]) -> None:
-    figures = run_notebook(Path(args[0]), Path(args[1])) if mode == "notebook" else run_prepare(args[0])
+    figures = _CHILD_MODES[mode](args)
     # Every thread, interpreter start included, and the processes it ran (prepare's token worker).
     cpu_seconds = sum(
         usage.ru_utime + usage.ru_stime
@@ -303,7 +349,7 @@ def _child_main(mode: str, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("notebook", "prepare"):
+    if len(sys.argv) > 1 and sys.argv[1] in _CHILD_MODES:
         _child_main(sys.argv[1], sys.argv[2:])
     else:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
