@@ -14,7 +14,7 @@ import boto3
 import pytest
 import requests
 
-from tests.local.test_stack import ROOT, _environment
+from tests.local.serving import ROOT, start_serve, user_environment
 
 # `make install` puts the script beside the venv's python (`pip install --no-deps -e .`).
 RAGTUNE = Path(sys.executable).parent / "ragtune"
@@ -49,7 +49,7 @@ def ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result
 
 def user_shell(**variables: str) -> dict[str, str]:
     """A user's shell with no AWS settings of the test session (and none from files), plus `variables`."""
-    return {**_environment(), **NO_AWS_FILES, **variables}
+    return {**user_environment(), **NO_AWS_FILES, **variables}
 
 
 @dataclass
@@ -86,22 +86,8 @@ class LocalStack:
 
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[LocalStack]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local", "serve"],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    while not lines or not lines[-1].startswith("export "):
-        line = process.stdout.readline()
-        assert line, "serve mode exited before printing its export line: " + "".join(lines)
-        lines.append(line.strip())
-    exported = dict(assignment.split("=", 1) for assignment in lines[-1].removeprefix("export ").split(" "))
-    printed = dict(line.split("=", 1) for line in lines if "=" in line and " " not in line)
+    serving = start_serve()
+    exported, printed = serving.exported, serving.printed
     assert exported == {
         "RAGTUNE_API_URL": printed["api_url"],
         "RAGTUNE_API_KEY": printed["api_key"],
@@ -110,5 +96,4 @@ def local_stack() -> Iterator[LocalStack]:
         "RAGTUNE_DEFAULT_PROVIDER": "openai",  # the template's DefaultProvider
     }
     yield LocalStack(exported)
-    process.kill()  # a clean SIGTERM stop is tests/local's subject; this saves its seconds
-    process.wait(timeout=30)
+    serving.kill()  # a clean SIGTERM stop is tests/local's subject; this saves its seconds

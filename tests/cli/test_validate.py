@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from ragtune_cli.estimate import estimate
 from shared.config import parse_run_config
-from tests.local.test_stack import ROOT
+from tests.local.serving import ROOT
 
 from .conftest import EXAMPLES, RAGTUNE, ragtune, user_shell
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_stack import ROOT, _environment
+from .serving import ROOT, start_serve, user_environment
 
 AWS_STAND_IN = f'''#!{sys.executable}
 """aws --endpoint-url URL s3 cp FILE s3://BUCKET/KEY-or-PREFIX/ (all the walkthrough needs)."""
@@ -45,30 +45,16 @@ def _walkthrough() -> str:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local", "serve"],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    printed: dict[str, str] = {}
-    while "openai_base_url" not in printed:
-        line = process.stdout.readline()
-        assert line, "serve mode exited before printing its endpoints"
-        key, _, value = line.strip().partition("=")
-        printed[key] = value
-    yield printed
-    process.terminate()
-    assert process.wait(timeout=30) == 0
+def served() -> Iterator[dict[str, str]]:
+    serving = start_serve()
+    yield serving.printed
+    serving.process.terminate()
+    assert serving.process.wait(timeout=30) == 0
 
 
 def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path: Path) -> None:
     environment = {
-        **_environment(),
+        **user_environment(),
         "S3_ENDPOINT": served["s3_endpoint"],
         "BUCKET": served["bucket"],
         "API_URL": served["api_url"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -22,19 +21,9 @@ from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
 from shared.tracking import execution_name
 
-ROOT = Path(__file__).resolve().parents[2]
+from .serving import ROOT, start_serve, user_environment
+
 SAMPLE = ROOT / "local" / "sample"
-
-
-def _environment() -> dict[str, str]:
-    """A user's shell: no AWS settings of the test session, no OpenAI key (so: the emulator)."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))
-    }
-    environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return environment
 
 
 def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
@@ -42,7 +31,7 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "local", "demo"],
         cwd=ROOT,
-        env=_environment(),
+        env=user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,7 +85,7 @@ def test_the_bedrock_demo_answers_from_a_deployment_and_exits_zero() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "local", "demo", "--provider", "bedrock"],
         cwd=ROOT,
-        env=_environment(),
+        env=user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -119,7 +108,7 @@ def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
     """OPENAI_BASE_URL is honoured beside OPENAI_API_KEY (it used to be overwritten with api.openai.com)."""
     with OpenAIEmulator(phase_seconds=0.2) as elsewhere:
         environment = {
-            **_environment(),
+            **user_environment(),
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
             "OPENAI_BASE_URL": elsewhere.base_url,
         }
@@ -152,7 +141,7 @@ def test_demo_exits_non_zero_with_the_reason_when_the_run_fails(tmp_path: Path) 
     result = subprocess.run(
         [sys.executable, "-m", "local", "demo", "--config", str(config)],
         cwd=ROOT,
-        env=_environment(),
+        env=user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -198,30 +187,12 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Served, subprocess.Popen[str]]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local", "serve"],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    printed: dict[str, str] = {}
-    assert process.stdout is not None
-    while len(printed) < 4:
-        line = process.stdout.readline()
-        assert line, "serve mode exited before printing its endpoints"
-        key, _, value = line.strip().partition("=")
-        if key in {"s3_endpoint", "bucket", "api_url", "api_key"}:
-            printed[key] = value
-    assert process.stdout.readline().startswith("openai_base_url=http://127.0.0.1:")  # the emulator's
-    bedrock = process.stdout.readline().strip()
-    assert bedrock.startswith("bedrock_endpoint_url=http://127.0.0.1:")  # the Bedrock emulator's
-    served = Served(**printed)
-    served.bedrock_endpoint_url = bedrock.partition("=")[2]
-    yield served, process
-    if process.poll() is None:
-        process.kill()
+    serving = start_serve()
+    assert serving.printed["openai_base_url"].startswith("http://127.0.0.1:")  # the emulator's
+    assert serving.printed["bedrock_endpoint_url"].startswith("http://127.0.0.1:")  # the Bedrock emulator's
+    fields = ("s3_endpoint", "bucket", "api_url", "api_key", "bedrock_endpoint_url")
+    yield Served(**{name: serving.printed[name] for name in fields}), serving.process
+    serving.kill()
 
 
 def test_serve_mode_runs_a_config_dropped_with_boto3_and_answers_over_http(
@@ -306,22 +277,9 @@ def test_the_stack_honours_bedrock_endpoints_the_user_set(tmp_path: Path) -> Non
         ),
     )
     with elsewhere:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local", "serve"],
-            cwd=ROOT,
-            env={**_environment(), **elsewhere.environment()},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        serving = start_serve(**elsewhere.environment())
         try:
-            assert process.stdout is not None
-            lines: list[str] = []
-            while not lines or not lines[-1].startswith("bedrock_endpoint_url="):
-                line = process.stdout.readline()
-                assert line, "serve mode exited before printing its endpoints: " + "".join(lines)
-                lines.append(line.strip())
-            printed = dict(line.partition("=")[::2] for line in lines if "=" in line and " " not in line)
+            lines, printed = serving.lines, serving.printed
             assert printed["bedrock_endpoint_url"] == elsewhere.endpoint_url
             assert (
                 f"Bedrock: {elsewhere.endpoint_url} (from AWS_ENDPOINT_URL_BEDROCK), "
@@ -339,8 +297,8 @@ def test_the_stack_honours_bedrock_endpoints_the_user_set(tmp_path: Path) -> Non
             )
             [run] = [r for r in stack.api("GET", "/runs").json()["runs"] if r["config_key"] == "configs/nova.json"]
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            serving.process.terminate()
+            serving.process.wait(timeout=30)
 
     run_id = run["run_id"]
     assert created.status == 201 and "jobArn" in created.response, created.response

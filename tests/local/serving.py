@@ -1,0 +1,61 @@
+"""`python -m local serve` started as a user starts it, for every test that drives the served stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def user_environment() -> dict[str, str]:
+    """A user's shell: no AWS settings of the test session, no OpenAI key (so: the emulator)."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))
+    }
+    environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return environment
+
+
+@dataclass
+class Serving:
+    """The running `serve` process and what it printed before serving."""
+
+    process: subprocess.Popen[str]
+    lines: list[str]  # every line up to and including the export line
+    printed: dict[str, str]  # the `name=value` lines: s3_endpoint, bucket, api_url, api_key, ...
+    exported: dict[str, str]  # the export line's variables
+
+    def kill(self) -> None:
+        """Stop it without the clean SIGTERM path (tests of that path terminate `process` themselves)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def start_serve(**variables: str) -> Serving:
+    """`python -m local serve` in a user's shell plus `variables`, read up to its export line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local", "serve"],
+        cwd=ROOT,
+        env={**user_environment(), **variables},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("export "):
+        line = process.stdout.readline()
+        if not line:
+            process.kill()
+            raise AssertionError("serve mode exited before printing its export line: " + "\n".join(lines))
+        lines.append(line.strip())
+    printed = dict(line.split("=", 1) for line in lines if "=" in line and " " not in line)
+    exported = dict(assignment.split("=", 1) for assignment in lines[-1].removeprefix("export ").split(" "))
+    return Serving(process, lines, printed, exported)
