@@ -1,21 +1,24 @@
 """The one HTTP layer of local/: a threaded loopback server that hands every request to an app.
 
-The OpenAI emulator and the API Gateway front are both `App`s, functions from a `Request` to a
-`Reply`, so their logic never touches sockets. The standard library's server rather than
+The emulators (OpenAI, Bedrock) and the API Gateway front are all `App`s, functions from a
+`Request` to a `Reply`, so their logic never touches sockets; the emulators share `Emulator`'s
+start, stop and command-line loop. The standard library's server rather than
 Werkzeug's: WSGI turns header names into HTTP_* keys and loses the case they were sent in,
 which API Gateway keeps in the event it hands the function (and the emulator in its records).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 _log = logging.getLogger(__name__)
 
@@ -90,3 +93,45 @@ class LoopbackServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join()
+
+
+class Emulator:
+    """A service emulator's lifecycle: `start()` serves `answer` on a keep-alive `LoopbackServer` (port 0
+    picks a free one, kept in `port`), `stop()` ends it; used as a context manager, both happen."""
+
+    server_name = "emulator"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._server: LoopbackServer | None = None
+
+    def answer(self, request: Request) -> Reply | None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        # keep_alive: the SDKs reuse connections; stop() never waits for slow-fault sleeps or idle connections.
+        self._server = LoopbackServer(
+            self.answer, self.host, self.port, name=self.server_name, methods=("GET", "POST", "DELETE"), keep_alive=True
+        )
+        self.port = self._server.server_port
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_until_stopped(self, announcement: Callable[[], str]) -> None:
+        """The emulators' command line: serve, print `announcement()` (the URL to use), stop on SIGINT or SIGTERM."""
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        with self:
+            print(announcement(), flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                stopped.wait()

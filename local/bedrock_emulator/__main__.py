@@ -8,9 +8,6 @@ e.g. a moto server named by ``AWS_ENDPOINT_URL_S3``. Point boto3 at the emulator
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,12 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         emulator.inject_fault(operation, fault_kind, int(times[0]) if times else 1)
     emulator.fail_jobs(args.fail_jobs)
     emulator.fail_deployments(args.fail_deployments)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with emulator:
-        print(f"bedrock_endpoint_url={emulator.endpoint_url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+    emulator.serve_until_stopped(lambda: f"bedrock_endpoint_url={emulator.endpoint_url}")
 
 
 if __name__ == "__main__":

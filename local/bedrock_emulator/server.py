@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.http_server import LoopbackServer, Reply, Request
+from local.http_server import Emulator, Reply, Request
 
 from .customization import Customizations, CustomModel, Deployment, Job
 from .errors import BedrockError, validation
@@ -193,7 +193,7 @@ def _reply(status: int, result: Any, record: RecordedRequest, error_code: str | 
     return Reply(status, headers, json.dumps(result).encode())
 
 
-class BedrockEmulator:
+class BedrockEmulator(Emulator):
     """Bedrock (model customization, custom model deployments) and bedrock-runtime (Converse) on one port.
 
     Point boto3 at it with ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` both set to
@@ -201,6 +201,8 @@ class BedrockEmulator:
     reads training data and writes metrics with, or a zero-argument factory; by default ``boto3.client("s3")``
     made on first use, so it works in-process under moto's ``mock_aws``. See the package docstring.
     """
+
+    server_name = "bedrock-emulator"
 
     def __init__(
         self,
@@ -213,13 +215,12 @@ class BedrockEmulator:
         min_training_records: int = MIN_RECORDS,
         max_training_records: int = MAX_RECORDS,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.lock = threading.RLock()
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._s3_given, self._s3_client = s3, None
         self.customizations = Customizations(self._s3, clock, phase_seconds, min_training_records, max_training_records)
-        self._server: LoopbackServer | None = None
 
     def _s3(self) -> Any:
         given = self._s3_given
@@ -231,30 +232,8 @@ class BedrockEmulator:
             self._s3_client = boto3.client("s3")
         return self._s3_client
 
-    # lifecycle ---------------------------------------------------------------------------------------
-
-    def start(self) -> BedrockEmulator:
-        self._server = LoopbackServer(
-            lambda request: _answer(self, request),
-            self.host,
-            self.port,
-            name="bedrock-emulator",
-            methods=("GET", "POST", "DELETE"),
-            keep_alive=True,
-        )
-        self.port = self._server.server_port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> BedrockEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def answer(self, request: Request) -> Reply | None:
+        return _answer(self, request)
 
     @property
     def endpoint_url(self) -> str:

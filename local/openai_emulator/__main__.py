@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
 from collections.abc import Sequence
 from datetime import date
 
@@ -58,12 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             delay=value,
             times=int(rest[1]) if len(rest) > 1 else 1,
         )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with emulator:
-        print(f"openai_base_url={emulator.base_url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+    emulator.serve_until_stopped(lambda: f"openai_base_url={emulator.base_url}")
 
 
 if __name__ == "__main__":

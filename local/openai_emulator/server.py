@@ -12,7 +12,7 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.http_server import LoopbackServer, Reply, Request
+from local.http_server import Emulator, Reply, Request
 
 from .errors import ApiError, not_found
 from .faults import Fault, FaultInjector, FaultKind
@@ -242,8 +242,10 @@ def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[s
     raise not_found(f"Invalid URL ({method} {full_path})")
 
 
-class OpenAIEmulator:
+class OpenAIEmulator(Emulator):
     """An OpenAI API emulator on a loopback port; see the package docstring for the behaviour."""
+
+    server_name = "openai-emulator"
 
     store: Store
     fine_tuning: FineTuning
@@ -262,7 +264,7 @@ class OpenAIEmulator:
         """``shutdown_dates``: model -> "YYYY-MM-DD" (or None) for ``GET /models/{model}``; fine-tunes follow
         their base model's. Default ``DEFAULT_SHUTDOWN_DATES`` (OpenAI's announced dates); a mutable dict on
         ``shutdown_dates`` afterwards."""
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.faults = FaultInjector()
         self.requests: list[RecordedRequest] = []
         self.store = Store(clock)
@@ -271,33 +273,9 @@ class OpenAIEmulator:
         self.shutdown_dates: dict[str, str | None] = dict(
             DEFAULT_SHUTDOWN_DATES if shutdown_dates is None else shutdown_dates
         )
-        self._server: LoopbackServer | None = None
 
-    # lifecycle ---------------------------------------------------------------------------------------
-
-    def start(self) -> OpenAIEmulator:
-        # keep_alive: the SDK reuses connections; stop() never waits for slow-fault sleeps or idle connections.
-        self._server = LoopbackServer(
-            lambda request: _answer(self, request),
-            self.host,
-            self.port,
-            name="openai-emulator",
-            methods=("GET", "POST", "DELETE"),
-            keep_alive=True,
-        )
-        self.port = self._server.server_port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> OpenAIEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def answer(self, request: Request) -> Reply | None:
+        return _answer(self, request)
 
     @property
     def base_url(self) -> str:
