@@ -4,7 +4,8 @@ Streaming keeps memory flat and never writes an Arrow cache. Two kinds of source
 the config's rule says: a Hub dataset id, read from the Hub alone (`hf://datasets/<id>`,
 never a local directory of the same name) at its pinned revision if any; or an object
 under `data/` of this deployment's data bucket, downloaded to scratch first. The function
-never reads its own files, and read errors never show its paths.
+never reads its own files (nor files a Hub dataset's card names outside its repository), and
+read errors never show its paths.
 
 A JSON Lines or Parquet object is read with pyarrow directly (importing `datasets` alone
 takes longer than reading 100k rows), in the chunks `datasets` would read and converting
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import codecs
 import io
+import posixpath
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -170,11 +172,28 @@ def _skip_rows(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
 
 
 def _datasets_batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> Iterator[Batch]:
+    """What `datasets.load_dataset(path, split=..., streaming=True)` does, with a look at the files in between."""
     import datasets  # 1-2 s to import: only the Hub, CSV and unusual JSON or Parquet pay for it
 
     # kwargs carry the revision when the run config pins one; otherwise the Hub's main branch is read.
-    dataset = datasets.load_dataset(path, split=spec.split, streaming=True, **kwargs)  # nosec B615  # see line above
-    yield from dataset.iter(batch_size=BATCH_SIZE)
+    builder = datasets.load_dataset_builder(path, **kwargs)  # nosec B615  # see line above
+    if path.startswith(HUB_ONLY):
+        _only_its_own_files(path.removeprefix(HUB_ONLY), builder.config.data_files or {})
+    yield from builder.as_streaming_dataset(split=spec.split).iter(batch_size=BATCH_SIZE)
+
+
+def _only_its_own_files(repo_id: str, data_files: Mapping[str, Iterable[str]]) -> None:
+    """A Hub dataset's card chooses its data files, and `datasets` globs an absolute path in it on this
+    function's own disk (and fetches a URL): a config naming a public dataset could read the function's
+    files. Every file must be in the dataset's own repository, at whatever revision."""
+    own = f"datasets/{repo_id}@"
+    for files in data_files.values():
+        for file in files:
+            if not (file.startswith("hf://") and posixpath.normpath(file.removeprefix("hf://")).startswith(own)):
+                raise DatasetError(
+                    f"dataset {repo_id!r} lists data files outside its own Hub repository (its card's data_files "
+                    "or data_dir); only a dataset's own files are read"
+                )
 
 
 def _batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> Iterator[Batch]:

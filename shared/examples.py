@@ -246,6 +246,16 @@ class BuiltBatch:
             start = end
 
 
+_LISTED_COLUMNS = 40  # a run's error is one DynamoDB item (400 KB at most), read by people
+
+
+def _listed(columns: list[str]) -> str:
+    """The dataset's columns for an error: the first `_LISTED_COLUMNS`, each cut at 64 characters."""
+    shown = ", ".join(name if len(name) <= 64 else name[:63] + "…" for name in columns[:_LISTED_COLUMNS])
+    more = len(columns) - _LISTED_COLUMNS
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 class ExampleBuilder:
     """Turns column batches into JSONL lines, counting what it keeps and drops and why.
 
@@ -311,7 +321,7 @@ class ExampleBuilder:
         evaluation = self._config.evaluation
         users = "filter/template/evaluation" if evaluation.enabled else "filter/template"
         message = (
-            f"dataset has no column(s) {', '.join(missing)} used by the config's {users}; it has: {', '.join(columns)}"
+            f"dataset has no column(s) {', '.join(missing)} used by the config's {users}; it has: {_listed(columns)}"
         )
         hints = []
         if self._uses_default("filter") and self._non_empty & set(missing):

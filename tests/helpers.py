@@ -100,6 +100,16 @@ TRICKY_ROWS = [
 ]
 
 
+def hub_folder_whose_card_names(folder: Path, data_file: Path) -> Path:
+    """A dataset repository laid out as on the Hub (served from `folder`, as there is no network) whose card's
+    data_files is `data_file`, an absolute path outside it, beside a CSV of its own."""
+    folder.mkdir(parents=True)
+    (folder / "rows.csv").write_text("question,support,correct_answer\nq,s,a\n", encoding="utf-8")
+    card = f'---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: "{data_file}"\n---\n'
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return folder
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:

@@ -15,7 +15,7 @@ from local.openai_emulator import OpenAIEmulator
 from shared import dataset_source
 from shared.run_ids import derive_run_id
 from shared.settings import settings
-from tests.helpers import Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import Aws, hub_folder_whose_card_names, load_event, sciq_row, write_jsonl
 
 CONFIG_KEY = "configs/sciq-sample.json"
 
@@ -248,14 +248,14 @@ def nothing_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     attempts: list[str] = []
 
     def refuse_load(path: str, *args: Any, **kwargs: Any) -> Any:
-        attempts.append(f"load_dataset {path} {kwargs}")
+        attempts.append(f"load_dataset_builder {path} {kwargs}")
         raise AssertionError("a refused source must never be loaded")
 
     def refuse_download(ref: Any, destination: Path) -> None:
         attempts.append(f"download {ref}")
         raise AssertionError("a refused source must never be downloaded")
 
-    monkeypatch.setattr(datasets, "load_dataset", refuse_load)
+    monkeypatch.setattr(datasets, "load_dataset_builder", refuse_load)
     monkeypatch.setattr(dataset_source, "download", refuse_download)
     return attempts
 
@@ -329,17 +329,41 @@ def test_a_hub_id_is_loaded_from_the_hub_only_with_its_pinned_revision(
         calls.append((path, kwargs))
         raise ConnectionError("Couldn't reach 'allenai/sciq' on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(datasets, "load_dataset", hub_only)
+    monkeypatch.setattr(datasets, "load_dataset_builder", hub_only)
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": "allenai/sciq", "revision": "v1.0"}})
 
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
-    assert calls == [("hf://datasets/allenai/sciq", {"split": "train", "streaming": True, "revision": "v1.0"})]
+    assert calls == [("hf://datasets/allenai/sciq", {"revision": "v1.0"})]
     assert run["error"] == {
         "code": "invalid_dataset",
         "message": "dataset 'allenai/sciq' (split 'train') could "
         "not be read: Couldn't reach 'allenai/sciq' on the Hub (OfflineModeIsEnabled)",
     }
+
+
+def test_a_hub_dataset_whose_card_names_the_functions_own_files_fails_the_run_and_reads_none(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a public dataset whose card points its train split at a file on the function's disk
+    secret = tmp_path / "task" / "settings.csv"
+    secret.parent.mkdir()
+    secret.write_text("AWS_SECRET_ACCESS_KEY=not-a-real-secret,b\n1,2\n", encoding="utf-8")
+    repository = hub_folder_whose_card_names(tmp_path / "hub" / "owner" / "name", secret)
+    load_dataset_builder = datasets.load_dataset_builder
+    monkeypatch.setattr(
+        datasets, "load_dataset_builder", lambda path, **kwargs: load_dataset_builder(str(repository), **kwargs)
+    )
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": "owner/name"}})
+
+    run = invoke_and_get_failed_run(aws_account, lambda_context)
+
+    assert run["error"] == {
+        "code": "invalid_dataset",
+        "message": "dataset 'owner/name' lists data files outside its own Hub repository (its card's data_files "
+        "or data_dir); only a dataset's own files are read",
+    }
+    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(run, default=str)
 
 
 def test_read_errors_never_show_the_functions_own_paths(
@@ -353,7 +377,7 @@ def test_read_errors_never_show_the_functions_own_paths(
             "see /var/task/shared/dataset_source.py and /tmp/other"
         )
 
-    monkeypatch.setattr(datasets, "load_dataset", leaky)
+    monkeypatch.setattr(datasets, "load_dataset_builder", leaky)
     uri = aws_account.put_data(b"question\nq\n", "rows.csv")  # CSV: read through `datasets`
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri}})
 

@@ -13,7 +13,7 @@ import pytest
 from shared import dataset_source
 from shared.config import DatasetSpec
 from shared.errors import DatasetError
-from tests.helpers import sciq_row
+from tests.helpers import hub_folder_whose_card_names, sciq_row
 
 BUCKET = "ragtune-data-123456789012-us-east-1"
 
@@ -46,7 +46,7 @@ def refuse_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("read with pyarrow alone, `datasets` must not be called")
 
-    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    monkeypatch.setattr(datasets, "load_dataset_builder", refuse)
 
 
 TYPED_ROWS = [
@@ -130,13 +130,13 @@ def test_a_later_chunk_read_its_own_way_is_read_by_datasets_after_the_rows_alrea
     path = write_jsonl(tmp_path / "big.jsonl", rows)
     expected = rows_via_datasets(path)
     loads: list[str] = []
-    load_dataset = datasets.load_dataset
+    load_dataset_builder = datasets.load_dataset_builder
 
     def counted_load(path: str, **kwargs: Any) -> Any:
         loads.append(path)
-        return load_dataset(path, **kwargs)
+        return load_dataset_builder(path, **kwargs)
 
-    monkeypatch.setattr(datasets, "load_dataset", counted_load)
+    monkeypatch.setattr(datasets, "load_dataset_builder", counted_load)
 
     read = rows_via_prepare(path, monkeypatch)
 
@@ -158,3 +158,69 @@ def test_a_later_chunk_datasets_cannot_read_fails_with_its_reason(
         rows_via_prepare(path, monkeypatch)
 
     assert str(by_prepare.value).endswith(f"could not be read: {by_datasets.value}")
+
+
+OWN = "hf://datasets/allenai/sciq@2c94ad3e1aafab77146f384e23536f97a4849815/data/train-00000-of-00001.parquet"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [OWN],
+        [OWN, "hf://datasets/allenai/sciq@refs%2Fconvert%2Fparquet/default/train/0000.parquet"],  # its parquet export
+        [],
+    ],
+)
+def test_a_hub_dataset_may_read_its_own_files_at_any_revision(files: list[str]) -> None:
+    dataset_source._only_its_own_files("allenai/sciq", {"train": files})
+
+
+@pytest.mark.parametrize(
+    "outside",
+    [
+        "/var/task/shared/settings.json",  # an absolute path: `datasets` globs it on the function's disk
+        "/tmp/hf/hub/token.json",
+        "file:///var/task/x.json",
+        "https://example.com/rows.json",
+        "hf://datasets/someone/else@abc123/train.json",  # another repository
+        "hf://datasets/allenai/sciq-copy@abc123/train.json",  # a name the id is a prefix of
+        "hf://datasets/allenai/sciq@abc123/../../someone/else@abc/train.json",  # climbs out of it
+        "data/train.json",  # unresolved: never trusted
+    ],
+)
+def test_a_hub_dataset_naming_any_other_file_is_refused(outside: str) -> None:
+    with pytest.raises(DatasetError) as refused:
+        dataset_source._only_its_own_files("allenai/sciq", {"train": [OWN], "test": [outside]})
+
+    assert str(refused.value) == (
+        "dataset 'allenai/sciq' lists data files outside its own Hub repository (its card's data_files or "
+        "data_dir); only a dataset's own files are read"
+    )
+    assert outside not in str(refused.value)
+
+
+def test_a_hub_card_naming_a_file_of_the_function_is_refused_before_a_row_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real `datasets` resolution of a card whose data_files is an absolute local path (the Hub repository
+    is a local folder here, as there is no network), behind the config's Hub id."""
+    secret = tmp_path / "outside" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("AWS_SECRET_ACCESS_KEY=not-a-real-secret,b\n1,2\n", encoding="utf-8")
+    repository = hub_folder_whose_card_names(tmp_path / "repository", secret)
+    load_dataset_builder = datasets.load_dataset_builder
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    def hub_served_from_the_folder(path: str, **kwargs: Any) -> Any:
+        asked.append((path, kwargs))
+        return load_dataset_builder(str(repository), **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", hub_served_from_the_folder)
+    assert dict(datasets.load_dataset_builder("hf://datasets/owner/name").config.data_files) == {"train": [str(secret)]}
+
+    with pytest.raises(DatasetError) as refused:
+        list(dataset_source.stream_batches(DatasetSpec(source="owner/name"), tmp_path / "scratch", BUCKET))
+
+    assert asked[-1] == ("hf://datasets/owner/name", {})
+    assert "outside its own Hub repository" in str(refused.value)
+    assert "AWS_SECRET_ACCESS_KEY" not in str(refused.value) and str(tmp_path) not in str(refused.value)

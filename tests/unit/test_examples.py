@@ -23,6 +23,7 @@ import pytest
 
 from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED_STRINGS, Provider, RunConfig
 from shared.dataset_source import _ColumnsOnDemand
+from shared.errors import DatasetError
 from shared.examples import Batch, BuiltBatch, ExampleBuilder, _true_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -350,3 +351,19 @@ def test_arrow_masks_read_from_their_buffers_honour_the_offset_and_the_nulls() -
         sliced = whole.slice(start)
         assert _true_rows(sliced).tolist() == [bool(flag) for flag in flags[start:]]
     assert _true_rows(whole.slice(3, 0)).tolist() == []
+
+
+def test_a_dataset_with_many_columns_is_named_in_a_bounded_error() -> None:
+    """The error is recorded on the run (one DynamoDB item) and read by people: 40 columns, 64 characters each."""
+    columns = {f"column_{index:04d}_" + "x" * 100: ["a"] for index in range(500)}
+    builder = ExampleBuilder(run_config("openai"))
+
+    with pytest.raises(DatasetError) as missing:
+        list(builder.batches([columns]))
+
+    message = str(missing.value)
+    listed = message.split("; it has: ", 1)[1].split(". The filter", 1)[0]
+    assert listed.endswith(" and 460 more")
+    names = listed.removesuffix(" and 460 more").split(", ")
+    assert names[0] == "column_0000_" + "x" * 51 + "…" and len(names) == 40
+    assert len(message) < 4_000
