@@ -34,6 +34,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from shared import providers
 from shared.aws import client, session
 from shared.config import RunConfig
+from shared.observability import logger
 from shared.providers import (
     Answer,
     ForeignJobError,
@@ -43,7 +44,7 @@ from shared.providers import (
     ProviderTransientError,
     RecordStart,
 )
-from shared.run_record import JobEvent, Run, RunStatus
+from shared.run_record import USABLE, JobEvent, Run, RunStatus
 from shared.settings import settings
 from shared.storage import ObjectMissingError, ObjectRef, read_bytes, read_object
 from shared.training_curve import StepMetric, parse_bedrock_metrics
@@ -51,6 +52,7 @@ from shared.training_curve import StepMetric, parse_bedrock_metrics
 RUN_ID_TAG = "ragtune_run_id"
 DEPLOYMENT_TAG = "ragtune_deployment"
 NAME_MAX_CHARS = 63  # jobName, customModelName, modelDeploymentName
+FIND_JOB_CANDIDATES = 20  # the run's newest jobs looked at for one it may already have
 # What a completed job writes under its output prefix: one row per reported step
 # (step_number,epoch_number,training_loss,perplexity). Read whole up to this size, else its complete rows.
 TRAINING_METRICS_FILE = "training_artifacts/step_wise_training_metrics.csv"
@@ -233,6 +235,10 @@ class BedrockGateway:
     def job_name(self, run_id: str, token: str) -> str:
         return _fit_name(run_id, token[:8])
 
+    def job_name_base(self, run_id: str) -> str:
+        """What every job name of the run starts with, whatever its token."""
+        return self.job_name(run_id, "0" * 8)[:-8]
+
     def custom_model_name(self, run_id: str, suffix: str | None, token: str) -> str:
         return _fit_name(f"{run_id}-{suffix}" if suffix else run_id, token[:8])
 
@@ -247,8 +253,27 @@ class BedrockGateway:
         return job.metadata.get("output_s3_uri", "").rstrip("/") == self.output_uri(run_id).rstrip("/")
 
     # Jobs --------------------------------------------------------------------------------
+    def find_job_for_run(self, run_id: str) -> JobSnapshot | None:
+        """The run's newest usable job of this deployment: a create whose answer was lost, even after the
+        SDK's retries, may have made one, which an earlier attempt of the run (another training file
+        version, so another token) would not find by its token. Failed or stopped jobs are ignored."""
+        with _classified_errors("listing jobs"):
+            page = self._bedrock.list_model_customization_jobs(
+                nameContains=self.job_name_base(run_id),
+                sortBy="CreationTime",
+                sortOrder="Descending",
+                maxResults=FIND_JOB_CANDIDATES,
+            )
+        for summary in page.get("modelCustomizationJobSummaries", []):
+            if job_status(str(summary.get("status", ""))) in USABLE:
+                job = self.retrieve_job(str(summary["jobArn"]))
+                if self.is_own_job(job, run_id):  # another deployment's job of the same run id writes elsewhere
+                    return job
+        return None
+
     def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
-        """Create the run's customization job; a repeat (same run, same training file) gets the same job."""
+        """The run's customization job: found (a create's answer may have been lost), else created; a repeat
+        (same run, same training file) also gets the same job from Bedrock, by its request token."""
         run_id = run.run_id
         if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
             raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
@@ -256,6 +281,12 @@ class BedrockGateway:
             raise BedrockSettingsError(
                 "BEDROCK_CUSTOMIZATION_ROLE_ARN is not set: this deployment cannot start Amazon Bedrock jobs."
             )
+        existing = self.find_job_for_run(run_id)
+        if existing:
+            logger.info(
+                "Found the run's job at Amazon Bedrock; not creating another", extra={"job_id": existing.job_id}
+            )
+            return existing
         config = RunConfig.model_validate(run.config)
         etag = str(client("s3").head_object(Bucket=self._deployment, Key=run.files.train.key)["ETag"]).strip('"')
         token = self.request_token(run_id, owner, etag)
@@ -276,8 +307,15 @@ class BedrockGateway:
             request["validationDataConfig"] = {
                 "validators": [{"s3Uri": f"s3://{self._deployment}/{run.files.validation.key}"}]
             }
-        with _classified_errors("creating the model customization job"):
-            created = self._bedrock.create_model_customization_job(**request)
+        try:
+            with _classified_errors("creating the model customization job"):
+                created = self._bedrock.create_model_customization_job(**request)
+        except BedrockTransientError:
+            found = self.find_job_for_run(run_id)  # the request may have been taken, its answer lost
+            if found is None:
+                raise
+            logger.info("The job was created, its answer lost; tracking it", extra={"job_id": found.job_id})
+            return found
         record_start({"bedrock_request_token": token})
         return JobSnapshot(
             job_id=str(created["jobArn"]),

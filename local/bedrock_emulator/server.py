@@ -19,7 +19,8 @@ from .errors import BedrockError, validation
 from .runtime import converse
 from .training import MAX_RECORDS, MIN_RECORDS
 
-FaultKind = Literal["throttling", "validation", "access_denied", "service_unavailable"]
+FaultKind = Literal["throttling", "validation", "access_denied", "service_unavailable", "lost_answer"]
+LOST_ANSWER = "lost_answer"  # the request is carried out, then the connection drops without an answer
 FAULT_CODES: dict[str, tuple[str, str]] = {
     "throttling": ("ThrottlingException", "Too many requests, please wait before trying again. (emulated)"),
     "validation": ("ValidationException", "The request failed validation. (emulated)"),
@@ -143,7 +144,7 @@ def _route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     return None
 
 
-def _answer(emu: BedrockEmulator, request: Request) -> Reply:
+def _answer(emu: BedrockEmulator, request: Request) -> Reply | None:
     url = urlsplit(request.target)
     found = _route(request.method, url.path)
     route, params = found if found else (None, {})
@@ -165,13 +166,15 @@ def _answer(emu: BedrockEmulator, request: Request) -> Reply:
         if route is None:
             raise _UnknownOperation(f"No operation answers {request.method} {url.path}.")
         fault = emu.take_fault(route.operation)
-        if fault is not None:
+        if fault is not None and fault.kind != LOST_ANSWER:
             code, message = FAULT_CODES[fault.kind]
             raise BedrockError(code, fault.message or message)
         if not isinstance(record.body, dict):
             raise validation("The request body must be a JSON object.")
         with emu.lock:
             result = route.handler(emu, params, record.query, record.body)
+        if fault is not None:  # LOST_ANSWER: done, and the caller never hears of it
+            return None
         return _reply(route.status, result, record)
     except _UnknownOperation as error:
         record.error_code = "UnknownOperationException"
@@ -278,9 +281,10 @@ class BedrockEmulator(Emulator):
             self.requests.append(request)
 
     def inject_fault(self, operation: str, kind: FaultKind, times: int = 1, message: str | None = None) -> Fault:
-        """The next ``times`` calls of ``operation`` (botocore's name, or "*") fail with ``kind``'s error."""
-        if kind not in FAULT_CODES:
-            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_CODES)}")
+        """The next ``times`` calls of ``operation`` (botocore's name, or "*") fail with ``kind``'s error
+        (``lost_answer``: are carried out, and their connection dropped without an answer)."""
+        if kind not in FAULT_CODES and kind != LOST_ANSWER:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join([*FAULT_CODES, LOST_ANSWER])}")
         if operation != "*" and operation not in {route.operation for route in ROUTES}:
             raise ValueError(f"the emulator does not serve {operation!r}")
         fault = Fault(operation, kind, times, message)

@@ -4,6 +4,7 @@ built from the run, Bedrock's idempotency under duplicate and concurrent events,
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,14 +13,16 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from shared import bedrock_gateway
 from shared.providers import ForeignJobError
-from tests.helpers import Aws, SetEnv, executions, prepare_run, training_event
+from tests.helpers import CONFIG_KEY, Aws, SetEnv, executions, load_event, prepare_run, training_event
 
 CREATE = "CreateModelCustomizationJob"
 ROLE_ENV = "BEDROCK_CUSTOMIZATION_ROLE_ARN"
+ROLE_ARN = "arn:aws:iam::123456789012:role/ragtune-BedrockCustomizationRole"
 
 
 @pytest.fixture
@@ -119,10 +122,11 @@ def test_twenty_duplicate_and_concurrent_events_make_one_bedrock_job(
 
 
 def test_a_repeated_create_with_the_same_token_is_the_same_job(
-    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Bedrock's own idempotency, without ours in front: a start that crashed after the create and is
-    run again (the run still `starting`, same training file) sends the same request and gets the same job."""
+    """Bedrock's own idempotency, without ours in front (the lookup of the run's jobs is switched off): a start
+    that crashed after the create and is run again (the run still `starting`, same training file) sends the
+    same request and gets the same job."""
     from shared.runs import RunsRepository
 
     run = bedrock_run(aws_account, lambda_context, tmp_path)
@@ -130,6 +134,7 @@ def test_a_repeated_create_with_the_same_token_is_the_same_job(
     runs = RunsRepository(aws_account.runs_table)
     assert runs.claim_start(run_id, "unversioned")
     gateway = bedrock_gateway.gateway()
+    monkeypatch.setattr(gateway, "find_job_for_run", lambda run_id: None)
 
     def start() -> str:
         prepared = runs.get(run_id)
@@ -193,6 +198,75 @@ def test_throttling_past_the_retries_fails_the_run_saying_to_upload_again(
     assert "Upload the config again" in recorded["error"]["message"]
     assert len(creates(bedrock)) == bedrock_gateway.BEDROCK_ATTEMPTS
     assert bedrock.jobs == {}
+
+
+def test_a_job_whose_create_answers_were_all_lost_is_found_and_tracked_not_failed(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    """Every attempt reached Bedrock and none was answered: the job exists, and the run follows it."""
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    bedrock.customizations.phase_seconds = 1000  # still training when found
+    bedrock.inject_fault(CREATE, "lost_answer", times=bedrock_gateway.BEDROCK_ATTEMPTS)
+
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+
+    [job] = bedrock.jobs.values()  # the retries carried the same token: one job
+    assert len(creates(bedrock)) == bedrock_gateway.BEDROCK_ATTEMPTS
+    assert all(request.status is None for request in creates(bedrock))  # none answered
+    [recorded] = aws_account.runs()
+    assert (outcome["status"], recorded["status"], recorded["job_id"]) == ("running", "running", job.arn)
+    [execution] = executions()
+    assert json.loads(execution["input"])["job_id"] == job.arn
+
+
+def test_uploading_the_config_again_after_a_lost_create_adopts_the_job_not_a_second_one(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start did not see the job it made in the listing (which may lag behind), so the run failed
+    saying to upload again; the new training file version means a new token, yet no second job is made."""
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    run_id = run["run_id"]
+    bedrock.customizations.phase_seconds = 1000
+    bedrock.inject_fault(CREATE, "lost_answer", times=bedrock_gateway.BEDROCK_ATTEMPTS)
+    with monkeypatch.context() as lagging:
+        lagging.setattr(bedrock_gateway.BedrockGateway, "find_job_for_run", lambda self, run_id: None)
+        start_handler(training_event(run_id), lambda_context)
+    [failed] = aws_account.runs()
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "bedrock_unavailable")
+    [first_job] = bedrock.jobs.values()
+
+    aws_account.put_config(CONFIG_KEY, json.loads(aws_account.read(CONFIG_KEY)))  # the advice, followed
+    prepare_handler(load_event("prepare-config-created.json"), lambda_context)
+    event = training_event(run_id)
+    event["Records"][0]["s3"]["object"]["versionId"] = "second-upload"
+    [outcome] = start_handler(event, lambda_context)["runs"]
+
+    assert list(bedrock.jobs.values()) == [first_job]
+    assert len(creates(bedrock)) == bedrock_gateway.BEDROCK_ATTEMPTS  # none more
+    [recorded] = aws_account.runs()
+    assert (outcome["status"], recorded["status"], recorded["job_id"]) == ("running", "running", first_job.arn)
+
+
+def test_a_job_another_deployment_made_for_the_same_run_id_is_never_adopted(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    run_id = run["run_id"]
+    theirs = bedrock_gateway.BedrockGateway(None, None, deployment="another-deployments-bucket", role_arn=ROLE_ARN)
+    foreign = bedrock_gateway.bedrock_client("bedrock").create_model_customization_job(
+        jobName=theirs.job_name(run_id, "f" * 8),
+        customModelName=theirs.custom_model_name(run_id, None, "f" * 8),
+        roleArn=ROLE_ARN,
+        baseModelIdentifier=run["config"]["fine_tune"]["model"],
+        trainingDataConfig={"s3Uri": f"s3://{aws_account.bucket}/{run['files']['train']['key']}"},
+        outputDataConfig={"s3Uri": theirs.output_uri(run_id)},
+    )["jobArn"]
+
+    start_handler(training_event(run_id), lambda_context)
+
+    [recorded] = aws_account.runs()
+    assert recorded["job_id"] != foreign and len(bedrock.jobs) == 2
+    assert bedrock.jobs[recorded["job_id"]].output_s3_uri == f"s3://{aws_account.bucket}/outputs/{run_id}/"
 
 
 def test_without_the_customization_role_the_run_fails_saying_what_to_fix(
