@@ -193,6 +193,11 @@ class RunDetail(RunSummary):
         "Null when OpenAI announced no date or it could not be read.",
     )
     metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
+    notification_error: str | None = Field(
+        default=None,
+        description="Why the notice that the run finished could not be published on the notifications topic; "
+        "the run itself is not affected.",
+    )
     events: list[JobEvent] = Field(default_factory=list, description="Recent fine-tuning job events.")
     evaluation_status: EvaluationStatus | None = Field(
         default=None, description="The evaluation's status (GET /runs/{run_id}/evaluation has its results)."

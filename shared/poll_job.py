@@ -20,11 +20,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from shared.observability import logger, metrics
-from shared.providers import provider_for
+from shared.providers import JobSnapshot, provider_for
 from shared.run_record import JobEvent, RunStatus
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.tracking import notify_finished, start_tracking
+from shared.tracking import NoticeUnsentError, notify_finished, start_tracking
 
 RECENT_EVENTS_KEPT = 20
 CONTINUED = "continued"
@@ -90,13 +90,8 @@ def poll_once(state: PollState) -> PollState:
         fields["metrics"] = latest
 
     changed = runs.record_job(state.run_id, job.status, fields, observed_at=observed_at)
-    if job.terminal and runs.claim_notification(state.run_id):
-        notify_finished(
-            state.run_id,
-            job.status,
-            {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model, "error": fields.get("error")},
-        )
-        metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
+    if job.terminal:
+        _announce(runs, state.run_id, job, fields.get("error"))
     logger.info(
         "Polled job",
         extra={
@@ -117,6 +112,24 @@ def poll_once(state: PollState) -> PollState:
         status = CONTINUED
     error_message = fields["error"]["message"] if "error" in fields else ""
     return state.model_copy(update={"polls": polls, "status": status, "error_message": error_message})
+
+
+def _announce(runs: RunsRepository, run_id: str, job: JobSnapshot, error: Any) -> None:
+    """One notice per finished run. A notice SNS will not take never fails the poll, so the run's curve and
+    evaluation still follow: its claim is given back and the reason recorded on the run."""
+    claimed_at = runs.claim_notification(run_id)
+    if claimed_at is None:
+        return
+    metrics.add_metric(name=f"Jobs{job.status.capitalize()}", unit="Count", value=1)
+    try:
+        notify_finished(
+            run_id, job.status, {"job_id": job.job_id, "fine_tuned_model": job.fine_tuned_model, "error": error}
+        )
+    except NoticeUnsentError as unsent:
+        reason = f"The notice that the run finished was not published: {unsent}"
+        logger.error("Finished-run notice not published", extra={"reason": reason})
+        metrics.add_metric(name="NoticesUnsent", unit="Count", value=1)
+        runs.release_notification(run_id, claimed_at, reason)
 
 
 def _readable_cause(cause: str) -> str:

@@ -107,6 +107,7 @@ class Run(_Recorded):
     updated_at: str
     status_changed_at: str | None = None
     notified_at: str | None = None
+    notification_error: str | None = None  # a finished run's notice that SNS did not take
     # The config object the run comes from (prepare).
     config_key: str | None = None
     config_version: str | None = None

@@ -212,20 +212,35 @@ class RunsRepository:
             allowed_from=None,
         )
 
-    def claim_notification(self, run_id: str) -> bool:
-        """True exactly once per finished run: whoever finished it (poll or cancel), one notice goes out."""
+    def claim_notification(self, run_id: str) -> str | None:
+        """The claim's time, once per finished run (None to every later caller), so one notice goes out."""
+        claimed_at = utc_now()
         try:
             self._table.update_item(
                 Key={"run_id": run_id},
-                UpdateExpression="SET notified_at = :now",
+                UpdateExpression="SET notified_at = :now REMOVE notification_error",
                 ConditionExpression="attribute_exists(run_id) AND attribute_not_exists(notified_at)",
-                ExpressionAttributeValues={":now": utc_now()},
+                ExpressionAttributeValues={":now": claimed_at},
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                return False
+                return None
             raise
-        return True
+        return claimed_at
+
+    def release_notification(self, run_id: str, claimed_at: str, reason: str) -> None:
+        """A notice that could not be sent: the claim is given back (a later look at the run may send it) and
+        the reason recorded on the run."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="REMOVE notified_at SET notification_error = :reason",
+                ConditionExpression="notified_at = :claimed_at",
+                ExpressionAttributeValues={":reason": reason, ":claimed_at": claimed_at},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
 
     def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
         query: dict[str, Any] = {

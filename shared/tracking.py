@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.aws import client
 from shared.settings import settings
@@ -58,12 +58,21 @@ def start_tracking(run_id: str, job_id: str, generation: int) -> None:
             raise
 
 
+class NoticeUnsentError(Exception):
+    """The finished-run notice could not be published, past the SDK's retries."""
+
+
 def notify_finished(run_id: str, status: str, fields: dict[str, Any]) -> None:
     """Announce a finished run on the notifications topic (the caller claims the notice first: once per run)."""
     message = {"run_id": run_id, "status": status, **fields}
-    client("sns").publish(
-        TopicArn=settings().notification_topic_arn,
-        Subject=f"ragtune run {run_id} {status}"[:100],
-        Message=json.dumps(message, default=str),
-        MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
-    )
+    try:
+        client("sns").publish(
+            TopicArn=settings().notification_topic_arn,
+            Subject=f"ragtune run {run_id} {status}"[:100],
+            Message=json.dumps(message, default=str),
+            MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
+        )
+    except ClientError as error:
+        raise NoticeUnsentError(f"SNS refused it ({error.response.get('Error', {}).get('Code', 'unknown')})") from error
+    except BotoCoreError as error:
+        raise NoticeUnsentError(f"SNS did not answer ({type(error).__name__})") from error

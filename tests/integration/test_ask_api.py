@@ -664,6 +664,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "model_deleted_at",
         "deleted_deployment_arn",
         "metrics",
+        "notification_error",  # null unless SNS refused the finished run's notice
         "events",
         "error",
         "evaluation_status",  # null until the run has held-out questions evaluated
@@ -688,6 +689,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     assert run["finished_at"].endswith("Z") and run["created_at"] <= run["updated_at"]
     assert run["error"] is None and run["estimated_finish"] is None
     assert run["deployment_arn"] is None and run["model_deleted_at"] is None
+    assert run["notification_error"] is None
 
 
 def test_early_run_detail_has_nulls_not_errors(aws_account: Aws, lambda_context: Any) -> None:

@@ -17,6 +17,7 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
 from shared import openai_gateway
+from shared.ask import get_run
 from shared.openai_gateway import MAX_EVENT_PAGES_PER_POLL, ForeignJobError, OpenAIGateway, OpenAITransientError
 from shared.runs import RunsRepository
 from shared.settings import settings
@@ -104,6 +105,42 @@ def test_poll_records_progress_then_the_outcome_and_notifies_once(
     assert again["updated_at"] == done["updated_at"]
     assert notifications() == []
     assert len(model_requests(emulator)) == 1
+
+
+def test_a_notice_sns_will_not_take_never_fails_the_poll_and_is_sent_by_a_later_poll(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, notifications: Any
+) -> None:
+    run = started_run(aws_account, emulator, lambda_context, tmp_path)
+    sns = boto3.client("sns")
+    topic_arn = sns.list_topics()["Topics"][0]["TopicArn"]
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    sns.delete_topic(TopicArn=topic_arn)  # publishing now fails: NotFound
+    emulator.phase_seconds = 0
+
+    outcome = poll_handler(poll_event(run), lambda_context)
+
+    assert outcome["status"] == "succeeded"  # the state machine goes on to the curve and the evaluation
+    [done] = aws_account.runs()
+    assert done["status"] == "succeeded" and "notified_at" not in done
+    assert done["notification_error"] == "The notice that the run finished was not published: SNS refused it (NotFound)"
+    assert get_run(run["run_id"]).notification_error == done["notification_error"]  # GET /runs/{run_id}
+
+    # The topic is back: the next look at the finished run sends the notice, once, and clears the error
+    assert sns.create_topic(Name=topic_arn.rsplit(":", 1)[1])["TopicArn"] == topic_arn
+    for subscription in subscriptions:
+        sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol=subscription["Protocol"],
+            Endpoint=subscription["Endpoint"],
+            Attributes={"RawMessageDelivery": "true"},
+        )
+    poll_handler(poll_event(run, polls=1), lambda_context)
+    poll_handler(poll_event(run, polls=2), lambda_context)
+
+    [notice] = notifications()
+    assert (notice["run_id"], notice["status"]) == (run["run_id"], "succeeded")
+    [announced] = aws_account.runs()
+    assert "notified_at" in announced and "notification_error" not in announced
 
 
 @pytest.mark.parametrize("fault", ["status", "drop", "no date"])
