@@ -25,6 +25,7 @@ from shared.api_models import (
     RunSummary,
     Usage,
 )
+from shared.config import lone_surrogate
 from shared.errors import UserInputError
 from shared.evaluation import NoValidationSplitError
 from shared.observability import logger, metrics
@@ -103,6 +104,11 @@ def _checked_question(question: str) -> str:
     limit = settings().max_question_chars
     if len(question) > limit:
         raise InvalidQuestionError(f"question is {len(question)} characters long; the limit is {limit} characters.")
+    escape = lone_surrogate(question)
+    if escape:
+        raise InvalidQuestionError(
+            f"question is not valid Unicode text: {escape} is half of a surrogate pair with no other half."
+        )
     return question
 
 

@@ -585,15 +585,20 @@ def _nested_deeper_than(text: str, limit: int) -> bool:
     return False
 
 
-def _check_unicode(document: Any) -> None:
-    """JSON escapes can spell lone surrogates (\\ud800), which no UTF-8 writer downstream accepts."""
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in `text`, as its JSON escape: JSON escapes can spell them (\\ud800), and no
+    UTF-8 writer downstream accepts them."""
     try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as error:
-        escape = f"\\u{ord(error.object[error.start]):04x}"
-        raise ConfigError(
-            f"config is not valid Unicode text: {escape} is half of a surrogate pair with no other half"
-        ) from None
+        return f"\\u{ord(error.object[error.start]):04x}"
+    return None
+
+
+def _check_unicode(document: Any) -> None:
+    escape = lone_surrogate(json.dumps(document, ensure_ascii=False))
+    if escape:
+        raise ConfigError(f"config is not valid Unicode text: {escape} is half of a surrogate pair with no other half")
 
 
 def parse_run_config(raw: bytes, size: int | None = None, default_provider: Provider = "openai") -> RunConfig:

@@ -269,13 +269,14 @@ def test_run_without_a_system_prompt_sends_none(
     assert chat_requests(emulator)[0].body["messages"] == [{"role": "user", "content": CORIOLIS_QUESTION}]
 
 
-def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
+def test_blank_too_long_or_broken_question_is_a_400_and_never_reaches_openai(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:
     trained_run(emulator, "sciq-aaaaaaaaaaaa")
 
     blank = invoke(ask_event({"question": "   \n\t"}), lambda_context)
     too_long = invoke(ask_event({"question": "x" * 2001}), lambda_context)
+    half_a_character = invoke(ask_event('{"question": "what is \\ud800 here?"}'), lambda_context)  # a JSON escape
     set_env(MAX_QUESTION_CHARS="10")
     over_setting = invoke(ask_event({"question": "eleven char"}), lambda_context)
 
@@ -287,6 +288,13 @@ def test_blank_or_too_long_question_is_a_400_and_never_reaches_openai(
     assert over_setting == (
         400,
         {"message": "question is 11 characters long; the limit is 10 characters.", "code": "invalid_question"},
+    )
+    assert half_a_character == (
+        400,
+        {
+            "message": "question is not valid Unicode text: \\ud800 is half of a surrogate pair with no other half.",
+            "code": "invalid_question",
+        },
     )
     assert chat_requests(emulator) == []
 
