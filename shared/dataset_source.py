@@ -176,7 +176,7 @@ def _datasets_batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> I
     import datasets  # 1-2 s to import: only the Hub, CSV and unusual JSON or Parquet pay for it
 
     # kwargs carry the revision when the run config pins one; otherwise the Hub's main branch is read.
-    builder = datasets.load_dataset_builder(path, **kwargs)  # nosec B615  # see line above
+    builder = datasets.load_dataset_builder(path, **kwargs)
     if path.startswith(HUB_ONLY):
         _only_its_own_files(path.removeprefix(HUB_ONLY), builder.config.data_files or {})
     yield from builder.as_streaming_dataset(split=spec.split).iter(batch_size=BATCH_SIZE)

@@ -332,3 +332,24 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
         # GET /runs/{id} signs links to the run's reports, and only those.
         "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/reports/*"},
     }
+
+
+def test_prepare_reads_configs_and_data_and_writes_datasets_only() -> None:
+    """A config may only make prepare read this deployment's configs/ and data/: IAM says so too."""
+    bucket = "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}"
+    granted = set()
+    for statement in _statements(translated_template()["Resources"]["PrepareFunctionRole"]):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in actions:
+            if action.startswith("s3:"):
+                granted |= {(action, resource["Fn::Sub"]) for resource in resources}
+    assert granted == {
+        ("s3:GetObject", f"{bucket}/configs/*"),
+        ("s3:GetObjectVersion", f"{bucket}/configs/*"),
+        ("s3:GetObject", f"{bucket}/data/*"),
+        ("s3:GetObjectVersion", f"{bucket}/data/*"),
+        ("s3:PutObject", f"{bucket}/datasets/*"),
+        ("s3:AbortMultipartUpload", f"{bucket}/datasets/*"),
+        ("s3:ListBucket", bucket),
+    }
