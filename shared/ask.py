@@ -241,7 +241,7 @@ def _report_urls(run: Run) -> dict[str, str]:
 def get_run(run_id: str) -> RunDetail:
     run = _existing_run(run_id)
     train_gate = (run.gate or {}).get("train")
-    evaluation_status = (run.evaluation or {}).get("status")
+    evaluation_status = (run.evaluation_now(time.time()) or {}).get("status")
     return RunDetail.model_validate(
         {
             **run.recorded(),
@@ -351,7 +351,7 @@ def delete_model(run_id: str) -> DeletedModelResponse:
 
 
 def _evaluation_response(run: Run) -> EvaluationResponse:
-    evaluation = run.evaluation or {}
+    evaluation = run.evaluation_now(time.time()) or {}
     questions_file = run.files.questions if run.files else None
     return EvaluationResponse.model_validate(
         {

@@ -153,6 +153,22 @@ class Run(_Recorded):
         """The item's fields as stored (JSON values; defaults of absent fields left out)."""
         return self.model_dump(mode="json", exclude_unset=True)
 
+    def evaluation_now(self, now: float) -> JsonObject | None:
+        """The evaluation as it stands at `now`: a claim (pending or running) whose lease has run out belongs
+        to an invocation that timed out, ran out of memory or never started, and nothing will finish it."""
+        evaluation = self.evaluation
+        if not evaluation or evaluation.get("status") not in ("pending", "running"):
+            return evaluation
+        lease_until = evaluation.get("lease_until")
+        if not isinstance(lease_until, int | float) or lease_until > now:
+            return evaluation
+        stopped = {
+            "code": "evaluation_stopped",
+            "message": f"The evaluation stopped without finishing (its invocation timed out, ran out of memory or "
+            f"never started); ask for it again with POST /runs/{self.run_id}/evaluation.",
+        }
+        return {**evaluation, "status": "failed", "error": stopped}
+
     @property
     def system_prompt(self) -> str | None:
         """The system message the run's model was trained with (None: none)."""

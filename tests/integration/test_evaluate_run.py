@@ -458,3 +458,28 @@ def test_an_unexpected_failure_is_recorded_then_raised(aws_account: Aws, emulato
     message = evaluation["error"]["message"]
     assert "ObjectMissingError" in message and "questions.jsonl" in message
     assert chat_requests(emulator) == []
+
+
+@pytest.mark.parametrize("status", ["pending", "running"])
+def test_a_claim_whose_lease_ran_out_reads_as_failed_and_may_be_asked_again(
+    aws_account: Aws, emulator: OpenAIEmulator, status: str
+) -> None:
+    """Its invocation timed out, ran out of memory or was never started: nothing will finish it."""
+    from shared.ask import get_evaluation, get_run
+
+    died = {"status": status, "token": "died", "lease_until": int(time.time()) - 1, "arms": []}
+    put_run(aws_account, "run-a", openai_tuned_model(emulator), evaluation=died)
+    live = {**died, "token": "alive", "lease_until": int(time.time()) + 600}
+    put_run(aws_account, "run-b", openai_tuned_model(emulator), evaluation=live)
+
+    stopped = get_evaluation("run-a")
+
+    assert stopped.status == "failed" and get_run("run-a").evaluation_status == "failed"
+    assert stopped.error is not None and stopped.error.code == "evaluation_stopped"
+    assert stopped.error.message == (
+        "The evaluation stopped without finishing (its invocation timed out, ran out of memory or never started); "
+        "ask for it again with POST /runs/run-a/evaluation."
+    )
+    assert (get_evaluation("run-b").status, get_run("run-b").evaluation_status) == (status, status)
+    assert evaluate_run.evaluate_run(evaluate_run.request_evaluation("run-a", []))["status"] == "succeeded"
+    assert get_evaluation("run-a").status == "succeeded" and get_evaluation("run-a").error is None
