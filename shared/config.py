@@ -368,7 +368,8 @@ class FineTuneSpec(_Strict):
         min_length=1,
         json_schema_extra=_no_default,
         description=(
-            f"Base model. openai: any model OpenAI fine-tunes (default {OPENAI_DEFAULT_MODEL}). bedrock: one of "
+            f"Base model. openai: any model OpenAI fine-tunes (default {OPENAI_DEFAULT_MODEL}); a tuned `ft:` model "
+            "only if one of this deployment's succeeded runs trained it. bedrock: one of "
             + ", ".join(f"{model} ({name})" for model, name in BEDROCK_MODELS.items())
             + f" (default {BEDROCK_DEFAULT_MODEL})."
         ),

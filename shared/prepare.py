@@ -42,7 +42,7 @@ from shared.data_gate import (
     tally_file,
 )
 from shared.dataset_source import check_source_location, import_arrow_in_background, stream_batches
-from shared.errors import UserInputError
+from shared.errors import ConfigError, UserInputError
 from shared.examples import BuiltBatch, ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
@@ -279,6 +279,17 @@ def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path, coun
     return files
 
 
+def _check_base_model(config: RunConfig, runs: RunsRepository) -> None:
+    """An OpenAI config may continue training a tuned model (`ft:...`) only if this deployment trained it:
+    the organisation's other tuned models are not this deployment's to train on or to ask."""
+    model = config.fine_tune.model
+    if config.provider == "openai" and model.startswith("ft:") and runs.succeeded_run_with_model(model) is None:
+        raise ConfigError(
+            f"fine_tune.model {model!r} is a tuned model this deployment did not train: name a base model, or the "
+            "fine_tuned_model of one of this deployment's succeeded runs"
+        )
+
+
 def _file_record(path: Path, key: str, gate: GateReport) -> dict[str, Any]:
     return {"key": key, "bytes": path.stat().st_size, "examples": gate.examples}
 
@@ -309,6 +320,7 @@ def _prepare(
             config_object.body, size=config_object.size, default_provider=settings().default_provider
         )
         check_source_location(config.dataset, settings().data_bucket)  # before anything is read
+        _check_base_model(config, runs)
         builder = ExampleBuilder(config)
         files = _build_files(config, builder, workdir, counter)
         outcome = _publish(run_id, config, builder, files)

@@ -267,6 +267,24 @@ class RunsRepository:
         )
         return _run(page["Items"][0]) if page["Items"] else None
 
+    def succeeded_run_with_model(self, model: str) -> Run | None:
+        """A succeeded run of this deployment whose tuned model is `model` (newest first), or None."""
+        query: dict[str, Any] = {
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :succeeded",
+            "FilterExpression": "fine_tuned_model = :model",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":succeeded": RunStatus.SUCCEEDED, ":model": model},
+            "ScanIndexForward": False,
+        }
+        while True:
+            page = self._table.query(**query)
+            if page["Items"]:
+                return _run(page["Items"][0])
+            if "LastEvaluatedKey" not in page:
+                return None
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _set_status(
         self,
         run_id: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from functions.prepare.app import lambda_handler
 from local.openai_emulator import OpenAIEmulator
 from shared import dataset_source
 from shared.run_ids import derive_run_id
+from shared.runs import RunsRepository
 from shared.settings import settings
 from tests.helpers import Aws, hub_folder_whose_card_names, load_event, sciq_row, write_jsonl
 
@@ -340,6 +342,43 @@ def test_a_hub_id_is_loaded_from_the_hub_only_with_its_pinned_revision(
         "message": "dataset 'allenai/sciq' (split 'train') could "
         "not be read: Couldn't reach 'allenai/sciq' on the Hub (OfflineModeIsEnabled)",
     }
+
+
+OTHER_TEAMS_MODEL = "ft:gpt-4o-mini-2024-07-18:acme:other-team:Abc123"
+
+
+def test_a_tuned_model_this_deployment_did_not_train_is_refused_before_anything_is_read(
+    aws_account: Aws, lambda_context: Any, nothing_read: list[str]
+) -> None:
+    uri = f"s3://{aws_account.bucket}/data/rows.jsonl"
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri}, "fine_tune": {"model": OTHER_TEAMS_MODEL}})
+
+    run = invoke_and_get_failed_run(aws_account, lambda_context)
+
+    assert run["error"] == {
+        "code": "invalid_config",
+        "message": f"fine_tune.model {OTHER_TEAMS_MODEL!r} is a tuned model this deployment did not train: name a "
+        "base model, or the fine_tuned_model of one of this deployment's succeeded runs",
+    }
+    assert nothing_read == []
+
+
+def test_a_tuned_model_of_this_deployments_succeeded_run_may_be_trained_on(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    runs = RunsRepository(aws_account.runs_table)
+    assert runs.claim_for_preparation("earlier-000000000000", {"config_key": "configs/earlier.json"})
+    runs.record_prepared("earlier-000000000000", {"provider": "openai"})
+    assert runs.claim_start("earlier-000000000000", owner="test")
+    runs.record_job("earlier-000000000000", "succeeded", {"fine_tuned_model": OTHER_TEAMS_MODEL}, time.time_ns())
+    uri = aws_account.put_data(write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i) for i in range(12)]))
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": uri}, "fine_tune": {"model": OTHER_TEAMS_MODEL}})
+
+    [outcome] = lambda_handler(load_event("prepare-config-created.json"), lambda_context)["runs"]
+
+    assert outcome["status"] == "prepared"
+    [prepared] = [run for run in aws_account.runs() if run["run_id"] == outcome["run_id"]]
+    assert prepared["config"]["fine_tune"]["model"] == OTHER_TEAMS_MODEL
 
 
 def test_a_hub_dataset_whose_card_names_the_functions_own_files_fails_the_run_and_reads_none(
