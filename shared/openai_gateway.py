@@ -206,8 +206,10 @@ class OpenAIGateway:
     # Files -------------------------------------------------------------------------------
     def _create_or_find(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
         """POSTs without an idempotency key, SDK retries off: after a failed attempt the object may
-        exist anyway (the answer was lost, not the request), so look for it before trying again."""
-        for attempt in range(1, CREATE_ATTEMPTS):
+        exist anyway (the answer was lost, not the request), so look for it before trying again, and
+        after the last attempt too, rather than leave a job running that no run tracks."""
+        attempt = 1
+        while True:
             try:
                 return create()
             except OpenAITransientError:
@@ -215,7 +217,9 @@ class OpenAIGateway:
                 found = find()
                 if found is not None:
                     return found
-        return create()
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+                attempt += 1
 
     def upload_training_file(self, source: UploadSource, multipart_threshold: int) -> str:
         """files.create up to the threshold, the Uploads API (parts, one in memory at a time) above."""

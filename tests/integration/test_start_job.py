@@ -225,6 +225,26 @@ def test_faults_are_retried_a_bounded_number_of_times_then_recorded(
     assert attempts <= 3 + (1 if path == "/fine_tuning/jobs" and method == "GET" else 0)
 
 
+def test_a_job_the_last_create_made_without_an_answer_is_found_not_left_untracked(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path, set_env: SetEnv
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    # Waits of 0.2, 0.4 and 0.8 s before each lookup: the last one comes after the late create has run
+    set_env(OPENAI_TIMEOUT_SECONDS="0.5", OPENAI_RETRY_BACKOFF_SECONDS="0.2")
+    emulator.phase_seconds = 1000
+    emulator.inject_fault("/fine_tuning/jobs", kind="status", method="POST", status=500, times=2)  # nothing made
+    emulator.inject_fault("/fine_tuning/jobs", kind="slow", method="POST", delay=1.0, times=1)  # made, answer late
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [job] = emulator.jobs.values()
+    [recorded] = aws_account.runs()
+    assert (recorded["status"], recorded["job_id"]) == ("validating_files", job.id)
+    assert len([r for r in emulator.requests if r.path == "/fine_tuning/jobs" and r.method == "POST"]) == 3
+    [execution] = executions()
+    assert json.loads(execution["input"])["job_id"] == job.id
+
+
 def test_the_api_key_never_reaches_the_logs(
     aws_account: Aws,
     emulator: OpenAIEmulator,
