@@ -64,11 +64,7 @@ def _aws_errors(doing: str, s3_endpoint: str | None = None) -> Iterator[None]:
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError):
-        hint = (
-            _LOCAL_CREDENTIALS_HINT
-            if s3_endpoint
-            else "run `aws configure`, set AWS_PROFILE, or export AWS_ACCESS_KEY_ID"
-        )
+        hint = _LOCAL_CREDENTIALS_HINT if s3_endpoint else _AWS_CREDENTIALS_HINT
         raise CliError(f"No AWS credentials found while {doing}: {hint}.") from None
     except NoRegionError:
         raise CliError(f"No AWS region set while {doing}: pass --region or set AWS_DEFAULT_REGION.") from None

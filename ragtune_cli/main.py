@@ -567,8 +567,6 @@ def cancel(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as
 
 # -- eval, curve ---------------------------------------------------------------------------------------
 
-EVALUATION_FINISHED = frozenset({"succeeded", "failed"})
-
 
 def _evaluation_call(api: ApiClient, method: str, run_id: str, body: dict[str, Any] | None = None) -> Any:
     try:

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from shared import providers
-from shared.aws import client, session
+from shared.aws import session
 from shared.config import RunConfig
 from shared.observability import logger
 from shared.providers import (
@@ -46,7 +46,7 @@ from shared.providers import (
 )
 from shared.run_record import USABLE, JobEvent, Run, RunStatus
 from shared.settings import settings
-from shared.storage import ObjectMissingError, ObjectRef, read_bytes, read_object
+from shared.storage import ObjectMissingError, ObjectRef, object_etag, read_bytes, read_object
 from shared.training_curve import StepMetric, parse_bedrock_metrics
 
 RUN_ID_TAG = "ragtune_run_id"
@@ -288,7 +288,7 @@ class BedrockGateway:
             )
             return existing
         config = RunConfig.model_validate(run.config)
-        etag = str(client("s3").head_object(Bucket=self._deployment, Key=run.files.train.key)["ETag"]).strip('"')
+        etag = object_etag(ObjectRef(self._deployment, run.files.train.key))
         token = self.request_token(run_id, owner, etag)
         request: dict[str, Any] = {
             "jobName": self.job_name(run_id, token),

@@ -283,7 +283,7 @@ def _validate_n_epochs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any
     return epochs
 
 
-def _only_for(provider: Provider, name: str) -> str:
+def _only_for(provider: Provider) -> str:
     other: Provider = "openai" if provider == "bedrock" else "bedrock"
     return (
         f"is a hyperparameter of {_PROVIDER_NAMES[provider]} fine-tuning only: "
@@ -350,7 +350,7 @@ class Hyperparameters(_Strict):
         assert info.field_name is not None
         if info.field_name not in PROVIDER_HYPERPARAMETERS[provider]:
             owner: Provider = "openai" if provider == "bedrock" else "bedrock"
-            raise _rule(_only_for(owner, info.field_name))
+            raise _rule(_only_for(owner))
         if value is None:
             raise _rule('must not be null: write "auto" for the provider\'s default, or leave it out')
         return handler(value)

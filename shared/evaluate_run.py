@@ -35,6 +35,7 @@ from shared.evaluation import (
     ArmAnswer,
     CompareRunNotFoundError,
     CompareRunNotUsableError,
+    EvaluationRefusedError,
     EvaluationRunningError,
     Match,
     NoValidationSplitError,
@@ -141,6 +142,16 @@ def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
         failed = _closed(evaluation, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
         _runs().record_evaluation(run.run_id, failed)
         raise
+
+
+def evaluate_or_skip(request: EvaluationRequest) -> dict[str, Any]:
+    """`evaluate_run` for the function: what cannot be evaluated (e.g. a run without held-out questions, which
+    the pipeline evaluates all the same) is skipped, said in the result, not raised."""
+    try:
+        return evaluate_run(request)
+    except EvaluationRefusedError as refused:
+        logger.info("Nothing to evaluate", extra={"code": refused.code, "reason": refused.message})
+        return {"run_id": request.run_id, "skipped": refused.code, "reason": refused.message}
 
 
 def _evaluable_run(run_id: str, needs_model: bool) -> tuple[Run, PreparedFile]:

@@ -112,17 +112,16 @@ class RunsRepository:
         run_id: str,
         code: str,
         message: str,
-        openai_code: str | None = None,
         *,
         error_fields: dict[str, str] | None = None,
         **details: Any,
     ) -> bool:
         """Any run that has not finished may fail; a finished one keeps its outcome.
 
-        `error` is `{code, message}` with our code, plus `openai_code` when OpenAI gave its own, plus
-        `error_fields` (a provider's own code under its own name, e.g. `bedrock_code`).
+        `error` is `{code, message}` with our code, plus `error_fields`: a provider's own code under its
+        own name (`openai_code`, `bedrock_code`).
         """
-        error = {"code": code, "message": message} | ({"openai_code": openai_code} if openai_code else {})
+        error = {"code": code, "message": message}
         error |= {name: value for name, value in (error_fields or {}).items() if value}
         return self._set_status(run_id, RunStatus.FAILED, {"error": error, **details}, allowed_from=None)
 
@@ -148,7 +147,7 @@ class RunsRepository:
         return self._set_status(run_id, RunStatus.STARTING, fields, allowed_from=(RunStatus.STARTING,))
 
     def record_job(self, run_id: str, status: str, fields: dict[str, Any], observed_at: int) -> bool:
-        """Apply what OpenAI said about the run's job at `observed_at` (ns).
+        """Apply what the run's provider said about the run's job at `observed_at` (ns).
 
         Conditional: the run's job has not finished (`JOB_FINISHED`; a `tracking_failed` run may still
         be written) and nothing newer was recorded, so a stale or repeated poll changes nothing and

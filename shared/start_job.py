@@ -22,7 +22,7 @@ from shared.providers import provider_for
 from shared.run_ids import run_id_of_training_key
 from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import ObjectRef
+from shared.storage import ObjectMissingError, ObjectRef
 from shared.tracking import execution_arn, start_tracking
 
 
@@ -50,6 +50,9 @@ class StartFailure(NamedTuple):
 
 
 START_FAILURES: dict[type[Exception], StartFailure] = {
+    ObjectMissingError: StartFailure(
+        "training_file_missing", ". Upload the config again to prepare the run anew.", "Training file missing"
+    ),
     OpenAIKeyUnavailableError: StartFailure(
         "openai_key_unavailable",
         ". Fix it, then upload the config again.",

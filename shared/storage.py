@@ -95,6 +95,21 @@ def read_object(ref: ObjectRef, max_bytes: int) -> BoundedRead:
     return BoundedRead(body, _total_size(response, body), response.get("VersionId"))
 
 
+def _head(ref: ObjectRef) -> dict[str, Any]:
+    try:
+        head: dict[str, Any] = client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))
+    except ClientError as error:
+        if error.response["Error"]["Code"] in _MISSING:
+            raise ObjectMissingError(f"{ref.uri} cannot be read: {error}") from error
+        raise
+    return head
+
+
+def object_etag(ref: ObjectRef) -> str:
+    """The object's ETag, quotes stripped: what its content is, in S3's words."""
+    return str(_head(ref)["ETag"]).strip('"')
+
+
 def stream_object(ref: ObjectRef, chunk_bytes: int = 2**20) -> Iterator[bytes]:
     """The whole object in chunks: never more than one chunk in memory. Pin `ref.version_id` to read one version."""
     try:
@@ -227,7 +242,7 @@ class S3UploadSource:
     @classmethod
     def of(cls, ref: ObjectRef, stem: str) -> S3UploadSource:
         """Named `<stem>-<ETag prefix>.jsonl`: other content, other name."""
-        head = client("s3").head_object(Bucket=ref.bucket, Key=ref.key, **_version_args(ref))
+        head = _head(ref)
         etag = str(head["ETag"]).strip('"')[:12]
         return cls(ref, int(head["ContentLength"]), f"{stem}-{etag}.jsonl")
 

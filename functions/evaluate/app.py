@@ -11,8 +11,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.evaluate_run import EvaluationRequest, evaluate_run
-from shared.evaluation import EvaluationRefusedError
+from shared.evaluate_run import EvaluationRequest, evaluate_or_skip
 from shared.observability import logger, metrics, tracer
 from shared.reports import publish_training_curve
 
@@ -43,8 +42,4 @@ def lambda_handler(request: TrainingCurveRequest | EvaluateAction, context: Lamb
     logger.append_keys(run_id=request.run_id, action=request.action)
     if isinstance(request, TrainingCurveRequest):
         return publish_training_curve(request.run_id)
-    try:
-        return evaluate_run(EvaluationRequest.model_validate(request.model_dump(exclude={"action"})))
-    except EvaluationRefusedError as refused:  # e.g. a run without held-out questions: nothing to evaluate
-        logger.info("Nothing to evaluate", extra={"code": refused.code, "reason": refused.message})
-        return {"run_id": request.run_id, "skipped": refused.code, "reason": refused.message}
+    return evaluate_or_skip(EvaluationRequest.model_validate(request.model_dump(exclude={"action"})))

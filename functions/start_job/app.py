@@ -1,4 +1,4 @@
-"""StartJobFunction: S3 ObjectCreated on datasets/<run_id>/train.jsonl -> OpenAI job + tracking."""
+"""StartJobFunction: S3 ObjectCreated on datasets/<run_id>/train.jsonl -> a job at the run's provider + tracking."""
 
 from typing import Any
 

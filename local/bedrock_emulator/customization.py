@@ -100,10 +100,6 @@ class Job:
     validation_data: list[bytes] = field(default_factory=list)
     training_data: bytes = b""
 
-    @property
-    def output_model_name(self) -> str:
-        return self.custom_model_name
-
     def summary(self) -> dict[str, Any]:
         summary = {
             "jobArn": self.arn,

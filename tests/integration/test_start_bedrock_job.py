@@ -269,6 +269,19 @@ def test_a_job_another_deployment_made_for_the_same_run_id_is_never_adopted(
     assert bedrock.jobs[recorded["job_id"]].output_s3_uri == f"s3://{aws_account.bucket}/outputs/{run_id}/"
 
 
+def test_a_training_file_deleted_before_the_start_fails_the_run_and_creates_nothing(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = bedrock_run(aws_account, lambda_context, tmp_path)
+    aws_account.s3.delete_object(Bucket=aws_account.bucket, Key=run["files"]["train"]["key"])
+
+    start_handler(training_event(run["run_id"]), lambda_context)
+
+    [recorded] = aws_account.runs()
+    assert (recorded["status"], recorded["error"]["code"]) == ("failed", "training_file_missing")
+    assert creates(bedrock) == [] and bedrock.jobs == {} and executions() == []
+
+
 def test_without_the_customization_role_the_run_fails_saying_what_to_fix(
     aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, set_env: SetEnv
 ) -> None:

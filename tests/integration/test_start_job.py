@@ -245,6 +245,22 @@ def test_a_job_the_last_create_made_without_an_answer_is_found_not_left_untracke
     assert json.loads(execution["input"])["job_id"] == job.id
 
 
+def test_a_training_file_deleted_before_the_start_fails_the_run_saying_what_to_do(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    aws_account.s3.delete_object(Bucket=aws_account.bucket, Key=run["files"]["train"]["key"])
+
+    [outcome] = start_handler(training_event(run["run_id"]), lambda_context)["runs"]
+
+    [recorded] = aws_account.runs()
+    assert outcome["status"] == recorded["status"] == "failed"
+    assert recorded["error"]["code"] == "training_file_missing"
+    assert recorded["error"]["message"].startswith(f"s3://{aws_account.bucket}/{run['files']['train']['key']} cannot")
+    assert recorded["error"]["message"].endswith(". Upload the config again to prepare the run anew.")
+    assert not emulator.files and not emulator.jobs and not executions()
+
+
 def test_the_api_key_never_reaches_the_logs(
     aws_account: Aws,
     emulator: OpenAIEmulator,
