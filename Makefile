@@ -118,7 +118,7 @@ schema: ## Regenerate docs/run-config.schema.json from the pydantic model
 	$(PYTHON) -c "import json; from shared.config import run_config_json_schema as s; \
 	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
 
-bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size
+bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports, /ask overhead
 	$(PYTHON) -m benchmarks.prepare_vs_notebook
 	$(PYTHON) -m benchmarks.image_dependencies
 	$(PYTHON) -m benchmarks.cold_start

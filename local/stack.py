@@ -41,6 +41,7 @@ from local.template import (
     translated_template,
 )
 from shared.bedrock_gateway import bedrock_client
+from shared.observability import logger
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BEDROCK_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
@@ -146,6 +147,9 @@ class MotoStack:
     # Lifecycle ------------------------------------------------------------------------------
     def start(self) -> MotoStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+        self._saved_log_level = logger.log_level
+        if self._log_level:  # the handlers share this process's one logger, made before LogLevel reaches them
+            logger.setLevel(self._log_level)
         self._saved_environment = dict(os.environ)
         self._sandbox_tmp = tempfile.mkdtemp(prefix="ragtune-local-")
         make_dynamodb_writes_atomic()
@@ -180,6 +184,7 @@ class MotoStack:
         self._moto.stop()
         os.environ.clear()
         os.environ.update(self._saved_environment)
+        logger.setLevel(self._saved_log_level)
         shutil.rmtree(self._sandbox_tmp, ignore_errors=True)
 
     def __enter__(self) -> MotoStack:

@@ -200,6 +200,7 @@ def validate(
         DefaultProvider,
         typer.Option(
             "--default-provider",
+            envvar="RAGTUNE_DEFAULT_PROVIDER",
             help="The provider a config naming none gets: your stack's DefaultProvider parameter.",
         ),
     ] = DefaultProvider.openai,

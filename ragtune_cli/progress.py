@@ -70,7 +70,9 @@ class ProgressTracker:
     def snapshot(self, run: dict[str, Any], now: datetime) -> Snapshot:
         step, total, train_loss, valid_loss = self._steps_and_losses(run)
         created = _time(run.get("created_at")) or now
-        finished_at = _time(run.get("finished_at")) if run.get("status") in FINISHED else None
+        # A finished run ended when it reached its final status: after training, a Bedrock run still deploys.
+        finished = run.get("status") in FINISHED
+        finished_at = (_time(run.get("status_changed_at")) or _time(run.get("finished_at"))) if finished else None
         return Snapshot(
             run_id=str(run.get("run_id")),
             status=str(run.get("status")),

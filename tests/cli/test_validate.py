@@ -133,9 +133,15 @@ def test_a_config_naming_no_provider_is_checked_with_the_stacks_default_provider
 
     as_openai = ragtune("validate", str(config), env=user_shell())
     as_bedrock = ragtune("validate", str(config), "--default-provider", "bedrock", "--json", env=user_shell())
+    # RAGTUNE_DEFAULT_PROVIDER, which `make local` exports, as `submit` reads it; the option still wins
+    from_the_shell = ragtune("validate", str(config), "--json", env=user_shell(RAGTUNE_DEFAULT_PROVIDER="bedrock"))
+    overridden = ragtune(
+        "validate", str(config), "--default-provider", "openai", env=user_shell(RAGTUNE_DEFAULT_PROVIDER="bedrock")
+    )
 
-    assert as_openai.code == 1
+    assert as_openai.code == 1 and overridden.code == 1
     assert "learning_rate is a hyperparameter of Bedrock fine-tuning only" in as_openai.stderr
     assert as_bedrock.code == 0, as_bedrock.stderr
     assert as_bedrock.json()["config"]["provider"] == "bedrock"
     assert as_bedrock.json()["config"]["fine_tune"]["hyperparameters"]["learning_rate"] == 1e-05
+    assert from_the_shell.code == 0 and from_the_shell.json()["config"]["provider"] == "bedrock"

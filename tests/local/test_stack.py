@@ -80,6 +80,29 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     assert elapsed < 60
 
 
+def test_the_own_data_demo_of_the_readme_runs_a_config_that_holds_no_questions_out() -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "local", "demo"),
+            *("--data", "examples/data/manual.jsonl", "--config", "examples/jsonl-other-columns.json"),
+            *("--question", "How do I descale the machine?"),
+        ],
+        cwd=ROOT,
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "evaluation: none, the config holds no questions out (set validation_fraction above 0 for one)" in lines
+    [answer] = [line for line in lines if line.startswith("answer (")]
+    assert "descale" in answer
+    assert any(line.startswith("loss curve: s3://ragtune-data-123456789012-us-east-1/reports/demo-") for line in lines)
+
+
 def test_the_bedrock_demo_answers_from_a_deployment_and_exits_zero() -> None:
     """`make demo PROVIDER=bedrock`: the same sample through the Bedrock emulator, asked through its deployment."""
     result = subprocess.run(
