@@ -385,10 +385,17 @@ def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse
     Imported on demand: the evaluation's modules (token counting among them) stay out of /ask's cold start.
     """
     from shared.evaluate_run import request_evaluation
+    from shared.evaluation_starter import EvaluationNotStartedError
     from shared.evaluation_starter import start_evaluation as start_evaluation_function
 
     request = request_evaluation(run_id, compare_with)
     assert request.token is not None
-    start_evaluation_function(run_id, request.compare_with, request.token)
+    try:
+        start_evaluation_function(run_id, request.compare_with, request.token)
+    except EvaluationNotStartedError as error:
+        logger.error("Evaluation not started", extra={"reason": str(error)})
+        message = f"The evaluation could not be started: {error}. Ask for it again shortly."
+        _runs().fail_pending_evaluation(run_id, request.token, {"code": "evaluation_not_started", "message": message})
+        raise
     logger.info("Evaluation requested", extra={"compare_with": len(request.compare_with)})
     return _evaluation_response(_existing_run(run_id))

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from shared.aws import client
 from shared.settings import settings
 
 
-class EvaluationNotConfiguredError(Exception):
+class EvaluationNotStartedError(Exception):
+    """Lambda did not take the evaluation's event (throttled, unreachable, refused)."""
+
+
+class EvaluationNotConfiguredError(EvaluationNotStartedError):
     """The deployment names no evaluation function (EVALUATE_FUNCTION_NAME is unset)."""
 
 
@@ -21,4 +27,11 @@ def start_evaluation(run_id: str, compare_with: list[str], token: str) -> None:
     if not function_name:
         raise EvaluationNotConfiguredError("EVALUATE_FUNCTION_NAME is not set; this deployment cannot evaluate.")
     payload = {"action": "evaluate", "run_id": run_id, "compare_with": compare_with, "token": token}
-    client("lambda").invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode())
+    try:
+        client("lambda").invoke(
+            FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+        )
+    except ClientError as error:
+        raise EvaluationNotStartedError(f"Lambda refused it ({error.response.get('Error', {}).get('Code')})") from error
+    except BotoCoreError as error:
+        raise EvaluationNotStartedError(f"Lambda did not answer ({type(error).__name__})") from error

@@ -40,6 +40,7 @@ from shared.api_models import (
 )
 from shared.errors import UserInputError
 from shared.evaluation import EvaluatedRunMissingError, EvaluationRefusedError
+from shared.evaluation_starter import EvaluationNotStartedError
 from shared.observability import logger, metrics, tracer
 from shared.openai_gateway import (
     OpenAIEmptyAnswerError,
@@ -200,13 +201,16 @@ def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
     "the report stay: the answers of an OpenAI model recorded before it shut down remain beside its Bedrock "
     "successor's. 404 (`run_not_found`, `compare_run_not_found`) for an unknown run; 409 for a run without "
     "held-out questions (`no_validation_split`), a run or compared run without a model (`run_not_succeeded`, "
-    "`compare_run_not_usable`), or an evaluation already running (`evaluation_running`).",
+    "`compare_run_not_usable`), or an evaluation already running (`evaluation_running`); 503 "
+    "(`evaluation_not_started`) when the evaluation function could not be started (nothing is left claimed: "
+    "ask again).",
     responses=_responses(
         HTTPStatus.ACCEPTED,
         EvaluationResponse,
         "Evaluation started",
         HTTPStatus.NOT_FOUND,
         HTTPStatus.CONFLICT,
+        HTTPStatus.SERVICE_UNAVAILABLE,
     ),
 )
 def post_evaluation(
@@ -250,6 +254,15 @@ def run_state_conflict(error: ask.RunStateError) -> Response[dict[str, str]]:
         status_code=HTTPStatus.CONFLICT.value,
         content_type=content_types.APPLICATION_JSON,
         body=RunConflictBody(message=error.message, code=error.code, status=error.status).model_dump(),
+    )
+
+
+@app.exception_handler(EvaluationNotStartedError)
+def evaluation_not_started(error: EvaluationNotStartedError) -> Response[dict[str, str]]:
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "evaluation_not_started",
+        f"The evaluation could not be started: {error}. Ask for it again shortly.",
     )
 
 

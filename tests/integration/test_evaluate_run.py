@@ -483,3 +483,35 @@ def test_a_claim_whose_lease_ran_out_reads_as_failed_and_may_be_asked_again(
     assert (get_evaluation("run-b").status, get_run("run-b").evaluation_status) == (status, status)
     assert evaluate_run.evaluate_run(evaluate_run.request_evaluation("run-a", []))["status"] == "succeeded"
     assert get_evaluation("run-a").status == "succeeded" and get_evaluation("run-a").error is None
+
+
+def test_an_evaluation_lambda_would_not_start_is_a_503_and_leaves_no_claim(
+    aws_account: Aws, emulator: OpenAIEmulator, set_env: SetEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from shared import evaluation_starter
+    from tests.integration.test_evaluation_pipeline import api
+
+    put_run(aws_account, "run-a", openai_tuned_model(emulator))
+    set_env(EVALUATE_FUNCTION_NAME="ragtune-EvaluateFunction")
+    throttled = ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+
+    class ThrottledLambda:
+        def invoke(self, **request: Any) -> Any:
+            raise throttled
+
+    monkeypatch.setattr(evaluation_starter, "client", lambda service: ThrottledLambda())
+    refused = api("ask-compare-runs.json", "run-a", {})
+    _, seen = api("ask-get-evaluation.json", "run-a")
+    monkeypatch.undo()  # Lambda takes events again; moto runs this one before answering
+    set_env(EVALUATE_FUNCTION_NAME="")
+    unconfigured = api("ask-compare-runs.json", "run-a", {})
+
+    message = (
+        "The evaluation could not be started: Lambda refused it (TooManyRequestsException). Ask for it again shortly."
+    )
+    assert refused == (503, {"message": message, "code": "evaluation_not_started"})
+    assert (seen["status"], seen["error"]) == ("failed", {"message": message, "code": "evaluation_not_started"})
+    assert unconfigured[0] == 503 and unconfigured[1]["code"] == "evaluation_not_started"  # asked again at once
+    assert chat_requests(emulator) == []
