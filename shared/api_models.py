@@ -37,7 +37,9 @@ class AskRequest(BaseModel):
     run_id: RunId | None = Field(
         default=None, description="Run whose model answers; omitted or null: the latest succeeded run."
     )
-    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature (0: deterministic).")
+    temperature: float = Field(
+        default=0.0, ge=0, le=2, description="Sampling temperature (0: deterministic); at most 1 for a Bedrock run."
+    )
     max_tokens: int = Field(default=512, ge=1, le=4096, description="Upper bound on the answer's tokens.")
 
 

@@ -196,8 +196,14 @@ def answer_question(request: AskRequest) -> AskResponse:
     question = _checked_question(request.question)
     run, model = _run_with_model(request.run_id)
     _refuse_if_shut_down(run, model)
+    provider = provider_for(run)
+    if request.temperature > provider.max_temperature:
+        raise InvalidQuestionError(
+            f"temperature {request.temperature:g} is above {provider.max_temperature:g}, the most the models of "
+            f"run {run.run_id} ({provider.name}) take."
+        )
     try:
-        answer = provider_for(run).answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
+        answer = provider.answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
     except ProviderRefusedError as error:
         if error.status_code == HTTPStatus.NOT_FOUND and error.code == "model_not_found":  # OpenAI's words
             raise _gone(run, model) from error

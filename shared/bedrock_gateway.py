@@ -80,6 +80,8 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeout",
         "RequestTimeoutException",
         "ModelNotReadyException",
+        "ModelTimeoutException",  # Converse: the model took too long on this request
+        "ModelErrorException",  # Converse: the model failed on this request
     }
 )
 # What a user can do about a refusal, after Bedrock's own words.
@@ -95,7 +97,10 @@ REFUSAL_ADVICE = {
         "request an increase in Service Quotas, then upload the config again."
     ),
     "ResourceNotFoundException": "The base model or resource does not exist in this region.",
-    "ResourceInUseException": "A job of that name exists already with other parameters.",
+    "ConflictException": (
+        "The resource is not in a state that allows this: a job of that name exists already, or the job has "
+        "already finished or is stopping."
+    ),
 }
 # Bedrock's botocore clients: explicit timeouts (a create answers in seconds, converse may take longer)
 # and bounded retries.
@@ -177,6 +182,7 @@ class JobSnapshot(providers.JobSnapshot):
         metadata = {
             "output_s3_uri": str((job.get("outputDataConfig") or {}).get("s3Uri") or ""),
             "output_model_arn": str(job.get("outputModelArn") or ""),
+            "bedrock_status": str(job.get("status") or ""),  # `Stopping` is `running` in the common vocabulary
         }
         return cls(
             job_id=str(job["jobArn"]),
@@ -198,10 +204,14 @@ def bedrock_client(service: str) -> Any:
     return session().client(service, config=BEDROCK_CLIENT_CONFIG)
 
 
+def _name_part(text: str) -> str:
+    """`text` in Bedrock's name rules: letters and digits, single `-`/`_` between them."""
+    return re.sub(r"[-_]{2,}", "-", re.sub(r"[^0-9A-Za-z_-]", "-", text)).strip("-_")
+
+
 def _fit_name(base: str, tail: str) -> str:
-    """`<base>-<tail>` in Bedrock's name rules: letters and digits, single `-`/`_` between them, 63 at most."""
-    base = re.sub(r"[-_]{2,}", "-", re.sub(r"[^0-9A-Za-z_-]", "-", base)).strip("-_")
-    return f"{base[: NAME_MAX_CHARS - len(tail) - 1].rstrip('-_')}-{tail}"
+    """`<base>-<tail>` in 63 characters at most: `base` is shortened, never `tail`."""
+    return f"{_name_part(base)[: NAME_MAX_CHARS - len(tail) - 1].rstrip('-_')}-{tail}"
 
 
 def bedrock_hyperparameters(config: RunConfig) -> dict[str, str]:
@@ -226,6 +236,10 @@ class BedrockGateway:
     def name(self) -> providers.ProviderName:
         return "bedrock"
 
+    @property
+    def max_temperature(self) -> float:
+        return 1.0  # Converse takes 0 to 1
+
     # Names, tokens, places ---------------------------------------------------------------
     def request_token(self, run_id: str, owner: str, etag: str) -> str:
         """One token per deployment, run and training file (version and content): Bedrock's idempotency key."""
@@ -240,7 +254,10 @@ class BedrockGateway:
         return self.job_name(run_id, "0" * 8)[:-8]
 
     def custom_model_name(self, run_id: str, suffix: str | None, token: str) -> str:
-        return _fit_name(f"{run_id}-{suffix}" if suffix else run_id, token[:8])
+        """`<run id>-<suffix>-<token>`: a long run id is shortened first, so the suffix (its first 32
+        characters) stays in the name, as the config's `suffix` promises."""
+        suffix_part = _name_part(suffix or "")[:32].rstrip("-_")
+        return _fit_name(run_id, f"{suffix_part}-{token[:8]}" if suffix_part else token[:8])
 
     def output_uri(self, run_id: str) -> str:
         return f"s3://{self._deployment}/outputs/{run_id}/"
@@ -404,9 +421,18 @@ class BedrockGateway:
         return parse_bedrock_metrics(training, validation)
 
     def cancel_job(self, job_id: str) -> JobSnapshot:
-        """Stop the job, then read it back (Bedrock's stop answers with nothing): `Stopping` is `running`."""
-        with _classified_errors("stopping the job"):
-            self._bedrock.stop_model_customization_job(jobIdentifier=job_id)
+        """Stop the job, then read it back (Bedrock's stop answers with nothing): `Stopping` is `running`.
+        A job already stopping refuses a second stop; asking twice is no error: it is read back as it is."""
+        try:
+            with _classified_errors("stopping the job"):
+                self._bedrock.stop_model_customization_job(jobIdentifier=job_id)
+        except BedrockRefusedError as refused:
+            if refused.code != "ConflictException":
+                raise
+            job = self.retrieve_job(job_id)
+            if job.metadata.get("bedrock_status") != "Stopping":
+                raise
+            return job
         return self.retrieve_job(job_id)
 
     # Serving -----------------------------------------------------------------------------

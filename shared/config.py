@@ -83,7 +83,6 @@ BEDROCK_MAX_EPOCHS = 5
 BEDROCK_LEARNING_RATE = (1e-6, 1e-4)
 BEDROCK_MAX_WARMUP_STEPS = 100
 # Custom model names: ([0-9a-zA-Z][_-]?){1,63} (botocore's service model).
-_CUSTOM_MODEL_NAME_LIMIT = 63
 # Hyperparameters each provider takes; the others are refused for it.
 PROVIDER_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "openai": ("n_epochs", "batch_size", "learning_rate_multiplier"),
@@ -412,12 +411,6 @@ class FineTuneSpec(_Strict):
             for name, value in values.items()
             if value is not None and value != "auto"
         }
-
-    def custom_model_name(self, run_id: str) -> str:
-        """A Bedrock custom model name: the run id, then the suffix, within Bedrock's 63 characters and charset."""
-        name = re.sub(r"[^0-9A-Za-z_-]", "-", f"{run_id}-{self.suffix}" if self.suffix else run_id)
-        name = re.sub(r"[_-]{2,}", "-", name).strip("_-")[:_CUSTOM_MODEL_NAME_LIMIT].rstrip("_-")
-        return name or "ragtune"
 
 
 Match = Literal["start", "anywhere"]

@@ -190,6 +190,10 @@ class OpenAIGateway:
     def name(self) -> providers.ProviderName:
         return "openai"
 
+    @property
+    def max_temperature(self) -> float:
+        return 2.0  # chat completions take 0 to 2
+
     # Ownership ---------------------------------------------------------------------------
     def job_metadata(self, run_id: str) -> dict[str, str]:
         """What tags a job as `run_id`'s of this deployment (2 of OpenAI's 16 pairs; short keys and values)."""

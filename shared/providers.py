@@ -158,6 +158,11 @@ class FineTuningProvider(Protocol):
     @property
     def name(self) -> ProviderName: ...
 
+    @property
+    def max_temperature(self) -> float:
+        """The highest sampling temperature its models take (`answer`'s `temperature`)."""
+        ...
+
     def start_job(self, run: Run, owner: str, record_start: RecordStart) -> JobSnapshot:
         """Start (or find) the prepared run's job; idempotent for the same run and `owner` (the training
         file's version): a repeated or concurrent start ends with the same single job."""

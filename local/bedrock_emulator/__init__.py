@@ -37,10 +37,10 @@ Behaviour worth knowing:
   holding "passage, blank line, question" gets the passage sentence of highest word overlap with the
   question, any other ``BASE_MODEL_REPLY``. The customization ids (``...:128k``) are not invocable: 404.
 * Faults: ``inject_fault(operation, kind, times, message)`` makes the next calls of an operation fail with
-  ThrottlingException (429), ValidationException (400), AccessDeniedException (403) or
-  ServiceUnavailableException (503), or (``lost_answer``) carry them out and drop the connection without
-  an answer; ``fail_jobs(message)`` / ``fail_deployments(message)`` make those created afterwards end
-  ``Failed``.
+  ThrottlingException (429), ValidationException (400), AccessDeniedException (403),
+  ServiceUnavailableException (503) or ModelTimeoutException (408, ``model_timeout``), or
+  (``lost_answer``) carry them out and drop the connection without an answer;
+  ``fail_jobs(message)`` / ``fail_deployments(message)`` make those created afterwards end ``Failed``.
 * ``requests`` records every request (operation, method, path, params, query, body, status, response,
   error_code); ``jobs``, ``deployments`` and ``custom_models`` expose the state, advanced to the present.
 """

@@ -19,7 +19,7 @@ from .errors import BedrockError, validation
 from .runtime import converse
 from .training import MAX_RECORDS, MIN_RECORDS
 
-FaultKind = Literal["throttling", "validation", "access_denied", "service_unavailable", "lost_answer"]
+FaultKind = Literal["throttling", "validation", "access_denied", "service_unavailable", "model_timeout", "lost_answer"]
 LOST_ANSWER = "lost_answer"  # the request is carried out, then the connection drops without an answer
 FAULT_CODES: dict[str, tuple[str, str]] = {
     "throttling": ("ThrottlingException", "Too many requests, please wait before trying again. (emulated)"),
@@ -29,6 +29,7 @@ FAULT_CODES: dict[str, tuple[str, str]] = {
         "You don't have access to the model with the specified model ID. (emulated)",
     ),
     "service_unavailable": ("ServiceUnavailableException", "The service is unavailable. Try again later. (emulated)"),
+    "model_timeout": ("ModelTimeoutException", "The request took too long to process. (emulated)"),
 }
 
 Handler = Callable[["BedrockEmulator", dict[str, str], dict[str, str], dict[str, Any]], dict[str, Any]]

@@ -175,6 +175,24 @@ def test_cancel_stops_the_bedrock_job_and_the_poll_sees_it_stopped(
     assert bedrock.deployments == {}
 
 
+def test_cancelling_twice_while_the_job_stops_answers_both_times(
+    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    """Bedrock refuses to stop a job that is Stopping; a retried or repeated cancel is no error."""
+    bedrock.phase_seconds = 1000
+    run = started(aws_account, lambda_context, tmp_path)
+
+    first = cancel(run["run_id"], lambda_context)
+    second = cancel(run["run_id"], lambda_context)
+
+    assert first == second == (202, {"run_id": run["run_id"], "status": "running"})
+    assert [stop.error_code for stop in operations(bedrock, "StopModelCustomizationJob")] == [
+        None,
+        "ConflictException",
+    ]
+    assert job_of(bedrock, run).status == "Stopping"
+
+
 def test_cancel_of_a_job_that_completed_records_it_deploying_and_creates_nothing(
     aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
 ) -> None:
@@ -205,6 +223,30 @@ def test_converse_throttled_past_the_retries_is_a_503(
 
     assert (status, body["code"]) == (503, "bedrock_unavailable")
     assert "Amazon Bedrock" in body["message"]
+
+
+def test_a_model_timeout_is_a_503_to_try_again_not_a_refusal(
+    asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
+) -> None:
+    bedrock.inject_fault("Converse", "model_timeout", times=1)
+
+    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
+    again = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
+
+    assert (status, body["code"]) == (503, "bedrock_unavailable")
+    assert (again[0], again[1]["answer"]) == (200, ANSWER)
+
+
+def test_a_temperature_above_what_converse_takes_is_a_400_and_asks_nothing(
+    asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
+) -> None:
+    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"], temperature=1.5)
+
+    assert (status, body["code"]) == (400, "invalid_question")
+    assert body["message"] == (
+        f"temperature 1.5 is above 1, the most the models of run {asked_run['run_id']} (bedrock) take."
+    )
+    assert operations(bedrock, "Converse") == []
 
 
 def test_converse_throttled_once_is_retried_and_answers(

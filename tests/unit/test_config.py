@@ -372,15 +372,6 @@ def test_unknown_providers_and_reserved_strings_in_a_bedrock_template_are_refuse
     )
 
 
-def test_the_suffix_becomes_part_of_the_custom_model_name() -> None:
-    assert parse_run_config(bedrock(suffix="sciq")).fine_tune.custom_model_name("sciq-0123456789ab") == (
-        "sciq-0123456789ab-sciq"
-    )
-    assert parse_run_config(bedrock()).fine_tune.custom_model_name("sciq-0123456789ab") == "sciq-0123456789ab"
-    long = parse_run_config(bedrock(suffix="x" * 64)).fine_tune.custom_model_name("a" * 40 + "-0123456789ab")
-    assert len(long) == 63 and long.startswith("a" * 40 + "-0123456789ab-x")
-
-
 def test_the_json_schema_shows_the_provider_and_each_providers_hyperparameters() -> None:
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     assert schema["properties"]["provider"]["enum"] == ["openai", "bedrock"]

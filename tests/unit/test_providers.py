@@ -351,6 +351,12 @@ def test_names_fit_bedrocks_rules_and_tokens_are_deterministic() -> None:
     name = gateway.custom_model_name(run_id, "my__suffix-that-is-long-enough-to-overflow", token)
     assert len(name) <= 63 and "__" not in name and name.endswith(token[:8])
     assert len(gateway.job_name(run_id, token)) <= 63
+    # A long run id gives way to the suffix, which the config promises in the name
+    long_run = "x" * 40 + "-0409261fc37d"
+    assert gateway.custom_model_name(long_run, "prod_v2", token) == f"{long_run[:46]}-prod_v2-{token[:8]}"
+    assert gateway.custom_model_name("sciq-0123456789ab", "sciq", token) == f"sciq-0123456789ab-sciq-{token[:8]}"
+    assert gateway.custom_model_name("sciq-0123456789ab", None, token) == f"sciq-0123456789ab-{token[:8]}"
+    assert len(gateway.custom_model_name(long_run, "s" * 64, token)) == 63
 
 
 def test_hyperparameters_go_to_bedrock_as_strings_and_auto_is_left_out() -> None:
