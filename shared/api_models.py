@@ -35,7 +35,8 @@ class AskRequest(BaseModel):
         description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default)."
     )
     run_id: RunId | None = Field(
-        default=None, description="Run whose model answers; omitted or null: the latest succeeded run."
+        default=None,
+        description="Run whose model answers; omitted or null: the latest succeeded run that still has a model.",
     )
     temperature: float = Field(
         default=0.0, ge=0, le=2, description="Sampling temperature (0: deterministic); at most 1 for a Bedrock run."

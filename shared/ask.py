@@ -146,9 +146,16 @@ def _run_with_model(run_id: str | None) -> tuple[Run, str]:
     if run_id is None:
         run = latest_succeeded_run.get()
         if run is None:
-            raise NoModelError("No run has succeeded yet, so there is no fine-tuned model to ask.")
+            raise NoModelError(
+                "No succeeded run has a fine-tuned model to ask: none has succeeded yet, or their models were deleted."
+            )
     else:
         run = _existing_run(run_id)
+    if not run.fine_tuned_model and run.model_deleted_at:
+        raise NoModelError(
+            f"Run {run.run_id}'s model was deleted ({run.model_deleted_at}, DELETE /runs/{run.run_id}/model); "
+            "ask another run."
+        )
     if not run.fine_tuned_model:
         raise NoModelError(f"Run {run.run_id} is {run.status}; it has no fine-tuned model yet.")
     return run, run.fine_tuned_model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -256,32 +257,29 @@ class RunsRepository:
         return [_run(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
     def latest_succeeded(self) -> Run | None:
-        page = self._table.query(
-            IndexName=BY_STATUS_INDEX,
-            KeyConditionExpression="#status = :succeeded",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":succeeded": RunStatus.SUCCEEDED},
-            ScanIndexForward=False,
-            Limit=1,
-        )
-        return _run(page["Items"][0]) if page["Items"] else None
+        """The newest succeeded run that still has a model (a Bedrock run's may have been deleted)."""
+        return next(self._succeeded("attribute_exists(fine_tuned_model)", {}), None)
 
     def succeeded_run_with_model(self, model: str) -> Run | None:
         """A succeeded run of this deployment whose tuned model is `model` (newest first), or None."""
+        return next(self._succeeded("fine_tuned_model = :model", {":model": model}), None)
+
+    def _succeeded(self, condition: str, values: dict[str, Any]) -> Iterator[Run]:
+        """Succeeded runs meeting `condition`, newest first, a page of the ByStatus index at a time."""
         query: dict[str, Any] = {
             "IndexName": BY_STATUS_INDEX,
             "KeyConditionExpression": "#status = :succeeded",
-            "FilterExpression": "fine_tuned_model = :model",
+            "FilterExpression": condition,
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":succeeded": RunStatus.SUCCEEDED, ":model": model},
+            "ExpressionAttributeValues": {":succeeded": RunStatus.SUCCEEDED, **values},
             "ScanIndexForward": False,
+            "Limit": 10,  # items read per page, before the filter: the newest are nearly always the ones
         }
         while True:
             page = self._table.query(**query)
-            if page["Items"]:
-                return _run(page["Items"][0])
+            yield from map(_run, page["Items"])
             if "LastEvaluatedKey" not in page:
-                return None
+                return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _set_status(

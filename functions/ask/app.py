@@ -8,6 +8,7 @@ failures 502/503, anything else a generic 500 whose detail stays in the logs.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,7 +59,19 @@ from shared.runs import InvalidCursorError
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
-app = APIGatewayRestResolver(enable_validation=True)
+
+def _json_body(text: str) -> Any:
+    """json.loads, where a body it cannot take (an integer of thousands of digits, nesting deep enough to
+    exhaust the stack) is invalid JSON like any other: a 422, not a 500."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, json.JSONDecodeError):
+            raise
+        raise json.JSONDecodeError(f"Body cannot be read as JSON ({type(error).__name__})", text, 0) from None
+
+
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_json_body)
 
 
 def _responses(
@@ -87,8 +100,8 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
 @app.post(
     "/ask",
     summary="Answer a question with a fine-tuned model",
-    description="Uses the named run's model, or the latest succeeded run's, with that run's training "
-    "system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400. "
+    description="Uses the named run's model, or that of the latest succeeded run that still has one, with that "
+    "run's training system prompt. Blank questions and questions over MAX_QUESTION_CHARS (default 2000) are a 400. "
     "When the model declines to answer, the answer is null and `refusal` holds the model's message "
     "(still a 200). A 502 is OpenAI refusing the request (`openai_refused`) or answering without any "
     "answer or refusal (`openai_empty_response`). A 410 means the run's model is gone for good: "

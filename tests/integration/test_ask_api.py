@@ -359,6 +359,9 @@ MALFORMED: list[tuple[dict[str, Any], list[Any], str]] = [
     (ask_event({"question": "q", "model": "gpt-4o"}), ["body", "model"], "extra_forbidden"),  # never from a caller
     (ask_event({"question": "q", "run_id": ""}), ["body", "run_id"], "string_too_short"),
     (ask_event("{not json"), ["body", 1], "json_invalid"),
+    # What json.loads raises other than JSONDecodeError for: too many digits, too deep
+    (ask_event('{"question": "q", "max_tokens": ' + "1" * 5000 + "}"), ["body", 0], "json_invalid"),
+    (ask_event("[" * 100_000 + "]" * 100_000), ["body", 0], "json_invalid"),
     (list_event(limit="0"), ["query", "limit"], "greater_than_equal"),
     (list_event(limit="101"), ["query", "limit"], "less_than_equal"),
     (list_event(limit="ten"), ["query", "limit"], "int_parsing"),
@@ -399,9 +402,26 @@ def test_no_model_yet_is_a_409_saying_the_runs_status(
     )
     assert latest == (
         409,
-        {"message": "No run has succeeded yet, so there is no fine-tuned model to ask.", "code": "no_model"},
+        {
+            "message": "No succeeded run has a fine-tuned model to ask: none has succeeded yet, or their models "
+            "were deleted.",
+            "code": "no_model",
+        },
     )
     assert chat_requests(emulator) == []
+
+
+def test_without_a_run_id_the_newest_succeeded_run_that_still_has_a_model_answers(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any
+) -> None:
+    older_model = trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    deployment = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/gone"
+    record_run("sciq-bbbbbbbbbbbb", "succeeded", fine_tuned_model=deployment, deployment_arn=deployment)
+    assert RunsRepository(os.environ["RUNS_TABLE"]).record_model_deleted("sciq-bbbbbbbbbbbb", deployment)
+
+    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
+
+    assert (status, body["run_id"], body["model"]) == (200, "sciq-aaaaaaaaaaaa", older_model)
 
 
 def test_openai_unavailable_is_a_503(

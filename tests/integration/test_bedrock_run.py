@@ -306,6 +306,9 @@ def test_deleting_a_bedrock_runs_model_deletes_its_deployment_and_says_so(
     # The run has no model now, and nothing more to delete
     status, body = ask(lambda_context, question=QUESTION, run_id=run_id)
     assert (status, body["code"]) == (409, "no_model")
+    assert body["message"] == (
+        f"Run {run_id}'s model was deleted ({after['model_deleted_at']}, DELETE /runs/{run_id}/model); ask another run."
+    )
     status, body = delete_model(run_id, lambda_context)
     assert (status, body["code"], body["status"]) == (409, "no_deployment", "succeeded")
     assert deployment in body["message"]
