@@ -386,10 +386,11 @@ def openapi_document() -> str:
     """The API's OpenAPI document, API key (header x-api-key) required on every route.
 
     Powertools' OpenAPI models are imported here: building them takes 0.2 s, which no request needs."""
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 
     document = app.get_openapi_json_schema(
         title="ragtune API",
+        servers=[Server(url="/v1", description="The stage: the stack's ApiUrl output ends with it")],
         version="1",
         description="Ask the models ragtune fine-tuned, and list, inspect and cancel runs.",
         security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
