@@ -192,10 +192,39 @@ def build_proxy_event(
     }
 
 
-def _gateway_error(status: int, message: str, error_type: str) -> Reply:
-    """An answer API Gateway gives itself, without calling the function."""
-    body = json.dumps({"message": message}).encode()
-    return Reply(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)], body)
+@dataclass(frozen=True)
+class GatewayResponse:
+    """How the API answers one kind of request API Gateway refuses itself: a status (None: API Gateway's
+    own) and the JSON body's template, in which `$context.error.messageString` is the quoted message."""
+
+    status: int | None
+    template: str | None
+
+
+def gateway_responses_from_template(api_logical_id: str = "RagtuneApi") -> dict[str, GatewayResponse]:
+    """The API's gateway responses by type (MISSING_AUTHENTICATION_TOKEN, INVALID_API_KEY, DEFAULT_4XX...)."""
+    document: dict[str, Any] = translated_template()["Resources"][api_logical_id]["Properties"]["Body"]
+    return {
+        kind: GatewayResponse(
+            int(response["statusCode"]) if "statusCode" in response else None,
+            (response.get("responseTemplates") or {}).get("application/json"),
+        )
+        for kind, response in document.get("x-amazon-apigateway-gateway-responses", {}).items()
+    }
+
+
+def _gateway_error(status: int, message: str, error_type: str, response: GatewayResponse | None = None) -> Reply:
+    """An answer API Gateway gives itself, without calling the function: its own `{"message"}`, or the
+    API's gateway response for that kind of refusal."""
+    body = json.dumps({"message": message})
+    if response is not None:
+        status = response.status or status
+        body = (
+            response.template.replace("$context.error.messageString", json.dumps(message))
+            if response.template
+            else body
+        )
+    return Reply(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)], body.encode())
 
 
 def _function_reply(response: object) -> Reply:
@@ -253,11 +282,13 @@ class LocalApiGateway:
         stage: str = "v1",
         host: str = "127.0.0.1",
         port: int = 0,
+        responses: dict[str, GatewayResponse] | None = None,
     ) -> None:
         self.routes = list(routes)
         self.invoke = invoke
         self.api_keys = frozenset(api_keys)
         self.stage = stage
+        self.responses = responses or {}
         self._address = (host, port)
         self._server: LoopbackServer | None = None
 
@@ -307,6 +338,10 @@ class LocalApiGateway:
         reply = self._answer(request, request_id)
         return Reply(reply.status, [*reply.headers, ("x-amzn-RequestId", request_id)], reply.body)
 
+    def _response(self, kind: str) -> GatewayResponse | None:
+        """The API's gateway response of `kind`, else its DEFAULT_4XX (every refusal here is a 4xx)."""
+        return self.responses.get(kind) or self.responses.get("DEFAULT_4XX")
+
     def _answer(self, request: Request, request_id: str) -> Reply:
         method, headers = request.method, list(request.headers.items())
         split = urlsplit(request.target)
@@ -314,17 +349,15 @@ class LocalApiGateway:
         if not segments or segments[0] != self.stage:
             return _gateway_error(403, "Forbidden", "ForbiddenException")
         decoded = [unquote(segment) for segment in segments[1:]] or [""]
-        resolved = self._resolve(decoded)
-        if resolved is None:
-            return _gateway_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
-        resource, path_parameters = resolved
-        candidates = [r for r in self.routes if r.path == resource and r.method in (method, ANY_METHOD)]
+        resource, path_parameters = self._resolve(decoded) or ("", {})
+        candidates = [r for r in self.routes if resource and r.path == resource and r.method in (method, ANY_METHOD)]
         route = min(candidates, key=lambda r: r.method == ANY_METHOD, default=None)
         if route is None:
-            return _gateway_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+            no_route = self._response("MISSING_AUTHENTICATION_TOKEN")
+            return _gateway_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", no_route)
         api_key = next((value for name, value in headers if name.lower() == "x-api-key"), None)
         if route.api_key_required and api_key not in self.api_keys:
-            return _gateway_error(403, "Forbidden", "ForbiddenException")
+            return _gateway_error(403, "Forbidden", "ForbiddenException", self._response("INVALID_API_KEY"))
         event = build_proxy_event(
             route,
             method,

@@ -27,7 +27,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
-from local.api_gateway import LocalApiGateway, routes_from_template, stage_name
+from local.api_gateway import LocalApiGateway, gateway_responses_from_template, routes_from_template, stage_name
 from local.bedrock_emulator import BedrockEmulator
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
@@ -169,7 +169,13 @@ class MotoStack:
         bedrock_client.cache_clear()  # a client made before would keep another endpoint
         self._resolver = TemplateResolver(self._parameter_values())
         self._create_resources()
-        self._api = LocalApiGateway(routes_from_template(), self._invoke_function, {self.api_key}, stage_name())
+        self._api = LocalApiGateway(
+            routes_from_template(),
+            self._invoke_function,
+            {self.api_key},
+            stage_name(),
+            responses=gateway_responses_from_template(),
+        )
         self._api.start()
         return self
 

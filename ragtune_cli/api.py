@@ -49,7 +49,7 @@ def _error_fields(response: requests.Response) -> tuple[str | None, str, dict[st
 def _sentence(method: str, path: str, response: requests.Response, base_url: str) -> ApiError:
     code, message, body = _error_fields(response)
     status = response.status_code
-    if status == 403 and message == "Forbidden":
+    if status == 403 and (code == "invalid_api_key" or message == "Forbidden"):  # a stack older than its responses
         text = (
             "The API refused the API key (403 Forbidden): check RAGTUNE_API_KEY (the local stack prints a new one "
             "each time it starts), or pass --stack NAME to read the key of a deployed stack."
@@ -71,7 +71,8 @@ def _sentence(method: str, path: str, response: requests.Response, base_url: str
 
 
 def _no_route(status: int, code: str | None, message: str) -> bool:
-    """API Gateway's answer to a path it does not have, or the function's router's (a newer template's route)."""
+    """API Gateway's answer to a path it does not have (403 from a stack older than its gateway responses), or
+    the function's router's (a newer template's route)."""
     return (status == 403 and message == "Missing Authentication Token") or (status == 404 and code == "not_found")
 
 

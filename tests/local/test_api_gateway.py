@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from local.api_gateway import LocalApiGateway, Route, routes_from_template, stage_name
+from local.api_gateway import LocalApiGateway, Route, gateway_responses_from_template, routes_from_template, stage_name
 from local.lambda_runtime import LambdaContext
 from local.template import load_template
 from tests.helpers import Aws, load_event
@@ -47,7 +47,8 @@ def function() -> RecordingInvoke:
 
 @pytest.fixture
 def api(function: RecordingInvoke) -> Iterator[str]:
-    with LocalApiGateway(routes_from_template(), function, {KEY}, stage=stage_name()) as gateway:
+    responses = gateway_responses_from_template()
+    with LocalApiGateway(routes_from_template(), function, {KEY}, stage=stage_name(), responses=responses) as gateway:
         yield gateway.url
 
 
@@ -208,7 +209,7 @@ def test_no_valid_api_key_is_forbidden_and_the_function_not_invoked(
 ) -> None:
     response = requests.get(f"{api}/runs", headers=headers, timeout=5)
     assert response.status_code == 403
-    assert response.json() == {"message": "Forbidden"}
+    assert response.json() == {"message": "Forbidden", "code": "invalid_api_key"}  # the template's response
     assert "x-amzn-RequestId" in response.headers
     assert function.calls == []
 
@@ -222,13 +223,25 @@ def test_the_key_header_name_is_case_insensitive(api: str, function: RecordingIn
     ("method", "path"),
     [("GET", "/nope"), ("GET", "/runs/a/b/c"), ("DELETE", "/runs"), ("GET", "/ask"), ("POST", "/runs/x")],
 )
-def test_an_unknown_route_or_method_is_missing_authentication_token(
+def test_an_unknown_route_or_method_is_a_404_in_the_apis_error_shape(
     api: str, function: RecordingInvoke, method: str, path: str
 ) -> None:
+    """API Gateway's MISSING_AUTHENTICATION_TOKEN, as the template's gateway response turns it."""
     response = requests.request(method, f"{api}{path}", headers={"x-api-key": KEY}, timeout=5)
-    assert response.status_code == 403
-    assert response.json() == {"message": "Missing Authentication Token"}
+    assert response.status_code == 404
+    assert response.json() == {
+        "message": "No route answers this method and path; see docs/openapi.json.",
+        "code": "not_found",
+    }
     assert function.calls == []
+
+
+def test_without_gateway_responses_the_answers_are_api_gateways_own(function: RecordingInvoke) -> None:
+    with LocalApiGateway(routes_from_template(), function, {KEY}, stage=stage_name()) as gateway:
+        unknown = requests.get(f"{gateway.url}/nope", headers={"x-api-key": KEY}, timeout=5)
+        no_key = requests.get(f"{gateway.url}/runs", timeout=5)
+    assert (unknown.status_code, unknown.json()) == (403, {"message": "Missing Authentication Token"})
+    assert (no_key.status_code, no_key.json()) == (403, {"message": "Forbidden"})
 
 
 @pytest.mark.parametrize("path", ["/runs", "/v2/runs", "/"])

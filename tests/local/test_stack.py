@@ -386,9 +386,9 @@ def test_the_api_key_is_enforced_and_unknown_routes_answer_as_api_gateway(
     stack, _ = served
     assert stack.api("GET", "/runs", headers={"x-api-key": ""}).status_code == 403
     no_key = requests.get(f"{stack.api_url}/runs", timeout=10)
-    assert (no_key.status_code, no_key.json()) == (403, {"message": "Forbidden"})
+    assert (no_key.status_code, no_key.json()) == (403, {"message": "Forbidden", "code": "invalid_api_key"})
     unknown = stack.api("DELETE", "/runs")
-    assert (unknown.status_code, unknown.json()) == (403, {"message": "Missing Authentication Token"})
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
 
 
 def test_sigterm_stops_serve_mode_cleanly(served: tuple[Served, subprocess.Popen[str]]) -> None:
