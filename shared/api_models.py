@@ -20,6 +20,18 @@ class ErrorBody(BaseModel):
     code: str = Field(description="Stable machine-readable reason, e.g. run_not_found.")
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, query or path, then the field's name or index.")
+    msg: str = Field(description="What is wrong with it (pydantic's words; the value is never echoed).")
+    type: str = Field(description="pydantic's error type, e.g. missing, string_too_short, json_invalid.")
+
+
+class RequestValidationBody(ErrorBody):
+    """A malformed request (422): `code` is `invalid_request`, `detail` names each field that failed."""
+
+    detail: list[FieldError]
+
+
 class RunConflictBody(ErrorBody):
     """Why the run's state does not allow what was asked, with its status as recorded now."""
 

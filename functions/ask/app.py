@@ -34,6 +34,7 @@ from shared.api_models import (
     ErrorBody,
     EvaluationRequest,
     EvaluationResponse,
+    RequestValidationBody,
     RunConflictBody,
     RunDetail,
     RunId,
@@ -78,11 +79,12 @@ def _responses(
     ok: HTTPStatus, model: type[BaseModel], description: str, *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]]
 ) -> dict[int, Any]:
     """A route's documented answers: its success body, then its errors (ErrorBody unless a model is
-    given with the status; 422 is added)."""
+    given with the status), then the 422 every route can give."""
     answers = {ok: (description, model)} | {
         status: (status.phrase, body)
         for status, body in (error if isinstance(error, tuple) else (error, ErrorBody) for error in errors)
     }
+    answers[HTTPStatus.UNPROCESSABLE_ENTITY] = ("Malformed request", RequestValidationBody)
     return {
         status.value: {"description": text, "content": {"application/json": {"model": body}}}
         for status, (text, body) in answers.items()

@@ -24,6 +24,7 @@ from functions.prepare.app import lambda_handler as prepare_handler
 from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.faults import FaultKind
 from shared import ask, openai_gateway
+from shared.api_models import RequestValidationBody
 from shared.openai_gateway import JobSnapshot
 from shared.runs import RunsRepository
 from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, load_event, sciq_row, write_jsonl
@@ -373,7 +374,7 @@ def test_malformed_requests_are_a_422_naming_the_field(aws_account: Aws, lambda_
         status, body = invoke(event, lambda_context)
 
         assert status == 422, (field, body)
-        assert body["code"] == "invalid_request"
+        assert RequestValidationBody.model_validate(body).code == "invalid_request"  # the documented 422 body
         assert [(error["loc"], error["type"]) for error in body["detail"]] == [(field, kind)]
         assert body["message"].startswith("Invalid request: " + ".".join(map(str, field)) + ": ")
 
