@@ -25,6 +25,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -315,7 +316,8 @@ def _closed(evaluation: dict[str, Any], status: str) -> dict[str, Any]:
 
 def _ask_all(arm: Arm, questions: list[Question], match: Match) -> list[ArmAnswer]:
     """Every question, `evaluation_concurrency` at a time, answers in question order. A refusal (the model
-    is gone, access denied) ends the arm: it is raised, and the questions not yet asked are dropped."""
+    is gone, access denied) ends the arm: it is raised, and the questions not yet asked are dropped; a
+    refusal of one question's request (400) is an error on that question only."""
     provider = provider_for(arm.run)
     with ThreadPoolExecutor(max_workers=settings().evaluation_concurrency) as pool:
         futures = [pool.submit(_ask, provider, arm, question, match) for question in questions]
@@ -336,6 +338,12 @@ def _ask(provider: FineTuningProvider, arm: Arm, question: Question, match: Matc
         )
     except NO_ANSWER_ERRORS as error:
         return ArmAnswer(arm.model, None, None, None, None, None, _ms_since(started), error=str(error))
+    except ProviderRefusedError as refused:
+        if refused.status_code != HTTPStatus.BAD_REQUEST:
+            raise  # the model is gone, access is denied: the arm ends
+        # This question's request (its length, its content): an error on it alone, the arm goes on
+        reason = f"refused this question: {refused.message}"
+        return ArmAnswer(arm.model, None, None, None, None, None, _ms_since(started), error=reason)
     return ArmAnswer(
         model=reply.model,
         answer=reply.text,
