@@ -56,10 +56,31 @@ class EvaluationRunningError(EvaluationRefusedError):
     code = "evaluation_running"
 
 
+_APOSTROPHES = "'\u2019"
+
+
+def _kept(text: str, at: int) -> str | None:
+    """The punctuation at `at` when it is part of a word or number, not between them: an apostrophe between
+    letters (can't), a point or comma between digits (2.5, 1,000), a minus sign before a number (-5)."""
+    char, before = text[at], text[at - 1] if at else " "
+    after = text[at + 1] if at + 1 < len(text) else " "
+    if char in _APOSTROPHES and before.isalpha() and after.isalpha():
+        return "'"
+    if char in ".," and before.isdigit() and after.isdigit():
+        return char
+    if char == "-" and after.isdigit() and (before.isspace() or unicodedata.category(before).startswith("P")):
+        return char
+    return None
+
+
 def normalise(text: str) -> str:
-    """NFKC, casefolded, every Unicode punctuation character a space, whitespace folded to one space."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    spaced = "".join(" " if unicodedata.category(char).startswith("P") else char for char in folded)
+    """NFKC, casefolded, Unicode punctuation a space unless it belongs to a word or number (`_kept`),
+    whitespace folded to one space: "2" is not the start of "2.5 m", nor "can" of "can't"."""
+    folded = unicodedata.normalize("NFKC", text).casefold().replace("\u2212", "-")  # the minus sign
+    spaced = "".join(
+        (_kept(folded, at) or " ") if unicodedata.category(char).startswith("P") else char
+        for at, char in enumerate(folded)
+    )
     return " ".join(spaced.split())
 
 

@@ -43,6 +43,7 @@ from shared.data_gate import (
 )
 from shared.dataset_source import check_source_location, import_arrow_in_background, stream_batches
 from shared.errors import ConfigError, UserInputError
+from shared.evaluation import normalise
 from shared.examples import BuiltBatch, ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
@@ -112,11 +113,13 @@ def _prepare_once(ref: ObjectRef, counter: TokenCounter) -> dict[str, Any]:
 
 @dataclass
 class _Questions:
-    """The held-out questions file: `written` lines, `skipped` held-out rows passed over for an empty reference."""
+    """The held-out questions file: `written` lines; held-out rows passed over: `skipped` for a reference with
+    no words, `trained` for a question the training file holds too (a repeated row) or already written."""
 
     path: Path
     written: int = 0
     skipped: int = 0
+    trained: int = 0
 
 
 @dataclass
@@ -209,8 +212,15 @@ def _split_validation(
 
 
 def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, workdir: Path) -> _Questions:
-    """`index` is the question's line number in validation.jsonl, where the same user text is."""
+    """`index` is the question's line number in validation.jsonl, where the same user text is.
+
+    A held-out question is only asked if it was never trained: a source that repeats a row can put one
+    copy in each file, and the tuned model would then be asked what it learned."""
     questions = _Questions(workdir / QUESTIONS_FILE)
+    with fields_path.open("rb") as lines:
+        asked = {
+            _text_digest(json.loads(line)["question"]) for index, line in enumerate(lines) if index not in held_out
+        }
     with fields_path.open("rb") as lines, questions.path.open("wb") as writer:
         validation_index = -1
         for index, line in enumerate(lines):
@@ -220,12 +230,21 @@ def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, 
                 continue
             validation_index += 1
             fields = json.loads(line)
-            if not fields["reference"].strip():
+            if not normalise(fields["reference"]):
                 questions.skipped += 1
                 continue
+            digest = _text_digest(fields["question"])
+            if digest in asked:
+                questions.trained += 1
+                continue
+            asked.add(digest)
             writer.write(_jsonl_line({"index": validation_index, **fields}))
             questions.written += 1
     return questions
+
+
+def _text_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _enforce_gate(files: _LocalFiles, provider: str) -> None:
@@ -380,6 +399,7 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         }
         record["counts"]["evaluation_questions"] = files.questions.written
         record["counts"]["evaluation_questions_skipped"] = files.questions.skipped
+        record["counts"]["evaluation_questions_trained"] = files.questions.trained
     if not RunsRepository(settings().runs_table).record_prepared(run_id, record):
         logger.info("Run was prepared by another delivery meanwhile; not uploading the training file again")
         return record

@@ -135,7 +135,11 @@ def test_the_evaluation_leaves_the_training_and_validation_files_byte_for_byte_a
         f"datasets/{plain['run_id']}/validation.jsonl",
     ]
     assert "questions" not in plain["files"] and "evaluation_questions" not in plain["counts"]
-    assert evaluated["counts"] == plain["counts"] | {"evaluation_questions": 9, "evaluation_questions_skipped": 0}
+    assert evaluated["counts"] == plain["counts"] | {
+        "evaluation_questions": 9,
+        "evaluation_questions_skipped": 0,
+        "evaluation_questions_trained": 0,
+    }
 
 
 def test_max_questions_cuts_the_file_and_rows_without_a_reference_are_skipped_and_counted(
@@ -174,6 +178,26 @@ def test_max_questions_cuts_the_file_and_rows_without_a_reference_are_skipped_an
     assert run["files"]["questions"]["examples"] == 4
     assert (run["counts"]["evaluation_questions"], run["counts"]["evaluation_questions_skipped"]) == (4, skipped)
     assert run["counts"]["validation_examples"] == 20  # the reference never drops a training row
+
+
+def test_a_held_out_question_that_was_also_trained_is_never_asked(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    """A source that repeats rows can put one copy in each file: the tuned model would be asked what it learned."""
+    rows = [sciq_row(i) for i in range(20)] * 2
+    run = prepared(aws_account, lambda_context, tmp_path, rows, validation_fraction=0.25, seed=1)
+
+    run_id = run["run_id"]
+    trained = set(user_texts(aws_account.read(f"datasets/{run_id}/train.jsonl")))
+    held_out = user_texts(aws_account.read(f"datasets/{run_id}/validation.jsonl"))
+    asked = [json.loads(line) for line in aws_account.read(f"datasets/{run_id}/questions.jsonl").splitlines()]
+
+    assert not {question["question"] for question in asked} & trained
+    assert len({question["question"] for question in asked}) == len(asked)  # each once
+    assert all(held_out[question["index"]] == question["question"] for question in asked)
+    fresh = {text for text in held_out if text not in trained}
+    assert len(asked) == len(fresh) and run["counts"]["evaluation_questions"] == len(asked)
+    assert run["counts"]["evaluation_questions_trained"] == len(held_out) - len(asked) > 0
 
 
 def test_a_bedrock_run_asks_the_user_text_of_its_nova_records(
