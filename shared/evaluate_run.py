@@ -140,7 +140,10 @@ def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
         return _finish(run, arms, questions, evaluation)
     except Exception as error:
         message = without_internal_paths(f"{type(error).__name__}: {error}")
-        failed = _closed(evaluation, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
+        recorded = _runs().get(run.run_id)
+        latest = recorded.evaluation if recorded and recorded.evaluation else evaluation
+        ours = latest if latest.get("token") == evaluation["token"] else evaluation  # the arms it finished
+        failed = _closed(ours, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
         _runs().record_evaluation(run.run_id, failed)
         raise
 
@@ -284,25 +287,31 @@ def _estimate(arms: list[Arm], questions: list[Question]) -> dict[str, Any]:
 
 
 def _finish(run: Run, arms: list[Arm], questions: list[Question], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Ask each arm in turn, write the report, record the summaries: the evaluation as recorded."""
+    """Ask each arm in turn, writing the report and recording the summaries after each (an invocation that
+    runs out of time keeps the arms it finished): the evaluation as recorded."""
     prices = settings().inference_prices_per_million_tokens
+    report = ObjectRef(settings().data_bucket, f"{REPORTS_PREFIX}{run.run_id}/evaluation.jsonl")
+    earlier_report = _existing(report)
     answers: dict[str, list[ArmAnswer]] = {}
     summaries = []
+    progress = evaluation
     for arm in arms:
         try:
             answers[arm.name] = _ask_all(arm, questions, evaluation["match"])
         except ProviderRefusedError as error:
             logger.warning("Evaluation arm refused", extra={"run_id": run.run_id, "arm": arm.name, "error": str(error)})
             summaries.append(_refused_summary(arm, error, len(questions)))
-            continue
-        price = price_for(arm.priced_as, prices)
-        summaries.append(summarise_arm(arm.name, arm.model, answers[arm.name], price, utc_now()))
-    report = ObjectRef(settings().data_bucket, f"{REPORTS_PREFIX}{run.run_id}/evaluation.jsonl")
-    put_bytes(report, _merged_report(_existing(report), questions, answers), "application/jsonl")
-    finished = _closed(evaluation, "succeeded") | {
-        "arms": _merged_summaries(evaluation["arms"], summaries),
-        "report_keys": list(dict.fromkeys([*evaluation["report_keys"], report.key])),
-    }
+        else:
+            price = price_for(arm.priced_as, prices)
+            summaries.append(summarise_arm(arm.name, arm.model, answers[arm.name], price, utc_now()))
+        put_bytes(report, _merged_report(earlier_report, questions, answers), "application/jsonl")
+        progress = evaluation | {
+            "arms": _merged_summaries(evaluation["arms"], summaries),
+            "report_keys": list(dict.fromkeys([*evaluation["report_keys"], report.key])),
+        }
+        if arm is not arms[-1]:
+            _runs().record_evaluation(run.run_id, progress)
+    finished = _closed(progress, "succeeded")
     _runs().record_evaluation(run.run_id, finished)
     logger.info("Run evaluated", extra={"run_id": run.run_id, "arms": [summary["name"] for summary in summaries]})
     return finished

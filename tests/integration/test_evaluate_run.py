@@ -534,3 +534,27 @@ def test_an_evaluation_lambda_would_not_start_is_a_503_and_leaves_no_claim(
     assert (seen["status"], seen["error"]) == ("failed", {"message": message, "code": "evaluation_not_started"})
     assert unconfigured[0] == 503 and unconfigured[1]["code"] == "evaluation_not_started"  # asked again at once
     assert chat_requests(emulator) == []
+
+
+def test_the_arms_finished_before_a_failure_are_kept_in_the_record_and_the_report(
+    aws_account: Aws, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invocation that dies during an arm (here an unexpected error; a timeout likewise) keeps the others."""
+    put_run(aws_account, "run-a", openai_tuned_model(emulator))
+    ask_all = evaluate_run._ask_all
+
+    def failing_on_base(arm: Any, *args: Any) -> Any:
+        if arm.name == "base":
+            raise RuntimeError("the sandbox ran out of memory")
+        return ask_all(arm, *args)
+
+    monkeypatch.setattr(evaluate_run, "_ask_all", failing_on_base)
+
+    with pytest.raises(RuntimeError):
+        evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+
+    evaluation = run_item(aws_account, "run-a")["evaluation"]
+    assert evaluation["status"] == "failed" and "ran out of memory" in evaluation["error"]["message"]
+    assert [summary["name"] for summary in evaluation["arms"]] == ["tuned"]
+    assert arm(evaluation["arms"], "tuned")["questions"] == 4
+    assert all(set(line["arms"]) == {"tuned"} for line in report_lines(aws_account, "run-a"))
