@@ -1,15 +1,18 @@
 """The deployment's HTTPS API (x-api-key), the only module of the CLI that speaks HTTP.
 
-Every call has a timeout; 429 and the 5xx that mean "try again" (500, 503, 504) and dropped
-connections are retried a bounded number of times with backoff (Retry-After honoured up to
-10 s). A 502 is not retried: the API answers 502 when the provider refused the request, which
-asking again does not change. Failures become `ApiError`, whose message is a sentence.
+Every call has a timeout. 429 and the 5xx that mean "try again" (500, 503, 504), and connections
+that failed or dropped, are retried a bounded number of times with backoff (Retry-After honoured
+up to 10 s). An answer that did not come within the read timeout is not retried: a POST may have
+been carried out, and API Gateway gives up at 29 s anyway. A 502 is not retried: the API answers
+502 when the provider refused the request, which asking again does not change. Failures become
+`ApiError`, whose message is a sentence.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -19,6 +22,11 @@ RETRIED_STATUSES = frozenset({429, 500, 503, 504})
 ATTEMPTS = 4
 TIMEOUT_SECONDS = (10, 60)  # connect, read (API Gateway gives up at 29 s)
 MAX_RETRY_AFTER_SECONDS = 10.0
+
+
+def run_path(run_id: str, *rest: str) -> str:
+    """`/runs/{run_id}[/rest]` with the id escaped: whatever was typed stays one path segment."""
+    return "/".join(["/runs", quote(run_id, safe=""), *rest])
 
 
 class ApiError(CliError):
@@ -89,6 +97,11 @@ class ApiClient:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 response = self._session.request(method, url, json=body, timeout=TIMEOUT_SECONDS)
+            except requests.ReadTimeout:
+                raise CliError(
+                    f"The API at {self._base_url} did not answer {method} {path} within {TIMEOUT_SECONDS[1]} s; "
+                    "try again later."
+                ) from None
             except requests.RequestException as error:
                 if attempt == ATTEMPTS:
                     raise CliError(
@@ -102,7 +115,13 @@ class ApiClient:
                 continue
             if response.status_code >= 400:
                 raise _sentence(method, path, response, self._base_url)
-            return response.json() if response.content else {}
+            try:
+                return response.json() if response.content else {}
+            except ValueError:
+                raise CliError(
+                    f"{method} {path} answered {response.status_code} with something other than the ragtune API's "
+                    f"JSON: is {self._base_url} the API's URL, ending with its stage (/v1)?"
+                ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     @staticmethod

@@ -115,7 +115,7 @@ def from_stack(stack: str, region: str | None) -> Deployment:
         api_url=outputs["ApiUrl"].rstrip("/"),
         api_key=key,
         bucket=outputs["DataBucketName"],
-        s3_endpoint=os.environ.get("RAGTUNE_S3_ENDPOINT") or None,
+        s3_endpoint=None,  # AWS's own S3: RAGTUNE_S3_ENDPOINT belongs to the local stack's variables
         region=region,
         described_as=where,
         default_provider=_provider(parameters.get("DefaultProvider") or "") or "openai",

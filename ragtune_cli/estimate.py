@@ -9,6 +9,7 @@ defaults (a deployment may set others). Needs the prepare function's libraries (
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,9 @@ def _batches(config: RunConfig, path: Path) -> Iterator[dict[str, list[Any]]]:
 def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
     """Counts, files and the training estimate, shaped as GET /runs/{id} records them; UserInputError
     (a DatasetError or DataGateError) when the run would fail."""
+    # The reason comes back as one sentence; `datasets` would also log it, as a second line on stderr
+    # (it sets its loggers' level from this variable when it is first imported)
+    os.environ.setdefault("DATASETS_VERBOSITY", "critical")
     try:
         from shared.data_gate import (
             MIN_EXAMPLES,

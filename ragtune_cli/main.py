@@ -24,10 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from ragtune_cli import deployment
-from ragtune_cli.api import ApiClient, ApiError
+from ragtune_cli.api import ApiClient, ApiError, run_path
 from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError
 from ragtune_cli.progress import ProgressTracker, Snapshot
-from shared.config import Provider, RunConfig, data_object_key, parse_run_config
+from shared.config import DATA_FILE_TYPES, Provider, RunConfig, data_object_key, parse_run_config
 from shared.errors import ConfigError, UserInputError
 from shared.run_ids import derive_run_id
 
@@ -148,7 +148,7 @@ def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> Run
     try:
         return parse_run_config(raw, default_provider=default_provider)
     except ConfigError as error:
-        _fail(f"{path}: {error.message}.")
+        _fail(f"{path}: {error.message.rstrip('.')}.")
 
 
 def _what_the_run_would_do(config: RunConfig) -> list[tuple[str, Any]]:
@@ -218,7 +218,7 @@ def validate(
             try:
                 found = estimate(config, data)
             except UserInputError as error:
-                _fail(f"{config_path} with {data}: the run would fail: {error.message}")
+                _fail(f"{config_path} with {data}: the run would fail: {error.message.rstrip('.')}.")
         if as_json:
             _print_json(
                 {
@@ -262,6 +262,8 @@ def submit(
         if data is not None:
             if not data.is_file():
                 _fail(f"No data file at {data}.", EXIT_ERROR)
+            if data.suffix.lower() not in DATA_FILE_TYPES:
+                _fail(f"{data}: the pipeline reads {', '.join(DATA_FILE_TYPES)} files; name it so.", EXIT_ERROR)
             data_key = f"data/{data.name}"
             raw = _with_source(raw, f"s3://{target.bucket}/{data_key}")
             _parse(config_path, raw, target.default_provider)  # the file's name must be one the pipeline reads
@@ -273,8 +275,15 @@ def submit(
                     f"s3://{target.bucket}/data/: pass --data FILE to upload your file there.",
                     EXIT_ERROR,
                 )
+        if config_path.suffix != ".json":
+            _fail(
+                f"{config_path}: the pipeline starts a run only for configs/*.json; name the file "
+                f"{config_path.stem}.json.",
+                EXIT_ERROR,
+            )
         config_key = f"configs/{config_path.name}"
         run_id = derive_run_id(config_key, raw)
+        _refuse_a_run_that_exists(ApiClient(target.api_url, target.api_key), run_id)
         if data is not None and data_key is not None:
             deployment.upload_file(target, data_key, data)
         deployment.upload(target, config_key, raw)
@@ -286,6 +295,24 @@ def submit(
         out.print(f"uploaded {config_path} to s3://{target.bucket}/{config_key}", markup=False)
         out.print(f"run {run_id}", markup=False)
         out.print(f"follow it with: ragtune watch {run_id}", markup=False)
+
+
+def _refuse_a_run_that_exists(api: ApiClient, run_id: str) -> None:
+    """The same config name and content make the same run, which only retries if it failed: uploading again
+    would start nothing, and --data would replace the data that run was prepared from."""
+    try:
+        existing = api.call("GET", run_path(run_id))
+    except ApiError as error:
+        if error.status == 404:
+            return
+        raise
+    if existing.get("status") != "failed":
+        _fail(
+            f"Run {run_id} exists already ({existing.get('status')}): the same config name and content make the same "
+            "run, and only a failed one is retried. Change the config (or its file name) to start another; "
+            f"`ragtune show {run_id}` shows this one.",
+            EXIT_ERROR,
+        )
 
 
 # -- watch ---------------------------------------------------------------------------------------------
@@ -358,12 +385,18 @@ class _LiveBar:
 
 
 def _follow(
-    api: ApiClient, run_id: str, interval: float, timeout: float | None, show: Callable[[Snapshot], None]
+    api: ApiClient,
+    run_id: str,
+    interval: float,
+    timeout: float | None,
+    show: Callable[[Snapshot], None],
+    every_poll: bool = False,
 ) -> Snapshot:
+    """Poll until the run finishes; `show` each new state (`every_poll`: each poll, so a bar's clock runs on)."""
     tracker, started, last = ProgressTracker(), time.monotonic(), None
     while True:
-        snapshot = tracker.snapshot(api.call("GET", f"/runs/{run_id}"), datetime.now(UTC))
-        if last is None or snapshot.key() != last.key():
+        snapshot = tracker.snapshot(api.call("GET", run_path(run_id)), datetime.now(UTC))
+        if every_poll or last is None or snapshot.key() != last.key():
             show(snapshot)
             last = snapshot
         if snapshot.finished:
@@ -398,7 +431,9 @@ def watch(
             final = _follow(api, run_id, interval, timeout, lambda snapshot: _print_json(snapshot.as_json()))
         elif out.is_terminal:
             with _LiveBar() as bar:
-                final = _follow(api, run_id, interval, timeout, lambda s: bar.show(s, datetime.now(UTC)))
+                final = _follow(
+                    api, run_id, interval, timeout, lambda s: bar.show(s, datetime.now(UTC)), every_poll=True
+                )
         else:
             out.print(f"watching run {run_id}", markup=False)
             final = _follow(
@@ -505,7 +540,7 @@ def show(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as_j
     """Everything recorded about one run: status, provider, model, counts, tokens, cost estimate, error."""
     with _sentences():
         _, api = _api(stack, region)
-        run = api.call("GET", f"/runs/{run_id}")
+        run = api.call("GET", run_path(run_id))
         if as_json:
             _print_json(run)
             return
@@ -533,7 +568,10 @@ def ask(
             answer = api.call("POST", "/ask", body)
         except ApiError as error:
             if error.status == 409 and run is None:
-                _fail(f"{error.message.rstrip('.')}. `ragtune runs` lists the runs; `ragtune watch RUN_ID` waits.")
+                _fail(
+                    f"{error.message.rstrip('.')}. `ragtune runs` lists the runs; `ragtune watch RUN_ID` waits.",
+                    EXIT_ERROR,
+                )
             raise
         if as_json:
             _print_json(answer)
@@ -553,7 +591,7 @@ def cancel(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as
     with _sentences():
         _, api = _api(stack, region)
         try:
-            result = api.call("POST", f"/runs/{run_id}/cancel")
+            result = api.call("POST", run_path(run_id, "cancel"))
         except ApiError as error:
             if error.status == 409:
                 status = error.body.get("status") or (error.body.get("error") or {}).get("status")
@@ -571,7 +609,7 @@ def cancel(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as
 
 def _evaluation_call(api: ApiClient, method: str, run_id: str, body: dict[str, Any] | None = None) -> Any:
     try:
-        return api.call(method, f"/runs/{run_id}/evaluation", body)
+        return api.call(method, run_path(run_id, "evaluation"), body)
     except ApiError as error:
         if error.status == 409:  # no held-out questions, or not evaluable now: the API says which and what to do
             _fail(error.api_message, EXIT_ERROR)
@@ -587,7 +625,7 @@ def _evaluation_underway(api: ApiClient, run_id: str, evaluation: dict[str, Any]
     """Running, or pending on a succeeded run (its tracking evaluates it next); pending otherwise may never start."""
     if evaluation.get("status") == "running":
         return True
-    return evaluation.get("status") == "pending" and api.call("GET", f"/runs/{run_id}").get("status") == "succeeded"
+    return evaluation.get("status") == "pending" and api.call("GET", run_path(run_id)).get("status") == "succeeded"
 
 
 def _number(value: Any, spec: str) -> str:
@@ -675,7 +713,7 @@ def curve(
     """Save the run's training and validation loss curve as a PNG."""
     with _sentences():
         _, api = _api(stack, region)
-        run = api.call("GET", f"/runs/{run_id}")
+        run = api.call("GET", run_path(run_id))
         url = (run.get("report_urls") or {}).get("loss_png")
         if not url:
             _fail(

@@ -58,6 +58,14 @@ def test_a_stack_gives_its_default_provider(given: str | None, expected: str) ->
     assert found.api_key == "k" * 30
 
 
+@pytest.mark.usefixtures("aws")
+def test_a_stack_uses_awss_s3_even_in_a_shell_set_up_for_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--stack wins over the environment: the local stack's RAGTUNE_S3_ENDPOINT must not redirect its uploads."""
+    monkeypatch.setenv("RAGTUNE_S3_ENDPOINT", "http://127.0.0.1:38999")
+
+    assert deployment.from_stack(_stack("openai"), None).s3_endpoint is None
+
+
 _VARIABLES = {"RAGTUNE_API_URL": "http://127.0.0.1:1/v1", "RAGTUNE_API_KEY": "key", "RAGTUNE_BUCKET": "bucket"}
 
 

@@ -101,6 +101,35 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
     assert latest[1:] == [f"model: {model}", f"run: {run_id} (the latest succeeded run; pass --run RUN_ID to choose)"]
 
 
+def test_submit_refuses_what_would_start_nothing_and_uploads_nothing(local_stack: LocalStack, tmp_path: Path) -> None:
+    """A name the pipeline does not read, and a config whose run exists (it would only replace that run's data)."""
+    text_config = tmp_path / "faq.txt"
+    text_config.write_bytes((EXAMPLES / "csv-prompt-answer.json").read_bytes())
+    config = tmp_path / "refused-twice.json"
+    config.write_bytes((EXAMPLES / "csv-prompt-answer.json").read_bytes())
+    first = ragtune("submit", str(config), "--data", str(FAQ), "--json", env=local_stack.env)
+    assert first.code == 0, first.stderr
+    run_id = first.json()["run_id"]
+    ragtune("watch", run_id, *WATCH, env=local_stack.env)
+
+    as_text = ragtune("submit", str(text_config), "--data", str(FAQ), env=local_stack.env)
+    again = ragtune("submit", str(config), "--data", str(FAQ), env=local_stack.env)
+
+    assert as_text.code == 2
+    assert as_text.stderr.startswith(f"{text_config}: the pipeline starts a run only for configs/*.json")
+    assert again.code == 2
+    assert again.stderr.startswith(f"Run {run_id} exists already (succeeded): the same config name and content")
+    keys = [
+        o["Key"]
+        for o in local_stack.client("s3").list_objects_v2(Bucket=local_stack.exported["RAGTUNE_BUCKET"])["Contents"]
+    ]
+    assert "configs/faq.txt" not in keys
+    versions = local_stack.client("s3").list_object_versions(
+        Bucket=local_stack.exported["RAGTUNE_BUCKET"], Prefix="configs/refused-twice.json"
+    )["Versions"]
+    assert len(versions) == 1  # uploaded once
+
+
 def test_eval_shows_the_evaluation_the_runs_tracking_made(local_stack: LocalStack) -> None:
     """A config with a validation split: once the run succeeds, its held-out questions are asked of each arm."""
     config = EXAMPLES / "validation-and-hyperparameters.json"
