@@ -244,7 +244,8 @@ def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, 
 
 
 def _text_digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    """The gate's line digest of a question's text: equal texts, equal digests."""
+    return line_digest(text.encode("utf-8", "surrogatepass"))
 
 
 def _enforce_gate(files: _LocalFiles, provider: str) -> None:

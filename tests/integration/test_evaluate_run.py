@@ -341,40 +341,30 @@ def test_a_refused_arm_fails_alone_and_the_others_go_on(aws_account: Aws, emulat
     assert all(set(line["arms"]) == {"base", "base_with_context"} for line in report_lines(aws_account, "run-a"))
 
 
-def test_an_answer_lost_after_the_retries_is_an_error_left_out_of_accuracy(
-    aws_account: Aws, emulator: OpenAIEmulator, set_env: SetEnv
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (503, "OpenAI: the chat completion failed transiently"),  # no answer after the retries
+        (400, "refused this question: "),  # this question's request (too long, its content)
+    ],
+)
+def test_a_question_without_an_answer_is_an_error_on_it_alone_left_out_of_accuracy(
+    aws_account: Aws, emulator: OpenAIEmulator, set_env: SetEnv, status: int, error: str
 ) -> None:
     set_env(EVALUATION_CONCURRENCY="1", OPENAI_MAX_RETRIES="0")
     put_run(aws_account, "run-a", openai_tuned_model(emulator), with_context=False)
-    emulator.inject_fault(r"/chat/completions", status=503, times=1)  # the tuned arm's first question
+    emulator.inject_fault(r"/chat/completions", status=status, times=1)  # the tuned arm's first question
 
     evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
 
     [first, *others] = report_lines(aws_account, "run-a")
-    lost = first["arms"]["tuned"]
-    assert lost["correct"] is None and lost["answer"] is None and "transiently" in lost["error"]
+    unanswered = first["arms"]["tuned"]
+    assert unanswered["correct"] is None and unanswered["answer"] is None
+    assert unanswered["error"].startswith(error), unanswered["error"]
     assert all(line["arms"]["tuned"]["error"] is None for line in others)
     tuned = arm(run_item(aws_account, "run-a")["evaluation"]["arms"], "tuned")
     assert (tuned["questions"], tuned["errors"], tuned["correct"]) == (3, 1, 1)  # question 5 recalled, 30 and 31 not
-
-
-def test_a_question_the_provider_refuses_is_an_error_on_it_alone(
-    aws_account: Aws, emulator: OpenAIEmulator, set_env: SetEnv
-) -> None:
-    """A 400 for one question's request (too long, its content) keeps the arm's other answers."""
-    set_env(EVALUATION_CONCURRENCY="1", OPENAI_MAX_RETRIES="0")
-    put_run(aws_account, "run-a", openai_tuned_model(emulator), with_context=False)
-    emulator.inject_fault(r"/chat/completions", status=400, times=1)  # the tuned arm's first question
-
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
-
-    [first, *others] = report_lines(aws_account, "run-a")
-    refused = first["arms"]["tuned"]
-    assert refused["answer"] is None and refused["error"].startswith("refused this question: ")
-    assert all(line["arms"]["tuned"]["error"] is None for line in others)
-    tuned = arm(run_item(aws_account, "run-a")["evaluation"]["arms"], "tuned")
-    assert (tuned["questions"], tuned["errors"], tuned["correct"]) == (3, 1, 1)
-    assert "error" not in tuned
+    assert "error" not in tuned  # the arm itself went on
 
 
 def test_a_duplicate_delivery_asks_nothing_again(aws_account: Aws, emulator: OpenAIEmulator) -> None:

@@ -26,17 +26,22 @@ from .serving import ROOT, start_serve, user_environment
 SAMPLE = ROOT / "local" / "sample"
 
 
-def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "local", "demo"],
+def demo(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m local demo` as a user runs it (their shell, or `environment`), within two minutes."""
+    return subprocess.run(
+        [sys.executable, "-m", "local", "demo", *arguments],
         cwd=ROOT,
-        env=user_environment(),
+        env=environment or user_environment(),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
+    started = time.monotonic()
+    result = demo()
     elapsed = time.monotonic() - started
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,18 +86,9 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
 
 
 def test_the_own_data_demo_of_the_readme_runs_a_config_that_holds_no_questions_out() -> None:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "local", "demo"),
-            *("--data", "examples/data/manual.jsonl", "--config", "examples/jsonl-other-columns.json"),
-            *("--question", "How do I descale the machine?"),
-        ],
-        cwd=ROOT,
-        env=user_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = demo(
+        *("--data", "examples/data/manual.jsonl", "--config", "examples/jsonl-other-columns.json"),
+        *("--question", "How do I descale the machine?"),
     )
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -105,15 +101,7 @@ def test_the_own_data_demo_of_the_readme_runs_a_config_that_holds_no_questions_o
 
 def test_the_bedrock_demo_answers_from_a_deployment_and_exits_zero() -> None:
     """`make demo PROVIDER=bedrock`: the same sample through the Bedrock emulator, asked through its deployment."""
-    result = subprocess.run(
-        [sys.executable, "-m", "local", "demo", "--provider", "bedrock"],
-        cwd=ROOT,
-        env=user_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = demo("--provider", "bedrock")
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -135,15 +123,7 @@ def test_with_a_key_and_a_base_url_the_stack_calls_that_base_url() -> None:
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
             "OPENAI_BASE_URL": elsewhere.base_url,
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "local", "demo", "--poll-interval", "1"],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = demo("--poll-interval", "1", environment=environment)
         requests_seen = {(r.method, r.route) for r in elsewhere.requests}
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -161,15 +141,7 @@ def test_demo_exits_non_zero_with_the_reason_when_the_run_fails(tmp_path: Path) 
         ),
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "local", "demo", "--config", str(config)],
-        cwd=ROOT,
-        env=user_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = demo("--config", str(config))
 
     assert result.returncode == 1
     assert "demo failed: the run ended failed: config is invalid: validaton_fraction: unknown key" in result.stderr
