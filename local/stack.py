@@ -107,12 +107,18 @@ class MotoStack:
     """The local stack: start, use, stop. `endpoint_url`, `bucket`, `api_url` and `api_key` are what users need."""
 
     def __init__(
-        self, poll_interval_seconds: int = 1, emulator_phase_seconds: float = 1.0, log_level: str | None = None
+        self,
+        poll_interval_seconds: int = 1,
+        emulator_phase_seconds: float = 1.0,
+        log_level: str | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
+        """`parameters`: template parameters set as `sam deploy --parameter-overrides` would (e.g. AdoptableModels)."""
         self.real_openai_key = os.environ.get("OPENAI_API_KEY") or None
         self.user_base_url = os.environ.get("OPENAI_BASE_URL") or None
         self._poll_interval = poll_interval_seconds
         self._log_level = log_level
+        self._parameters = dict(parameters or {})
         use_emulator = not (self.real_openai_key or self.user_base_url)
         # Far shutdown dates: the demo must train and answer whatever day it runs (a shut-down
         # model's 410 is tested on its own, in tests/integration/test_ask_api.py).
@@ -276,7 +282,7 @@ class MotoStack:
         values["OpenAIBaseUrl"] = self.openai_base_url  # the user's OPENAI_BASE_URL wins over the default
         if self._log_level:
             values["LogLevel"] = self._log_level
-        return values
+        return values | self._parameters
 
     def _create_resources(self) -> None:
         # What each created resource type becomes, in the order they are created; other types are ignored.

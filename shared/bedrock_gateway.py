@@ -292,8 +292,8 @@ class BedrockGateway:
         """The run's customization job: found (a create's answer may have been lost), else created; a repeat
         (same run, same training file) also gets the same job from Bedrock, by its request token."""
         run_id = run.run_id
-        if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
-            raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
+        if run.files is None or run.files.train is None or run.config is None:  # only a prepared run is started
+            raise RuntimeError(f"Run {run_id} is {run.status} but records no training file or config.")
         if not self._role_arn:
             raise BedrockSettingsError(
                 "BEDROCK_CUSTOMIZATION_ROLE_ARN is not set: this deployment cannot start Amazon Bedrock jobs."

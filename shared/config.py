@@ -296,6 +296,10 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _without_none(dumped: dict[str, Any], name: str) -> dict[str, Any]:
+    return {key: value for key, value in dumped.items() if key != name or value is not None}
+
+
 def _float_text(value: float) -> str:
     return repr(float(value))
 
@@ -415,6 +419,9 @@ class FineTuneSpec(_Strict):
 
 Match = Literal["start", "anywhere"]
 MAX_EVALUATION_QUESTIONS = 1000
+RUN_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?$"  # what shared.run_ids.derive_run_id makes
+# OpenAI names a tuned model ft:<base model>:<organisation>:<suffix>:<id> (suffix may be empty).
+TUNED_MODEL_PATTERN = r"^ft:[A-Za-z0-9._-]+:[A-Za-z0-9._-]*:[A-Za-z0-9._-]*:[A-Za-z0-9._-]+$"
 
 
 class EvaluationSpec(_Strict):
@@ -453,6 +460,27 @@ class EvaluationSpec(_Strict):
             "at its start, or anywhere."
         ),
     )
+    questions_from: str | None = Field(
+        default=None,
+        description=(
+            "The run id of one of this deployment's succeeded runs with held-out questions: this run asks exactly "
+            "those questions (max_questions does not apply), and a row whose question is one of them is held out, "
+            "never trained on, whatever validation_fraction says. For a successor judged against an older model."
+        ),
+        json_schema_extra={"pattern": RUN_ID_PATTERN},
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_questions_from(self, handler: Any) -> dict[str, Any]:
+        """A config that names no run to take questions from records exactly what it recorded before."""
+        return _without_none(handler(self), "questions_from")
+
+    @field_validator("questions_from")
+    @classmethod
+    def _questions_from_is_a_run_id(cls, run_id: str | None) -> str | None:
+        if run_id is not None and re.fullmatch(RUN_ID_PATTERN, run_id) is None:
+            raise _rule("must be a run id as GET /runs lists it (lowercase letters, digits and -, up to 62)")
+        return run_id
 
     @field_validator("enabled", mode="before")
     @classmethod
@@ -467,6 +495,29 @@ class EvaluationSpec(_Strict):
         if not self.enabled:
             return []
         return [self.reference_column] + ([self.context_column] if self.context_column else [])
+
+
+class AdoptSpec(_Strict):
+    """An OpenAI fine-tuned model trained elsewhere (the original notebook, your own code), evaluated as a run."""
+
+    model: str = Field(
+        description=(
+            "The fine-tuned model's id (ft:<base>:<organisation>:<suffix>:<id>). It must be on the deployment's "
+            "AdoptableModels list (a sam deploy parameter) and exist at OpenAI. Nothing is trained: the run "
+            "records the model's answers to the held-out questions, which outlive the model."
+        ),
+        json_schema_extra={"pattern": TUNED_MODEL_PATTERN, "maxLength": 256},
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_a_fine_tune(cls, model: str) -> str:
+        if len(model) > 256 or re.fullmatch(TUNED_MODEL_PATTERN, model) is None:
+            raise _rule(
+                "must be an OpenAI fine-tuned model id, ft:<base model>:<organisation>:<suffix>:<id> "
+                "(a base model has nothing of yours to keep: train a run instead)"
+            )
+        return model
 
 
 class RunConfig(_Strict):
@@ -493,13 +544,25 @@ class RunConfig(_Strict):
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
     fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
     evaluation: EvaluationSpec = Field(default_factory=dict, validate_default=True)
+    adopt: AdoptSpec | None = Field(
+        default=None,
+        description=(
+            "Adopt an OpenAI fine-tuned model instead of training one: no training file, no job; the run succeeds "
+            "with that model and its evaluation records its answers. Takes no provider other than openai and no "
+            "fine_tune; needs held-out questions (validation_fraction > 0 or evaluation.questions_from)."
+        ),
+    )
 
     @model_validator(mode="wrap")
     @classmethod
     def _resolve_provider(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        """An absent provider becomes the deployment's default; nested specs follow that provider's rules."""
+        """An absent provider becomes the deployment's default (an adopted model's is OpenAI's); nested specs
+        follow that provider's rules."""
         if not isinstance(data, dict):
             return handler(data)
+        if data.get("adopt") is not None:
+            _check_adopt_alone(data)
+            data = {**data, "provider": data.get("provider") or "openai"}
         if data.get("provider") is None:
             default = (info.context or {}).get("default_provider", "openai")
             data = {**data, "provider": default}
@@ -528,7 +591,7 @@ class RunConfig(_Strict):
         """The questions are the held-out rows: no split, nothing to ask."""
         if "validation_fraction" not in info.data:  # invalid itself, and already reported
             return evaluation
-        has_split = info.data["validation_fraction"] > 0
+        has_split = info.data["validation_fraction"] > 0 or evaluation.questions_from is not None
         if evaluation.enabled is None:
             return evaluation.model_copy(update={"enabled": has_split})
         if evaluation.enabled and not has_split:
@@ -537,10 +600,44 @@ class RunConfig(_Strict):
                 "questions it asks are the held-out rows; set validation_fraction above 0 (at most 0.5) or "
                 "evaluation.enabled to false"
             )
+        if evaluation.questions_from is not None and not evaluation.enabled:
+            raise _rule("cannot be disabled with evaluation.questions_from, whose questions the evaluation asks")
         return evaluation
+
+    @model_serializer(mode="wrap")
+    def _without_unset_adopt(self, handler: Any) -> dict[str, Any]:
+        """A run that trains records exactly the config it recorded before adopting existed."""
+        return _without_none(handler(self), "adopt")
+
+    @model_validator(mode="after")
+    def _adopted_model_is_evaluated(self) -> RunConfig:
+        """An adopted run exists to record the model's answers: without questions it would do nothing."""
+        if self.adopt is not None and not self.evaluation.enabled:
+            raise _rule(
+                "adopts a model, and needs held-out questions to record its answers: set validation_fraction above "
+                "0 (at most 0.5) or evaluation.questions_from, and leave evaluation.enabled out"
+            )
+        return self
 
     def required_columns(self) -> list[str]:
         return sorted(set(self.template.placeholders()) | set(self.filter.non_empty) | set(self.evaluation.columns()))
+
+
+# Fields an adopted run would silently ignore (nothing is trained): refused, never dropped.
+_TRAINING_ONLY_FIELDS = ("fine_tune",)
+
+
+def _check_adopt_alone(data: dict[str, Any]) -> None:
+    if data.get("provider") not in (None, "openai"):
+        raise _rule(
+            f"adopts an OpenAI fine-tuned model, so provider must be openai or left out, not {data['provider']!r}"
+        )
+    ignored = [name for name in _TRAINING_ONLY_FIELDS if name in data]
+    if ignored:
+        raise _rule(
+            f"adopts a model and trains nothing, so {', '.join(ignored)} would be ignored: remove it, or remove "
+            "adopt to train a model"
+        )
 
 
 def _is_field_name(part: str | int) -> bool:

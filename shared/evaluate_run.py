@@ -9,8 +9,13 @@ per question to `reports/<run_id>/evaluation.jsonl` and records a summary per ar
 * `base_with_context`: the base model with the question's passage placed before it (the RAG the
   tuned model replaces), when the questions carry one;
 * `<other run id>` (`compare_with`): that run's model, through that run's provider and system prompt.
-  Only these arms are asked; earlier arms stay in the report and the summaries, so the answers of an
-  OpenAI model recorded before it shut down can be compared with a Bedrock run's afterwards.
+  Only these arms are asked; earlier arms stay in the report and the summaries.
+
+An arm whose model is gone (the provider refuses it as shut down or deleted, 404/410; or the run
+records that it is: a shutdown date passed, a deleted model, an earlier such refusal) is built from
+the answers recorded for it before (its run's report, matched by question digest), scored by
+today's rule and labelled `recorded` with the recording's time and how many questions it answered.
+So an OpenAI fine-tune recorded before 2027-01-14 still compares with its successor afterwards.
 
 Cost is bounded and visible: at most `evaluation.max_questions` questions, and the estimate (calls,
 tokens, worst-case cost) is recorded before the first call. One evaluation of a run at a time: it is
@@ -25,6 +30,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -39,15 +45,17 @@ from shared.evaluation import (
     EvaluationRefusedError,
     EvaluationRunningError,
     Match,
+    NoRecordedAnswersError,
     NoValidationSplitError,
     RunNotFoundError,
     RunNotSucceededError,
     is_correct,
     price_for,
+    question_digest,
     summarise_arm,
 )
 from shared.observability import logger
-from shared.openai_gateway import OpenAIEmptyAnswerError
+from shared.openai_gateway import OpenAIEmptyAnswerError, fine_tune_base
 from shared.providers import (
     FineTuningProvider,
     ProviderEmptyAnswerError,
@@ -67,6 +75,8 @@ MAX_FILE_BYTES = 64 * 2**20  # questions (1,000 at most, with their passages) an
 TEMPERATURE = 0.0
 NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError, OpenAIEmptyAnswerError)
 _CONTEXT_LENGTH_SUFFIX = re.compile(r":\d+k$")  # "amazon.nova-micro-v1:0:128k": the variant that is fine-tuned
+MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a model shut down or deleted
+TUNED = "tuned"
 
 
 class EvaluationRequest(BaseModel):
@@ -106,11 +116,63 @@ class Arm:
         """A Bedrock deployment (an ARN) costs what its base model costs per token."""
         return base_model(self.run) if self.model.startswith("arn:") else self.model
 
+    @property
+    def asks_the_runs_model(self) -> bool:
+        """The run's own tuned model (its `tuned` arm, or the run compared with): not a base model."""
+        return self.name in (TUNED, self.run.run_id)
+
+    @property
+    def recorded_as(self) -> str:
+        """The arm of its run's own report that recorded this model's answers."""
+        return TUNED if self.asks_the_runs_model else self.name
+
+    def known_gone(self, today: date) -> bool:
+        """The run records that this arm's model no longer answers: nothing is asked, its recording stands in."""
+        shut_down = (
+            self.run.base_model_shutdown_date is not None
+            and date.fromisoformat(self.run.base_model_shutdown_date) <= today
+        )
+        if not self.asks_the_runs_model:
+            return shut_down  # OpenAI shuts a base model and its fine-tunes down on the same day
+        return shut_down or self.run.model_gone_at is not None or not self.run.fine_tuned_model
+
 
 def base_model(run: Run) -> str:
-    """The model the run was tuned from, as it is asked (Bedrock: without the context-length variant)."""
+    """The model the run was tuned from, as it is asked (Bedrock: without the context-length variant; an
+    adopted model: the base its name gives)."""
+    if run.adopted_model:
+        return fine_tune_base(run.adopted_model) or run.adopted_model
     configured = str(((run.config or {}).get("fine_tune") or {}).get("model") or "")
     return _CONTEXT_LENGTH_SUFFIX.sub("", configured) if run_provider(run) == "bedrock" else configured
+
+
+@dataclass(frozen=True)
+class Recording:
+    """An arm's answers as an earlier evaluation wrote them: by question digest, only those it answered."""
+
+    recorded_at: str | None
+    answers: dict[str, dict[str, Any]]
+
+    def overlap(self, questions: list[Question]) -> int:
+        return sum(1 for question in questions if question_digest(question.question) in self.answers)
+
+    def __or__(self, other: Recording) -> Recording:
+        """This recording, its gaps filled from `other`."""
+        return Recording(self.recorded_at or other.recorded_at, other.answers | self.answers)
+
+
+def recording_of(run: Run, arm_name: str) -> Recording:
+    """`arm_name`'s answered questions in `reports/<run_id>/evaluation.jsonl` (empty when it has none)."""
+    report = _existing(_report_ref(run.run_id))
+    answers = {}
+    for line in map(json.loads, report.decode("utf-8").splitlines()):
+        answer = line.get("arms", {}).get(arm_name)
+        if answer and answer.get("error") is None:
+            answers[question_digest(line["question"])] = answer
+    summaries: list[dict[str, Any]] = (run.evaluation or {}).get("arms", [])
+    summary = next((arm for arm in summaries if arm.get("name") == arm_name), {})
+    recorded_at = summary.get("recorded", {}).get("recorded_at") or summary.get("evaluated_at")
+    return Recording(recorded_at, answers)
 
 
 def _runs() -> RunsRepository:
@@ -126,6 +188,7 @@ def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
     """
     run, questions_file = _evaluable_run(request.run_id, needs_model=not request.compare_with)
     compared = _compared_runs(request.compare_with)
+    _check_recordings(run, compared, questions_file)
     token = request.token or "pipeline:" + ",".join(request.compare_with)
     evaluation = _claim(run, questions_file, token, from_api=request.token is not None)
     if evaluation is None:
@@ -163,7 +226,7 @@ def _evaluable_run(run_id: str, needs_model: bool) -> tuple[Run, PreparedFile]:
     run = _runs().get(run_id)
     if run is None:
         raise RunNotFoundError(f"No run with id {run_id!r}.")
-    if run.files is None or run.files.validation is None:
+    if run.files is None or (run.files.validation is None and run.files.questions is None):
         raise NoValidationSplitError(
             f"Run {run_id} has no validation split, so no held-out questions: set validation_fraction > 0."
         )
@@ -179,12 +242,13 @@ def _evaluable_run(run_id: str, needs_model: bool) -> tuple[Run, PreparedFile]:
 
 
 def _compared_runs(run_ids: list[str]) -> list[Run]:
+    """Succeeded runs with a model to ask, or whose model is gone but whose answers were recorded."""
     compared = []
     for run_id in dict.fromkeys(run_ids):  # each once, in the order given
         other = _runs().get(run_id)
         if other is None:
             raise CompareRunNotFoundError(f"No run with id {run_id!r} to compare with.")
-        if other.status != RunStatus.SUCCEEDED or not other.fine_tuned_model:
+        if other.status != RunStatus.SUCCEEDED or not (other.fine_tuned_model or other.evaluation):
             raise CompareRunNotUsableError(
                 f"Run {run_id} is {other.status} and has no model to ask; only a succeeded run with a model compares."
             )
@@ -192,9 +256,35 @@ def _compared_runs(run_ids: list[str]) -> list[Run]:
     return compared
 
 
+def _check_recordings(run: Run, compared: list[Run], questions_file: PreparedFile) -> None:
+    """A compared run whose model is known to be gone answers from its recording: refuse (409) one that
+    recorded none of this run's questions, before anything is claimed or asked."""
+    today = datetime.now(UTC).date()
+    gone = [other for other in compared if Arm(other.run_id, other, _model_of(other)).known_gone(today)]
+    questions = _questions(questions_file) if gone else []
+    for other in gone:
+        if (recording_of(run, other.run_id) | recording_of(other, TUNED)).overlap(questions) == 0:
+            raise NoRecordedAnswersError(_no_recording_message(run, other, len(questions)))
+
+
+def _no_recording_message(run: Run, other: Run, questions: int) -> str:
+    return (
+        f"Run {other.run_id}'s model no longer answers, and its recorded answers hold none of run {run.run_id}'s "
+        f"{questions} questions: train or prepare run {run.run_id} again with evaluation.questions_from set to "
+        f"{other.run_id}, so that it is asked the questions {other.run_id} answered."
+    )
+
+
+def _model_of(run: Run) -> str:
+    """The run's model, or the one it had (a deleted deployment's ARN, as its recording names it)."""
+    return str(run.fine_tuned_model or run.deleted_deployment_arn or run.adopted_model or "")
+
+
 def _arms(run: Run, compared: list[Run], with_context: bool) -> list[Arm]:
     if compared:
-        return [Arm(other.run_id, other, str(other.fine_tuned_model)) for other in compared]
+        return [
+            Arm(other.run_id, other, str(other.fine_tuned_model or other.deleted_deployment_arn)) for other in compared
+        ]
     arms = [Arm("tuned", run, str(run.fine_tuned_model)), Arm("base", run, base_model(run))]
     return arms + ([Arm("base_with_context", run, base_model(run), with_context=True)] if with_context else [])
 
@@ -203,7 +293,7 @@ def request_evaluation(run_id: str, compare_with: list[str]) -> EvaluationReques
     """For the API, which cannot wait for the evaluation: refuse what cannot be evaluated, claim the run's
     evaluation as `pending` under a new token, and return the request to start (it alone will proceed)."""
     run, questions_file = _evaluable_run(run_id, needs_model=not compare_with)
-    _compared_runs(compare_with)
+    _check_recordings(run, _compared_runs(compare_with), questions_file)
     token = uuid.uuid4().hex
     _claim(run, questions_file, token, from_api=False, status="pending")
     return EvaluationRequest(run_id=run_id, compare_with=compare_with, token=token)
@@ -287,23 +377,18 @@ def _estimate(arms: list[Arm], questions: list[Question]) -> dict[str, Any]:
 
 
 def _finish(run: Run, arms: list[Arm], questions: list[Question], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Ask each arm in turn, writing the report and recording the summaries after each (an invocation that
-    runs out of time keeps the arms it finished): the evaluation as recorded."""
-    prices = settings().inference_prices_per_million_tokens
-    report = ObjectRef(settings().data_bucket, f"{REPORTS_PREFIX}{run.run_id}/evaluation.jsonl")
+    """Ask each arm in turn (or read its recording, its model being gone), writing the report and recording
+    the summaries after each (an invocation that runs out of time keeps the arms it finished): the
+    evaluation as recorded."""
+    report = _report_ref(run.run_id)
     earlier_report = _existing(report)
-    answers: dict[str, list[ArmAnswer]] = {}
+    answers: dict[str, list[ArmAnswer | None]] = {}
     summaries = []
     progress = evaluation
+    today = datetime.now(UTC).date()
     for arm in arms:
-        try:
-            answers[arm.name] = _ask_all(arm, questions, evaluation["match"])
-        except ProviderRefusedError as error:
-            logger.warning("Evaluation arm refused", extra={"run_id": run.run_id, "arm": arm.name, "error": str(error)})
-            summaries.append(_refused_summary(arm, error, len(questions)))
-        else:
-            price = price_for(arm.priced_as, prices)
-            summaries.append(summarise_arm(arm.name, arm.model, answers[arm.name], price, utc_now()))
+        summary, answers[arm.name] = _arm_result(run, arm, questions, evaluation["match"], today)
+        summaries.append(summary)
         put_bytes(report, _merged_report(earlier_report, questions, answers), "application/jsonl")
         progress = evaluation | {
             "arms": _merged_summaries(evaluation["arms"], summaries),
@@ -315,6 +400,61 @@ def _finish(run: Run, arms: list[Arm], questions: list[Question], evaluation: di
     _runs().record_evaluation(run.run_id, finished)
     logger.info("Run evaluated", extra={"run_id": run.run_id, "arms": [summary["name"] for summary in summaries]})
     return finished
+
+
+def _arm_result(
+    run: Run, arm: Arm, questions: list[Question], match: Match, today: date
+) -> tuple[dict[str, Any], list[ArmAnswer | None]]:
+    """The arm's summary and its answers in question order (None: not answered, a recording's gap)."""
+    if arm.known_gone(today):
+        return _recorded_arm(run, arm, questions, match)
+    try:
+        answered = _ask_all(arm, questions, match)
+    except ProviderRefusedError as error:
+        logger.warning("Evaluation arm refused", extra={"run_id": arm.run.run_id, "arm": arm.name, "error": str(error)})
+        if error.status_code not in MODEL_GONE:
+            return _refused_summary(arm, error, len(questions)), []
+        if arm.asks_the_runs_model:
+            _runs().record_model_gone(arm.run.run_id)
+        return _recorded_arm(run, arm, questions, match)
+    price = price_for(arm.priced_as, settings().inference_prices_per_million_tokens)
+    return summarise_arm(arm.name, arm.model, answered, price, utc_now()), list(answered)
+
+
+def _recorded_arm(
+    run: Run, arm: Arm, questions: list[Question], match: Match
+) -> tuple[dict[str, Any], list[ArmAnswer | None]]:
+    """A gone model's arm from its recorded answers to these questions, scored by today's rule: those this
+    run's report holds for the arm (an earlier comparison), else those of the arm's own run's evaluation."""
+    recording = recording_of(run, arm.name) | recording_of(arm.run, arm.recorded_as)
+    answers: list[ArmAnswer | None] = []
+    for question in questions:
+        recorded = recording.answers.get(question_digest(question.question))
+        answers.append(None if recorded is None else _rescored(recorded, question, match))
+    answered = [answer for answer in answers if answer is not None]
+    if not answered:
+        message = (
+            f"The model {arm.model} (run {arm.run.run_id}) no longer answers, and no answer of it to these "
+            f"{len(questions)} questions was recorded before."
+        )
+        error = {"code": NoRecordedAnswersError.code, "message": message}
+        unanswered = {"ci95": None, "errors": len(questions), "error": error}
+        return summarise_arm(arm.name, arm.model, [], None, utc_now()) | unanswered, []
+    price = price_for(arm.priced_as, settings().inference_prices_per_million_tokens)
+    summary = summarise_arm(arm.name, arm.model, answered, price, utc_now())
+    return summary | {"recorded": {"recorded_at": recording.recorded_at, "questions": len(questions)}}, answers
+
+
+def _rescored(recorded: dict[str, Any], question: Question, match: Match) -> ArmAnswer:
+    return ArmAnswer(
+        model=str(recorded.get("model")),
+        answer=recorded.get("answer"),
+        refusal=recorded.get("refusal"),
+        correct=is_correct(recorded.get("answer"), question.reference, match),
+        prompt_tokens=recorded.get("prompt_tokens"),
+        completion_tokens=recorded.get("completion_tokens"),
+        latency_ms=int(recorded.get("latency_ms") or 0),
+    )
 
 
 def _closed(evaluation: dict[str, Any], status: str) -> dict[str, Any]:
@@ -390,6 +530,10 @@ def _merged_summaries(earlier: list[dict[str, Any]], latest: list[dict[str, Any]
     return list(merged.values())
 
 
+def _report_ref(run_id: str) -> ObjectRef:
+    return ObjectRef(settings().data_bucket, f"{REPORTS_PREFIX}{run_id}/evaluation.jsonl")
+
+
 def _existing(report: ObjectRef) -> bytes:
     try:
         return read_bytes(report, MAX_FILE_BYTES)
@@ -397,12 +541,14 @@ def _existing(report: ObjectRef) -> bytes:
         return b""
 
 
-def _merged_report(existing: bytes, questions: list[Question], answers: dict[str, list[ArmAnswer]]) -> bytes:
+def _merged_report(existing: bytes, questions: list[Question], answers: dict[str, list[ArmAnswer | None]]) -> bytes:
     """One line per question: earlier lines keep their arms, this evaluation's arms are set (replaced) on them."""
     lines = {line["index"]: line for line in map(json.loads, existing.decode("utf-8").splitlines())}
     for position, question in enumerate(questions):
         new_line = {"index": question.index, "question": question.question, "reference": question.reference, "arms": {}}
         line = lines.setdefault(question.index, new_line)
         for name, arm_answers in answers.items():
-            line["arms"][name] = arm_answers[position].report()
+            answer = arm_answers[position] if position < len(arm_answers) else None
+            if answer is not None:
+                line["arms"][name] = answer.report()
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines.values()).encode("utf-8")

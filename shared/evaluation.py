@@ -9,6 +9,7 @@ whitespace and Unicode compatibility forms (full-width letters, ligatures).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import unicodedata
@@ -50,6 +51,12 @@ class RunNotSucceededError(EvaluationRefusedError):
 
 class CompareRunNotUsableError(EvaluationRefusedError):
     code = "compare_run_not_usable"
+
+
+class NoRecordedAnswersError(EvaluationRefusedError):
+    """A compared model is gone and its recorded answers share no question with the run's."""
+
+    code = "no_recorded_answers"
 
 
 class EvaluationRunningError(EvaluationRefusedError):
@@ -110,6 +117,12 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float
     centre = (p + z * z / (2 * n)) / denominator
     margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - margin), min(1.0, centre + margin)
+
+
+def question_digest(question: str) -> str:
+    """What matches a question across runs (a recorded answer to this run's question, a successor's row to an
+    older run's question): the exact text asked, hashed."""
+    return hashlib.sha256(question.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class ModelPrice(NamedTuple):

@@ -22,11 +22,14 @@ class EvaluationNotConfiguredError(EvaluationNotStartedError):
     """The deployment names no evaluation function (EVALUATE_FUNCTION_NAME is unset)."""
 
 
-def start_evaluation(run_id: str, compare_with: list[str], token: str) -> None:
+def start_evaluation(run_id: str, compare_with: list[str], token: str | None) -> None:
+    """`token`: the API's claim on the run; None: the pipeline's own evaluation (an adopted run's)."""
     function_name = settings().evaluate_function_name
     if not function_name:
         raise EvaluationNotConfiguredError("EVALUATE_FUNCTION_NAME is not set; this deployment cannot evaluate.")
-    payload = {"action": "evaluate", "run_id": run_id, "compare_with": compare_with, "token": token}
+    payload = {"action": "evaluate", "run_id": run_id, "compare_with": compare_with}
+    if token is not None:
+        payload["token"] = token
     try:
         client("lambda").invoke(
             FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode()

@@ -298,8 +298,8 @@ class OpenAIGateway:
         if existing:
             logger.info("Found the run's job at OpenAI; not creating another", extra={"job_id": existing.job_id})
             return existing
-        if run.files is None or run.config is None:  # cannot happen: only a prepared run is claimed for a start
-            raise RuntimeError(f"Run {run_id} is {run.status} but records no prepared files or config.")
+        if run.files is None or run.files.train is None or run.config is None:  # only a prepared run is started
+            raise RuntimeError(f"Run {run_id} is {run.status} but records no training file or config.")
         training_file_id = run.training_file_id or self._upload_run_file(run_id, run.files.train.key, "train")
         record_start({"training_file_id": training_file_id})
         validation_file_id = run.validation_file_id
@@ -426,11 +426,16 @@ class OpenAIGateway:
         import openai
 
         try:
-            with _classified_errors(f"retrieving model {model}"):
-                described = self._client.models.retrieve(model)
+            return self.model_shutdown_date(model)
         except (OpenAITransientError, OpenAIRefusedError, openai.OpenAIError) as error:
             logger.warning("Model's shutdown date unreadable", extra={"model": model, "error": str(error)})
             return None
+
+    def model_shutdown_date(self, model: str) -> date | None:
+        """`GET /models/{model}`: the day OpenAI shuts it down, None when it announces none or gives no date.
+        A model OpenAI does not know (or no longer serves) is an `OpenAIRefusedError` (404 model_not_found)."""
+        with _classified_errors(f"retrieving model {model}"):
+            described = self._client.models.retrieve(model)
         given = described.shutdown_date or (described.model_extra or {}).get("shutdown_date")
         if not given:
             return None

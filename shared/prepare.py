@@ -26,9 +26,11 @@ from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from shared.adoption import check_adoptable, recorded_questions, start_adopted_evaluation
 from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
 from shared.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
@@ -43,7 +45,7 @@ from shared.data_gate import (
 )
 from shared.dataset_source import check_source_location, import_arrow_in_background, stream_batches
 from shared.errors import ConfigError, UserInputError
-from shared.evaluation import normalise
+from shared.evaluation import normalise, question_digest
 from shared.examples import BuiltBatch, ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
@@ -120,6 +122,16 @@ class _Questions:
     written: int = 0
     skipped: int = 0
     trained: int = 0
+    # `evaluation.questions_from`: the kept rows held out because they ask one of that run's questions.
+    matched_rows: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        counts = {
+            "evaluation_questions": self.written,
+            "evaluation_questions_skipped": self.skipped,
+            "evaluation_questions_trained": self.trained,
+        }
+        return counts | ({} if self.matched_rows is None else {"questions_from_rows_held_out": self.matched_rows})
 
 
 @dataclass
@@ -177,20 +189,39 @@ class _GatedLines:
 
 
 def _split_validation(
-    all_path: Path, questions_path: Path | None, gated: _GatedLines, config: RunConfig, workdir: Path
+    all_path: Path,
+    questions_path: Path | None,
+    gated: _GatedLines,
+    config: RunConfig,
+    workdir: Path,
+    recorded: list[dict[str, Any]] | None,
 ) -> _LocalFiles:
-    """Hold out a seeded random sample, keeping the original order within each file.
+    """Hold out a seeded random sample, and every row asking one of the `recorded` questions (another
+    run's, `evaluation.questions_from`), keeping the original order within each file.
 
-    `questions_path` holds one line of question fields per line of `all_path`; the held-out
-    ones become the questions file: the first `max_questions` with a reference, in validation order.
+    `questions_path` holds one line of question fields per line of `all_path`; the questions file is
+    the `recorded` questions exactly, else the held-out rows': the first `max_questions` with a
+    reference, in validation order.
     """
     import numpy as np  # as in the gate
 
     n = gated.lines
     token_limit = None if config.provider == "bedrock" else MAX_TOKENS_PER_EXAMPLE
-    if config.validation_fraction == 0:
-        return _LocalFiles(all_path, None, gated.report(np.arange(n), token_limit), None, None)
-    held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * config.validation_fraction))))
+    fraction = config.validation_fraction
+    held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * fraction)))) if fraction else set()
+    questions = None
+    if recorded is not None and questions_path:
+        matched = _rows_asking(questions_path, recorded)
+        held_out |= matched
+        questions = _write_recorded_questions(recorded, workdir)
+        questions.matched_rows = len(matched)
+    elif questions_path:
+        questions = _write_questions(questions_path, held_out, config.evaluation.max_questions, workdir)
+    if questions_path:
+        questions_path.unlink()
+    local = _LocalFiles(all_path, None, gated.report(np.arange(n), token_limit), None, questions)
+    if not held_out:
+        return local
     is_held_out = np.zeros(n, dtype=bool)
     is_held_out[list(held_out)] = True
     train, validation = workdir / TRAIN_FILE, workdir / VALIDATION_FILE
@@ -202,13 +233,25 @@ def _split_validation(
         for line, held in zip(lines, is_held_out.tolist(), strict=True):
             (v if held else t).write(line)
     all_path.unlink()
-    questions = None
-    if questions_path:
-        questions = _write_questions(questions_path, held_out, config.evaluation.max_questions, workdir)
-        questions_path.unlink()
     train_report = gated.report(np.flatnonzero(~is_held_out), token_limit)
     validation_report = gated.report(np.flatnonzero(is_held_out), token_limit)
     return _LocalFiles(train, validation, train_report, validation_report, questions)
+
+
+def _rows_asking(fields_path: Path, recorded: list[dict[str, Any]]) -> set[int]:
+    """The kept rows whose question, as the user turn asks it, is one of the `recorded` questions."""
+    wanted = {question_digest(str(question["question"])) for question in recorded}
+    with fields_path.open("rb") as lines:
+        return {index for index, line in enumerate(lines) if question_digest(json.loads(line)["question"]) in wanted}
+
+
+def _write_recorded_questions(recorded: list[dict[str, Any]], workdir: Path) -> _Questions:
+    """Another run's questions, line for line: this run is asked exactly what that run was asked."""
+    questions = _Questions(workdir / QUESTIONS_FILE)
+    with questions.path.open("wb") as writer:
+        writer.write(b"".join(_jsonl_line(question) for question in recorded))
+    questions.written = len(recorded)
+    return questions
 
 
 def _write_questions(fields_path: Path, held_out: set[int], max_questions: int, workdir: Path) -> _Questions:
@@ -248,21 +291,24 @@ def _text_digest(text: str) -> bytes:
     return line_digest(text.encode("utf-8", "surrogatepass"))
 
 
-def _enforce_gate(files: _LocalFiles, provider: str) -> None:
-    """Nova's record and size limits are settings (the published numbers are unconfirmed)."""
-    if provider != "bedrock":
+def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
+    """Nova's record and size limits are settings (the published numbers are unconfirmed). An adopted run
+    uploads no training data, so no gate applies to it."""
+    if config.adopt is not None:
+        return
+    if config.provider != "bedrock":
         enforce(files.train_gate, "training file", MIN_EXAMPLES)
         if files.validation_gate:
             enforce(files.validation_gate, "validation file", 1)
         return
-    config = settings()
+    limits = settings()
     enforce(
         files.train_gate,
         "training file",
-        config.bedrock_min_records,
-        max_examples=config.bedrock_max_records,
+        limits.bedrock_min_records,
+        max_examples=limits.bedrock_max_records,
         size=files.train.stat().st_size,
-        max_bytes=config.bedrock_max_training_bytes,
+        max_bytes=limits.bedrock_max_training_bytes,
     )
     if files.validation and files.validation_gate:
         enforce(
@@ -270,11 +316,17 @@ def _enforce_gate(files: _LocalFiles, provider: str) -> None:
             "validation file",
             1,
             size=files.validation.stat().st_size,
-            max_bytes=config.bedrock_max_validation_bytes,
+            max_bytes=limits.bedrock_max_validation_bytes,
         )
 
 
-def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path, counter: TokenCounter) -> _LocalFiles:
+def _build_files(
+    config: RunConfig,
+    builder: ExampleBuilder,
+    workdir: Path,
+    counter: TokenCounter,
+    recorded: list[dict[str, Any]] | None,
+) -> _LocalFiles:
     all_path = workdir / "all.jsonl"
     # Beside all.jsonl, line for line: each kept row's question fields, for the held-out ones to be picked later.
     questions_path = workdir / "all-questions.jsonl" if config.evaluation.enabled else None
@@ -294,8 +346,8 @@ def _build_files(config: RunConfig, builder: ExampleBuilder, workdir: Path, coun
             if question_writer and built.questions:
                 question_writer.write(b"".join(_jsonl_line(fields.as_record()) for fields in built.questions))
     gated.add_token_counts(counter.counts(), builder)
-    files = _split_validation(all_path, questions_path, gated, config, workdir)
-    _enforce_gate(files, config.provider)
+    files = _split_validation(all_path, questions_path, gated, config, workdir, recorded)
+    _enforce_gate(files, config)
     return files
 
 
@@ -340,10 +392,15 @@ def _prepare(
             config_object.body, size=config_object.size, default_provider=settings().default_provider
         )
         check_source_location(config.dataset, settings().data_bucket)  # before anything is read
+        shutdown = check_adoptable(config) if config.adopt else None  # the only OpenAI call prepare makes
         _check_base_model(config, runs)
+        recorded = recorded_questions(config, runs)
         builder = ExampleBuilder(config)
-        files = _build_files(config, builder, workdir, counter)
-        outcome = _publish(run_id, config, builder, files)
+        files = _build_files(config, builder, workdir, counter, recorded)
+        if config.adopt:
+            outcome = _publish_adopted(run_id, config, builder, files, shutdown)
+        else:
+            outcome = _publish(run_id, config, builder, files)
     except UserInputError as error:
         counts = builder.counts.as_record() if builder else {}
         logger.warning("Run failed on its input", extra={"code": error.code, "reason": error.message})
@@ -356,8 +413,11 @@ def _prepare(
 
     metrics.add_metric(name="RowsRead", unit="Count", value=builder.counts.read)
     metrics.add_metric(name="RowsKept", unit="Count", value=builder.counts.kept)
-    metrics.add_metric(name="TrainingTokens", unit="Count", value=files.train_gate.total_tokens)
     metrics.add_metric(name="PrepareSeconds", unit="Seconds", value=time.monotonic() - started)
+    if config.adopt:
+        logger.info("Run adopted its model", extra={"counts": outcome["counts"], "model": config.adopt.model})
+        return {"run_id": run_id, "status": "succeeded", "fine_tuned_model": config.adopt.model}
+    metrics.add_metric(name="TrainingTokens", unit="Count", value=files.train_gate.total_tokens)
     logger.info("Run prepared", extra={"counts": outcome["counts"]})
     return {"run_id": run_id, "status": "prepared", "train_key": outcome["files"]["train"]["key"]}
 
@@ -367,6 +427,33 @@ def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
     if config.provider == "bedrock":
         return estimate_bedrock_training(train, n_epochs, settings().bedrock_training_price_per_1k_tokens).as_record()
     return estimate_training(train, n_epochs, settings().training_price_per_million_tokens).as_record()
+
+
+def _upload_questions(run_id: str, questions: _Questions) -> dict[str, Any]:
+    key = dataset_key(run_id, QUESTIONS_FILE)
+    upload(questions.path, ObjectRef(settings().data_bucket, key), {"run-id": run_id}, JSONL_CONTENT_TYPE)
+    return {"key": key, "bytes": questions.path.stat().st_size, "examples": questions.written}
+
+
+def _publish_adopted(
+    run_id: str, config: RunConfig, builder: ExampleBuilder, files: _LocalFiles, shutdown: date | None
+) -> dict[str, Any]:
+    """Upload the questions only (nothing is trained), record the run succeeded with the adopted model, and
+    start the evaluation that records its answers."""
+    assert config.adopt is not None and files.questions is not None  # the config requires questions
+    record: dict[str, Any] = {
+        "provider": config.provider,
+        "config": config.model_dump(mode="json"),
+        "counts": builder.counts.as_record() | files.questions.counts(),
+        "files": {"questions": _upload_questions(run_id, files.questions)},
+        "fine_tuned_model": config.adopt.model,
+    } | ({"base_model_shutdown_date": shutdown.isoformat()} if shutdown else {})
+    runs = RunsRepository(settings().runs_table)
+    if runs.record_adopted(run_id, record):
+        start_adopted_evaluation(runs, run_id)
+    else:
+        logger.info("Run was adopted by another delivery meanwhile; not evaluating it again")
+    return record
 
 
 def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _LocalFiles) -> dict[str, Any]:
@@ -391,16 +478,8 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         record["files"]["validation"] = _file_record(files.validation, key, files.validation_gate)
         record["gate"]["validation"] = files.validation_gate.as_record()
     if files.questions:
-        key = dataset_key(run_id, QUESTIONS_FILE)
-        upload(files.questions.path, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)
-        record["files"]["questions"] = {
-            "key": key,
-            "bytes": files.questions.path.stat().st_size,
-            "examples": files.questions.written,
-        }
-        record["counts"]["evaluation_questions"] = files.questions.written
-        record["counts"]["evaluation_questions_skipped"] = files.questions.skipped
-        record["counts"]["evaluation_questions_trained"] = files.questions.trained
+        record["files"]["questions"] = _upload_questions(run_id, files.questions)
+        record["counts"] |= files.questions.counts()
     if not RunsRepository(settings().runs_table).record_prepared(run_id, record):
         logger.info("Run was prepared by another delivery meanwhile; not uploading the training file again")
         return record

@@ -19,6 +19,7 @@ recorded as given and tracked on). Two "finished" sets, on purpose:
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -86,7 +87,7 @@ class PreparedFile(_Recorded):
 
 
 class PreparedFiles(_Recorded):
-    train: PreparedFile
+    train: PreparedFile | None = None  # None: an adopted run, which trains nothing
     validation: PreparedFile | None = None
     # The held-out questions the evaluation asks (from the validation split, when evaluation is enabled).
     questions: PreparedFile | None = None
@@ -135,7 +136,11 @@ class Run(_Recorded):
     deleted_deployment_arn: str | None = None
     # OpenAI runs: when the base model (and so the tuned one) shuts down, "YYYY-MM-DD", read once the job
     # has succeeded (`GET /models/{model}`); absent when OpenAI announced no date or could not be asked.
+    # An adopted run: the date GET /models/{model} gives for the adopted model itself (fine-tunes follow their base).
     base_model_shutdown_date: str | None = None
+    # When the provider first refused the run's model as gone (shut down or deleted, 404/410): its evaluation
+    # arms are built from the answers recorded before (reports/<run_id>/evaluation.jsonl), without asking.
+    model_gone_at: str | None = None
     trained_tokens: int | None = None
     estimated_finish: int | None = None
     finished_at: int | None = None
@@ -168,6 +173,23 @@ class Run(_Recorded):
             f"never started); ask for it again with POST /runs/{self.run_id}/evaluation.",
         }
         return {**evaluation, "status": "failed", "error": stopped}
+
+    @property
+    def adopted_model(self) -> str | None:
+        """The OpenAI fine-tune an adopted run evaluates (trained elsewhere; this deployment trained nothing)."""
+        adopt = (self.config or {}).get("adopt") or {}
+        model = adopt.get("model")
+        return model if isinstance(model, str) else None
+
+    def shutdown_note(self, today: date) -> str | None:
+        """ "shuts down on 2027-01-14 (38 days)", or "shut down on ..." once the day has come; None: no date."""
+        if not self.base_model_shutdown_date:
+            return None
+        when = date.fromisoformat(self.base_model_shutdown_date)
+        days = (when - today).days
+        if days <= 0:
+            return f"shut down on {when.isoformat()}"
+        return f"shuts down on {when.isoformat()} ({days} day{'s' if days != 1 else ''})"
 
     @property
     def system_prompt(self) -> str | None:

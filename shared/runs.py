@@ -108,6 +108,23 @@ class RunsRepository:
     def record_prepared(self, run_id: str, outcome: dict[str, Any]) -> bool:
         return self._set_status(run_id, RunStatus.PREPARED, outcome, allowed_from=(RunStatus.PREPARING,))
 
+    def record_adopted(self, run_id: str, outcome: dict[str, Any]) -> bool:
+        """An adopted run goes from `preparing` straight to `succeeded`: there is no job to wait for."""
+        return self._set_status(run_id, RunStatus.SUCCEEDED, outcome, allowed_from=(RunStatus.PREPARING,))
+
+    def record_model_gone(self, run_id: str) -> None:
+        """The provider refused the run's model as gone: later evaluations use its recorded answers at once."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET model_gone_at = :now, updated_at = :now",
+                ConditionExpression="attribute_exists(run_id) AND attribute_not_exists(model_gone_at)",
+                ExpressionAttributeValues={":now": utc_now()},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+
     def record_failure(
         self,
         run_id: str,
@@ -261,8 +278,10 @@ class RunsRepository:
         return next(self._succeeded("attribute_exists(fine_tuned_model)", {}), None)
 
     def succeeded_run_with_model(self, model: str) -> Run | None:
-        """A succeeded run of this deployment whose tuned model is `model` (newest first), or None."""
-        return next(self._succeeded("fine_tuned_model = :model", {":model": model}), None)
+        """A succeeded run of this deployment that trained `model` (newest first), or None: an adopted run's
+        model was trained elsewhere and does not count."""
+        found = self._succeeded("fine_tuned_model = :model", {":model": model})
+        return next((run for run in found if run.adopted_model is None), None)
 
     def _succeeded(self, condition: str, values: dict[str, Any]) -> Iterator[Run]:
         """Succeeded runs meeting `condition`, newest first, a page of the ByStatus index at a time."""

@@ -18,6 +18,13 @@ DEFAULT_INFERENCE_PRICES = (
 )
 
 
+def _model_list(value: object) -> object:
+    """`"ft:a,ft:b"` (the stack's AdoptableModels) as a set of ids; blanks and surrounding spaces ignored."""
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 def _prices(value: object) -> object:
     """The environment gives text; anything else (a dict in a test) is left to pydantic."""
     return parse_prices(value) if isinstance(value, str) else value
@@ -70,7 +77,12 @@ class Settings(BaseModel):
     )
     evaluation_max_tokens: int = Field(default=300, ge=1, le=4096, alias="EVALUATION_MAX_TOKENS")
     evaluation_concurrency: int = Field(default=4, ge=1, le=32, alias="EVALUATION_CONCURRENCY")
-    # The function POST /runs/{id}/evaluation starts (AskFunction only).
+    # OpenAI fine-tunes a config may adopt (`adopt.model`): the stack's AdoptableModels, set by the operator at
+    # sam deploy; empty, nothing is adoptable. A config writer cannot reach any other model of the organisation.
+    adoptable_models: Annotated[frozenset[str], BeforeValidator(_model_list)] = Field(
+        default=frozenset(), alias="ADOPTABLE_MODELS"
+    )
+    # The function POST /runs/{id}/evaluation starts (AskFunction), and PrepareFunction for an adopted run.
     evaluate_function_name: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
         default=None, alias="EVALUATE_FUNCTION_NAME"
     )

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -16,8 +17,9 @@ from local.http_server import Emulator, Reply, Request
 
 from .errors import ApiError, not_found
 from .faults import Fault, FaultInjector, FaultKind
+from .dataset import parse_training_file
 from .finetune import FineTuning, Job
-from .models import DEFAULT_SHUTDOWN_DATES, is_shut_down, model_not_found, model_object
+from .models import DEFAULT_SHUTDOWN_DATES, base_of, is_shut_down, model_not_found, model_object
 from .recall import chat_completion
 from .state import FormFile, Store, StoredFile, StoredUpload, require_object
 
@@ -282,6 +284,21 @@ class OpenAIEmulator(Emulator):
         return f"http://{self.host}:{self.port}/v1"
 
     # state for tests ---------------------------------------------------------------------------------
+
+    def add_tuned_model(self, model: str, training_file: bytes) -> None:
+        """A fine-tune made outside ragtune (e.g. by the original notebook): GET /models/{model} describes it
+        and it answers chat completions by recalling ``training_file``'s examples, as if trained on them."""
+        if not model.startswith("ft:"):
+            raise ValueError(f"{model!r} is not a fine-tuned model id (ft:<base>:<org>:<suffix>:<id>)")
+        examples = parse_training_file(training_file)
+        with self.store.lock:
+            self.fine_tuning.tuned_models[model] = examples
+
+    def shut_down(self, model: str) -> None:
+        """OpenAI's shutdown of ``model``'s base, and so of every fine-tune on it, today (the emulator clock's
+        day, UTC): chat completions for them answer 404 ``model_not_found`` from now on."""
+        today = datetime.fromtimestamp(self.store.clock(), UTC).date()
+        self.shutdown_dates[base_of(model)] = today.isoformat()
 
     def reset(self) -> None:
         """Forget files, uploads, jobs, tuned models, recorded requests and faults; keep the settings

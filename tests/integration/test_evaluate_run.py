@@ -313,7 +313,8 @@ def test_a_bedrock_run_compared_with_an_openai_run_adds_its_arm_and_keeps_the_ea
     assert evaluation["report_keys"] == [REPORT_KEY.format(run_id="openai-run")]
     assert evaluation["estimate"]["calls"] == len(HELD_OUT)
 
-    # The deployment is deleted: comparing again is refused by Bedrock, and the answers recorded before stay.
+    # The deployment is deleted: Bedrock refuses it (404), so the arm is rebuilt from the answers recorded before,
+    # the same figures, labelled recorded with the time they were recorded; the run remembers its model is gone.
     boto3.client("bedrock", endpoint_url=bedrock.endpoint_url).delete_custom_model_deployment(
         customModelDeploymentIdentifier=deployment
     )
@@ -322,8 +323,14 @@ def test_a_bedrock_run_compared_with_an_openai_run_adds_its_arm_and_keeps_the_ea
     assert report_lines(aws_account, "openai-run") == lines
     again = run_item(aws_account, "openai-run")["evaluation"]
     assert again["status"] == "succeeded"
-    assert again["arms"][3] == nova | {"error": again["arms"][3]["error"]}
-    assert again["arms"][3]["error"]["code"] == "bedrock_refused"
+    recorded = again["arms"][3]
+    assert recorded["recorded"] == {"recorded_at": nova["evaluated_at"], "questions": len(HELD_OUT)}
+    assert without(recorded, "recorded", "evaluated_at") == without(nova, "evaluated_at")
+    assert run_item(aws_account, "nova-run")["model_gone_at"]
+
+
+def without(summary: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: value for name, value in summary.items() if name not in names}
 
 
 def test_a_refused_arm_fails_alone_and_the_others_go_on(aws_account: Aws, emulator: OpenAIEmulator) -> None:
@@ -334,8 +341,8 @@ def test_a_refused_arm_fails_alone_and_the_others_go_on(aws_account: Aws, emulat
 
     evaluation = run_item(aws_account, "run-a")["evaluation"]
     assert evaluation["status"] == "succeeded"
-    tuned = arm(evaluation["arms"], "tuned")
-    assert tuned["error"]["code"] == "openai_refused" and gone in tuned["error"]["message"]
+    tuned = arm(evaluation["arms"], "tuned")  # gone, and no answer of it was ever recorded
+    assert tuned["error"]["code"] == "no_recorded_answers" and gone in tuned["error"]["message"]
     assert (tuned["accuracy"], tuned["ci95"], tuned["questions"], tuned["errors"]) == (None, None, 0, 4)
     assert arm(evaluation["arms"], "base")["questions"] == 4
     assert all(set(line["arms"]) == {"base", "base_with_context"} for line in report_lines(aws_account, "run-a"))

@@ -70,7 +70,8 @@ def test_a_stored_item_reads_back_as_a_run_and_dumps_exactly_as_stored() -> None
     run = Run.model_validate(read)
 
     assert run.status is RunStatus.SUCCEEDED
-    assert run.files is not None and run.files.train.key == "datasets/sciq-0123456789ab/train.jsonl"
+    assert run.files is not None and run.files.train is not None
+    assert run.files.train.key == "datasets/sciq-0123456789ab/train.jsonl"
     assert run.error is not None and run.error.openai_code == "invalid_file"
     assert run.system_prompt == "Answer."
     assert run.provider == "openai"  # ready for another provider; not stored while OpenAI is the only one

@@ -329,8 +329,12 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
         "bedrock:DeleteCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
         "bedrock:StopModelCustomizationJob": jobs,
         "bedrock:GetModelCustomizationJob": jobs,
-        # GET /runs/{id} signs links to the run's reports, and only those.
-        "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/reports/*"},
+        # GET /runs/{id} signs links to the run's reports; a comparison with a gone model reads the run's
+        # questions and the recorded answers. Nothing else of the bucket.
+        "s3:GetObject": {
+            "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/reports/*",
+            "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/datasets/*/questions.jsonl",
+        },
     }
 
 
