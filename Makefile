@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo local test lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install demo demo-migration local test lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 
 demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer (PROVIDER=bedrock: Nova, emulated)
 	$(PYTHON) -m local demo --provider $(PROVIDER)
+
+demo-migration: ## Before 2027-01-14: adopt an (emulated) OpenAI fine-tune, train its Bedrock successor, compare them before and after the old model shuts down
+	$(PYTHON) -m local demo --migration
 
 local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
 	$(PYTHON) -m local serve

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from local.demo import DEMO_CONFIGS, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
+from local.migration_demo import migration_stack, run_migration_demo
 from local.stack import MotoStack
 
 
@@ -26,6 +27,8 @@ def _stack(poll_interval: int | None, log_level: str | None = None) -> MotoStack
 def demo(arguments: argparse.Namespace) -> int:
     started = time.monotonic()
     print("starting the local stack (moto + in-process handlers)")
+    if arguments.migration:
+        return _migration_demo(arguments, started)
     try:
         with _stack(arguments.poll_interval, log_level="WARNING") as stack:
             print(stack.openai_endpoint)
@@ -36,6 +39,18 @@ def demo(arguments: argparse.Namespace) -> int:
             timeout = 300 if emulated else 4 * 3600
             config = arguments.config or DEMO_CONFIGS[arguments.provider]
             run_demo(stack, data=arguments.data, config=config, timeout_seconds=timeout, question=arguments.question)
+    except DemoFailed as failure:
+        print(f"demo failed: {failure}", file=sys.stderr)
+        return 1
+    print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _migration_demo(arguments: argparse.Namespace, started: float) -> int:
+    """Always on the emulators: the demo shuts the old model down, which no real endpoint lets us do."""
+    try:
+        with migration_stack(arguments.poll_interval or 1) as stack:
+            run_migration_demo(stack)
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1
@@ -93,6 +108,12 @@ def main() -> int:
         type=Path,
         default=None,
         help="demo: run config (default: the provider's sample); its dataset.source should point at the uploaded data",
+    )
+    parser.add_argument(
+        "--migration",
+        action="store_true",
+        help="demo: adopt an emulated notebook fine-tune, train its Bedrock successor on the same questions, compare "
+        "them, shut the old model down and compare again from its recording (emulators only)",
     )
     parser.add_argument(
         "--question",

@@ -32,14 +32,19 @@ class DemoFailed(Exception):
     """A step of the demo did not do what it should; the message says which and why."""
 
 
-class _Api:
+class DemoApi:
     def __init__(self, stack: MotoStack) -> None:
         self._url = stack.api_url
         self._session = requests.Session()
         self._session.headers["x-api-key"] = stack.api_key
 
+    def response(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The API's answer as it is, an error status included."""
+        return self._session.request(method, f"{self._url}{path}", timeout=60, **kwargs)
+
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._session.request(method, f"{self._url}{path}", timeout=60, **kwargs)
+        """The answer's JSON; an error status fails the demo."""
+        response = self.response(method, path, **kwargs)
         if response.status_code >= 400:
             raise DemoFailed(f"{method} {path} answered {response.status_code}: {response.text}")
         return response.json()
@@ -94,22 +99,27 @@ def _describe(run: dict[str, Any]) -> str:
         last_event = (run.get("events") or [{}])[-1].get("message", "")
         loss = f", train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
         return f"running: {last_event}{loss}"
+    if status == "succeeded" and run.get("adopted"):
+        shutdown = f", {run['model_shutdown']}" if run.get("model_shutdown") else ""
+        return f"succeeded: adopted model {run.get('fine_tuned_model')} (nothing trained){shutdown}"
     if status == "succeeded":
         return f"succeeded: model {run.get('fine_tuned_model')}, {_trained(run)}"
     error = run.get("error") or {}
     return f"{status}: {error.get('message', '')}"
 
 
-def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float) -> dict[str, Any]:
+def wait_for_run(
+    api: DemoApi, out: Callable[[str], None], timeout_seconds: float, config_key: str = DEMO_CONFIG_KEY
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_seconds
     run_id, last_line = None, ""
     while time.monotonic() < deadline:
         if run_id is None:
-            runs = [r for r in api.call("GET", "/runs")["runs"] if r.get("config_key") == DEMO_CONFIG_KEY]
+            runs = [r for r in api.call("GET", "/runs")["runs"] if r.get("config_key") == config_key]
             run_id = runs[0]["run_id"] if runs else None
         if run_id is not None:
             run: dict[str, Any] = api.call("GET", f"/runs/{run_id}")
-            if not last_line and run.get("counts") and run.get("tokens"):
+            if not last_line and run.get("counts") and run.get("tokens") and run.get("estimate"):
                 last_line = _prepared(run)
                 out(f"  {last_line}")
             line = _describe(run)
@@ -122,7 +132,7 @@ def _wait_for_run(api: _Api, out: Callable[[str], None], timeout_seconds: float)
     raise DemoFailed(f"the run did not finish within {timeout_seconds:.0f} s (last: {last_line or 'no run'})")
 
 
-def _wait_for_evaluation(api: _Api, run_id: str, timeout_seconds: float) -> dict[str, Any]:
+def wait_for_evaluation(api: DemoApi, run_id: str, timeout_seconds: float) -> dict[str, Any]:
     """The state machine evaluates a succeeded run after its last poll: wait for that to end."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
@@ -133,7 +143,7 @@ def _wait_for_evaluation(api: _Api, run_id: str, timeout_seconds: float) -> dict
     raise DemoFailed(f"the evaluation of run {run_id} did not finish within {timeout_seconds:.0f} s")
 
 
-def _wait_for_curve(api: _Api, run_id: str, timeout_seconds: float) -> None:
+def _wait_for_curve(api: DemoApi, run_id: str, timeout_seconds: float) -> None:
     """The state machine draws the loss curve once the job has finished (before any evaluation)."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
@@ -148,21 +158,35 @@ def _percent(value: float | None) -> str:
 
 
 def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
-    """The arms side by side: accuracy with its Wilson 95% interval, prompt tokens, cost per 1,000 questions."""
+    """The arms side by side: accuracy with its Wilson 95% interval, prompt tokens, cost per 1,000 questions,
+    and a note: an arm built from recorded answers (its model gone), or when its model shuts down."""
+    width = max([20, *(len(arm["name"]) for arm in evaluation["arms"])])
     lines = [
         f"evaluation on {evaluation['questions']} held-out questions (match: {evaluation.get('match')}):",
-        f"  {'arm':<20} {'accuracy':>8}  {'95% interval':<17} {'prompt tokens':>13}  {'cost / 1k questions':>19}",
+        f"  {'arm':<{width}} {'accuracy':>8}  {'95% interval':<17} {'prompt tokens':>13}  {'cost / 1k questions':>19}"
+        "  note",
     ]
     for arm in evaluation["arms"]:
         if arm.get("error"):
-            lines.append(f"  {arm['name']:<20} not evaluated: {arm['error']['message']}")
+            lines.append(f"  {arm['name']:<{width}} not evaluated: {arm['error']['message']}")
             continue
         low, high = arm["ci95"] or (None, None)
         interval = f"[{_percent(low)}, {_percent(high)}]"
         tokens = "-" if arm["prompt_tokens_mean"] is None else f"{arm['prompt_tokens_mean']:.1f}"
         cost = "-" if arm["cost_per_1k_usd"] is None else f"${arm['cost_per_1k_usd']:.4f}"
-        lines.append(f"  {arm['name']:<20} {_percent(arm['accuracy']):>8}  {interval:<17} {tokens:>13}  {cost:>19}")
+        row = f"  {arm['name']:<{width}} {_percent(arm['accuracy']):>8}  {interval:<17} {tokens:>13}  {cost:>19}"
+        lines.append(f"{row}  {_arm_note(arm)}".rstrip())
     return lines
+
+
+def _arm_note(arm: dict[str, Any]) -> str:
+    recorded = arm.get("recorded")
+    if recorded:
+        return (
+            f"recorded {recorded['recorded_at']} (model gone): answered {arm['questions']} of "
+            f"{recorded['questions']} questions"
+        )
+    return str(arm.get("model_shutdown") or "")
 
 
 def run_demo(
@@ -183,8 +207,8 @@ def run_demo(
     out(f"dropping the run config into s3://{stack.bucket}/{DEMO_CONFIG_KEY}")
     s3.upload_file(str(config), stack.bucket, DEMO_CONFIG_KEY)
 
-    api = _Api(stack)
-    run = _wait_for_run(api, out, timeout_seconds)
+    api = DemoApi(stack)
+    run = wait_for_run(api, out, timeout_seconds)
     if run["status"] != "succeeded":
         raise DemoFailed(f"the run ended {run['status']}: {(run.get('error') or {}).get('message')}")
 
@@ -203,7 +227,7 @@ def run_demo(
         f"job {run['job_id']}, usage {answer['usage']}"
     )
     if (run.get("files") or {}).get("questions"):
-        evaluation = _wait_for_evaluation(api, run["run_id"], timeout_seconds)
+        evaluation = wait_for_evaluation(api, run["run_id"], timeout_seconds)
         if evaluation["status"] != "succeeded":
             raise DemoFailed(f"the evaluation failed: {(evaluation.get('error') or {}).get('message')}")
         for line in evaluation_table(evaluation):

@@ -465,20 +465,33 @@ def runs(
         if not page["runs"]:
             out.print("no runs yet: start one with `ragtune submit CONFIG`", markup=False)
             return
-        table = Table("run", "status", "provider", "created", "config", "model", "error", box=None)
+        table = Table("run", "status", "provider", "created", "config", "model", "model shutdown", "error", box=None)
         for run in page["runs"]:
+            model = run.get("fine_tuned_model") or ""
             table.add_row(
                 run["run_id"],
                 run["status"],
                 run.get("provider") or "openai",
                 str(run["created_at"])[:19].replace("T", " "),
                 run.get("config_key") or "",
-                run.get("fine_tuned_model") or "",
+                f"{model} (adopted)" if run.get("adopted") else model,
+                run.get("model_shutdown") or "",
                 (run.get("error") or {}).get("message") or "",
             )
         _show(table)
         if page.get("next_cursor"):
             out.print(f"(more runs exist; --limit up to 100, or GET /runs?cursor={page['next_cursor']})", markup=False)
+
+
+def _model_rows(run: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any]]:
+    """An adopted run's config still carries the default fine_tune.model, which it never used: no base model."""
+    if run.get("adopted"):
+        adopted = run.get("fine_tuned_model") or (config.get("adopt") or {}).get("model")
+        return [("adopted", f"{adopted} (trained elsewhere; nothing trained here)")]
+    return [
+        ("base model", (config.get("fine_tune") or {}).get("model")),
+        ("tuned model", run.get("fine_tuned_model") or run.get("deployment_arn")),
+    ]
 
 
 def _run_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -490,8 +503,8 @@ def _run_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("status", run.get("status")),
         ("provider", config.get("provider")),
-        ("base model", (config.get("fine_tune") or {}).get("model")),
-        ("tuned model", run.get("fine_tuned_model") or run.get("deployment_arn")),
+        *_model_rows(run, config),
+        ("model", run.get("model_shutdown")),
         ("config", run.get("config_key")),
         ("dataset", (config.get("dataset") or {}).get("source")),
         ("created", run.get("created_at")),
@@ -656,6 +669,35 @@ def _evaluation_table(evaluation: dict[str, Any]) -> Table:
     return table
 
 
+def _utc_minute(value: Any) -> str:
+    """An API timestamp to the minute, in UTC (the API may give any offset); as given if it is not ISO 8601."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _arm_notes(evaluation: dict[str, Any]) -> list[str]:
+    """What a figure alone would not tell, one line per arm under the table (a column would pass 120 characters):
+    figures from answers recorded before its model went, and when its model shuts down."""
+    notes = []
+    for arm in evaluation.get("arms") or []:
+        said = []
+        recorded = arm.get("recorded")
+        if recorded:
+            when = _utc_minute(recorded["recorded_at"]) if recorded.get("recorded_at") else "earlier"
+            said.append(
+                f"recorded {when}, answered {arm.get('questions')} of {recorded.get('questions')} questions "
+                "(its model no longer answers)"
+            )
+        if arm.get("model_shutdown"):
+            said.append(f"model {arm['model_shutdown']}")
+        if said:
+            notes.append(f"{arm.get('name')}: {'; '.join(said)}")
+    return notes
+
+
 @app.command(name="eval")
 def evaluate(
     run_id: RunIdArgument,
@@ -693,6 +735,8 @@ def evaluate(
             _print_json(evaluation)
         else:
             _show(_evaluation_table(evaluation))
+            for note in _arm_notes(evaluation):
+                out.print(note, markup=False)
         if evaluation.get("status") == "failed":
             reason = _error_text(evaluation.get("error")) or "no error recorded"
             _fail(f"The evaluation of run {run_id} failed: {reason}.")

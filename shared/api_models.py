@@ -87,6 +87,16 @@ class RunSummary(BaseModel):
     updated_at: datetime
     config_key: str | None = None
     fine_tuned_model: str | None = None
+    adopted: bool = Field(
+        default=False,
+        description="An adopted run: its model is an OpenAI fine-tune trained elsewhere (the config's adopt.model); "
+        "nothing was trained, its evaluation records the model's answers.",
+    )
+    model_shutdown: str | None = Field(
+        default=None,
+        description='When the provider shuts the run\'s model down: "shuts down on YYYY-MM-DD (N days)", or '
+        '"shut down on YYYY-MM-DD" once the day has come (from base_model_shutdown_date); null: no date known.',
+    )
     error: RunError | None = None
 
 
@@ -140,7 +150,7 @@ class DataFile(BaseModel):
 
 
 class RunFiles(BaseModel):
-    train: DataFile
+    train: DataFile | None = Field(default=None, description="Null only for an adopted run (nothing trained).")
     validation: DataFile | None = Field(default=None, description="Only when validation_fraction > 0.")
     questions: DataFile | None = Field(
         default=None,
@@ -204,8 +214,13 @@ class RunDetail(RunSummary):
     base_model_shutdown_date: date | None = Field(
         default=None,
         description="OpenAI runs: the day OpenAI shuts the base model down, and the tuned model with it (from "
-        "OpenAI's GET /v1/models/{model}, read when the job succeeded); from that day /ask answers 410. "
-        "Null when OpenAI announced no date or it could not be read.",
+        "OpenAI's GET /v1/models/{model}, read when the job succeeded, or for an adopted run when it was "
+        "adopted); from that day /ask answers 410. Null when OpenAI announced no date or it could not be read.",
+    )
+    model_gone_at: datetime | None = Field(
+        default=None,
+        description="When the provider first refused the run's model as gone (shut down or deleted): its "
+        "evaluation arms are built from its recorded answers from then on.",
     )
     metrics: dict[str, int | float] | None = Field(default=None, description="Latest checkpoint's metrics.")
     notification_error: str | None = Field(
@@ -224,6 +239,11 @@ class RunDetail(RunSummary):
         "train_accuracy, valid_accuracy), `evaluation_jsonl` (every held-out question with each arm's answer). "
         "Only those that exist: the curve once the job has finished, the evaluation once it has run.",
     )
+
+
+class RecordedArm(BaseModel):
+    recorded_at: datetime | None = Field(description="When the recorded answers were given.")
+    questions: int = Field(description="This evaluation's questions; the arm answered `questions` of them.")
 
 
 class EvaluationArm(BaseModel):
@@ -249,6 +269,17 @@ class EvaluationArm(BaseModel):
     )
     error: ErrorBody | None = Field(default=None, description="Why the arm could not be evaluated (e.g. model gone).")
     evaluated_at: datetime | None = None
+    recorded: RecordedArm | None = Field(
+        default=None,
+        description="Set when the arm's model no longer answers (shut down or deleted): the arm is built from the "
+        "answers recorded for it before, matched by question and scored by today's rule. `questions` above "
+        "counts the questions it answered then.",
+    )
+    model_shutdown: str | None = Field(
+        default=None,
+        description='When the provider shuts this arm\'s model down: "shuts down on YYYY-MM-DD (N days)" (null: no '
+        "date known).",
+    )
 
 
 class EvaluationEstimate(BaseModel):

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from http import HTTPStatus
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -234,7 +235,16 @@ def answer_question(request: AskRequest) -> AskResponse:
 def list_runs(limit: int, cursor: str | None) -> RunPage:
     """Newest first; an invalid cursor raises `shared.runs.InvalidCursorError`."""
     runs, next_cursor = _runs().list_newest_first(limit, cursor)
-    return RunPage(runs=[RunSummary.model_validate(run.recorded()) for run in runs], next_cursor=next_cursor)
+    return RunPage(runs=[RunSummary.model_validate(_described(run)) for run in runs], next_cursor=next_cursor)
+
+
+def _described(run: Run) -> dict[str, Any]:
+    """The run as recorded, with what the API derives for a reader: adopted or trained, and when its model
+    shuts down as of today."""
+    return run.recorded() | {
+        "adopted": run.adopted_model is not None,
+        "model_shutdown": run.shutdown_note(datetime.now(UTC).date()),
+    }
 
 
 def _report_urls(run: Run) -> dict[str, str]:
@@ -257,7 +267,7 @@ def get_run(run_id: str) -> RunDetail:
     evaluation_status = (run.evaluation_now(time.time()) or {}).get("status")
     return RunDetail.model_validate(
         {
-            **run.recorded(),
+            **_described(run),
             "tokens": train_gate,
             "evaluation_status": evaluation_status,
             "report_urls": _report_urls(run),
@@ -372,12 +382,23 @@ def _evaluation_response(run: Run) -> EvaluationResponse:
             "status": evaluation.get("status", "pending"),
             "questions": evaluation.get("questions", questions_file.examples if questions_file else 0),
             "match": evaluation.get("match") or ((run.config or {}).get("evaluation") or {}).get("match"),
-            "arms": evaluation.get("arms", []),
+            "arms": _with_shutdown_notes(run, evaluation.get("arms", [])),
             "report_keys": evaluation.get("report_keys", []),
             "estimate": evaluation.get("estimate"),
             "error": evaluation.get("error"),
         }
     )
+
+
+def _with_shutdown_notes(run: Run, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each arm with when its model shuts down: the run's own arms share the run's date (OpenAI shuts a base
+    model and its fine-tunes down together); a compared run's arm has that run's."""
+    today = datetime.now(UTC).date()
+    noted = []
+    for arm in arms:
+        owner = run if arm.get("name") in ("tuned", "base", "base_with_context") else _runs().get(str(arm.get("name")))
+        noted.append(arm | {"model_shutdown": owner.shutdown_note(today) if owner else None})
+    return noted
 
 
 def get_evaluation(run_id: str) -> EvaluationResponse:

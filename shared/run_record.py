@@ -182,7 +182,10 @@ class Run(_Recorded):
         return model if isinstance(model, str) else None
 
     def shutdown_note(self, today: date) -> str | None:
-        """ "shuts down on 2027-01-14 (38 days)", or "shut down on ..." once the day has come; None: no date."""
+        """ "shuts down on 2027-01-14 (38 days)", or "shut down on ..." once the day has come (or, when the
+        provider refused the model as gone earlier, the day it did); None: no date."""
+        if self.model_gone_at:
+            return f"shut down on {self.model_gone_at[:10]} (the provider no longer serves it)"
         if not self.base_model_shutdown_date:
             return None
         when = date.fromisoformat(self.base_model_shutdown_date)

@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.http_server import Emulator, Reply, Request
 
+from .dataset import parse_training_file
 from .errors import ApiError, not_found
 from .faults import Fault, FaultInjector, FaultKind
-from .dataset import parse_training_file
 from .finetune import FineTuning, Job
 from .models import DEFAULT_SHUTDOWN_DATES, base_of, is_shut_down, model_not_found, model_object
 from .recall import chat_completion

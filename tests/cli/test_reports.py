@@ -1,7 +1,8 @@
 """`ragtune eval` and `ragtune curve`, and the client's retries, against a small fake of the API.
 
 The fake answers as issue #10's contract says GET/POST /runs/{id}/evaluation and GET /runs/{id}'s
-`report_urls` will; the local stack does not serve them yet.
+`report_urls` will; the local stack does not serve them yet. Nor does it adopt a model or see one
+shut down: the adopted and expiring runs below are built with the API's own response models.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from shared.api_models import EvaluationResponse, RunDetail, RunPage
 
 from .conftest import ragtune, user_shell
 
@@ -44,6 +47,53 @@ ARMS = [
     },
 ]
 
+OLD_MODEL = "ft:gpt-4o-mini-2024-07-18:org:faq:old"
+NEW_MODEL = "ft:gpt-4.1-mini-2025-04-14:org:faq:new"
+# An adopted run: the old notebook's model, its answers recorded; the successor trained on the same questions.
+ADOPTED = {
+    "run_id": "adopted",
+    "status": "succeeded",
+    "created_at": "2026-12-07T09:30:00Z",
+    "updated_at": "2026-12-07T09:41:12Z",
+    "config_key": "configs/adopt-faq.json",
+    "fine_tuned_model": OLD_MODEL,
+    "adopted": True,
+    "model_shutdown": "shuts down on 2027-01-14 (38 days)",
+    "config": {"provider": "openai", "fine_tune": {"model": "gpt-4o-mini-2024-07-18"}, "adopt": {"model": OLD_MODEL}},
+    "counts": {"rows_read": 50, "rows_kept": 48, "rows_dropped": 2, "dropped_reasons": {"empty_column": 2}},
+    "files": {"train": None, "questions": {"key": "datasets/adopted/questions.jsonl", "bytes": 9120, "examples": 40}},
+    "base_model_shutdown_date": "2027-01-14",
+    "evaluation_status": "succeeded",
+}
+EXPIRING = {
+    "run_id": "expiring",
+    "status": "succeeded",
+    "created_at": "2026-12-08T10:00:00Z",
+    "updated_at": "2026-12-08T11:00:00Z",
+    "config_key": "configs/faq.json",
+    "fine_tuned_model": NEW_MODEL,
+    "model_shutdown": "shuts down on 2027-06-30 (204 days)",
+    "job_id": "ftjob-1",
+}
+SUCCESSOR_EVALUATION = {
+    "run_id": "successor",
+    "status": "succeeded",
+    "questions": 40,
+    "arms": [
+        {**ARMS[0], "model": NEW_MODEL, "model_shutdown": "shuts down on 2027-06-30 (204 days)"},
+        {
+            **ARMS[0],
+            "name": "adopted",
+            "model": OLD_MODEL,
+            "accuracy": 0.7105,
+            "ci95": [0.55, 0.83],
+            "questions": 38,
+            "recorded": {"recorded_at": "2026-12-07T10:41:12+01:00", "questions": 40},
+            "model_shutdown": "shut down on 2027-01-14",
+        },
+    ],
+}
+
 
 class FakeApi(ThreadingHTTPServer):
     def __init__(self) -> None:
@@ -58,6 +108,14 @@ class FakeApi(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if path == "/v1/runs?limit=20":
+            page = {"runs": [ADOPTED, EXPIRING], "next_cursor": None}
+            return 200, RunPage.model_validate(page).model_dump(mode="json")
+        if path in {"/v1/runs/adopted", "/v1/runs/expiring"}:
+            detail = ADOPTED if path.endswith("adopted") else EXPIRING
+            return 200, RunDetail.model_validate(detail).model_dump(mode="json")
+        if path == "/v1/runs/successor/evaluation":
+            return 200, EvaluationResponse.model_validate(SUCCESSOR_EVALUATION).model_dump(mode="json")
         if path == "/v1/runs/curved":
             return 200, {
                 "run_id": "curved",
