@@ -97,7 +97,7 @@ def _compare(
 
 
 def _old_arm(evaluation: dict[str, Any], old_id: str) -> dict[str, Any]:
-    arm = next((arm for arm in evaluation["arms"] if arm["name"] == old_id), None)
+    arm: dict[str, Any] | None = next((arm for arm in evaluation["arms"] if arm["name"] == old_id), None)
     if arm is None or arm.get("error"):
         raise DemoFailed(f"the comparison has no usable arm for {old_id}: {arm}")
     return arm

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -32,7 +33,7 @@ from local.bedrock_emulator import BedrockEmulator
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
-from local.openai_emulator.models import FAR_SHUTDOWN_DATES
+from local.openai_emulator.models import upcoming_shutdown_dates
 from local.template import (
     create_bucket,
     create_table,
@@ -120,10 +121,12 @@ class MotoStack:
         self._log_level = log_level
         self._parameters = dict(parameters or {})
         use_emulator = not (self.real_openai_key or self.user_base_url)
-        # Far shutdown dates: the demo must train and answer whatever day it runs (a shut-down
-        # model's 410 is tested on its own, in tests/integration/test_ask_api.py).
+        # OpenAI's shutdown dates while they are ahead, far ones after: the demo must train and answer whatever
+        # day it runs (a shut-down model's 410 is tested on its own, in tests/integration/test_ask_api.py).
         self._emulator = (
-            OpenAIEmulator(phase_seconds=emulator_phase_seconds, shutdown_dates=FAR_SHUTDOWN_DATES)
+            OpenAIEmulator(
+                phase_seconds=emulator_phase_seconds, shutdown_dates=upcoming_shutdown_dates(datetime.now(UTC).date())
+            )
             if use_emulator
             else None
         )

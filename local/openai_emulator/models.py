@@ -26,6 +26,15 @@ DEFAULT_SHUTDOWN_DATES: dict[str, str | None] = {
 }
 # For runs that must not depend on the day they happen (the demo, the test suite): the same models, far dates.
 FAR_SHUTDOWN_DATES: dict[str, str | None] = dict.fromkeys(DEFAULT_SHUTDOWN_DATES, "2999-12-31")
+
+
+def upcoming_shutdown_dates(today: date) -> dict[str, str | None]:
+    """OpenAI's announced dates while every one is still ahead (what a user sees today), else the far ones:
+    a demo must train and answer whatever day it runs."""
+    announced = [date.fromisoformat(when) for when in DEFAULT_SHUTDOWN_DATES.values() if when]
+    return dict(DEFAULT_SHUTDOWN_DATES) if today < min(announced) else dict(FAR_SHUTDOWN_DATES)
+
+
 BASE_MODEL_CREATED = 1_700_000_000  # a fixed, plausible creation time for the emulator's base models
 
 

@@ -85,7 +85,7 @@ SUCCESSOR_EVALUATION = {
             **ARMS[0],
             "name": "adopted",
             "model": OLD_MODEL,
-            "accuracy": 0.7105,
+            "accuracy": 27 / 38,
             "ci95": [0.55, 0.83],
             "questions": 38,
             "recorded": {"recorded_at": "2026-12-07T10:41:12+01:00", "questions": 40},
@@ -282,6 +282,79 @@ def test_eval_failures_are_sentences(fake_api: FakeApi) -> None:
     )
     assert unknown.code == 2
     assert unknown.stderr.strip() == "No run with id 'nope'. List the runs with `ragtune runs`."
+
+
+def test_runs_marks_an_adopted_run_and_when_a_model_shuts_down(fake_api: FakeApi) -> None:
+    result = ragtune("runs", env=_env(fake_api))
+
+    assert result.code == 0, result.stderr
+    assert [line.rstrip() for line in result.stdout.splitlines()] == [
+        " run       status     provider  created              config                  model                         "
+        "                   model shutdown                       error",
+        " adopted   succeeded  openai    2026-12-07 09:30:00  configs/adopt-faq.json  "
+        f"{OLD_MODEL} (adopted)  shuts down on 2027-01-14 (38 days)",
+        " expiring  succeeded  openai    2026-12-08 10:00:00  configs/faq.json        "
+        f"{NEW_MODEL}           shuts down on 2027-06-30 (204 days)",
+    ]
+
+
+def test_show_an_adopted_run_names_its_model_and_nothing_it_did_not_train(fake_api: FakeApi) -> None:
+    shown = ragtune("show", "adopted", env=_env(fake_api))
+    as_json = ragtune("show", "adopted", "--json", env=_env(fake_api))
+
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "run adopted",
+        "status           succeeded",
+        "provider         openai",
+        f"adopted          {OLD_MODEL} (trained elsewhere; nothing trained here)",
+        "model            shuts down on 2027-01-14 (38 days)",
+        "config           configs/adopt-faq.json",
+        "created          2026-12-07T09:30:00Z",
+        "updated          2026-12-07T09:41:12Z",
+        "rows             50 read, 48 kept, 2 dropped",
+        "dropped because  empty_column x2",
+    ]
+    detail = as_json.json()
+    assert detail["files"]["train"] is None
+    assert [detail[name] for name in ("job_id", "tokens", "estimate", "trained_tokens")] == [None] * 4
+    assert detail["counts"]["train_examples"] is None
+
+
+def test_show_says_when_a_tuned_model_shuts_down(fake_api: FakeApi) -> None:
+    shown = ragtune("show", "expiring", env=_env(fake_api))
+
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout.splitlines()[1:4] == [
+        "status       succeeded",
+        f"tuned model  {NEW_MODEL}",
+        "model        shuts down on 2027-06-30 (204 days)",
+    ]
+
+
+def test_eval_notes_a_recorded_arm_and_when_each_model_shuts_down(fake_api: FakeApi) -> None:
+    shown = ragtune("eval", "successor", env=_env(fake_api))
+    as_json = ragtune("eval", "successor", "--json", env=_env(fake_api))
+
+    assert shown.code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[3].split() == [
+        "adopted",
+        OLD_MODEL,
+        "71.1%",
+        "55.0%–83.0%",
+        "38",
+        "42",
+        "22",
+        "412",
+        "0.0513",
+    ]
+    assert lines[4:] == [
+        "tuned: model shuts down on 2027-06-30 (204 days)",
+        "adopted: recorded 2026-12-07 09:41 UTC, answered 38 of 40 questions (its model no longer answers); "
+        "model shut down on 2027-01-14",
+    ]
+    assert as_json.json() == EvaluationResponse.model_validate(SUCCESSOR_EVALUATION).model_dump(mode="json")
 
 
 def test_curve_saves_the_png_from_the_presigned_url(fake_api: FakeApi, tmp_path: Path) -> None:

@@ -75,14 +75,41 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
         "/",
         "1k",
         "questions",
+        "note",
     ]
+    # The note: when OpenAI shuts the models down (its announced date while it is ahead, as a user sees it).
     arms = [
-        re.fullmatch(r"  (\w+) +(\d+\.\d%) +\[(\d+\.\d%), (\d+\.\d%)\] +(\d+\.\d) +\$(\d+\.\d{4})", line)
+        re.fullmatch(
+            r"  (\w+) +(\d+\.\d%) +\[(\d+\.\d%), (\d+\.\d%)\] +(\d+\.\d) +\$(\d+\.\d{4})"
+            r"  shuts down on (\S+) \(\d+ days?\)",
+            line,
+        )
         for line in lines[table + 2 : table + 5]
     ]
+    assert {arm.group(7) for arm in arms if arm} <= {"2027-01-14", "2999-12-31"}
     assert [arm.group(1) for arm in arms if arm] == ["tuned", "base", "base_with_context"]
     assert lines[table + 5].startswith("loss curve: s3://ragtune-data-123456789012-us-east-1/reports/demo-")
     assert elapsed < 60
+
+
+def test_the_migration_demo_compares_the_old_model_before_and_after_its_shutdown_from_its_recording() -> None:
+    """`make demo-migration`: adopt, a Bedrock successor on the same questions, the comparison twice."""
+    result = demo("--migration")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    [adopted] = [line.strip() for line in lines if line.strip().startswith("succeeded: adopted model")]
+    assert adopted.startswith("succeeded: adopted model ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001 (nothing")
+    assert re.search(r"shuts down on (2027-01-14|2999-12-31) \(\d+ days?\)$", adopted), adopted
+    old_id = re.search(r'"questions_from": "([a-z0-9-]+)"', result.stdout).group(1)  # type: ignore[union-attr]
+    old_rows = [line for line in lines if line.startswith(f"  {old_id} ")]
+    assert len(old_rows) == 2  # the comparison before the shutdown, and after it
+    before, after = (re.split(r" {2,}", row.strip()) for row in old_rows)
+    assert before[1:5] == after[1:5] == ["100.0%", "[67.6%, 100.0%]", "45.4", "$0.0621"]
+    assert after[5].startswith("recorded 20") and after[5].endswith("(model gone): answered 8 of 8 questions")
+    assert "POST /ask on the old run: 410 model_gone" in lines
+    assert lines[-2].startswith("the old arm is the same after the shutdown")
+    assert lines[-1].startswith("demo finished in ")
 
 
 def test_the_own_data_demo_of_the_readme_runs_a_config_that_holds_no_questions_out() -> None:
