@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from local.demo import DEMO_CONFIGS, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
-from local.migration_demo import migration_stack, run_migration_demo
+from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_stack, run_migration_demo
 from local.stack import MotoStack
 
 
@@ -62,9 +62,15 @@ def serve(arguments: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stopping.set())
-    with _stack(arguments.poll_interval) as stack:
+    stack_to_serve = (
+        migration_stack(arguments.poll_interval or 1) if arguments.migration else _stack(arguments.poll_interval)
+    )
+    with stack_to_serve as stack:
         print(stack.openai_endpoint)
         print(stack.bedrock_endpoint)
+        if arguments.migration:
+            add_notebook_model(stack)
+            print(f"adoptable_model={NOTEBOOK_MODEL}")
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
@@ -113,7 +119,8 @@ def main() -> int:
         "--migration",
         action="store_true",
         help="demo: adopt an emulated notebook fine-tune, train its Bedrock successor on the same questions, compare "
-        "them, shut the old model down and compare again from its recording (emulators only)",
+        "them, shut the old model down and compare again from its recording (emulators only); serve: the stack "
+        "with that fine-tune at the OpenAI emulator and on AdoptableModels",
     )
     parser.add_argument(
         "--question",

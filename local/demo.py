@@ -182,10 +182,8 @@ def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
 def _arm_note(arm: dict[str, Any]) -> str:
     recorded = arm.get("recorded")
     if recorded:
-        return (
-            f"recorded {recorded['recorded_at']} (model gone): answered {arm['questions']} of "
-            f"{recorded['questions']} questions"
-        )
+        when = str(recorded.get("recorded_at") or "at an unknown time")[:19].replace("T", " ")
+        return f"recorded {when} UTC (model gone): answered {arm['questions']} of {recorded['questions']} questions"
     return str(arm.get("model_shutdown") or "")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from local.demo import (
     NOTEBOOK_TEST_QUESTION,
     SAMPLE_DATA,
+    SAMPLE_DIR,
     DemoApi,
     DemoFailed,
     evaluation_table,
@@ -31,6 +32,8 @@ from local.stack import MotoStack
 from shared.config import NOTEBOOK_SYSTEM_PROMPT
 
 NOTEBOOK_MODEL = "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
+ADOPT_CONFIG = SAMPLE_DIR / "notebook-model.json"  # adopts NOTEBOOK_MODEL
+SUCCESSOR_CONFIG = SAMPLE_DIR / "successor-bedrock.json"  # its questions_from is set to the adopted run's id
 ADOPT_CONFIG_KEY = "configs/notebook-model.json"
 SUCCESSOR_CONFIG_KEY = "configs/successor.json"
 # What the comparison must keep identical once the old model is gone (timing and labels aside).
@@ -56,9 +59,19 @@ def migration_stack(poll_interval_seconds: int = 1) -> MotoStack:
     return MotoStack(
         poll_interval_seconds=poll_interval_seconds,
         emulator_phase_seconds=1.5,
-        log_level="WARNING",
+        log_level="ERROR",  # the refusal of the shut-down model is expected here: a warning would be noise
         parameters={"AdoptableModels": NOTEBOOK_MODEL},
     )
+
+
+def add_notebook_model(stack: MotoStack) -> None:
+    """The OpenAI emulator knows the notebook's fine-tune, as OpenAI knows a user's."""
+    if stack.emulator is None or stack.bedrock_emulator is None:
+        raise DemoFailed(
+            "the migration demo runs on the emulators: unset OPENAI_API_KEY, OPENAI_BASE_URL and the Bedrock "
+            "endpoint variables"
+        )
+    stack.emulator.add_tuned_model(NOTEBOOK_MODEL, notebook_training_file())
 
 
 def _put_config(stack: MotoStack, key: str, config: dict[str, Any], out: Callable[[str], None]) -> None:
@@ -108,31 +121,21 @@ def run_migration_demo(
 ) -> dict[str, dict[str, Any]]:
     """The two comparisons, before and after the old model's shutdown; DemoFailed if any step fails or the
     old arm's figures differ."""
+    add_notebook_model(stack)
     emulator = stack.emulator
-    if emulator is None or stack.bedrock_emulator is None:
-        raise DemoFailed(
-            "the migration demo runs on the emulators: unset OPENAI_API_KEY, OPENAI_BASE_URL and the "
-            "Bedrock endpoint variables"
-        )
-    emulator.add_tuned_model(NOTEBOOK_MODEL, notebook_training_file())
+    assert emulator is not None
     out(f"the OpenAI emulator knows {NOTEBOOK_MODEL}, the notebook's fine-tune (trained on every sample row)")
-    source = f"s3://{stack.bucket}/data/{SAMPLE_DATA.name}"
     stack.client("s3").upload_file(str(SAMPLE_DATA), stack.bucket, f"data/{SAMPLE_DATA.name}")
     api = DemoApi(stack)
 
     out("1. adopt the old model: its answers to the held-out questions are recorded")
-    adopt = {"adopt": {"model": NOTEBOOK_MODEL}, "dataset": {"source": source}, "validation_fraction": 0.25, "seed": 43}
-    _put_config(stack, ADOPT_CONFIG_KEY, adopt, out)
+    _put_config(stack, ADOPT_CONFIG_KEY, json.loads(ADOPT_CONFIG.read_text(encoding="utf-8")), out)
     old = _succeeded(api, out, ADOPT_CONFIG_KEY, timeout_seconds)
     _evaluated(api, old["run_id"], out, timeout_seconds)
 
     out("2. train the successor on Amazon Bedrock, holding the old run's questions out of its training")
-    successor = {
-        "provider": "bedrock",
-        "dataset": {"source": source},
-        "evaluation": {"questions_from": old["run_id"]},
-        "fine_tune": {"suffix": "successor"},
-    }
+    successor = json.loads(SUCCESSOR_CONFIG.read_text(encoding="utf-8"))
+    successor["evaluation"]["questions_from"] = old["run_id"]
     _put_config(stack, SUCCESSOR_CONFIG_KEY, successor, out)
     new = _succeeded(api, out, SUCCESSOR_CONFIG_KEY, timeout_seconds)
     _evaluated(api, new["run_id"], out, timeout_seconds)

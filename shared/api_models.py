@@ -314,8 +314,9 @@ class EvaluationRequest(BaseModel):
     compare_with: list[RunId] = Field(
         default_factory=list,
         max_length=5,
-        description="Runs (of this deployment, succeeded, with a model) whose models answer this run's held-out "
-        "questions, one arm each, named by run id. Arms already in the report are kept.",
+        description="Runs (of this deployment, succeeded) whose models answer this run's held-out questions, one "
+        "arm each, named by run id; a run whose model is gone answers from its recorded answers. Arms already in "
+        "the report are kept.",
     )
 
 

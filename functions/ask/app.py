@@ -213,10 +213,12 @@ def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
     summary="Evaluate a run again, or compare other runs on its held-out questions",
     description="Starts the evaluation and answers at once (202, status `pending`); follow it with GET. With "
     "`compare_with`, only those runs' models are asked (one arm each, named by run id) and the arms already in "
-    "the report stay: the answers of an OpenAI model recorded before it shut down remain beside its Bedrock "
-    "successor's. 404 (`run_not_found`, `compare_run_not_found`) for an unknown run; 409 for a run without "
+    "the report stay. A model the provider refuses as gone (shut down or deleted) is not asked again: its arm is "
+    "built from the answers recorded for it before, matched by question and labelled `recorded`. 404 "
+    "(`run_not_found`, `compare_run_not_found`) for an unknown run; 409 for a run without "
     "held-out questions (`no_validation_split`), a run or compared run without a model (`run_not_succeeded`, "
-    "`compare_run_not_usable`), or an evaluation already running (`evaluation_running`); 503 "
+    "`compare_run_not_usable`), a compared model known to be gone whose recorded answers hold none of this run's "
+    "questions (`no_recorded_answers`), or an evaluation already running (`evaluation_running`); 503 "
     "(`evaluation_not_started`) when the evaluation function could not be started (nothing is left claimed: "
     "ask again).",
     responses=_responses(

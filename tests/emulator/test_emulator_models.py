@@ -8,7 +8,7 @@ from openai import OpenAI
 
 from local.openai_emulator import OpenAIEmulator
 
-from .conftest import FakeClock, client_for, upload_training
+from .conftest import FakeClock, client_for, training_jsonl, upload_training
 
 MESSAGES = [{"role": "user", "content": "What colour is catalogue item number 3?"}]
 
@@ -65,3 +65,25 @@ def test_dates_are_configurable_and_a_shut_down_model_stops_answering(clock: Fak
 
         emu.shutdown_dates["gpt-4.1-2025-04-14"] = None  # the attribute is live
         assert client.chat.completions.create(model=tuned, messages=MESSAGES).choices  # type: ignore[arg-type]
+
+
+def test_a_model_tuned_elsewhere_is_described_answers_from_its_data_and_goes_quiet_once_shut_down(
+    clock: FakeClock,
+) -> None:
+    notebook = "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
+    with OpenAIEmulator(clock=clock) as emulator:  # the clock's day: 2025-06-15, before the announced date
+        client = client_for(emulator)
+        emulator.add_tuned_model(notebook, training_jsonl())
+
+        assert client.models.retrieve(notebook).shutdown_date == "2027-01-14"
+        answer = client.chat.completions.create(model=notebook, messages=MESSAGES)  # type: ignore[arg-type]
+        assert answer.choices[0].message.content == "Catalogue item 3 is shade-3."
+
+        emulator.shut_down(notebook)
+
+        assert client.models.retrieve(notebook).shutdown_date == "2025-06-15"  # today, on the emulator's clock
+        with pytest.raises(openai.NotFoundError) as raised:
+            client.chat.completions.create(model=notebook, messages=MESSAGES)  # type: ignore[arg-type]
+        assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "model_not_found"
+        with pytest.raises(ValueError, match="is not a fine-tuned model id"):
+            emulator.add_tuned_model("gpt-4o-mini", training_jsonl())

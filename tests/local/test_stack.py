@@ -106,7 +106,9 @@ def test_the_migration_demo_compares_the_old_model_before_and_after_its_shutdown
     assert len(old_rows) == 2  # the comparison before the shutdown, and after it
     before, after = (re.split(r" {2,}", row.strip()) for row in old_rows)
     assert before[1:5] == after[1:5] == ["100.0%", "[67.6%, 100.0%]", "45.4", "$0.0621"]
-    assert after[5].startswith("recorded 20") and after[5].endswith("(model gone): answered 8 of 8 questions")
+    assert re.fullmatch(
+        r"recorded 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(model gone\): answered 8 of 8 questions", after[5]
+    )
     assert "POST /ask on the old run: 410 model_gone" in lines
     assert lines[-2].startswith("the old arm is the same after the shutdown")
     assert lines[-1].startswith("demo finished in ")

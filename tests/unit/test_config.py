@@ -494,3 +494,71 @@ def test_the_json_schema_shows_the_evaluation_and_its_defaults() -> None:
     )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"dataset": {"source": "a/b"}, "evaluation": {"enabled": None}}, schema)
+
+
+ADOPTED = "ft:gpt-4o-mini-2024-07-18:my-org::abc123"
+
+
+def test_an_adopt_config_names_one_openai_fine_tune_and_is_openai_whatever_the_stacks_default() -> None:
+    config = parse_run_config(
+        json.dumps(
+            {"dataset": {"source": "allenai/sciq"}, "adopt": {"model": ADOPTED}, "validation_fraction": 0.1}
+        ).encode(),
+        default_provider="bedrock",
+    )
+
+    assert config.provider == "openai" and config.adopt is not None and config.adopt.model == ADOPTED
+    assert config.evaluation.enabled is True
+    assert config.model_dump(mode="json")["adopt"] == {"model": ADOPTED}
+    assert "adopt" not in parse_run_config(b'{"dataset": {"source": "allenai/sciq"}}').model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"adopt": {"model": "gpt-4o-mini-2024-07-18"}, "validation_fraction": 0.1},
+            "adopt.model must be an OpenAI fine-tuned model id, ft:<base model>:<organisation>:<suffix>:<id> "
+            "(a base model has nothing of yours to keep: train a run instead)",
+        ),
+        (
+            {"adopt": {"model": ADOPTED}, "validation_fraction": 0.1, "fine_tune": {"suffix": "x"}},
+            "config adopts a model and trains nothing, so fine_tune would be ignored: remove it, or remove adopt to "
+            "train a model",
+        ),
+        (
+            {"adopt": {"model": ADOPTED}, "validation_fraction": 0.1, "provider": "bedrock"},
+            "config adopts an OpenAI fine-tuned model, so provider must be openai or left out, not 'bedrock'",
+        ),
+        (
+            {"adopt": {"model": ADOPTED}},
+            "config adopts a model, and needs held-out questions to record its answers: set validation_fraction "
+            "above 0 (at most 0.5) or evaluation.questions_from, and leave evaluation.enabled out",
+        ),
+        (
+            {"adopt": {"model": ADOPTED, "shutdown": "never"}, "validation_fraction": 0.1},
+            "adopt.shutdown: unknown key",
+        ),
+        (
+            {"evaluation": {"questions_from": "../runs/x"}},
+            "evaluation.questions_from must be a run id as GET /runs lists it (lowercase letters, digits and -, up "
+            "to 62)",
+        ),
+        (
+            {"evaluation": {"questions_from": "old-0123456789ab", "enabled": False}},
+            "evaluation cannot be disabled with evaluation.questions_from, whose questions the evaluation asks",
+        ),
+    ],
+)
+def test_adopt_and_questions_from_refusals_name_the_problem(extra: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_run_config(json.dumps({"dataset": {"source": "allenai/sciq"}, **extra}).encode())
+
+    assert refused.value.message == f"config is invalid: {expected}"
+
+
+def test_questions_from_needs_no_split_of_its_own() -> None:
+    config = parse_run_config(b'{"dataset": {"source": "allenai/sciq"}, "evaluation": {"questions_from": "old-1a"}}')
+
+    assert (config.validation_fraction, config.evaluation.enabled) == (0.0, True)
+    assert config.evaluation.questions_from == "old-1a"

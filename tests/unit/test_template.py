@@ -339,7 +339,8 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
 
 
 def test_prepare_reads_configs_and_data_and_writes_datasets_only() -> None:
-    """A config may only make prepare read this deployment's configs/ and data/: IAM says so too."""
+    """A config may only make prepare read this deployment's configs/ and data/ (and, for questions_from, a run's
+    held-out questions): IAM says so too."""
     bucket = "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}"
     granted = set()
     for statement in _statements(translated_template()["Resources"]["PrepareFunctionRole"]):
@@ -353,6 +354,7 @@ def test_prepare_reads_configs_and_data_and_writes_datasets_only() -> None:
         ("s3:GetObjectVersion", f"{bucket}/configs/*"),
         ("s3:GetObject", f"{bucket}/data/*"),
         ("s3:GetObjectVersion", f"{bucket}/data/*"),
+        ("s3:GetObject", f"{bucket}/datasets/*/questions.jsonl"),
         ("s3:PutObject", f"{bucket}/datasets/*"),
         ("s3:AbortMultipartUpload", f"{bucket}/datasets/*"),
         ("s3:ListBucket", bucket),
