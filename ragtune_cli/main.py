@@ -39,8 +39,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-# A pipe or a file gets wide lines (no wrapping mid-table); a terminal gets its own width.
-out = Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
+# A pipe or a file gets whole lines (a table row is one line, however many columns `runs` has, so scripts can
+# grep it); a terminal gets its own width.
+PIPE_WIDTH = 1000
+out = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, highlight=False, soft_wrap=False)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, highlight=False, soft_wrap=True)
 
 Stack = Annotated[
@@ -669,13 +671,13 @@ def _evaluation_table(evaluation: dict[str, Any]) -> Table:
     return table
 
 
-def _utc_minute(value: Any) -> str:
-    """An API timestamp to the minute, in UTC (the API may give any offset); as given if it is not ISO 8601."""
+def _utc_time(value: Any) -> str:
+    """An API timestamp in UTC, as the demo prints it (the API may give any offset); as given if not ISO 8601."""
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M UTC")
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _arm_notes(evaluation: dict[str, Any]) -> list[str]:
@@ -686,10 +688,10 @@ def _arm_notes(evaluation: dict[str, Any]) -> list[str]:
         said = []
         recorded = arm.get("recorded")
         if recorded:
-            when = _utc_minute(recorded["recorded_at"]) if recorded.get("recorded_at") else "earlier"
+            when = _utc_time(recorded["recorded_at"]) if recorded.get("recorded_at") else "at an unknown time"
             said.append(
-                f"recorded {when}, answered {arm.get('questions')} of {recorded.get('questions')} questions "
-                "(its model no longer answers)"
+                f"recorded {when} (model gone): answered {arm.get('questions')} of {recorded.get('questions')} "
+                "questions"
             )
         if arm.get("model_shutdown"):
             said.append(f"model {arm['model_shutdown']}")

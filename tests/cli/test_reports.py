@@ -288,9 +288,9 @@ def test_runs_marks_an_adopted_run_and_when_a_model_shuts_down(fake_api: FakeApi
     result = ragtune("runs", env=_env(fake_api))
 
     assert result.code == 0, result.stderr
-    assert [line.rstrip() for line in result.stdout.splitlines()] == [
-        " run       status     provider  created              config                  model                         "
-        "                   model shutdown                       error",
+    assert result.stdout.splitlines() == [
+        " run       status     provider  created              config                  "
+        "model                                            model shutdown                       error",
         " adopted   succeeded  openai    2026-12-07 09:30:00  configs/adopt-faq.json  "
         f"{OLD_MODEL} (adopted)  shuts down on 2027-01-14 (38 days)",
         " expiring  succeeded  openai    2026-12-08 10:00:00  configs/faq.json        "
@@ -351,7 +351,7 @@ def test_eval_notes_a_recorded_arm_and_when_each_model_shuts_down(fake_api: Fake
     ]
     assert lines[4:] == [
         "tuned: model shuts down on 2027-06-30 (204 days)",
-        "adopted: recorded 2026-12-07 09:41 UTC, answered 38 of 40 questions (its model no longer answers); "
+        "adopted: recorded 2026-12-07 09:41:12 UTC (model gone): answered 38 of 40 questions; "
         "model shut down on 2027-01-14",
     ]
     assert as_json.json() == EvaluationResponse.model_validate(SUCCESSOR_EVALUATION).model_dump(mode="json")

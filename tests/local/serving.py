@@ -38,10 +38,10 @@ class Serving:
         self.process.wait(timeout=30)
 
 
-def start_serve(**variables: str) -> Serving:
-    """`python -m local serve` in a user's shell plus `variables`, read up to its export line."""
+def start_serve(*arguments: str, **variables: str) -> Serving:
+    """`python -m local serve [arguments]` in a user's shell plus `variables`, read up to its export line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "local", "serve"],
+        [sys.executable, "-m", "local", "serve", *arguments],
         cwd=ROOT,
         env={**user_environment(), **variables},
         stdout=subprocess.PIPE,

@@ -89,3 +89,45 @@ def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path
     answer = json.loads(lines[-1])
     assert answer["run_id"] == run_id
     assert answer["answer"].startswith("crust Explanation: The crust is Earth's thin")
+
+
+def _migration_walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Before 2027-01-14: keep your OpenAI fine-tune's measure\n", 1)[1].split("\n## ", 1)[0]
+    [walkthrough] = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return str(walkthrough)
+
+
+def test_the_readme_migration_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    """Adopt, a Bedrock successor on the same questions, the comparison: with `ragtune`, against serve --migration."""
+    serving = start_serve("--migration")
+    try:
+        result = subprocess.run(
+            ["bash", "-c", _migration_walkthrough()],
+            cwd=ROOT,
+            env={**user_environment(), **serving.exported, "TMPDIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        serving.process.terminate()
+        serving.process.wait(timeout=30)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert serving.printed["adoptable_model"] == "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
+    lines = result.stdout.splitlines()
+    [old_id] = {line.split()[2] for line in lines if line.startswith("watching run notebook-model-")}
+    [new_id] = {line.split()[2] for line in lines if line.startswith("watching run successor-")}
+    assert f"run {old_id} succeeded: model ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001" in lines
+    # The successor's table ends with the old model's arm on the same 8 questions.
+    compared = [line.split() for line in lines if line.strip().startswith(f"{old_id} ")]
+    assert len(compared) == 1 and compared[0][1:4] == [
+        "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001",
+        "100.0%",
+        "67.6%–100.0%",
+    ]
+    assert (tmp_path / "successor.json").exists() and old_id in (tmp_path / "successor.json").read_text()
+    assert new_id.startswith("successor-")
+    assert f"{old_id}: model shuts down on 2027-01-14" in result.stdout or "2999-12-31" in result.stdout
