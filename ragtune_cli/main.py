@@ -156,10 +156,15 @@ def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> Run
 def _what_the_run_would_do(config: RunConfig) -> list[tuple[str, Any]]:
     spec = config.dataset
     hyperparameters = config.fine_tune.hyperparameters.model_dump(exclude_none=True)
+    if config.adopt:  # nothing is trained: no base model, suffix or hyperparameters apply
+        training: list[tuple[str, Any]] = [
+            ("adopts", f"{config.adopt.model} (trains nothing; records its answers to the held-out questions)")
+        ]
+    else:
+        training = [("base model", config.fine_tune.model), ("suffix", config.fine_tune.suffix)]
     return [
         ("provider", config.provider + ("" if "provider" in config.model_fields_set else " (the stack's default)")),
-        ("base model", config.fine_tune.model),
-        ("suffix", config.fine_tune.suffix),
+        *training,
         ("dataset", spec.source + (f" @ {spec.revision}" if spec.revision else "") + f" (split {spec.split})"),
         ("columns used", ", ".join(config.required_columns()) or "none"),
         ("filter", "rows with a value in " + ", ".join(config.filter.non_empty) if config.filter.non_empty else "none"),
@@ -172,16 +177,23 @@ def _what_the_run_would_do(config: RunConfig) -> list[tuple[str, Any]]:
         ),
         ("max examples", config.max_examples),
         ("seed", config.seed),
-        ("hyperparameters", ", ".join(f"{name}={value}" for name, value in hyperparameters.items())),
+        ("questions from", config.evaluation.questions_from),
+        ("hyperparameters", None if config.adopt else ", ".join(f"{k}={v}" for k, v in hyperparameters.items())),
     ]
 
 
-def _estimate_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
+def _estimate_rows(found: dict[str, Any], adopted: bool) -> list[tuple[str, Any]]:
+    """What the data gives; an adopted run's rows only become questions: no training file, no training cost."""
     counts, tokens, estimate = found["counts"], found["tokens"], found["estimate"]
     dropped = ", ".join(f"{reason} x{n}" for reason, n in counts["dropped_reasons"].items())
-    return [
+    rows = [
         ("rows", f"{counts['rows_read']:,} read, {counts['rows_kept']:,} kept, {counts['rows_dropped']:,} dropped"),
         ("dropped because", dropped),
+    ]
+    if adopted:
+        return [*rows, ("held out", f"{counts['validation_examples']:,} rows, the questions the model is asked")]
+    return [
+        *rows,
         ("examples", f"{counts['train_examples']:,} training, {counts['validation_examples']:,} validation"),
         ("tokens", f"{tokens['total_tokens']:,} in the training file, {tokens['billing_tokens']:,} billed per epoch"),
         (
@@ -232,7 +244,8 @@ def validate(
             )
             return
         out.print(f"{config_path}: valid", markup=False)
-        _show(_table(None, _what_the_run_would_do(config) + (_estimate_rows(found) if found else [])))
+        rows = _estimate_rows(found, adopted=config.adopt is not None) if found else []
+        _show(_table(None, _what_the_run_would_do(config) + rows))
 
 
 # -- submit --------------------------------------------------------------------------------------------
@@ -761,6 +774,8 @@ def curve(
         _, api = _api(stack, region)
         run = api.call("GET", run_path(run_id))
         url = (run.get("report_urls") or {}).get("loss_png")
+        if not url and run.get("adopted"):
+            _fail(f"Run {run_id} adopted a model and trained nothing: it has no loss curve.", EXIT_ERROR)
         if not url:
             _fail(
                 f"Run {run_id} has no loss curve yet (it is {run.get('status')}): the deployment draws it from the "

@@ -1,8 +1,8 @@
 """`ragtune eval` and `ragtune curve`, and the client's retries, against a small fake of the API.
 
 The fake answers as issue #10's contract says GET/POST /runs/{id}/evaluation and GET /runs/{id}'s
-`report_urls` will; the local stack does not serve them yet. Nor does it adopt a model or see one
-shut down: the adopted and expiring runs below are built with the API's own response models.
+`report_urls` will; the local stack does not serve them yet. The adopted run, the run whose model shuts
+down and the evaluation with a recorded arm go through the API's own response models, as the API serves them.
 """
 
 from __future__ import annotations
@@ -315,6 +315,11 @@ def test_show_an_adopted_run_names_its_model_and_nothing_it_did_not_train(fake_a
         "rows             50 read, 48 kept, 2 dropped",
         "dropped because  empty_column x2",
     ]
+    curve = ragtune("curve", "adopted", env=_env(fake_api))
+    assert (curve.code, curve.stderr.strip()) == (
+        2,
+        "Run adopted adopted a model and trained nothing: it has no loss curve.",
+    )
     detail = as_json.json()
     assert detail["files"]["train"] is None
     assert [detail[name] for name in ("job_id", "tokens", "estimate", "trained_tokens")] == [None] * 4

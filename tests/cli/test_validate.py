@@ -145,3 +145,31 @@ def test_a_config_naming_no_provider_is_checked_with_the_stacks_default_provider
     assert as_bedrock.json()["config"]["provider"] == "bedrock"
     assert as_bedrock.json()["config"]["fine_tune"]["hyperparameters"]["learning_rate"] == 1e-05
     assert from_the_shell.code == 0 and from_the_shell.json()["config"]["provider"] == "bedrock"
+
+
+def test_validate_says_an_adopt_config_trains_nothing_and_what_its_data_holds_out(tmp_path: Path) -> None:
+    config = tmp_path / "adopt.json"
+    config.write_text(
+        json.dumps(
+            {
+                "adopt": {"model": "ft:gpt-4o-mini-2024-07-18:my-org::abc123"},
+                "dataset": {"source": "s3://ragtune-data-123456789012-us-east-1/data/faq.csv"},
+                "validation_fraction": 0.2,
+                "filter": {"non_empty": ["prompt", "answer"]},
+                "template": {"user": "{prompt}", "assistant": "{answer}"},
+                "evaluation": {"context_column": None, "reference_column": "answer"},
+            }
+        ),
+        encoding="utf-8",
+    )
+
+    result = ragtune("validate", str(config), "--data", str(EXAMPLES / "data" / "faq.csv"), env=user_shell())
+
+    assert result.code == 0, result.stderr
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert (
+        "adopts ft:gpt-4o-mini-2024-07-18:my-org::abc123 (trains nothing; records its answers to the held-out "
+        "questions)" in lines
+    )
+    assert "held out 4 rows, the questions the model is asked" in lines
+    assert not [line for line in lines if line.startswith(("base model", "hyperparameters", "estimate", "tokens"))]
