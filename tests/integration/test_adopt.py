@@ -289,3 +289,56 @@ def test_a_gone_models_recording_without_the_runs_questions_is_a_409_that_asks_n
     )
     assert len(adoptable.requests) == asked_before
     assert "evaluation" not in next(run for run in aws_account.runs() if run["run_id"] == other["run_id"])
+
+
+def test_a_re_evaluation_after_the_shutdown_rebuilds_every_gone_arm_from_its_recording(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, adoptable: OpenAIEmulator
+) -> None:
+    with in_process_lambdas():
+        old = adopt(aws_account, lambda_context, tmp_path)
+        before = {
+            arm["name"]: arm
+            for arm in next(r for r in aws_account.runs() if r["run_id"] == old["run_id"])["evaluation"]["arms"]
+        }
+        adoptable.shut_down(OLD_MODEL)  # its base goes with it: every arm of the adopted run is gone
+        status, _ = api("ask-compare-runs.json", old["run_id"], lambda_context, {})
+        assert status == 202
+
+    after = {arm["name"]: arm for arm in compared_run(aws_account, old["run_id"])["evaluation"]["arms"]}
+    assert set(after) == {"tuned", "base", "base_with_context"}
+    for name, arm in after.items():
+        assert arm["recorded"] == {"recorded_at": before[name]["evaluated_at"], "questions": 10}, name
+        assert {k: arm[k] for k in COMPARED_FIGURES} == {k: before[name][k] for k in COMPARED_FIGURES}, name
+
+
+def test_a_model_whose_shutdown_date_has_passed_is_not_asked_and_a_second_delivery_adopts_nothing_twice(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, adoptable: OpenAIEmulator
+) -> None:
+    adoptable.add_tuned_model(NEW_MODEL, notebook_training_file(ROWS[:5]))
+    with in_process_lambdas():
+        old = adopt(aws_account, lambda_context, tmp_path)
+        again = adopt(aws_account, lambda_context, tmp_path)  # the same config, uploaded and delivered again
+        assert again["run_id"] == old["run_id"]
+        new = prepare(
+            aws_account, lambda_context, tmp_path, "configs/new.json", evaluation={"questions_from": old["run_id"]}
+        )
+        succeeded_with(aws_account, new["run_id"], NEW_MODEL)
+        aws_account.dynamodb.update_item(  # the run's recorded date has come: OpenAI has shut the model down
+            TableName=aws_account.runs_table,
+            Key={"run_id": {"S": old["run_id"]}},
+            UpdateExpression="SET base_model_shutdown_date = :yesterday",
+            ExpressionAttributeValues={":yesterday": {"S": "2026-01-01"}},
+        )
+        asked_before = [r.body["model"] for r in adoptable.requests if r.path == "/chat/completions"]
+        status, _ = api("ask-compare-runs.json", new["run_id"], lambda_context, {"compare_with": [old["run_id"]]})
+        assert status == 202
+
+    asked = [r.body["model"] for r in adoptable.requests if r.path == "/chat/completions"]
+    assert asked_before.count(OLD_MODEL) == 10  # the adopted run's one evaluation, not two
+    assert asked[len(asked_before) :] == []  # its recording answered; nothing was asked
+    arm = compared_arm(aws_account, new["run_id"], old["run_id"])
+    assert arm["recorded"]["questions"] == 10 and arm["accuracy"] == 1.0
+
+
+def compared_run(aws_account: Aws, run_id: str) -> dict[str, Any]:
+    return next(run for run in aws_account.runs() if run["run_id"] == run_id)

@@ -10,7 +10,7 @@ import base64
 import json
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import boto3
@@ -618,8 +618,11 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
         "updated_at",
         "config_key",
         "fine_tuned_model",
+        "adopted",  # false: the run trains its model
+        "model_shutdown",  # null until an OpenAI run records its model's shutdown date
         "error",
     }
+    assert (page["runs"][0]["adopted"], page["runs"][0]["model_shutdown"]) == (False, None)
     assert page["runs"][0]["status"] == "prepared"
     assert page["runs"][0]["provider"] == "openai"  # older items without one: OpenAI, the only provider then
     assert page["runs"][0]["config_key"] == "configs/third-000000000000.json"
@@ -689,6 +692,9 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "trained_tokens",
         "estimated_finish",
         "base_model_shutdown_date",
+        "model_shutdown",  # "shuts down on 2027-01-14 (N days)", from base_model_shutdown_date and today
+        "model_gone_at",  # null until the provider refuses the model as gone
+        "adopted",
         "deployment_arn",  # Bedrock runs' deployment fields: null on an OpenAI run
         "model_deleted_at",
         "deleted_deployment_arn",
@@ -702,6 +708,11 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     assert (run["run_id"], run["status"], run["fine_tuned_model"]) == (RUN_IN_EVENT_FILES, "succeeded", model)
     assert (run["evaluation_status"], run["report_urls"]) == (None, {})
     assert run["base_model_shutdown_date"] == "2027-01-14"
+    days = (date(2027, 1, 14) - datetime.now(UTC).date()).days
+    expected = (
+        f"shuts down on 2027-01-14 ({days} day{'s' if days != 1 else ''})" if days > 0 else "shut down on 2027-01-14"
+    )
+    assert (run["model_shutdown"], run["model_gone_at"], run["adopted"]) == (expected, None, False)
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
     assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
     assert (run["training_file_id"], run["validation_file_id"]) == ("file-abc", None)
