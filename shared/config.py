@@ -15,6 +15,7 @@ the other one is refused with a sentence saying so, never silently ignored.
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from collections.abc import Iterator
@@ -247,6 +248,32 @@ class TemplateSpec(_Strict):
 
 
 Auto = Literal["auto"]
+MAX_EXAMPLES_LIMIT = 10**9  # far beyond what one prepare reads in 15 minutes, far below DynamoDB's 38 digits
+MIN_VALIDATION_FRACTION = 1e-4  # a positive fraction below it is a typo (and 1e-300 underflows DynamoDB)
+
+
+def _number(
+    rule: str, integer: bool = False, smallest_positive: float | None = None, optional: bool = False
+) -> WrapValidator:
+    """A number field's one sentence for every refusal: a boolean, a string, NaN or an infinity (JSON readers
+    accept them), a fraction where an integer belongs, or a value outside the range; bounded, so every
+    value stored on the run fits DynamoDB's numbers."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if value is None and optional:
+            return None
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or not math.isfinite(value) or (integer and not float(value).is_integer()):
+            raise _rule(f"must be {rule}")
+        try:
+            checked = handler(value)
+        except ValidationError:
+            raise _rule(f"must be {rule}") from None
+        if smallest_positive is not None and 0 < checked < smallest_positive:
+            raise _rule(f"must be {rule}")
+        return checked
+
+    return WrapValidator(validate)
 
 
 def _auto_or(rule: str) -> WrapValidator:
@@ -317,8 +344,8 @@ class Hyperparameters(_Strict):
         SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")
     ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
     learning_rate_multiplier: Annotated[
-        SkipJsonSchema[None] | Auto | Annotated[float, Field(gt=0, le=10)],
-        _auto_or("a number greater than 0 and at most 10"),
+        SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=0.001, le=10, allow_inf_nan=False)],
+        _auto_or("a number from 0.001 to 10"),
     ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
     learning_rate: Annotated[
         SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=BEDROCK_LEARNING_RATE[0], le=BEDROCK_LEARNING_RATE[1])],
@@ -436,7 +463,7 @@ class EvaluationSpec(_Strict):
         description="Evaluate the tuned model on the held-out questions; default: true when validation_fraction > 0.",
         json_schema_extra=_no_default,
     )
-    max_questions: int = Field(
+    max_questions: Annotated[int, _number(f"an integer from 1 to {MAX_EVALUATION_QUESTIONS}", integer=True)] = Field(
         default=100,
         ge=1,
         le=MAX_EVALUATION_QUESTIONS,
@@ -535,13 +562,24 @@ class RunConfig(_Strict):
     dataset: DatasetSpec
     filter: FilterSpec = FilterSpec()
     template: TemplateSpec = TemplateSpec()
-    validation_fraction: float = Field(
-        default=0.0, ge=0.0, le=0.5, description="Share of kept rows held out for validation."
+    validation_fraction: Annotated[
+        float,
+        _number(
+            f"0 (no validation split) or a number from {MIN_VALIDATION_FRACTION} to 0.5",
+            smallest_positive=MIN_VALIDATION_FRACTION,
+        ),
+    ] = Field(default=0.0, ge=0.0, le=0.5, description="Share of kept rows held out for validation.")
+    max_examples: Annotated[
+        int | None,
+        _number(
+            f"an integer from 10 to {MAX_EXAMPLES_LIMIT:,} (or left out for every row)", integer=True, optional=True
+        ),
+    ] = Field(
+        default=None, ge=10, le=MAX_EXAMPLES_LIMIT, description="Keep only the first N rows that pass the filter."
     )
-    max_examples: int | None = Field(
-        default=None, ge=10, description="Keep only the first N rows that pass the filter."
+    seed: Annotated[int, _number(f"an integer from 0 to {2**31 - 1}", integer=True)] = Field(
+        default=42, ge=0, le=2**31 - 1
     )
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
     fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
     evaluation: EvaluationSpec = Field(default_factory=dict, validate_default=True)
     adopt: AdoptSpec | None = Field(
@@ -676,6 +714,17 @@ def _nested_deeper_than(text: str, limit: int) -> bool:
     return False
 
 
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key written twice in one object is refused: JSON readers keep one of them (which one differs), so a
+    config's meaning would depend on the reader."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ConfigError(f'config is not valid: the key "{key}" appears twice in one object; write it once')
+        document[key] = value
+    return document
+
+
 def lone_surrogate(text: str) -> str | None:
     """The first lone surrogate in `text`, as its JSON escape: JSON escapes can spell them (\\ud800), and no
     UTF-8 writer downstream accepts them."""
@@ -708,7 +757,7 @@ def parse_run_config(raw: bytes, size: int | None = None, default_provider: Prov
     if _nested_deeper_than(text, MAX_CONFIG_DEPTH):
         raise ConfigError(f"config is nested more than {MAX_CONFIG_DEPTH} levels deep; the limit is {MAX_CONFIG_DEPTH}")
     try:
-        document: Any = json.loads(text)
+        document: Any = json.loads(text, object_pairs_hook=_object_without_repeated_keys)
     except json.JSONDecodeError as error:
         raise ConfigError(
             f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,9 +37,31 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+DYNAMODB_DIGITS = 38  # DynamoDB numbers: at most 38 significant digits, magnitudes from 1e-130 to 1e126
+_SMALLEST_STORED = 1e-100  # below it a float is stored as 0: no quantity we keep is that small
+_LARGEST_STORED = 1e125
+
+
 def _to_dynamodb(value: Any) -> Any:
-    """DynamoDB wants Decimal, not float."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
+    """DynamoDB wants Decimal, not float, and refuses numbers it cannot hold exactly (boto3 raises Inexact or
+    Underflow and the write fails). Every value is made storable: floats keep their shortest repr (17
+    digits at most), one too small to hold is 0; NaN, infinities and floats too large to hold are None; an
+    integer longer than 38 digits is a ValueError naming it (the config's bounds keep users' numbers far below)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | Decimal):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= _LARGEST_STORED:
+            return None
+        return Decimal(0) if abs(value) < _SMALLEST_STORED else Decimal(repr(value))
+    if isinstance(value, int):
+        if len(str(abs(value))) > DYNAMODB_DIGITS:
+            raise ValueError(f"{value} has more than the {DYNAMODB_DIGITS} digits a DynamoDB number holds")
+        return value
+    if isinstance(value, dict):
+        return {key: _to_dynamodb(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamodb(item) for item in value]
+    return value
 
 
 def _from_dynamodb(value: Any) -> Any:
@@ -142,6 +165,18 @@ class RunsRepository:
         error = {"code": code, "message": message}
         error |= {name: value for name, value in (error_fields or {}).items() if value}
         return self._set_status(run_id, RunStatus.FAILED, {"error": error, **details}, allowed_from=None)
+
+    def record_failure_before_job(self, run_id: str, code: str, message: str) -> bool:
+        """`record_failure` only while the run records no job: once a job exists (and is billed), how the run
+        ends is its tracking's to record."""
+        error = {"code": code, "message": message}
+        return self._set_status(
+            run_id,
+            RunStatus.FAILED,
+            {"error": error},
+            allowed_from=None,
+            extra_condition=("attribute_not_exists(job_id)", {}),
+        )
 
     def claim_start(self, run_id: str, owner: str) -> bool:
         """Take the run from `prepared` to `starting` for `owner` (a training file version).

@@ -58,6 +58,26 @@ def start_tracking(run_id: str, job_id: str, generation: int) -> None:
             raise
 
 
+def newest_tracking(run_id: str, job_id: str) -> tuple[int, str] | None:
+    """The newest execution that tracked the job: its generation and Step Functions status (None: none ran).
+
+    The run records only generation 0's ARN; a poll at its bound starts the next generation before its
+    own execution ends, so the newest is the last of the names Step Functions knows, counting up from 0.
+    """
+    sfn = client("stepfunctions")
+    newest = None
+    generation = 0
+    while True:
+        try:
+            described = sfn.describe_execution(executionArn=execution_arn(run_id, job_id, generation))
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                raise
+            return newest
+        newest = (generation, str(described["status"]))
+        generation += 1
+
+
 class NoticeUnsentError(Exception):
     """The finished-run notice could not be published, past the SDK's retries."""
 

@@ -1,4 +1,5 @@
-"""FailedEventsFunction: events the other functions gave up on (their dead-letter queue) -> failed runs."""
+"""FailedEventsFunction: events the other functions gave up on (their dead-letter queue) -> failed runs, or
+runs left to (and, if it stopped, restarted) tracking of their job."""
 
 from typing import Any
 
@@ -6,18 +7,18 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.failed_deliveries import DeadLetter, record_failed_delivery
-from shared.observability import logger, tracer
+from shared.failed_deliveries import DeadLetter, settle_dead_letter
+from shared.observability import logger, metrics, tracer
 
-# Each message is parsed by Parser into a DeadLetter; one that does not parse fails alone (partial batch).
+# Each message is parsed by Parser into a DeadLetter; the use case reads its body and drops one that is no S3
+# event, so only a failure worth retrying (DynamoDB, Step Functions) fails its record (partial batch).
 processor = BatchProcessor(event_type=EventType.SQS, model=DeadLetter)
-
-
-def _record(record: DeadLetter) -> None:
-    record_failed_delivery(record.objects, record.error_message)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=settle_dead_letter, processor=processor, context=context
+    )

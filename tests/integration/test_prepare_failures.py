@@ -53,12 +53,44 @@ def invoke_and_get_failed_run(aws_account: Aws, context: Any) -> dict[str, Any]:
         (
             json.dumps({"dataset": {"source": "allenai/sciq"}, "validation_fraction": 2}).encode(),
             "invalid_config",
-            "validation_fraction: Input should be less than or equal to 0.5",
+            "validation_fraction must be 0 (no validation split) or a number from 0.0001 to 0.5",
         ),
         (
             json.dumps({"dataset": {"source": "allenai/sciq"}, "max_examples": 3}).encode(),
             "invalid_config",
-            "max_examples: Input should be greater than or equal to 10",
+            "max_examples must be an integer from 10 to 1,000,000,000 (or left out for every row)",
+        ),
+        # Numbers the schema took and DynamoDB could not hold: the run stayed `preparing` and Lambda retried.
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "max_examples": ' + b"9" * 45 + b"}",
+            "invalid_config",
+            "max_examples must be an integer from 10 to 1,000,000,000 (or left out for every row)",
+        ),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "validation_fraction": 1e-300}',
+            "invalid_config",
+            "validation_fraction must be 0 (no validation split) or a number from 0.0001 to 0.5",
+        ),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "fine_tune": {"hyperparameters": '
+            b'{"learning_rate_multiplier": 1e-300}}}',
+            "invalid_config",
+            'fine_tune.hyperparameters.learning_rate_multiplier must be "auto" or a number from 0.001 to 10',
+        ),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "validation_fraction": NaN}',
+            "invalid_config",
+            "validation_fraction must be 0 (no validation split) or a number from 0.0001 to 0.5",
+        ),
+        (
+            b'{"dataset": {"source": "allenai/sciq"}, "validation_fraction": true}',
+            "invalid_config",
+            "validation_fraction must be 0 (no validation split) or a number from 0.0001 to 0.5",
+        ),
+        (
+            b'{"dataset": {"source": "s3://another-bucket/data/x.csv"}, "dataset": {"source": "allenai/sciq"}}',
+            "invalid_config",
+            'config is not valid: the key "dataset" appears twice in one object; write it once',
         ),
         (
             json.dumps(
@@ -111,6 +143,12 @@ def invoke_and_get_failed_run(aws_account: Aws, context: Any) -> dict[str, Any]:
         "unknown-nested-key",
         "fraction",
         "max-examples",
+        "max-examples-45-digits",
+        "fraction-1e-300",
+        "multiplier-1e-300",
+        "fraction-nan",
+        "fraction-true",
+        "duplicate-key",
         "epochs",
         "suffix",
         "placeholder",
@@ -163,6 +201,25 @@ def test_missing_s3_dataset(aws_account: Aws, lambda_context: Any) -> None:
     run = invoke_and_get_failed_run(aws_account, lambda_context)
 
     assert f"dataset s3://{aws_account.bucket}/data/missing.csv cannot be read" in run["error"]["message"]
+
+
+def test_a_jsonl_dataset_that_is_not_utf8_is_invalid_dataset_naming_the_line(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    rows = b"".join(json.dumps(sciq_row(i)).encode() + b"\n" for i in range(12))
+    latin1 = (
+        json.dumps(sciq_row(12, question="Un caf\u00e9 ?")).encode("latin-1", "strict").replace(b"\\u00e9", b"\xe9")
+    )
+    source = aws_account.put_data(rows + latin1 + b"\n", name="latin1.jsonl")
+    aws_account.put_config(CONFIG_KEY, {"dataset": {"source": source}})
+
+    run = invoke_and_get_failed_run(aws_account, lambda_context)
+
+    assert run["error"] == {
+        "code": "invalid_dataset",
+        "message": f"dataset {source!r} is not UTF-8 text: line 13 holds the byte 0xe9, which UTF-8 does not allow; "
+        "save the file as UTF-8",
+    }
 
 
 def test_malformed_dataset(aws_account: Aws, lambda_context: Any, tmp_path: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from local.openai_emulator import finetune
@@ -124,3 +126,24 @@ def test_run_detail_extends_run_summary_and_adds_only_what_a_summary_leaves_out(
     # Derived, not stored: the gate's token counts, the evaluation's status, signed links to the reports.
     derived = {"tokens", "evaluation_status", "report_urls"}
     assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | derived
+
+
+def test_every_number_a_run_records_is_one_dynamodb_can_hold() -> None:
+    """boto3 refuses (Inexact, Underflow, Overflow) numbers DynamoDB cannot hold exactly: never one of ours."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    stored = _to_dynamodb(
+        {"loss": 1e-300, "big": 1e200, "nan": float("nan"), "inf": float("-inf"), "rate": 0.1, "n": [3, 2.5, True]}
+    )
+
+    assert stored == {
+        "loss": 0,
+        "big": None,
+        "nan": None,
+        "inf": None,
+        "rate": Decimal("0.1"),
+        "n": [3, Decimal("2.5"), True],
+    }
+    TypeSerializer().serialize(stored)  # what a write does first: it raised decimal.Underflow on 1e-300 before
+    with pytest.raises(ValueError, match="has more than the 38 digits a DynamoDB number holds"):
+        _to_dynamodb({"max_examples": 10**45})
