@@ -112,6 +112,22 @@ class Counts(BaseModel):
     dropped_reasons: dict[str, int] = Field(default_factory=dict)
     train_examples: int | None = None
     validation_examples: int | None = None
+    evaluation_questions: int | None = Field(
+        default=None, description="Held-out questions the evaluation asks (at most evaluation.max_questions)."
+    )
+    evaluation_questions_skipped: int | None = Field(
+        default=None, description="Held-out rows not asked: their reference has no words to score against."
+    )
+    evaluation_questions_trained: int | None = Field(
+        default=None,
+        description="Held-out rows not asked: the training file holds the same question (a repeated row), or it "
+        "was asked already.",
+    )
+    questions_from_rows_held_out: int | None = Field(
+        default=None,
+        description="evaluation.questions_from: kept rows held out of training because they ask one of that run's "
+        "questions.",
+    )
 
 
 class Tokens(BaseModel):

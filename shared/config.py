@@ -71,9 +71,25 @@ OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 BEDROCK_MODELS = {
     "amazon.nova-micro-v1:0:128k": "Nova Micro",
     "amazon.nova-lite-v1:0:300k": "Nova Lite",
-    "amazon.nova-2-lite-v1:0:256k": "Nova 2 Lite",
     "amazon.nova-pro-v1:0:300k": "Nova Pro",
 }
+# Fine-tunable, but refused until AWS documents serving the result on demand: training would be billed for a
+# model that could never answer.
+BEDROCK_UNSERVABLE = {
+    "amazon.nova-2-lite-v1:0:256k": (
+        "Nova 2 Lite can be fine-tuned, but AWS documents on-demand deployment of customised Nova Micro, Lite and "
+        "Pro only, so its training would be billed for a model ragtune could not serve"
+    ),
+}
+CONTEXT_SUFFIX = re.compile(r":(\d+)k$")  # "amazon.nova-micro-v1:0:128k": the variant fine-tuned
+
+
+def nova_context_tokens(model: str) -> int | None:
+    """The context a Nova variant takes (`:128k`: 128,000 tokens), the limit of one training record."""
+    match = CONTEXT_SUFFIX.search(model)
+    return int(match[1]) * 1000 if match else None
+
+
 BEDROCK_DEFAULT_MODEL = "amazon.nova-micro-v1:0:128k"
 BEDROCK_SCHEMA_VERSION = "bedrock-conversation-2024"  # the training records Nova fine-tuning reads
 DEFAULT_MODELS: dict[str, str] = {"openai": OPENAI_DEFAULT_MODEL, "bedrock": BEDROCK_DEFAULT_MODEL}
@@ -422,6 +438,11 @@ class FineTuneSpec(_Strict):
     @field_validator("model")
     @classmethod
     def _model_of_the_provider(cls, model: str) -> str:
+        if _validating_for.get() == "bedrock" and model in BEDROCK_UNSERVABLE:
+            raise _rule(
+                f"{model} is refused: {BEDROCK_UNSERVABLE[model]}; choose "
+                + ", ".join(f"{model_id} ({name})" for model_id, name in BEDROCK_MODELS.items())
+            )
         if _validating_for.get() == "bedrock" and model not in BEDROCK_MODELS:
             raise _rule(
                 "must be one of the Nova models Bedrock fine-tunes and serves on demand: "

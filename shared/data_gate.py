@@ -295,16 +295,18 @@ def enforce(
     max_examples: int | None = None,
     size: int | None = None,
     max_bytes: int | None = None,
+    token_limit: int = MAX_TOKENS_PER_EXAMPLE,
 ) -> None:
-    """Raise a DataGateError naming every reason the file would be refused."""
+    """Raise a DataGateError naming every reason the file would be refused (`token_limit`: the one the report
+    was tallied against)."""
     reasons = []
     if report.format_errors:
         counts = ", ".join(f"{name} x{count}" for name, count in sorted(report.format_errors.items()))
         reasons.append(f"format errors ({counts}; {'; '.join(report.first_errors)})")
     if report.examples_over_token_limit:
         reasons.append(
-            f"{report.examples_over_token_limit} examples exceed {MAX_TOKENS_PER_EXAMPLE} tokens "
-            f"(longest {report.max_example_tokens})"
+            f"{report.examples_over_token_limit} examples exceed {token_limit:,} tokens "
+            f"(longest {report.max_example_tokens:,})"
         )
     if report.examples < min_examples:
         reasons.append(f"{report.examples} examples; at least {min_examples} are required")

@@ -25,7 +25,6 @@ claimed on the run with a lease, and a duplicate delivery of a claimed request c
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shared.config import CONTEXT_SUFFIX
 from shared.data_gate import example_tokens
 from shared.errors import without_internal_paths
 from shared.evaluation import (
@@ -74,7 +74,6 @@ LEASE_SECONDS = 16 * 60
 MAX_FILE_BYTES = 64 * 2**20  # questions (1,000 at most, with their passages) and the report are read whole
 TEMPERATURE = 0.0
 NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError, OpenAIEmptyAnswerError)
-_CONTEXT_LENGTH_SUFFIX = re.compile(r":\d+k$")  # "amazon.nova-micro-v1:0:128k": the variant that is fine-tuned
 MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a model shut down or deleted
 TUNED = "tuned"
 
@@ -143,7 +142,7 @@ def base_model(run: Run) -> str:
     if run.adopted_model:
         return fine_tune_base(run.adopted_model) or run.adopted_model
     configured = str(((run.config or {}).get("fine_tune") or {}).get("model") or "")
-    return _CONTEXT_LENGTH_SUFFIX.sub("", configured) if run_provider(run) == "bedrock" else configured
+    return CONTEXT_SUFFIX.sub("", configured) if run_provider(run) == "bedrock" else configured
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adoption import check_adoptable, recorded_questions, start_adopted_evaluation
-from shared.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
+from shared.config import MAX_CONFIG_BYTES, RunConfig, nova_context_tokens, parse_run_config
 from shared.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
     MIN_EXAMPLES,
@@ -206,7 +206,7 @@ def _split_validation(
     import numpy as np  # as in the gate
 
     n = gated.lines
-    token_limit = None if config.provider == "bedrock" else MAX_TOKENS_PER_EXAMPLE
+    token_limit = _token_limit(config)
     fraction = config.validation_fraction
     held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * fraction)))) if fraction else set()
     questions = None
@@ -291,6 +291,13 @@ def _text_digest(text: str) -> bytes:
     return line_digest(text.encode("utf-8", "surrogatepass"))
 
 
+def _token_limit(config: RunConfig) -> int:
+    """One example's most tokens: OpenAI's per-example limit, or the chosen Nova variant's context (`:128k`)."""
+    if config.provider == "bedrock":
+        return nova_context_tokens(config.fine_tune.model) or MAX_TOKENS_PER_EXAMPLE
+    return MAX_TOKENS_PER_EXAMPLE
+
+
 def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
     """Nova's record and size limits are settings (the published numbers are unconfirmed). An adopted run
     uploads no training data, so no gate applies to it."""
@@ -301,7 +308,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
         if files.validation_gate:
             enforce(files.validation_gate, "validation file", 1)
         return
-    limits = settings()
+    limits, token_limit = settings(), _token_limit(config)
     enforce(
         files.train_gate,
         "training file",
@@ -309,6 +316,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
         max_examples=limits.bedrock_max_records,
         size=files.train.stat().st_size,
         max_bytes=limits.bedrock_max_training_bytes,
+        token_limit=token_limit,
     )
     if files.validation and files.validation_gate:
         enforce(
@@ -317,6 +325,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
             1,
             size=files.validation.stat().st_size,
             max_bytes=limits.bedrock_max_validation_bytes,
+            token_limit=token_limit,
         )
 
 

@@ -342,3 +342,25 @@ def test_a_model_whose_shutdown_date_has_passed_is_not_asked_and_a_second_delive
 
 def compared_run(aws_account: Aws, run_id: str) -> dict[str, Any]:
     return next(run for run in aws_account.runs() if run["run_id"] == run_id)
+
+
+def test_get_run_returns_every_count_of_the_held_out_questions(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, adoptable: OpenAIEmulator
+) -> None:
+    """11 held-out rows and 9 questions need their reason: the counts that explain the difference are shown."""
+    with in_process_lambdas():
+        old = adopt(aws_account, lambda_context, tmp_path)
+    new = prepare(
+        aws_account, lambda_context, tmp_path, "configs/new.json", evaluation={"questions_from": old["run_id"]}
+    )
+
+    status, shown = api("ask-get-run.json", new["run_id"], lambda_context)
+
+    assert status == 200
+    assert shown["counts"] == new["counts"]  # as recorded, nothing dropped
+    assert {name: shown["counts"][name] for name in new["counts"] if name.startswith(("evaluation", "questions"))} == {
+        "evaluation_questions": 10,
+        "evaluation_questions_skipped": 0,
+        "evaluation_questions_trained": 0,
+        "questions_from_rows_held_out": 10,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,23 @@ def test_too_few_records_for_nova_fail_the_gate_and_upload_nothing(
     }
     assert run["provider"] == "bedrock"
     assert run["counts"]["dropped_reasons"] == {'reserved "Bot:" in question': 5}
+
+
+def test_a_record_longer_than_the_nova_variants_context_fails_the_gate_and_uploads_nothing(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    """amazon.nova-micro-v1:0:128k takes 128,000 tokens: a longer record was uploaded and trained on before."""
+    long_support = " ".join(["joule"] * 130_000)  # two tokens a word: about 260,000 tokens
+    rows = [sciq_row(i) for i in range(12)] + [sciq_row(12, support=long_support)]
+    put_rows(aws_account, tmp_path, rows, provider="bedrock")
+
+    run = failed_run(aws_account, lambda_context)
+
+    assert run["error"]["code"] == "data_gate_failed"
+    assert re.fullmatch(
+        r"training file failed the data gate: 1 examples exceed 128,000 tokens \(longest 2\d\d,\d{3}\)",
+        run["error"]["message"],
+    ), run["error"]["message"]
 
 
 def test_the_record_limit_is_a_setting(aws_account: Aws, lambda_context: Any, tmp_path: Path, set_env: SetEnv) -> None:

@@ -277,7 +277,7 @@ def test_data_gate_refuses_empty_content_and_oversized_examples(
 
     message = run["error"]["message"]
     assert message.startswith("training file failed the data gate: format errors (missing_content x1; line 4: ")
-    assert "1 examples exceed 65536 tokens" in message
+    assert "1 examples exceed 65,536 tokens" in message
 
 
 def test_a_failed_run_is_not_redone_by_a_duplicate_event_but_is_by_a_new_upload(

@@ -242,7 +242,6 @@ def test_default_provider_comes_from_the_stack_parameter(set_env: SetEnv) -> Non
 
 def test_bedrock_accepts_exactly_the_nova_models_served_on_demand() -> None:
     assert sorted(BEDROCK_MODELS) == [
-        "amazon.nova-2-lite-v1:0:256k",
         "amazon.nova-lite-v1:0:300k",
         "amazon.nova-micro-v1:0:128k",
         "amazon.nova-pro-v1:0:300k",
@@ -253,8 +252,17 @@ def test_bedrock_accepts_exactly_the_nova_models_served_on_demand() -> None:
         assert refusal(bedrock(model=model)) == (
             "config is invalid: fine_tune.model must be one of the Nova models Bedrock fine-tunes and serves "
             "on demand: amazon.nova-micro-v1:0:128k (Nova Micro), amazon.nova-lite-v1:0:300k (Nova Lite), "
-            "amazon.nova-2-lite-v1:0:256k (Nova 2 Lite), amazon.nova-pro-v1:0:300k (Nova Pro)"
+            "amazon.nova-pro-v1:0:300k (Nova Pro)"
         )
+
+
+def test_nova_2_lite_is_refused_before_anything_is_spent_saying_why() -> None:
+    assert refusal(bedrock(model="amazon.nova-2-lite-v1:0:256k")) == (
+        "config is invalid: fine_tune.model amazon.nova-2-lite-v1:0:256k is refused: Nova 2 Lite can be fine-tuned, "
+        "but AWS documents on-demand deployment of customised Nova Micro, Lite and Pro only, so its training would "
+        "be billed for a model ragtune could not serve; choose amazon.nova-micro-v1:0:128k (Nova Micro), "
+        "amazon.nova-lite-v1:0:300k (Nova Lite), amazon.nova-pro-v1:0:300k (Nova Pro)"
+    )
 
 
 @pytest.mark.parametrize(
