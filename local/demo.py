@@ -56,8 +56,12 @@ def _prepared(run: dict[str, Any]) -> str:
         f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
         f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), "
         f"{tokens['billing_tokens']:,} billed tokens per epoch; estimated {estimate['epochs']} epochs "
-        f"= {estimate['trained_tokens']:,} trained tokens, ${estimate['cost_usd']}"
+        f"= {estimate['trained_tokens']:,} trained tokens, {_cost(estimate)}"
     )
+
+
+def _cost(estimate: dict[str, Any]) -> str:
+    return "no price known" if estimate.get("cost_usd") is None else f"${estimate['cost_usd']}"
 
 
 def _trained(run: dict[str, Any]) -> str:
@@ -221,7 +225,7 @@ def run_demo(
     out(f"model: {answer['model']}")
     out(
         f"run: {run['run_id']}, {run['counts']['train_examples']} training examples, "
-        f"{run['tokens']['total_tokens']} tokens, estimated ${run['estimate']['cost_usd']}, "
+        f"{run['tokens']['total_tokens']} tokens, estimated {_cost(run['estimate'])}, "
         f"job {run['job_id']}, usage {answer['usage']}"
     )
     if (run.get("files") or {}).get("questions"):

@@ -52,6 +52,7 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
             inspect_jsonl,
         )
         from shared.examples import ExampleBuilder
+        from shared.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
     except ImportError as error:
         raise UserInputError(f"the estimate needs {error.name}, which is not installed: {ESTIMATE_EXTRA}") from None
 
@@ -77,9 +78,8 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
     else:
         report = inspect_jsonl(train)
         enforce(report, "training file", MIN_EXAMPLES)
-        training = estimate_training(
-            report, n_epochs, defaults["training_price_per_million_tokens"].default
-        ).as_record()
+        price = training_price(config.fine_tune.model, parse_training_prices(DEFAULT_TRAINING_PRICES))
+        training = estimate_training(report, n_epochs, price).as_record()
     return {
         "counts": {
             **builder.counts.as_record(),

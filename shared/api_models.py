@@ -138,12 +138,14 @@ class Tokens(BaseModel):
 
 
 class Estimate(BaseModel):
-    """An openai run's estimate: billed tokens counted with o200k_base, priced per million tokens."""
+    """An openai run's estimate: billed tokens counted with o200k_base, priced per million tokens by model."""
 
     epochs: int
     trained_tokens: int
-    cost_usd: float
-    price_per_million_tokens: float
+    cost_usd: float | None = Field(description="Null when no price is known for the model: never a guess.")
+    price_per_million_tokens: float | None = Field(
+        description="The model's training price (TrainingPricesPerMillionTokens); null: no price known."
+    )
 
 
 class BedrockEstimate(BaseModel):

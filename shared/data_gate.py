@@ -331,29 +331,31 @@ def auto_epochs(n_examples: int) -> int:
 
 @dataclass(frozen=True)
 class TrainingEstimate:
+    """`price_per_million_tokens` None: no price is known for the model, so no cost is given."""
+
     epochs: int
     trained_tokens: int
-    cost_usd: float
-    price_per_million_tokens: float
+    cost_usd: float | None
+    price_per_million_tokens: float | None
 
     def as_record(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
             "trained_tokens": self.trained_tokens,
-            "cost_usd": round(self.cost_usd, 4),
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4),
             "price_per_million_tokens": self.price_per_million_tokens,
         }
 
 
-def estimate_training(train: GateReport, n_epochs: int | str, price_per_million_tokens: float) -> TrainingEstimate:
-    """Tokens billed are the training file's tokens times the epochs; validation is free."""
+def estimate_training(
+    train: GateReport, n_epochs: int | str, price_per_million_tokens: float | None
+) -> TrainingEstimate:
+    """Tokens billed are the training file's tokens times the epochs; validation is free. No price, no cost."""
     epochs = n_epochs if isinstance(n_epochs, int) else auto_epochs(train.examples)
     trained_tokens = train.billing_tokens * epochs
+    cost = None if price_per_million_tokens is None else trained_tokens * price_per_million_tokens / 1_000_000
     return TrainingEstimate(
-        epochs=epochs,
-        trained_tokens=trained_tokens,
-        cost_usd=trained_tokens * price_per_million_tokens / 1_000_000,
-        price_per_million_tokens=price_per_million_tokens,
+        epochs=epochs, trained_tokens=trained_tokens, cost_usd=cost, price_per_million_tokens=price_per_million_tokens
     )
 
 

@@ -50,12 +50,12 @@ from shared.evaluation import (
     RunNotFoundError,
     RunNotSucceededError,
     is_correct,
-    price_for,
     question_digest,
     summarise_arm,
 )
 from shared.observability import logger
 from shared.openai_gateway import OpenAIEmptyAnswerError, fine_tune_base
+from shared.prices import price_for
 from shared.providers import (
     FineTuningProvider,
     ProviderEmptyAnswerError,

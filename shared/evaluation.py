@@ -15,9 +15,10 @@ import statistics
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from shared.errors import UserInputError
+from shared.prices import ModelPrice
 
 Match = Literal["start", "anywhere"]
 Z_95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval
@@ -123,40 +124,6 @@ def question_digest(question: str) -> str:
     """What matches a question across runs (a recorded answer to this run's question, a successor's row to an
     older run's question): the exact text asked, hashed."""
     return hashlib.sha256(question.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-class ModelPrice(NamedTuple):
-    """USD per million tokens."""
-
-    input: float
-    output: float
-
-
-def parse_prices(text: str) -> dict[str, ModelPrice]:
-    """`"gpt-4o-mini=0.15/0.60,ft:gpt-4o-mini=0.30/1.20"`: model-id prefix = input/output USD per 1M tokens.
-
-    Empty text prices nothing (every cost is then unknown). A malformed entry is an error naming it.
-    """
-    prices: dict[str, ModelPrice] = {}
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        prefix, _, pair = entry.partition("=")
-        given_input, _, given_output = pair.partition("/")
-        try:
-            price = ModelPrice(float(given_input), float(given_output))
-        except ValueError:
-            price = None
-        if not prefix.strip() or price is None or min(price) < 0 or not all(map(math.isfinite, price)):
-            raise ValueError(f"price entry {entry!r} is not <model prefix>=<input USD>/<output USD> per 1M tokens")
-        prices[prefix.strip()] = price
-    return prices
-
-
-def price_for(model: str, prices: dict[str, ModelPrice]) -> ModelPrice | None:
-    """The price of the longest prefix of `model` that is priced (`ft:gpt-4o-mini` beats `gpt-4o-mini`), else None."""
-    matching = [prefix for prefix in prices if model.startswith(prefix)]
-    return prices[max(matching, key=len)] if matching else None
 
 
 def cost_per_1k_questions(prompt_tokens_mean: float, completion_tokens_mean: float, price: ModelPrice) -> float:

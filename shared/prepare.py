@@ -49,6 +49,7 @@ from shared.evaluation import normalise, question_digest
 from shared.examples import BuiltBatch, ExampleBuilder
 from shared.idempotency import once
 from shared.observability import logger, metrics
+from shared.prices import training_price
 from shared.run_ids import derive_run_id
 from shared.runs import RunsRepository
 from shared.settings import settings
@@ -435,7 +436,8 @@ def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
     n_epochs = config.fine_tune.hyperparameters.n_epochs
     if config.provider == "bedrock":
         return estimate_bedrock_training(train, n_epochs, settings().bedrock_training_price_per_1k_tokens).as_record()
-    return estimate_training(train, n_epochs, settings().training_price_per_million_tokens).as_record()
+    price = training_price(config.fine_tune.model, settings().training_prices_per_million_tokens)
+    return estimate_training(train, n_epochs, price).as_record()
 
 
 def _upload_questions(run_id: str, questions: _Questions) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.evaluation import ModelPrice, parse_prices
+from shared.prices import DEFAULT_TRAINING_PRICES, ModelPrice, parse_prices, parse_training_prices
 
 LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
 DEFAULT_INFERENCE_PRICES = (
@@ -25,6 +25,10 @@ def _model_list(value: object) -> object:
     return value
 
 
+def _training_prices(value: object) -> object:
+    return parse_training_prices(value) if isinstance(value, str) else value
+
+
 def _prices(value: object) -> object:
     """The environment gives text; anything else (a dict in a test) is left to pydantic."""
     return parse_prices(value) if isinstance(value, str) else value
@@ -38,7 +42,11 @@ class Settings(BaseModel):
     data_bucket: str = Field(alias="DATA_BUCKET")
     runs_table: str = Field(alias="RUNS_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
-    training_price_per_million_tokens: float = Field(default=3.0, ge=0, alias="TRAINING_PRICE_PER_MILLION_TOKENS")
+    # OpenAI fine-tuning's price by model (the stack's TrainingPricesPerMillionTokens); a model without one is
+    # estimated without a cost ("no price known"), never at another model's rate.
+    training_prices_per_million_tokens: Annotated[dict[str, float], BeforeValidator(_training_prices)] = Field(
+        default=DEFAULT_TRAINING_PRICES, alias="TRAINING_PRICES_PER_MILLION_TOKENS", validate_default=True
+    )
     scratch_dir: Path = Field(default=LAMBDA_SCRATCH_DIR, alias="SCRATCH_DIR")
     openai_api_key_secret: str = Field(alias="OPENAI_API_KEY_SECRET")
     # The SDK's endpoint (the emulator, a proxy, a compatible provider); unset or empty: the SDK's default

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.evaluation import (
-    ArmAnswer,
-    ModelPrice,
-    cost_per_1k_questions,
-    is_correct,
-    normalise,
-    parse_prices,
-    price_for,
-    summarise_arm,
-    wilson_interval,
-)
+from shared.evaluation import ArmAnswer, cost_per_1k_questions, is_correct, normalise, summarise_arm, wilson_interval
+from shared.prices import ModelPrice, parse_prices, price_for
 from shared.settings import DEFAULT_INFERENCE_PRICES
 
 PRICES = parse_prices(DEFAULT_INFERENCE_PRICES)
