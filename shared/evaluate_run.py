@@ -42,6 +42,7 @@ from shared.evaluation import (
     ArmAnswer,
     CompareRunNotFoundError,
     CompareRunNotUsableError,
+    EvaluationLimitError,
     EvaluationRefusedError,
     EvaluationRunningError,
     Match,
@@ -71,6 +72,7 @@ from shared.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, put_by
 
 # Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
 LEASE_SECONDS = 16 * 60
+DAY_SECONDS = 24 * 3600  # the window EVALUATIONS_PER_RUN_PER_DAY counts requests over
 MAX_FILE_BYTES = 64 * 2**20  # questions (1,000 at most, with their passages) and the report are read whole
 TEMPERATURE = 0.0
 NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError, OpenAIEmptyAnswerError)
@@ -294,15 +296,21 @@ def request_evaluation(run_id: str, compare_with: list[str]) -> EvaluationReques
     run, questions_file = _evaluable_run(run_id, needs_model=not compare_with)
     _check_recordings(run, _compared_runs(compare_with), questions_file)
     token = uuid.uuid4().hex
-    _claim(run, questions_file, token, from_api=False, status="pending")
+    _claim(run, questions_file, token, from_api=False, status="pending", requested=True)
     return EvaluationRequest(run_id=run_id, compare_with=compare_with, token=token)
 
 
 def _claim(
-    run: Run, questions_file: PreparedFile, token: str, from_api: bool, status: str = "running"
+    run: Run,
+    questions_file: PreparedFile,
+    token: str,
+    from_api: bool,
+    status: str = "running",
+    requested: bool = False,
 ) -> dict[str, Any] | None:
     """Take the run's evaluation for `token` (`status` with a lease); None when this request is a
-    duplicate (its token already ran, runs, or was superseded). Another live evaluation is refused."""
+    duplicate (its token already ran, runs, or was superseded). Another live evaluation is refused, and so is
+    an API request (`requested`) past the day's limit: the claim's compare-and-swap counts them exactly."""
     seen, now = run.evaluation, time.time()
     decision = _claim_decision(seen, token, from_api, now)
     if decision == "duplicate":
@@ -310,6 +318,10 @@ def _claim(
     if decision == "busy":
         raise EvaluationRunningError(f"Run {run.run_id} is being evaluated already; try again once it has finished.")
     earlier = seen or {}
+    requests = [when for when in earlier.get("requests", []) if when > now - DAY_SECONDS]
+    if requested:
+        _check_daily_limit(run.run_id, requests, now)
+        requests.append(int(now))
     stamp = utc_now()
     evaluation = {
         "status": status,
@@ -320,10 +332,24 @@ def _claim(
         "requested_at": earlier.get("requested_at", stamp) if earlier.get("token") == token else stamp,
         "arms": earlier.get("arms", []),
         "report_keys": earlier.get("report_keys", []),
+        "requests": requests,
     } | ({"started_at": stamp} if status == "running" else {})
     if not _runs().claim_evaluation(run.run_id, evaluation, seen):
         raise EvaluationRunningError(f"Run {run.run_id}'s evaluation was claimed at the same moment; try again.")
     return evaluation
+
+
+def _check_daily_limit(run_id: str, requests: list[int], now: float) -> None:
+    """Each evaluation asks every question of every arm (a 1,000-question run: about 3,000 paid calls)."""
+    limit = settings().evaluations_per_run_per_day
+    if len(requests) >= limit:
+        retry_after = max(1, int(min(requests) + DAY_SECONDS - now) + 1)
+        raise EvaluationLimitError(
+            f"Run {run_id} was evaluated {len(requests)} times in the last 24 hours, the most this deployment allows "
+            f"(the stack parameter EvaluationsPerRunPerDay); ask again in {retry_after // 3600} h "
+            f"{retry_after % 3600 // 60} min.",
+            retry_after,
+        )
 
 
 def _claim_decision(

@@ -54,6 +54,16 @@ class CompareRunNotUsableError(EvaluationRefusedError):
     code = "compare_run_not_usable"
 
 
+class EvaluationLimitError(EvaluationRefusedError):
+    """The run was evaluated as often as the deployment allows in a day (the API's 429, with Retry-After)."""
+
+    code = "evaluation_limit"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class NoRecordedAnswersError(EvaluationRefusedError):
     """A compared model is gone and its recorded answers share no question with the run's."""
 

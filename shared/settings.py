@@ -85,6 +85,8 @@ class Settings(BaseModel):
     )
     evaluation_max_tokens: int = Field(default=300, ge=1, le=4096, alias="EVALUATION_MAX_TOKENS")
     evaluation_concurrency: int = Field(default=4, ge=1, le=32, alias="EVALUATION_CONCURRENCY")
+    # Evaluations the API starts per run in any 24 hours (each one pays for every question of every arm).
+    evaluations_per_run_per_day: int = Field(default=3, ge=1, le=100, alias="EVALUATIONS_PER_RUN_PER_DAY")
     # OpenAI fine-tunes a config may adopt (`adopt.model`): the stack's AdoptableModels, set by the operator at
     # sam deploy; empty, nothing is adoptable. A config writer cannot reach any other model of the organisation.
     adoptable_models: Annotated[frozenset[str], BeforeValidator(_model_list)] = Field(

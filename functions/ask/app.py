@@ -41,7 +41,7 @@ from shared.api_models import (
     RunPage,
 )
 from shared.errors import UserInputError
-from shared.evaluation import EvaluatedRunMissingError, EvaluationRefusedError
+from shared.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
 from shared.evaluation_starter import EvaluationNotStartedError
 from shared.observability import logger, metrics, tracer
 from shared.openai_gateway import (
@@ -218,7 +218,9 @@ def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
     "(`run_not_found`, `compare_run_not_found`) for an unknown run; 409 for a run without "
     "held-out questions (`no_validation_split`), a run or compared run without a model (`run_not_succeeded`, "
     "`compare_run_not_usable`), a compared model known to be gone whose recorded answers hold none of this run's "
-    "questions (`no_recorded_answers`), or an evaluation already running (`evaluation_running`); 503 "
+    "questions (`no_recorded_answers`), or an evaluation already running (`evaluation_running`); 429 "
+    "(`evaluation_limit`, with Retry-After in seconds) once the run was evaluated EvaluationsPerRunPerDay times "
+    "(default 3) in the last 24 hours; 503 "
     "(`evaluation_not_started`) when the evaluation function could not be started (nothing is left claimed: "
     "ask again).",
     responses=_responses(
@@ -227,6 +229,7 @@ def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
         "Evaluation started",
         HTTPStatus.NOT_FOUND,
         HTTPStatus.CONFLICT,
+        HTTPStatus.TOO_MANY_REQUESTS,
         HTTPStatus.SERVICE_UNAVAILABLE,
     ),
 )
@@ -255,6 +258,13 @@ def evaluated_run_missing(error: EvaluatedRunMissingError) -> Response[dict[str,
 @app.exception_handler(EvaluationRefusedError)
 def evaluation_refused(error: EvaluationRefusedError) -> Response[dict[str, str]]:
     return _error(HTTPStatus.CONFLICT, error.code, error.message)
+
+
+@app.exception_handler(EvaluationLimitError)
+def evaluation_limit(error: EvaluationLimitError) -> Response[dict[str, str]]:
+    response = _error(HTTPStatus.TOO_MANY_REQUESTS, error.code, error.message)
+    response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
 
 
 @app.exception_handler(ask.ModelShutDownError)
@@ -380,7 +390,7 @@ def unexpected_error(error: Exception) -> Response[dict[str, str]]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

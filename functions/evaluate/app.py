@@ -35,7 +35,7 @@ REPORT_REQUEST: TypeAdapter[TrainingCurveRequest | EvaluateAction] = TypeAdapter
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_parser(model=REPORT_REQUEST)
 def lambda_handler(request: TrainingCurveRequest | EvaluateAction, context: LambdaContext) -> dict[str, Any]:

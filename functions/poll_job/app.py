@@ -18,7 +18,7 @@ STATE_MACHINE_INPUT: TypeAdapter[PollState | TrackingFailure] = TypeAdapter(
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_parser(model=STATE_MACHINE_INPUT)
 def lambda_handler(request: PollState | TrackingFailure, context: LambdaContext) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from shared.storage import event_objects
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:

@@ -311,12 +311,13 @@ def _bedrock_grants(role: str) -> dict[str, set[str]]:
 
 def test_poll_job_may_follow_bedrock_jobs_deploy_their_models_and_read_only_their_outputs() -> None:
     granted = _bedrock_grants("PollJobFunctionRole")
-    deployable = {f"{ACCOUNT_BEDROCK}:custom-model/*", f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"}
+    deployments = {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"}
     assert granted == {
         "bedrock:GetModelCustomizationJob": {f"{ACCOUNT_BEDROCK}:model-customization-job/*"},
-        "bedrock:CreateCustomModelDeployment": deployable,
-        "bedrock:GetCustomModelDeployment": deployable,
-        "bedrock:TagResource": deployable,
+        # Each on its resource types only (infra/iam_condition_keys.py): a deployment is created from a model.
+        "bedrock:CreateCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model/*"},
+        "bedrock:GetCustomModelDeployment": deployments,
+        "bedrock:TagResource": deployments,
         "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/outputs/*"},
     }
 
