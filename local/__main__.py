@@ -77,10 +77,13 @@ def serve(arguments: argparse.Namespace) -> int:
         print(f"api_key={stack.api_key}")
         print(f"openai_base_url={stack.openai_base_url}")
         print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}")
+        # One pasteable line: the names the ragtune command and the README's walkthrough use, and the placeholder
+        # credentials any AWS client needs to talk to the local endpoints.
         print(
             f"export RAGTUNE_API_URL={stack.api_url} RAGTUNE_API_KEY={stack.api_key} "
             f"RAGTUNE_BUCKET={stack.bucket} RAGTUNE_S3_ENDPOINT={stack.endpoint_url} "
-            f"RAGTUNE_DEFAULT_PROVIDER={stack.default_provider}",
+            f"RAGTUNE_DEFAULT_PROVIDER={stack.default_provider} "
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
             flush=True,
         )
         stopping.wait()

@@ -63,13 +63,17 @@ OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 def _json_body(text: str) -> Any:
     """json.loads, where a body it cannot take (an integer of thousands of digits, nesting deep enough to
-    exhaust the stack) is invalid JSON like any other: a 422, not a 500."""
+    exhaust the stack) is invalid JSON like any other: a 422, not a 500. Every body the API takes is an object:
+    anything else is refused here (the validator would answer an array's first element)."""
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except (ValueError, RecursionError) as error:
         if isinstance(error, json.JSONDecodeError):
             raise
         raise json.JSONDecodeError(f"Body cannot be read as JSON ({type(error).__name__})", text, 0) from None
+    if not isinstance(document, dict):
+        raise json.JSONDecodeError(f"The body must be a JSON object, not {type(document).__name__}", text, 0)
+    return document
 
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_json_body)

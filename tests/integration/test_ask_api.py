@@ -363,6 +363,9 @@ MALFORMED: list[tuple[dict[str, Any], list[Any], str]] = [
     # What json.loads raises other than JSONDecodeError for: too many digits, too deep
     (ask_event('{"question": "q", "max_tokens": ' + "1" * 5000 + "}"), ["body", 0], "json_invalid"),
     (ask_event("[" * 100_000 + "]" * 100_000), ["body", 0], "json_invalid"),
+    # An array was answered as its first element: every body the API takes is one object
+    (ask_event('[{"question": "q"}, {"question": "r"}]'), ["body", 0], "json_invalid"),
+    (ask_event('"q"'), ["body", 0], "json_invalid"),
     (list_event(limit="0"), ["query", "limit"], "greater_than_equal"),
     (list_event(limit="101"), ["query", "limit"], "less_than_equal"),
     (list_event(limit="ten"), ["query", "limit"], "int_parsing"),

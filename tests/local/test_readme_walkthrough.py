@@ -12,12 +12,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+import requests
 
-from .serving import ROOT, start_serve, user_environment
+from .serving import ROOT, Serving, start_serve, user_environment
 
 AWS_STAND_IN = f'''#!{sys.executable}
 """aws --endpoint-url URL s3 cp FILE s3://BUCKET/KEY-or-PREFIX/ (all the walkthrough needs)."""
@@ -45,21 +48,39 @@ def _walkthrough() -> str:
 
 
 @pytest.fixture
-def served() -> Iterator[dict[str, str]]:
+def served() -> Iterator[Serving]:
     serving = start_serve()
-    yield serving.printed
+    yield serving
     serving.process.terminate()
     assert serving.process.wait(timeout=30) == 0
 
 
-def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path: Path) -> None:
-    environment = {
-        **user_environment(),
-        "S3_ENDPOINT": served["s3_endpoint"],
-        "BUCKET": served["bucket"],
-        "API_URL": served["api_url"],
-        "API_KEY": served["api_key"],
-    }
+def _another_run_succeeded(exported: dict[str, str]) -> str:
+    """A Bedrock run of the same sample under another key, finished before the walkthrough starts: the walkthrough
+    must find and ask its own run, not the newest or the first listed."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=exported["RAGTUNE_S3_ENDPOINT"],
+        aws_access_key_id=exported["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exported["AWS_SECRET_ACCESS_KEY"],
+        region_name=exported["AWS_DEFAULT_REGION"],
+    )
+    bucket = exported["RAGTUNE_BUCKET"]
+    s3.upload_file(str(ROOT / "local/sample/sciq-sample.jsonl"), bucket, "data/sciq-sample.jsonl")
+    s3.upload_file(str(ROOT / "local/sample/demo-config-bedrock.json"), bucket, "configs/another.json")
+    headers = {"x-api-key": exported["RAGTUNE_API_KEY"]}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = requests.get(f"{exported['RAGTUNE_API_URL']}/runs", headers=headers, timeout=10).json()["runs"]
+        if runs and runs[0]["status"] == "succeeded":
+            return str(runs[0]["run_id"])
+        time.sleep(0.5)
+    raise AssertionError(f"the other run did not succeed: {runs}")
+
+
+def test_the_readme_walkthrough_runs_as_written(served: Serving, tmp_path: Path) -> None:
+    other_run = _another_run_succeeded(served.exported)
+    environment = {**user_environment(), **served.exported}
     if (
         shutil.which("aws") is None
         or subprocess.run(["aws", "--version"], capture_output=True, check=False).returncode != 0
@@ -82,8 +103,8 @@ def test_the_readme_walkthrough_runs_as_written(served: dict[str, str], tmp_path
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    runs = json.loads(next(line for line in lines if line.startswith('{"runs"')))["runs"]
-    [run_id] = [run["run_id"] for run in runs]
+    run_id = lines[-2].split(": ")[0]
+    assert run_id.startswith("demo-config-") and run_id != other_run
     statuses = [line.removeprefix(f"{run_id}: ") for line in lines if line.startswith(f"{run_id}: ")]
     assert statuses[-1] == "succeeded" and lines[-2] == f"{run_id}: succeeded", result.stdout[-2000:]
     answer = json.loads(lines[-1])
