@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from local.demo import DEMO_CONFIGS, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
+from local.demo import DEMO_CONFIGS, DEMO_OUTPUT, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
 from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_stack, run_migration_demo
 from local.stack import MotoStack
 
@@ -38,7 +38,14 @@ def demo(arguments: argparse.Namespace) -> int:
             emulated = stack.bedrock_emulator if arguments.provider == "bedrock" else stack.emulator
             timeout = 300 if emulated else 4 * 3600
             config = arguments.config or DEMO_CONFIGS[arguments.provider]
-            run_demo(stack, data=arguments.data, config=config, timeout_seconds=timeout, question=arguments.question)
+            run_demo(
+                stack,
+                data=arguments.data,
+                config=config,
+                timeout_seconds=timeout,
+                question=arguments.question,
+                output=arguments.output,
+            )
     except DemoFailed as failure:
         print(f"demo failed: {failure}", file=sys.stderr)
         return 1
@@ -117,6 +124,13 @@ def main() -> int:
         type=Path,
         default=None,
         help="demo: run config (default: the provider's sample); its dataset.source should point at the uploaded data",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEMO_OUTPUT,
+        help="demo: folder the run's reports (loss.png, metrics.csv, evaluation.jsonl) are copied to (default: "
+        "demo-output/)",
     )
     parser.add_argument(
         "--migration",

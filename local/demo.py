@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from local.stack import MotoStack
+from shared.config import is_hub_id
 from shared.run_record import FINISHED  # the run has stopped moving (tracking_failed included)
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -22,6 +23,7 @@ SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"
 DEMO_CONFIG = SAMPLE_DIR / "demo-config.json"
 DEMO_CONFIGS = {"openai": DEMO_CONFIG, "bedrock": SAMPLE_DIR / "demo-config-bedrock.json"}
 DEMO_CONFIG_KEY = "configs/demo.json"
+DEMO_OUTPUT = Path("demo-output")  # where the demo leaves the run's reports, relative to where it runs
 NOTEBOOK_TEST_QUESTION = (
     "What phenomenon makes global winds blow northeast to southwest or the reverse in the northern "
     "hemisphere and northwest to southeast or the reverse in the southern hemisphere?"
@@ -198,16 +200,19 @@ def run_demo(
     out: Callable[[str], None] = print,
     timeout_seconds: float = 300,
     question: str = NOTEBOOK_TEST_QUESTION,
+    output: Path = DEMO_OUTPUT,
 ) -> dict[str, Any]:
     """Returns the answer body from POST /ask; raises DemoFailed on any failed step.
 
-    `data` lands at s3://<bucket>/data/<its name>, where the config's dataset.source should point.
+    `data` lands at s3://<bucket>/data/<its name>, and the config's dataset.source is pointed there unless it names
+    a Hub dataset (as `ragtune submit --data` does). The run's reports are copied to `output`/<run id>/: the local
+    stack's S3 goes when the demo ends.
     """
     s3 = stack.client("s3")
     out(f"uploading the dataset to s3://{stack.bucket}/data/{data.name}")
     s3.upload_file(str(data), stack.bucket, f"data/{data.name}")
     out(f"dropping the run config into s3://{stack.bucket}/{DEMO_CONFIG_KEY}")
-    s3.upload_file(str(config), stack.bucket, DEMO_CONFIG_KEY)
+    s3.put_object(Bucket=stack.bucket, Key=DEMO_CONFIG_KEY, Body=_with_uploaded_source(config, stack.bucket, data))
 
     api = DemoApi(stack)
     run = wait_for_run(api, out, timeout_seconds)
@@ -237,6 +242,33 @@ def run_demo(
     else:
         out("evaluation: none, the config holds no questions out (set validation_fraction above 0 for one)")
     _wait_for_curve(api, run["run_id"], timeout_seconds)
-    curve = f"s3://{stack.bucket}/reports/{run['run_id']}/loss.png"
-    out(f"loss curve: {curve} (a 15-minute link to it: report_urls.loss_png of GET /runs/{{id}})")
+    saved = save_reports(stack, run["run_id"], output)
+    curve = saved / "loss.png"
+    out(f"loss curve: {curve} (and {', '.join(sorted(p.name for p in saved.iterdir() if p != curve))} beside it)")
     return answer
+
+
+def save_reports(stack: MotoStack, run_id: str, output: Path) -> Path:
+    """reports/<run_id>/* of the local stack's bucket, copied to `output`/<run_id>/ (the folder is returned)."""
+    s3 = stack.client("s3")
+    folder = output / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"reports/{run_id}/")
+    for item in listing.get("Contents", []):
+        s3.download_file(stack.bucket, item["Key"], str(folder / item["Key"].rsplit("/", 1)[1]))
+    return folder
+
+
+def _with_uploaded_source(config: Path, bucket: str, data: Path) -> bytes:
+    """The config as given, its dataset.source pointed at the uploaded data unless it names a Hub dataset; a
+    config that cannot be read is uploaded as it is, for the run to refuse with its reason."""
+    raw = config.read_bytes()
+    try:
+        document = json.loads(raw)
+        source = document["dataset"]["source"]
+    except (ValueError, KeyError, TypeError):
+        return raw
+    if isinstance(source, str) and is_hub_id(source):
+        return raw
+    document["dataset"]["source"] = f"s3://{bucket}/data/{data.name}"
+    return json.dumps(document, ensure_ascii=False).encode()

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from .serving import ROOT, start_serve, user_environment
 SAMPLE = ROOT / "local" / "sample"
 
 
+DEMO_OUTPUT = Path(tempfile.mkdtemp(prefix="ragtune-demo-output-"))  # where the demos leave their reports
+
+
 def demo(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m local demo` as a user runs it (their shell, or `environment`), within two minutes."""
     return subprocess.run(
-        [sys.executable, "-m", "local", "demo", *arguments],
+        [sys.executable, "-m", "local", "demo", "--output", str(DEMO_OUTPUT), *arguments],
         cwd=ROOT,
         env=environment or user_environment(),
         capture_output=True,
@@ -88,7 +92,11 @@ def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
     ]
     assert {arm.group(7) for arm in arms if arm} <= {"2027-01-14", "2999-12-31"}
     assert [arm.group(1) for arm in arms if arm] == ["tuned", "base", "base_with_context"]
-    assert lines[table + 5].startswith("loss curve: s3://ragtune-data-123456789012-us-east-1/reports/demo-")
+    # The reports outlive the demo's stack: copied to the output folder, the chart a real PNG.
+    curve = Path(lines[table + 5].removeprefix("loss curve: ").split(" (")[0])
+    assert curve.parent.parent == DEMO_OUTPUT and curve.name == "loss.png"
+    assert curve.read_bytes().startswith(b"\x89PNG") and (curve.parent / "metrics.csv").exists()
+    assert lines[table + 5].endswith("(and evaluation.jsonl, metrics.csv beside it)")
     assert elapsed < 60
 
 
@@ -125,7 +133,7 @@ def test_the_own_data_demo_of_the_readme_runs_a_config_that_holds_no_questions_o
     assert "evaluation: none, the config holds no questions out (set validation_fraction above 0 for one)" in lines
     [answer] = [line for line in lines if line.startswith("answer (")]
     assert "descale" in answer
-    assert any(line.startswith("loss curve: s3://ragtune-data-123456789012-us-east-1/reports/demo-") for line in lines)
+    assert any(line.startswith(f"loss curve: {DEMO_OUTPUT}/demo-") for line in lines)
 
 
 def test_the_bedrock_demo_answers_from_a_deployment_and_exits_zero() -> None:
