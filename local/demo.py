@@ -54,9 +54,9 @@ class DemoApi:
 
 def _prepared(run: dict[str, Any]) -> str:
     counts, tokens, estimate = run["counts"], run["tokens"], run["estimate"]
+    dropped = f" ({counts['rows_dropped']} dropped: {counts['dropped_reasons']})" if counts["rows_dropped"] else ""
     return (
-        f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept "
-        f"({counts['rows_dropped']} dropped: {counts['dropped_reasons']}), "
+        f"prepared: {counts['rows_read']} rows read, {counts['rows_kept']} kept{dropped}, "
         f"{tokens['billing_tokens']:,} billed tokens per epoch; estimated {estimate['epochs']} epochs "
         f"= {estimate['trained_tokens']:,} trained tokens, {_cost(estimate)}"
     )
@@ -103,8 +103,9 @@ def _describe(run: dict[str, Any]) -> str:
     if status == "running":
         metrics = run.get("metrics") or {}
         last_event = (run.get("events") or [{}])[-1].get("message", "")
-        loss = f", train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
-        return f"running: {last_event}{loss}"
+        loss = f"train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
+        detail = ", ".join(part for part in (last_event, loss) if part)
+        return f"running: {detail}" if detail else "running"
     if status == "succeeded" and run.get("adopted"):
         shutdown = f", {run['model_shutdown']}" if run.get("model_shutdown") else ""
         return f"succeeded: adopted model {run.get('fine_tuned_model')} (nothing trained){shutdown}"

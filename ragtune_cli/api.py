@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from ragtune_cli.errors import CliError
+from ragtune_cli.errors import CliError, ErrorCode
 
 RETRIED_STATUSES = frozenset({429, 500, 503, 504})
 ATTEMPTS = 4
@@ -30,12 +30,12 @@ def run_path(run_id: str, *rest: str) -> str:
 
 
 class ApiError(CliError):
-    """The API answered with an error; `code` is its stable reason (`run_not_found`, ...) when it gave one."""
+    """The API answered with an error; `code` is its stable reason (`run_not_found`, ...), or the CLI's when it
+    gave none (a stack older than its gateway responses)."""
 
-    def __init__(self, message: str, status: int, code: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message, code)
         self.status = status
-        self.code = code
         self.body: dict[str, Any] = {}
         self.api_message = message  # the API's own words, without what this client adds
         self.no_route = False
@@ -57,12 +57,14 @@ def _error_fields(response: requests.Response) -> tuple[str | None, str, dict[st
 def _sentence(method: str, path: str, response: requests.Response, base_url: str) -> ApiError:
     code, message, body = _error_fields(response)
     status = response.status_code
+    no_route = _no_route(status, code, message)
     if status == 403 and (code == "invalid_api_key" or message == "Forbidden"):  # a stack older than its responses
+        code = "invalid_api_key"
         text = (
             "The API refused the API key (403 Forbidden): check RAGTUNE_API_KEY (the local stack prints a new one "
             "each time it starts), or pass --stack NAME to read the key of a deployed stack."
         )
-    elif _no_route(status, code, message):
+    elif no_route:
         text = (
             f"The API has no route {method} {path} ({status} {message}): check that the API URL "
             f"{base_url} ends with the stage (/v1), or update the deployment if it predates this command."
@@ -71,10 +73,10 @@ def _sentence(method: str, path: str, response: requests.Response, base_url: str
         text = f"{message.rstrip('.')}. List the runs with `ragtune runs`."
     else:
         text = f"{method} {path} answered {status}" + (f" ({code})" if code else "") + f": {message}"
-    error = ApiError(text, status, code)
+    error = ApiError(text, status, code or ErrorCode.API_ERROR)
     error.body = body
     error.api_message = message
-    error.no_route = _no_route(status, code, message)
+    error.no_route = no_route
     return error
 
 
@@ -100,13 +102,15 @@ class ApiClient:
             except requests.ReadTimeout:
                 raise CliError(
                     f"The API at {self._base_url} did not answer {method} {path} within {TIMEOUT_SECONDS[1]} s; "
-                    "try again later."
+                    "try again later.",
+                    ErrorCode.API_UNREACHABLE,
                 ) from None
             except requests.RequestException as error:
                 if attempt == ATTEMPTS:
                     raise CliError(
                         f"Could not reach the API at {self._base_url} ({type(error).__name__}): is the deployment "
-                        "up (the local stack: `make local`) and its URL right?"
+                        "up (the local stack: `make local`) and its URL right?",
+                        ErrorCode.API_UNREACHABLE,
                     ) from None
                 self._sleep(0.25 * 2 ** (attempt - 1))
                 continue
@@ -120,7 +124,8 @@ class ApiClient:
             except ValueError:
                 raise CliError(
                     f"{method} {path} answered {response.status_code} with something other than the ragtune API's "
-                    f"JSON: is {self._base_url} the API's URL, ending with its stage (/v1)?"
+                    f"JSON: is {self._base_url} the API's URL, ending with its stage (/v1)?",
+                    ErrorCode.API_UNREACHABLE,
                 ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -136,9 +141,16 @@ class ApiClient:
         try:
             response = requests.get(url, timeout=TIMEOUT_SECONDS)
         except requests.RequestException as error:
-            raise CliError(f"Could not download the report ({type(error).__name__}); try again.") from None
+            raise CliError(
+                f"Could not download the report ({type(error).__name__}); try again.", ErrorCode.DOWNLOAD_FAILED
+            ) from None
         if response.status_code == 403:
-            raise CliError("The report's link has expired or was refused (403); run the command again for a new one.")
+            raise CliError(
+                "The report's link has expired or was refused (403); run the command again for a new one.",
+                ErrorCode.DOWNLOAD_FAILED,
+            )
         if response.status_code >= 400:
-            raise CliError(f"Downloading the report answered {response.status_code}; try again.")
+            raise CliError(
+                f"Downloading the report answered {response.status_code}; try again.", ErrorCode.DOWNLOAD_FAILED
+            )
         return response.content

@@ -7,15 +7,18 @@ that `make local` prints as one `export` line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -26,7 +29,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from ragtune_cli.errors import CliError
+from ragtune_cli.errors import CliError, ErrorCode
 from shared.config import Provider
 
 ENVIRONMENT_VARIABLES = ("RAGTUNE_API_URL", "RAGTUNE_API_KEY", "RAGTUNE_BUCKET", "RAGTUNE_S3_ENDPOINT")
@@ -34,6 +37,9 @@ STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")
 # Optional: the stack's DefaultProvider parameter, for a deployment named by the variables above.
 DEFAULT_PROVIDER_VARIABLE = "RAGTUNE_DEFAULT_PROVIDER"
 PROVIDERS: tuple[Provider, ...] = ("openai", "bedrock")
+# boto3's and the AWS CLI's default: a file this large or larger goes up in parts of this size.
+PART_BYTES = 8 * 1024 * 1024
+_TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
 _RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 _LOCAL_CREDENTIALS_HINT = (
     "the local stack takes any: export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1"
@@ -58,6 +64,16 @@ class Deployment:
     default_provider: Provider = "openai"  # what a config naming no provider gets there (the stack's DefaultProvider)
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """An object of the data bucket as S3 describes it; `version_id` is None in a bucket without versioning."""
+
+    etag: str
+    version_id: str | None
+    size: int
+    last_modified: datetime
+
+
 @contextmanager
 def _aws_errors(doing: str, s3_endpoint: str | None = None) -> Iterator[None]:
     """botocore's exceptions as sentences naming what was being done and what to try next."""
@@ -65,17 +81,19 @@ def _aws_errors(doing: str, s3_endpoint: str | None = None) -> Iterator[None]:
         yield
     except (NoCredentialsError, PartialCredentialsError):
         hint = _LOCAL_CREDENTIALS_HINT if s3_endpoint else _AWS_CREDENTIALS_HINT
-        raise CliError(f"No AWS credentials found while {doing}: {hint}.") from None
+        raise CliError(f"No AWS credentials found while {doing}: {hint}.", ErrorCode.AWS_ERROR) from None
     except NoRegionError:
-        raise CliError(f"No AWS region set while {doing}: pass --region or set AWS_DEFAULT_REGION.") from None
+        raise CliError(
+            f"No AWS region set while {doing}: pass --region or set AWS_DEFAULT_REGION.", ErrorCode.AWS_ERROR
+        ) from None
     except EndpointConnectionError as error:
-        raise CliError(f"Could not reach AWS while {doing}: {error}.") from None
+        raise CliError(f"Could not reach AWS while {doing}: {error}.", ErrorCode.AWS_ERROR) from None
     except ClientError as error:
         details = error.response.get("Error", {})
         code, message = details.get("Code", "error"), details.get("Message", str(error))
-        raise CliError(f"AWS refused {doing}: {message} ({code}).") from None
+        raise CliError(f"AWS refused {doing}: {message} ({code}).", ErrorCode.AWS_ERROR) from None
     except (BotoCoreError, S3UploadFailedError) as error:
-        raise CliError(f"AWS call failed while {doing}: {error}.") from None
+        raise CliError(f"AWS call failed while {doing}: {error}.", ErrorCode.AWS_ERROR) from None
 
 
 def _client(service: str, region: str | None, endpoint_url: str | None = None) -> Any:
@@ -97,7 +115,8 @@ def from_stack(stack: str, region: str | None) -> Deployment:
         if "does not exist" in error.message:
             raise CliError(
                 f"Stack {stack!r} was not found{' in ' + region if region else ' in your default region'}: "
-                "check its name (`aws cloudformation list-stacks`) and pass --region if it lives elsewhere."
+                "check its name (`aws cloudformation list-stacks`) and pass --region if it lives elsewhere.",
+                ErrorCode.NO_DEPLOYMENT,
             ) from None
         raise
     outputs = {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs", [])}
@@ -105,7 +124,8 @@ def from_stack(stack: str, region: str | None) -> Deployment:
     if missing:
         raise CliError(
             f"Stack {stack!r} has no output {', '.join(missing)}: is it a ragtune stack, and has it finished "
-            f"deploying (status {described.get('StackStatus', 'unknown')})?"
+            f"deploying (status {described.get('StackStatus', 'unknown')})?",
+            ErrorCode.NO_DEPLOYMENT,
         )
     apigateway = _client("apigateway", region)
     with _aws_errors(f"reading the API key of {where}"):
@@ -130,19 +150,21 @@ def from_environment() -> Deployment:
     """RAGTUNE_API_URL, RAGTUNE_API_KEY and RAGTUNE_BUCKET (all three), RAGTUNE_S3_ENDPOINT when not AWS's S3."""
     values = {name: os.environ.get(name, "").strip() for name in ENVIRONMENT_VARIABLES}
     if not any(values[name] for name in ENVIRONMENT_VARIABLES[:3]):
-        raise CliError(NO_DEPLOYMENT)
+        raise CliError(NO_DEPLOYMENT, ErrorCode.NO_DEPLOYMENT)
     missing = [name for name in ENVIRONMENT_VARIABLES[:3] if not values[name]]
     if missing:
         raise CliError(
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set all of RAGTUNE_API_URL, "
-            "RAGTUNE_API_KEY and RAGTUNE_BUCKET, or pass --stack NAME instead."
+            "RAGTUNE_API_KEY and RAGTUNE_BUCKET, or pass --stack NAME instead.",
+            ErrorCode.NO_DEPLOYMENT,
         )
     named = os.environ.get(DEFAULT_PROVIDER_VARIABLE, "").strip() or "openai"
     default_provider = _provider(named)
     if default_provider is None:
         raise CliError(
             f"{DEFAULT_PROVIDER_VARIABLE} is {named!r}: set it to the stack's DefaultProvider, "
-            f"{' or '.join(PROVIDERS)}, or leave it unset for openai."
+            f"{' or '.join(PROVIDERS)}, or leave it unset for openai.",
+            ErrorCode.NO_DEPLOYMENT,
         )
     return Deployment(
         api_url=values["RAGTUNE_API_URL"].rstrip("/"),
@@ -167,8 +189,47 @@ def upload(deployment: Deployment, key: str, body: bytes) -> None:
         s3.put_object(Bucket=deployment.bucket, Key=key, Body=body)
 
 
-def upload_file(deployment: Deployment, key: str, path: Path) -> None:
-    """A data file, in managed multipart parts when it is large."""
+def upload_file(deployment: Deployment, key: str, path: Path) -> StoredObject:
+    """A data file, in managed multipart parts when it is large; what the bucket then holds at `key`."""
     s3 = _client("s3", deployment.region, deployment.s3_endpoint)
     with _aws_errors(f"uploading {path} to s3://{deployment.bucket}/{key}", deployment.s3_endpoint):
-        s3.upload_file(str(path), deployment.bucket, key)
+        s3.upload_file(str(path), deployment.bucket, key, Config=_TRANSFER)
+        return _described(s3.head_object(Bucket=deployment.bucket, Key=key))
+
+
+def stored(deployment: Deployment, key: str) -> StoredObject | None:
+    """What the data bucket holds at `key`; None when nothing."""
+    s3 = _client("s3", deployment.region, deployment.s3_endpoint)
+    with _aws_errors(f"reading s3://{deployment.bucket}/{key}", deployment.s3_endpoint):
+        try:
+            return _described(s3.head_object(Bucket=deployment.bucket, Key=key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+
+
+def _described(head: dict[str, Any]) -> StoredObject:
+    version = head.get("VersionId")
+    return StoredObject(
+        etag=str(head["ETag"]).strip('"'),
+        version_id=None if version in (None, "null") else str(version),
+        size=int(head["ContentLength"]),
+        last_modified=head["LastModified"],
+    )
+
+
+def holds(stored: StoredObject, path: Path) -> bool:
+    """Whether the object is `path`'s content, by size then ETag: the file's MD5, or for a multipart upload the MD5
+    of its parts' MD5s and "-<parts>" (parts of PART_BYTES, as `upload_file` and the AWS CLI send them: another
+    part size reads as other content)."""
+    if stored.size != path.stat().st_size:
+        return False
+    whole, parts = hashlib.md5(usedforsecurity=False), []
+    with path.open("rb") as file:
+        while chunk := file.read(PART_BYTES):
+            whole.update(chunk)
+            parts.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+    if "-" not in stored.etag:
+        return whole.hexdigest() == stored.etag
+    return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}" == stored.etag

@@ -1,41 +1,47 @@
 """The `ragtune` command: submit configs, watch runs, inspect them, ask their models, against AWS or the local stack.
 
 Every command takes `--json` for scripts. Where it points: `--stack NAME [--region R]`, or the
-RAGTUNE_* variables `make local` prints. Errors are one sentence on stderr with the next step;
-exit codes: 0 done, 1 what was checked or watched failed, 2 the command could not do what was asked.
+RAGTUNE_* variables `make local` prints. Errors are one sentence on stderr with the next step; with
+--json, {"error": {"code", "message"}} on stdout instead, where a script already reads the answer.
+Exit codes: 0 done, 1 what was checked or watched failed, 2 the command could not do what was asked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlencode
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from ragtune_cli import deployment
 from ragtune_cli.api import ApiClient, ApiError, run_path
-from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError
+from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError, ErrorCode
 from ragtune_cli.progress import ProgressTracker, Snapshot
-from shared.config import DATA_FILE_TYPES, Provider, RunConfig, data_object_key, parse_run_config
+from shared.config import DATA_FILE_TYPES, RUN_ID_PATTERN, Provider, RunConfig, data_object_key, parse_run_config
 from shared.errors import ConfigError, UserInputError
 from shared.run_ids import derive_run_id
+from shared.run_record import FINISHED, JOB_FINISHED, RunStatus
 
 app = typer.Typer(
     name="ragtune",
-    help=__doc__,
+    help=f"{__doc__}\nThe error codes are the API's own (run_not_found, ...) when the API refused, else one of: "
+    f"{', '.join(ErrorCode)}.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -50,7 +56,14 @@ Stack = Annotated[
     typer.Option("--stack", envvar="RAGTUNE_STACK", help="Name of a deployed ragtune stack (reads its outputs)."),
 ]
 Region = Annotated[str | None, typer.Option("--region", help="AWS region of the stack (default: your AWS config).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help='Print JSON for scripts instead of tables; an error as {"error": {"code", "message"}} on stdout, '
+        "with the same exit codes.",
+    ),
+]
 
 
 class DefaultProvider(StrEnum):
@@ -63,31 +76,69 @@ RunIdArgument = Annotated[
 ]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        try:
+            print(f"ragtune {version('ragtune')}")
+        except PackageNotFoundError:  # run from a checkout that `pip install .` never saw
+            print("ragtune (not installed: `pip install .` gives it a version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options before the command: --version, and typer's shell completion."""
+
+
 @contextmanager
-def _sentences() -> Iterator[None]:
-    """Every failure ends as one sentence on stderr and an exit code, never a traceback."""
+def _sentences(as_json: bool) -> Iterator[None]:
+    """Every failure ends as one sentence and an exit code, never a traceback: on stderr, or with --json as an
+    error object on stdout, which a script parses either way."""
     try:
         yield
     except CliError as error:
-        err.print(error.message, markup=False)
+        _report(error.code, error.message, as_json)
         raise typer.Exit(error.exit_code) from None
     except BrokenPipeError:  # `ragtune runs --json | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
     except KeyboardInterrupt:
-        err.print("Interrupted.", markup=False)
+        _report(ErrorCode.INTERRUPTED, "Interrupted.", as_json)
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as error:
         if os.environ.get("RAGTUNE_DEBUG"):
             raise
-        err.print(
+        _report(
+            ErrorCode.INTERNAL_ERROR,
             f"Unexpected error ({type(error).__name__}: {error}); run again with RAGTUNE_DEBUG=1 for the traceback "
             "and report it.",
-            markup=False,
+            as_json,
         )
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _report(code: str, message: str, as_json: bool) -> None:
+    if as_json:
+        _print_json({"error": {"code": code, "message": message}})
+    else:
+        err.print(message, markup=False)
+
+
+def _run_id(value: str) -> str:
+    """Checked before anything is asked: a path or a typo would reach the API as a URL it has no route for."""
+    if re.fullmatch(RUN_ID_PATTERN, value) is None:
+        _fail(
+            f"{value!r} is not a run id: run ids are lowercase letters, digits and '-', as `ragtune runs` lists them.",
+            ErrorCode.INVALID_RUN_ID,
+        )
+    return value
 
 
 def _api(stack: str | None, region: str | None) -> tuple[deployment.Deployment, ApiClient]:
@@ -107,8 +158,8 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, default=str), flush=True)
 
 
-def _fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:
-    raise CliError(message, exit_code)
+def _fail(message: str, code: str, exit_code: int = EXIT_ERROR) -> NoReturn:
+    raise CliError(message, code, exit_code)
 
 
 def _table(title: str | None, rows: list[tuple[str, Any]]) -> Table:
@@ -142,7 +193,7 @@ def _read_config(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
-        _fail(f"Cannot read the config {path}: {error.strerror or error}.", EXIT_ERROR)
+        _fail(f"Cannot read the config {path}: {error.strerror or error}.", ErrorCode.FILE_ERROR)
 
 
 def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> RunConfig:
@@ -150,7 +201,7 @@ def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> Run
     try:
         return parse_run_config(raw, default_provider=default_provider)
     except ConfigError as error:
-        _fail(f"{path}: {error.message.rstrip('.')}.")
+        _fail(f"{path}: {error.message.rstrip('.')}.", ErrorCode.INVALID_CONFIG, EXIT_FAILED)
 
 
 def _what_the_run_would_do(config: RunConfig) -> list[tuple[str, Any]]:
@@ -221,18 +272,22 @@ def validate(
     as_json: AsJson = False,
 ) -> None:
     """Check a config against the schema offline and print what the run would do; nothing is uploaded."""
-    with _sentences():
+    with _sentences(as_json):
         config = _parse(config_path, _read_config(config_path), default_provider.value)
         found = None
         if data is not None:
             from ragtune_cli.estimate import estimate  # imports `datasets`: only when asked for
 
             if not data.is_file():
-                _fail(f"No data file at {data}.", EXIT_ERROR)
+                _fail(f"No data file at {data}.", ErrorCode.FILE_ERROR)
             try:
                 found = estimate(config, data)
             except UserInputError as error:
-                _fail(f"{config_path} with {data}: the run would fail: {error.message.rstrip('.')}.")
+                _fail(
+                    f"{config_path} with {data}: the run would fail: {error.message.rstrip('.')}.",
+                    ErrorCode.INVALID_CONFIG,
+                    EXIT_FAILED,
+                )
         if as_json:
             _print_json(
                 {
@@ -251,10 +306,28 @@ def validate(
 # -- submit --------------------------------------------------------------------------------------------
 
 
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
 def _with_source(raw: bytes, source: str) -> bytes:
-    document = json.loads(raw.decode("utf-8-sig"))
+    """The config with dataset.source set to `source` (and a dataset object if it had none); left as it is when it
+    is not a JSON object with one value per key, so that the parser says what is wrong with it."""
+    try:
+        document = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_one_value_per_key)
+    except (ValueError, RecursionError):
+        return raw
+    if not isinstance(document, dict) or not isinstance(document.setdefault("dataset", {}), dict):
+        return raw
     document["dataset"]["source"] = source
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _described(stored: deployment.StoredObject) -> str:
+    return (f"version {stored.version_id}, " if stored.version_id else "") + f"ETag {stored.etag}"
 
 
 @app.command()
@@ -262,54 +335,97 @@ def submit(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="A run config (JSON).", show_default=False)],
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Upload this file under data/ and point the config's dataset.source at it."),
+        typer.Option(
+            "--data",
+            help="Upload this file as data/<its name> and point the config's dataset.source at it (whatever the "
+            "config names there, e.g. the local file).",
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="With --data: replace data/<name> even when it holds another file."),
+    ] = False,
     stack: Stack = None,
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
     """Upload the data (with --data) and the config; the run starts as the config lands. Prints the run id."""
-    with _sentences():
+    with _sentences(as_json):
         raw = _read_config(config_path)
         target = deployment.find(stack, region)
-        config = _parse(config_path, raw, target.default_provider)
         data_key = None
         if data is not None:
             if not data.is_file():
-                _fail(f"No data file at {data}.", EXIT_ERROR)
+                _fail(f"No data file at {data}.", ErrorCode.FILE_ERROR)
             if data.suffix.lower() not in DATA_FILE_TYPES:
-                _fail(f"{data}: the pipeline reads {', '.join(DATA_FILE_TYPES)} files; name it so.", EXIT_ERROR)
-            data_key = f"data/{data.name}"
-            raw = _with_source(raw, f"s3://{target.bucket}/{data_key}")
-            _parse(config_path, raw, target.default_provider)  # the file's name must be one the pipeline reads
-        else:
-            location = data_object_key(config.dataset.source)
-            if location is not None and location[0] != target.bucket:
                 _fail(
-                    f"{config_path}: dataset.source is in bucket {location[0]}, but this deployment reads only "
-                    f"s3://{target.bucket}/data/: pass --data FILE to upload your file there.",
-                    EXIT_ERROR,
+                    f"{data}: the pipeline reads {', '.join(DATA_FILE_TYPES)} files; name it so.", ErrorCode.FILE_ERROR
                 )
+            data_key = f"data/{data.name}"
+            # Before validating: the source a config written for --data names is the local file, which is refused.
+            raw = _with_source(raw, f"s3://{target.bucket}/{data_key}")
+        config = _parse(config_path, raw, target.default_provider)
+        location = data_object_key(config.dataset.source)
+        if data is None and location is not None and location[0] != target.bucket:
+            _fail(
+                f"{config_path}: dataset.source is in bucket {location[0]}, but this deployment reads only "
+                f"s3://{target.bucket}/data/: pass --data FILE to upload your file there.",
+                ErrorCode.INVALID_CONFIG,
+            )
         if config_path.suffix != ".json":
             _fail(
                 f"{config_path}: the pipeline starts a run only for configs/*.json; name the file "
                 f"{config_path.stem}.json.",
-                EXIT_ERROR,
+                ErrorCode.FILE_ERROR,
             )
         config_key = f"configs/{config_path.name}"
         run_id = derive_run_id(config_key, raw)
         _refuse_a_run_that_exists(ApiClient(target.api_url, target.api_key), run_id)
-        if data is not None and data_key is not None:
-            deployment.upload_file(target, data_key, data)
+        stored, uploaded = (
+            _upload_data(target, data_key, data, force) if data is not None and data_key is not None else (None, False)
+        )
         deployment.upload(target, config_key, raw)
         if as_json:
-            _print_json({"run_id": run_id, "bucket": target.bucket, "config_key": config_key, "data_key": data_key})
+            _print_json(
+                {
+                    "run_id": run_id,
+                    "bucket": target.bucket,
+                    "config_key": config_key,
+                    "data_key": data_key,
+                    "data_version_id": stored.version_id if stored else None,
+                    "data_etag": stored.etag if stored else None,
+                }
+            )
             return
-        if data_key:
-            out.print(f"uploaded {data} to s3://{target.bucket}/{data_key}", markup=False)
+        if stored and uploaded:
+            out.print(f"uploaded {data} to s3://{target.bucket}/{data_key} ({_described(stored)})", markup=False)
+        elif stored:
+            out.print(
+                f"s3://{target.bucket}/{data_key} already holds {data} ({_described(stored)}): not uploaded again",
+                markup=False,
+            )
         out.print(f"uploaded {config_path} to s3://{target.bucket}/{config_key}", markup=False)
         out.print(f"run {run_id}", markup=False)
         out.print(f"follow it with: ragtune watch {run_id}", markup=False)
+
+
+def _upload_data(
+    target: deployment.Deployment, key: str, path: Path, force: bool
+) -> tuple[deployment.StoredObject, bool]:
+    """(what the bucket holds at `key`, whether it was uploaded now). Files of the same name share data/<name>:
+    replacing another file would change what the runs made from it read on a retry, so only with --force; the
+    same content is not uploaded again (a new version of nothing)."""
+    existing = deployment.stored(target, key)
+    if existing is not None and deployment.holds(existing, path):
+        return existing, False
+    if existing is not None and not force:
+        modified = existing.last_modified.astimezone(UTC)
+        _fail(
+            f"s3://{target.bucket}/{key} already holds another file ({existing.size:,} bytes, uploaded "
+            f"{modified:%Y-%m-%d %H:%M:%S} UTC, {_described(existing)}): rename yours, or pass --force to replace it.",
+            ErrorCode.DATA_CONFLICT,
+        )
+    return deployment.upload_file(target, key, path), True
 
 
 def _refuse_a_run_that_exists(api: ApiClient, run_id: str) -> None:
@@ -326,7 +442,7 @@ def _refuse_a_run_that_exists(api: ApiClient, run_id: str) -> None:
             f"Run {run_id} exists already ({existing.get('status')}): the same config name and content make the same "
             "run, and only a failed one is retried. Change the config (or its file name) to start another; "
             f"`ragtune show {run_id}` shows this one.",
-            EXIT_ERROR,
+            ErrorCode.RUN_EXISTS,
         )
 
 
@@ -340,21 +456,23 @@ def _clock(seconds: float) -> str:
 
 
 def _finish_in(snapshot: Snapshot, now: datetime) -> str | None:
-    if not snapshot.estimated_finish:
+    """Only while the job runs and before the estimate: a queued job's time, or one past, would read ~0:00:00."""
+    if snapshot.status != "running" or not snapshot.estimated_finish:
         return None
     try:
         finish = datetime.fromisoformat(snapshot.estimated_finish.replace("Z", "+00:00"))
     except ValueError:
         return None
-    finish = finish if finish.tzinfo else finish.replace(tzinfo=UTC)
-    return f"~{_clock(max(0.0, (finish - now).total_seconds()))} left"
+    left = ((finish if finish.tzinfo else finish.replace(tzinfo=UTC)) - now).total_seconds()
+    return f"~{_clock(left)} left" if left >= 1 else None
 
 
 def _progress_line(snapshot: Snapshot, now: datetime, bar: bool = False) -> str:
-    """Status, steps, losses, elapsed, time left; beside a bar (which shows status and steps), the rest only."""
+    """Status, steps, losses, elapsed, time left; beside a bar (which shows status, and steps of a known total),
+    the rest only."""
     parts = [] if bar else [snapshot.status]
-    if snapshot.step is not None and not bar:
-        parts.append(f"step {snapshot.step}/{snapshot.total_steps or '?'}")
+    if snapshot.step is not None and not (bar and snapshot.total_steps):
+        parts.append(f"step {snapshot.step}" + (f"/{snapshot.total_steps}" if snapshot.total_steps else ""))
     if snapshot.train_loss is not None:
         parts.append(f"train loss {snapshot.train_loss:.4f}")
     if snapshot.valid_loss is not None:
@@ -366,16 +484,28 @@ def _progress_line(snapshot: Snapshot, now: datetime, bar: bool = False) -> str:
     return "  ".join(parts)
 
 
+class _StepsBar(BarColumn):
+    """No bar until the total is known: rich would pulse a full-width one beside 0/?."""
+
+    def render(self, task: Task) -> Any:  # a ProgressBar, or nothing
+        return Text() if task.total is None else super().render(task)
+
+
+class _StepsDone(MofNCompleteColumn):
+    def render(self, task: Task) -> Text:
+        return Text() if task.total is None else super().render(task)
+
+
 class _LiveBar:
     """A terminal's progress bar; the same fields as the line printed to a pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console = out) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            _StepsBar(),
+            _StepsDone(),
             TextColumn("{task.fields[details]}"),
-            console=out,
+            console=console,
         )
         self._task: TaskID | None = None
 
@@ -420,7 +550,7 @@ def _follow(
             _fail(
                 f"Run {run_id} is still {snapshot.status} after {timeout:g} s; it goes on: `ragtune watch {run_id}` "
                 "follows it again.",
-                EXIT_ERROR,
+                ErrorCode.TIMED_OUT,
             )
         time.sleep(interval)
 
@@ -438,9 +568,11 @@ def watch(
 ) -> None:
     """Follow a run until it finishes: exit 0 when it succeeded, 1 when it failed, was cancelled or tracking failed.
 
-    --json prints one JSON object per change (the last one has "finished": true).
+    --json prints one JSON object per change (the last one has "finished": true; an error object follows it when
+    the run did not succeed).
     """
-    with _sentences():
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
         _, api = _api(stack, region)
         if as_json:
             final = _follow(api, run_id, interval, timeout, lambda snapshot: _print_json(snapshot.as_json()))
@@ -455,7 +587,11 @@ def watch(
                 api, run_id, interval, timeout, lambda s: out.print(_progress_line(s, datetime.now(UTC)), markup=False)
             )
         if final.status != "succeeded":
-            _fail(f"Run {run_id} ended {final.status}: {_error_text(final.error) or 'no error recorded'}.")
+            _fail(
+                f"Run {run_id} ended {final.status}: {_error_text(final.error) or 'no error recorded'}.",
+                ErrorCode.RUN_FAILED,
+                EXIT_FAILED,
+            )
         if not as_json:
             out.print(f"run {run_id} succeeded: model {final.fine_tuned_model}", markup=False)
 
@@ -463,39 +599,94 @@ def watch(
 # -- runs, show ----------------------------------------------------------------------------------------
 
 
+def _runs_with_status(api: ApiClient, statuses: set[str], limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """(the newest `limit` runs with one of `statuses`, whether there are more). GET /runs filters nothing: its
+    pages are read until one run more than asked for is found, or there are no more pages."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = urlencode({"limit": 100, **({"cursor": cursor} if cursor else {})})
+        page = api.call("GET", f"/runs?{query}")
+        found += [run for run in page["runs"] if run["status"] in statuses]
+        cursor = page.get("next_cursor")
+        if len(found) > limit or not cursor:
+            return found[:limit], len(found) > limit
+
+
+def _runs_table(listed: list[dict[str, Any]]) -> Table:
+    """Nothing is cut in a narrow terminal: the short columns keep their width, the others wrap, and an id too
+    long for its column folds onto the next line rather than lose its end to an ellipsis."""
+    table = Table(box=None)
+    for name in ("run", "status", "provider", "created", "config", "model", "model shutdown", "error"):
+        table.add_column(
+            name,
+            no_wrap=name in {"status", "provider"},
+            overflow="fold",
+            min_width=10 if name == "created" else None,  # the date on one line, the time under it
+        )
+    for run in listed:
+        model = run.get("fine_tuned_model") or ""
+        table.add_row(
+            run["run_id"],
+            run["status"],
+            run.get("provider") or "openai",
+            str(run["created_at"])[:19].replace("T", " "),
+            run.get("config_key") or "",
+            f"{model} (adopted)" if run.get("adopted") else model,
+            run.get("model_shutdown") or "",
+            (run.get("error") or {}).get("message") or "",
+        )
+    return table
+
+
+# A constant: annotations are strings (`from __future__ import annotations`) that typer evaluates again.
+STATUS_HELP = (
+    f"Only runs with this status, one of {', '.join(RunStatus)} (repeatable). With --json: "
+    '{"runs": [...], "more": true when more such runs exist}.'
+)
+
+
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="How many runs, newest first.")] = 20,
+    status: Annotated[
+        list[RunStatus] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            case_sensitive=False,
+            help=STATUS_HELP,
+        ),
+    ] = None,
     stack: Stack = None,
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
     """List the newest runs."""
-    with _sentences():
+    with _sentences(as_json):
         _, api = _api(stack, region)
-        page = api.call("GET", f"/runs?limit={limit}")
-        if as_json:
-            _print_json(page)
+        if status:
+            wanted = " or ".join(dict.fromkeys(status))
+            listed, more = _runs_with_status(api, {name.value for name in status}, limit)
+            if as_json:
+                _print_json({"runs": listed, "more": more})
+                return
+            empty = f"no runs with status {wanted}"
+            hint = f"(more runs with status {wanted} exist; --limit shows up to 100)"
+        else:
+            page = api.call("GET", f"/runs?limit={limit}")
+            if as_json:
+                _print_json(page)
+                return
+            listed, more = page["runs"], bool(page.get("next_cursor"))
+            empty = "no runs yet: start one with `ragtune submit CONFIG`"
+            hint = f"(more runs exist; --limit up to 100, or GET /runs?cursor={page.get('next_cursor')})"
+        if not listed:
+            out.print(empty, markup=False)
             return
-        if not page["runs"]:
-            out.print("no runs yet: start one with `ragtune submit CONFIG`", markup=False)
-            return
-        table = Table("run", "status", "provider", "created", "config", "model", "model shutdown", "error", box=None)
-        for run in page["runs"]:
-            model = run.get("fine_tuned_model") or ""
-            table.add_row(
-                run["run_id"],
-                run["status"],
-                run.get("provider") or "openai",
-                str(run["created_at"])[:19].replace("T", " "),
-                run.get("config_key") or "",
-                f"{model} (adopted)" if run.get("adopted") else model,
-                run.get("model_shutdown") or "",
-                (run.get("error") or {}).get("message") or "",
-            )
-        _show(table)
-        if page.get("next_cursor"):
-            out.print(f"(more runs exist; --limit up to 100, or GET /runs?cursor={page['next_cursor']})", markup=False)
+        _show(_runs_table(listed))
+        if more:
+            out.print(hint, markup=False)
 
 
 def _model_rows(run: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -566,7 +757,8 @@ def _run_rows(run: dict[str, Any]) -> list[tuple[str, Any]]:
 @app.command()
 def show(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as_json: AsJson = False) -> None:
     """Everything recorded about one run: status, provider, model, counts, tokens, cost estimate, error."""
-    with _sentences():
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
         _, api = _api(stack, region)
         run = api.call("GET", run_path(run_id))
         if as_json:
@@ -589,7 +781,8 @@ def ask(
     as_json: AsJson = False,
 ) -> None:
     """Ask a fine-tuned model; prints the answer, the model and the run it came from."""
-    with _sentences():
+    with _sentences(as_json):
+        run = _run_id(run) if run is not None else None
         _, api = _api(stack, region)
         body = {"question": question, **({"run_id": run} if run else {})}
         try:
@@ -598,7 +791,7 @@ def ask(
             if error.status == 409 and run is None:
                 _fail(
                     f"{error.message.rstrip('.')}. `ragtune runs` lists the runs; `ragtune watch RUN_ID` waits.",
-                    EXIT_ERROR,
+                    error.code,
                 )
             raise
         if as_json:
@@ -613,23 +806,78 @@ def ask(
         out.print(f"run: {answer['run_id']}{chosen}", markup=False)
 
 
+def _not_cancellable(run_id: str, status: str | None, reason: str) -> str:
+    """A finished run's in words of its status (the API says "has already cancelled"); the API's reason otherwise."""
+    if status == "cancelled":
+        return f"Run {run_id} is already cancelled: there is nothing to cancel."
+    if status in JOB_FINISHED:
+        return f"Run {run_id} has already {status}: there is nothing to cancel."
+    return reason
+
+
 @app.command()
 def cancel(run_id: RunIdArgument, stack: Stack = None, region: Region = None, as_json: AsJson = False) -> None:
     """Cancel a run's fine-tuning job."""
-    with _sentences():
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
         _, api = _api(stack, region)
         try:
             result = api.call("POST", run_path(run_id, "cancel"))
         except ApiError as error:
             if error.status == 409:
-                status = error.body.get("status") or (error.body.get("error") or {}).get("status")
-                reason = error.api_message
-                _fail(f"Run {run_id} cannot be cancelled (it is {status}): {reason}", EXIT_ERROR)
+                _fail(_not_cancellable(run_id, _conflicting_status(error), error.api_message), error.code)
             raise
         if as_json:
             _print_json(result)
             return
         out.print(f"cancel requested for run {run_id}; its job is {result['status']}", markup=False)
+
+
+def _conflicting_status(error: ApiError) -> str | None:
+    """The run's status a 409 carries, in either error shape."""
+    status = error.body.get("status") or (error.body.get("error") or {}).get("status")
+    return str(status) if status else None
+
+
+@app.command(name="delete-model")
+def delete_model(
+    run_id: RunIdArgument,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking (needed when no terminal can ask).")
+    ] = False,
+    stack: Stack = None,
+    region: Region = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete the on-demand deployment that serves a Bedrock run's model: it stops answering and billing."""
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
+        _, api = _api(stack, region)
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail(
+                    f"Deleting the model deployment of run {run_id} cannot be undone: pass --yes to delete it.",
+                    ErrorCode.CONFIRMATION_REQUIRED,
+                )
+            typer.confirm(
+                f"Delete the model deployment of run {run_id}? Its model stops answering; this cannot be undone.",
+                abort=True,
+                err=True,  # stdout is for the answer (--json's)
+            )
+        try:
+            deleted = api.call("DELETE", run_path(run_id, "model"))
+        except ApiError as error:
+            if error.status == 409:
+                _fail(
+                    f"Run {run_id} has no model deployment to delete (status {_conflicting_status(error)}): only an "
+                    "Amazon Bedrock run whose model was deployed has one, until it is deleted.",
+                    error.code,
+                )
+            raise
+        if as_json:
+            _print_json(deleted)
+            return
+        out.print(deleted["message"], markup=False)
 
 
 # -- eval, curve ---------------------------------------------------------------------------------------
@@ -640,20 +888,23 @@ def _evaluation_call(api: ApiClient, method: str, run_id: str, body: dict[str, A
         return api.call(method, run_path(run_id, "evaluation"), body)
     except ApiError as error:
         if error.status == 409:  # no held-out questions, or not evaluable now: the API says which and what to do
-            _fail(error.api_message, EXIT_ERROR)
+            _fail(error.api_message, error.code)
         if error.no_route:
             _fail(
                 "This deployment has no evaluation endpoint (GET /runs/{id}/evaluation): deploy a newer ragtune.",
-                EXIT_ERROR,
+                error.code,
             )
         raise
 
 
-def _evaluation_underway(api: ApiClient, run_id: str, evaluation: dict[str, Any]) -> bool:
-    """Running, or pending on a succeeded run (its tracking evaluates it next); pending otherwise may never start."""
-    if evaluation.get("status") == "running":
-        return True
-    return evaluation.get("status") == "pending" and api.call("GET", run_path(run_id)).get("status") == "succeeded"
+def _not_evaluated(run_id: str, status: str) -> str:
+    """Why a pending evaluation will not start by waiting: only a succeeded run's tracking starts it."""
+    if status in FINISHED:
+        return f"Run {run_id} ended {status}: only a succeeded run is evaluated, so it has no evaluation."
+    return (
+        f"Run {run_id} has not finished (it is {status}): it is evaluated once it has succeeded; "
+        f"`ragtune watch {run_id}` waits for that."
+    )
 
 
 def _number(value: Any, spec: str) -> str:
@@ -661,12 +912,14 @@ def _number(value: Any, spec: str) -> str:
 
 
 def _evaluation_table(evaluation: dict[str, Any]) -> Table:
+    """As `runs`: in a narrow terminal, a cell wraps or folds rather than lose its end to an ellipsis."""
     table = Table(
-        "arm", "model", "accuracy", "95% CI", "questions", "prompt tok", "completion tok", "p50 ms", "$ / 1k",
         title=f"evaluation: {evaluation.get('status')}, {evaluation.get('questions')} questions",
         title_justify="left",
         box=None,
-    )  # fmt: skip
+    )
+    for name in ("arm", "model", "accuracy", "95% CI", "questions", "prompt tok", "completion tok", "p50 ms", "$ / 1k"):
+        table.add_column(name, overflow="fold")
     for arm in evaluation.get("arms") or []:
         low, high = (arm.get("ci95") or [None, None])[:2]
         interval = f"{_number(low, '.1%')}–{_number(high, '.1%')}" if low is not None and high is not None else ""
@@ -729,34 +982,57 @@ def evaluate(
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
-    """The run's evaluation on its held-out questions: accuracy with a 95% interval, tokens, latency, cost per arm."""
-    with _sentences():
+    """The run's evaluation on its held-out questions: accuracy with a 95% interval, tokens, latency, cost per arm.
+
+    Exits 2 while there is none to show yet (the run or its evaluation has not finished), 1 when it failed.
+    """
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
+        others = [_run_id(other) for other in compare or []]
         _, api = _api(stack, region)
-        if compare:
-            evaluation = _evaluation_call(api, "POST", run_id, {"compare_with": compare})
+        if others:
+            evaluation = _evaluation_call(api, "POST", run_id, {"compare_with": others})
         else:
             evaluation = _evaluation_call(api, "GET", run_id)
         deadline = time.monotonic() + timeout
-        while wait and _evaluation_underway(api, run_id, evaluation):
+        while evaluation.get("status") in {"pending", "running"}:
+            if evaluation["status"] == "pending":
+                status = str(api.call("GET", run_path(run_id)).get("status"))
+                if status != "succeeded":
+                    _fail(_not_evaluated(run_id, status), ErrorCode.NOT_READY)
+            if not wait and others:  # asked to start it, not to wait for it
+                if as_json:
+                    _print_json(evaluation)
+                else:
+                    out.print(
+                        f"started the evaluation of run {run_id} ({evaluation['status']}): `ragtune eval {run_id}` "
+                        "shows it once it has finished",
+                        markup=False,
+                    )
+                return
+            if not wait:
+                _fail(
+                    f"The evaluation of run {run_id} is {evaluation['status']}: `ragtune eval {run_id}` waits for it.",
+                    ErrorCode.NOT_READY,
+                )
             if time.monotonic() > deadline:
                 _fail(
                     f"The evaluation of run {run_id} is still {evaluation['status']} after {timeout:g} s; "
                     f"`ragtune eval {run_id}` shows it later.",
-                    EXIT_ERROR,
+                    ErrorCode.TIMED_OUT,
                 )
             time.sleep(interval)
             evaluation = _evaluation_call(api, "GET", run_id)
-        if as_json:
+        failed = evaluation.get("status") == "failed"
+        if as_json and not failed:
             _print_json(evaluation)
-        else:
+        elif not as_json and (not failed or evaluation.get("arms")):  # a failed one's arms, if any, still tell
             _show(_evaluation_table(evaluation))
             for note in _arm_notes(evaluation):
                 out.print(note, markup=False)
-        if evaluation.get("status") == "failed":
+        if failed:
             reason = _error_text(evaluation.get("error")) or "no error recorded"
-            _fail(f"The evaluation of run {run_id} failed: {reason}.")
-        if evaluation.get("status") == "pending" and not as_json:
-            out.print("not started: the run's tracking evaluates it once the run has succeeded", markup=False)
+            _fail(f"The evaluation of run {run_id} failed: {reason}.", ErrorCode.EVALUATION_FAILED, EXIT_FAILED)
 
 
 @app.command()
@@ -770,25 +1046,45 @@ def curve(
     as_json: AsJson = False,
 ) -> None:
     """Save the run's training and validation loss curve as a PNG."""
-    with _sentences():
+    with _sentences(as_json):
+        run_id = _run_id(run_id)
         _, api = _api(stack, region)
         run = api.call("GET", run_path(run_id))
         url = (run.get("report_urls") or {}).get("loss_png")
-        if not url and run.get("adopted"):
-            _fail(f"Run {run_id} adopted a model and trained nothing: it has no loss curve.", EXIT_ERROR)
         if not url:
-            _fail(
-                f"Run {run_id} has no loss curve yet (it is {run.get('status')}): the deployment draws it from the "
-                "job's metrics once training has finished (deployments older than the training curves draw none).",
-                EXIT_ERROR,
-            )
+            _fail(_no_curve(run_id, run), ErrorCode.NOT_READY)
         path = output or Path(f"{run_id}-loss.png")
         content = api.download(url)
         try:
             path.write_bytes(content)
         except OSError as error:
-            _fail(f"Cannot write {path}: {error.strerror or error}.", EXIT_ERROR)
+            _fail(f"Cannot write {path}: {error.strerror or error}.", ErrorCode.FILE_ERROR)
         if as_json:
             _print_json({"run_id": run_id, "path": str(path), "bytes": len(content)})
             return
         out.print(f"saved the loss curve of run {run_id} to {path} ({len(content):,} bytes)", markup=False)
+
+
+# The pipeline draws a run's curve once its job has ended (shared.reports.JOB_ENDED): a Bedrock run's is over
+# when it starts deploying the model. A job that left no metrics gets a picture that says so.
+JOB_ENDED = JOB_FINISHED | {RunStatus.DEPLOYING}
+
+
+def _no_curve(run_id: str, run: dict[str, Any]) -> str:
+    """Whether a curve is still to come, and why not when it never will."""
+    status = run.get("status")
+    if run.get("adopted"):
+        return f"Run {run_id} adopted a model and trained nothing: it has no loss curve."
+    if status in FINISHED and not run.get("job_id"):
+        return f"Run {run_id} ended {status} before its fine-tuning job started: nothing was trained, so no loss curve."
+    if status == RunStatus.TRACKING_FAILED:
+        return f"Run {run_id} has no loss curve: its tracking failed, so nothing drew one when its job ended."
+    if status in JOB_ENDED:
+        return (
+            f"Run {run_id} has no loss curve yet: the deployment draws it from the job's metrics just after the job "
+            "ends (deployments older than the training curves draw none); try again in a minute."
+        )
+    return (
+        f"Run {run_id} has no loss curve yet (it is {status}): the deployment draws it from the job's metrics once "
+        "the job has ended."
+    )

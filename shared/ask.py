@@ -295,6 +295,11 @@ def _job_if_finished(provider: FineTuningProvider, job_id: str) -> JobSnapshot |
     return job if job.terminal else None
 
 
+def _ended(status: str) -> str:
+    """ "already succeeded", "already failed", "already been cancelled": a status read as an English verb."""
+    return "already been cancelled" if status == RunStatus.CANCELLED else f"already {status}"
+
+
 def cancel_run(run_id: str) -> CancelResponse:
     """Cancel the run's job at its provider and record what the provider answered, as a poll would.
 
@@ -305,7 +310,7 @@ def cancel_run(run_id: str) -> CancelResponse:
     run = _existing_run(run_id)
     status = run.status
     if status in JOB_FINISHED:  # a `tracking_failed` run's job may still be running: it can be cancelled
-        raise NotCancellableError(f"Run {run_id} has already {status}; there is nothing to cancel.", status)
+        raise NotCancellableError(f"Run {run_id} has {_ended(status)}; there is nothing to cancel.", status)
     if status == RunStatus.DEPLOYING:
         raise NotCancellableError(
             f"Run {run_id} has finished training and its model is being deployed; there is no job to cancel.",
@@ -328,7 +333,7 @@ def cancel_run(run_id: str) -> CancelResponse:
             extra={"run_id": run_id, "job_id": finished.job_id, "job_status": now.status, "recorded": recorded},
         )
         raise JobAlreadyFinishedError(
-            f"Job {finished.job_id} has already {finished.status} at {finished.PROVIDER_LABEL}, so it cannot be "
+            f"Job {finished.job_id} has {_ended(finished.status)} at {finished.PROVIDER_LABEL}, so it cannot be "
             f"cancelled; run {run_id} now records it as {now.status}.",
             now.status,
         ) from None

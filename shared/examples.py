@@ -347,7 +347,7 @@ class ExampleBuilder:
                 f"{' and '.join(missing_roles)} from the held-out rows: set evaluation.reference_column and "
                 "evaluation.context_column (null for no passage) to your columns, or evaluation.enabled to false."
             )
-        raise DatasetError(". ".join([message, *hints]) if hints else message)
+        raise DatasetError(" ".join([f"{message}.", *hints]) if hints else message)
 
     def _screen(self, cells: tuple[Any, ...]) -> str | tuple[Any, ...]:
         """The row's drop reason, or its cells with every checked one as text."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,10 +44,44 @@ class Result:
 
 
 def ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result:
+    """No terminal anywhere, stdin included: a command that would ask must not wait for an answer."""
     completed = subprocess.run(
-        [str(RAGTUNE), *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [str(RAGTUNE), *arguments],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def ragtune_in_a_terminal(*arguments: str, env: dict[str, str], columns: int) -> Result:
+    """The command with its stdout and stderr on a terminal `columns` wide: what a user sees, styles left out."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(RAGTUNE), *arguments],
+        cwd=ROOT,
+        env={**env, "COLUMNS": str(columns), "TERM": "xterm", "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the command has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r\n", "\n")
+    return Result(process.wait(timeout=60), text, "")
 
 
 def user_shell(**variables: str) -> dict[str, str]:
@@ -60,10 +97,8 @@ class LocalStack:
 
     @property
     def env(self) -> dict[str, str]:
-        """The shell after pasting the export line (with the placeholder credentials the local stack takes)."""
-        return user_shell(
-            **self.exported, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_DEFAULT_REGION="us-east-1"
-        )
+        """The shell after pasting the export line (which carries the placeholder credentials the local stack takes)."""
+        return user_shell(**self.exported)
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -94,6 +129,9 @@ def local_stack() -> Iterator[LocalStack]:
         "RAGTUNE_BUCKET": printed["bucket"],
         "RAGTUNE_S3_ENDPOINT": printed["s3_endpoint"],
         "RAGTUNE_DEFAULT_PROVIDER": "openai",  # the template's DefaultProvider
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     yield LocalStack(exported)
     serving.kill()  # a clean SIGTERM stop is tests/local's subject; this saves its seconds

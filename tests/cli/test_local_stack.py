@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_make_install_put_the_command_beside_the_venvs_python() -> None:
 
     assert RAGTUNE.is_file()
     assert result.code == 0
-    for command in ("validate", "submit", "watch", "runs", "show", "ask", "cancel", "eval", "curve"):
+    for command in ("validate", "submit", "watch", "runs", "show", "ask", "cancel", "delete-model", "eval", "curve"):
         assert f"  {command} " in result.stdout
 
 
@@ -32,13 +33,16 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
     assert submitted.code == 0, submitted.stderr
     bucket = local_stack.exported["RAGTUNE_BUCKET"]
     answer = submitted.json()
+    s3 = local_stack.client("s3")
+    data_object = s3.head_object(Bucket=bucket, Key="data/faq.csv")
     assert answer == {
         "run_id": answer["run_id"],
         "bucket": bucket,
         "config_key": "configs/csv-prompt-answer.json",
         "data_key": "data/faq.csv",
+        "data_version_id": data_object["VersionId"],
+        "data_etag": hashlib.md5(FAQ.read_bytes(), usedforsecurity=False).hexdigest(),
     }
-    s3 = local_stack.client("s3")
     uploaded = s3.get_object(Bucket=bucket, Key="configs/csv-prompt-answer.json")["Body"].read()
     assert json.loads(uploaded)["dataset"]["source"] == f"s3://{bucket}/data/faq.csv"
     assert s3.get_object(Bucket=bucket, Key="data/faq.csv")["Body"].read() == FAQ.read_bytes()
@@ -130,6 +134,62 @@ def test_submit_refuses_what_would_start_nothing_and_uploads_nothing(local_stack
     assert len(versions) == 1  # uploaded once
 
 
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def test_submit_data_points_a_local_source_at_the_upload_and_never_silently_replaces_a_file(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """A config written for --data names the local file; two files of one name would share data/<name>."""
+    bucket, key = local_stack.exported["RAGTUNE_BUCKET"], "data/shared-name.csv"
+    s3 = local_stack.client("s3")
+    mine, theirs = tmp_path / "mine" / "shared-name.csv", tmp_path / "theirs" / "shared-name.csv"
+    mine.parent.mkdir()
+    theirs.parent.mkdir()
+    mine.write_bytes(FAQ.read_bytes())
+    theirs.write_bytes(FAQ.read_bytes() + b"Is there a night mode?,Yes: hold the light button for two seconds.\n")
+    configs = {}
+    for name, source in (("first", "./shared-name.csv"), ("second", "shared-name.csv"), ("third", "data/x.csv")):
+        configs[name] = tmp_path / f"shared-name-{name}.json"
+        example = json.loads((EXAMPLES / "csv-prompt-answer.json").read_text(encoding="utf-8"))
+        configs[name].write_text(json.dumps({**example, "dataset": {"source": source}}), encoding="utf-8")
+
+    first = ragtune("submit", str(configs["first"]), "--data", str(mine), env=local_stack.env)
+    stored = s3.head_object(Bucket=bucket, Key=key)
+    refused = ragtune("submit", str(configs["second"]), "--data", str(theirs), env=local_stack.env)
+    refused_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="configs/shared-name-")["Contents"]]
+    same = ragtune("submit", str(configs["second"]), "--data", str(mine), "--json", env=local_stack.env)
+    forced = ragtune("submit", str(configs["third"]), "--data", str(theirs), "--force", "--json", env=local_stack.env)
+
+    assert first.code == 0, first.stderr
+    version = stored["VersionId"]
+    uploaded = s3.get_object(Bucket=bucket, Key="configs/shared-name-first.json")["Body"].read()
+    assert json.loads(uploaded)["dataset"]["source"] == f"s3://{bucket}/{key}"
+    run_id = derive_run_id("configs/shared-name-first.json", uploaded)
+    assert first.stdout.splitlines() == [
+        f"uploaded {mine} to s3://{bucket}/{key} (version {version}, ETag {_md5(mine)})",
+        f"uploaded {configs['first']} to s3://{bucket}/configs/shared-name-first.json",
+        f"run {run_id}",
+        f"follow it with: ragtune watch {run_id}",
+    ]
+    assert (refused.code, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        f"s3://{bucket}/{key} already holds another file ({len(mine.read_bytes()):,} bytes, uploaded "
+        f"{stored['LastModified']:%Y-%m-%d %H:%M:%S} UTC, version {version}, ETag {_md5(mine)}): rename yours, or "
+        "pass --force to replace it.\n"
+    )
+    assert refused_keys == ["configs/shared-name-first.json"]  # nothing of the refused submit was uploaded
+    assert same.code == 0, same.stderr
+    assert (same.json()["data_version_id"], same.json()["data_etag"]) == (version, _md5(mine))
+    assert forced.code == 0, forced.stderr
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    assert len(versions) == 2  # the same file was not uploaded again; --force replaced it once
+    [latest] = [v for v in versions if v["IsLatest"]]
+    assert (forced.json()["data_version_id"], forced.json()["data_etag"]) == (latest["VersionId"], _md5(theirs))
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == theirs.read_bytes()
+
+
 def test_eval_shows_the_evaluation_the_runs_tracking_made(local_stack: LocalStack) -> None:
     """A config with a validation split: once the run succeeds, its held-out questions are asked of each arm."""
     config = EXAMPLES / "validation-and-hyperparameters.json"
@@ -188,8 +248,7 @@ def test_cancel_stops_a_running_job_and_watch_then_exits_1(local_stack: LocalSta
     assert cancelled.json() == {"run_id": run_id, "status": "cancelled"}
     assert watched.code == 1
     assert watched.stderr.startswith(f"Run {run_id} ended cancelled:")
-    assert again.code == 2
-    assert again.stderr.startswith(f"Run {run_id} cannot be cancelled (it is cancelled): ")
+    assert (again.code, again.stderr) == (2, f"Run {run_id} is already cancelled: there is nothing to cancel.\n")
 
 
 def test_errors_are_sentences_with_the_next_step(local_stack: LocalStack) -> None:

@@ -1,11 +1,16 @@
-"""What `ragtune watch` makes of successive GET /runs/{id} bodies (no subprocess: the tracker alone)."""
+"""What `ragtune watch` makes of successive GET /runs/{id} bodies, and how it shows them (no subprocess: the
+tracker, the line printed to a pipe and the terminal's bar)."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
-from ragtune_cli.progress import ProgressTracker
+from rich.console import Console
+
+from ragtune_cli.main import _LiveBar, _progress_line
+from ragtune_cli.progress import ProgressTracker, Snapshot
 
 CREATED = "2026-11-27T10:00:00Z"
 
@@ -54,3 +59,53 @@ def test_a_succeeded_run_shows_every_step_done() -> None:
     snapshot = ProgressTracker().snapshot(done, at("2026-11-27T10:30:00Z"))
 
     assert (snapshot.step, snapshot.total_steps) == (93, 93)
+
+
+def _snapshot(status: str, step: int | None = None, total: int | None = None, finish: str | None = None) -> Snapshot:
+    return Snapshot(
+        run_id="sciq-000000000000",
+        status=status,
+        step=step,
+        total_steps=total,
+        train_loss=None,
+        valid_loss=None,
+        elapsed_seconds=300,
+        estimated_finish=finish,
+        fine_tuned_model=None,
+        error=None,
+    )
+
+
+def test_time_left_is_shown_only_while_the_job_runs_and_before_its_estimate() -> None:
+    now = at("2026-11-27T10:05:00Z")
+
+    assert _progress_line(_snapshot("queued", finish="2026-11-27T10:00:00Z"), now) == "queued  elapsed 0:05:00"
+    assert _progress_line(_snapshot("queued", finish="2026-11-27T10:15:00Z"), now) == "queued  elapsed 0:05:00"
+    assert (
+        _progress_line(_snapshot("running", 40, 93, finish="2026-11-27T10:15:00Z"), now)
+        == "running  step 40/93  elapsed 0:05:00  ~0:10:00 left"
+    )
+    assert (
+        _progress_line(_snapshot("running", 40, 93, finish="2026-11-27T10:04:00Z"), now)
+        == "running  step 40/93  elapsed 0:05:00"
+    )
+    assert _progress_line(_snapshot("running", 40), now) == "running  step 40  elapsed 0:05:00"
+
+
+def _bar(snapshot: Snapshot) -> str:
+    """What a terminal 80 columns wide shows last of the live bar."""
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None, record=True)
+    with _LiveBar(console) as bar:
+        bar.show(snapshot, at("2026-11-27T10:05:00Z"))
+    return console.export_text()
+
+
+def test_the_bar_waits_for_a_total_instead_of_filling_up_at_0_of_unknown() -> None:
+    queued = _bar(_snapshot("queued"))
+    untold = _bar(_snapshot("running", 40))
+    counted = _bar(_snapshot("running", 40, 93))
+
+    assert "━" not in queued and "?" not in queued
+    assert queued.endswith("queued   elapsed 0:05:00\n")
+    assert "━" not in untold and untold.endswith("running   step 40  elapsed 0:05:00\n")
+    assert "━" in counted and counted.endswith(" 40/93 elapsed 0:05:00\n")

@@ -1,8 +1,10 @@
-"""`ragtune eval` and `ragtune curve`, and the client's retries, against a small fake of the API.
+"""`ragtune eval`, `curve`, `runs --status`, `cancel` and `delete-model`, run ids, --json errors and the client's
+retries, against a small fake of the API.
 
 The fake answers as issue #10's contract says GET/POST /runs/{id}/evaluation and GET /runs/{id}'s
 `report_urls` will; the local stack does not serve them yet. The adopted run, the run whose model shuts
-down and the evaluation with a recorded arm go through the API's own response models, as the API serves them.
+down, the evaluation with a recorded arm, the pages of runs and the deleted model go through the API's own
+response models, as the API serves them.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.api_models import EvaluationResponse, RunDetail, RunPage
+from shared.api_models import DeletedModelResponse, EvaluationResponse, RunConflictBody, RunDetail, RunPage
 
-from .conftest import ragtune, user_shell
+from .conftest import Result, ragtune, ragtune_in_a_terminal, user_shell
 
 API_KEY = "fake-key"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -75,6 +78,42 @@ EXPIRING = {
     "model_shutdown": "shuts down on 2027-06-30 (204 days)",
     "job_id": "ftjob-1",
 }
+# A run that failed before its job started, and one that failed later: what `runs --status failed` finds.
+FLOPPED = {
+    "run_id": "flopped",
+    "status": "failed",
+    "created_at": "2026-12-09T08:00:00Z",
+    "updated_at": "2026-12-09T08:01:00Z",
+    "status_changed_at": "2026-12-09T08:01:00Z",
+    "config_key": "configs/wrong-columns.json",
+    "error": {"code": "dataset_error", "message": "dataset has no column(s) question"},
+}
+FAILED_LATER = {
+    **FLOPPED,
+    "run_id": "failed-later",
+    "created_at": "2026-12-01T08:00:00Z",
+    "config_key": "configs/faq-v0.json",
+    "job_id": "ftjob-0",
+    "error": {"code": "job_failed", "message": "The job failed"},
+}
+RUN_PAGES = {  # GET /runs?limit=100[&cursor=...]: the newest first, two pages
+    "/v1/runs?limit=100": {"runs": [FLOPPED, ADOPTED], "next_cursor": "page-2"},
+    "/v1/runs?limit=100&cursor=page-2": {"runs": [EXPIRING, FAILED_LATER], "next_cursor": None},
+}
+DELETED: dict[str, Any] = {
+    "run_id": "nova",
+    "deleted": "custom_model_deployment",
+    "deployment_arn": "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/abc",
+    "already_gone": False,
+    "message": "Run nova's on-demand deployment arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/abc "
+    "was deleted; the run no longer has a model to ask.",
+}
+# POST /runs/{id}/cancel's 409s (code not_cancellable), as shared.ask words them
+NOT_CANCELLABLE = {
+    "stopped": ("Run stopped has already been cancelled; there is nothing to cancel.", "cancelled"),
+    "expiring": ("Run expiring has already succeeded; there is nothing to cancel.", "succeeded"),
+    "waiting": ("Run waiting is prepared and has no fine-tuning job yet; nothing to cancel.", "prepared"),
+}
 SUCCESSOR_EVALUATION = {
     "run_id": "successor",
     "status": "succeeded",
@@ -111,6 +150,22 @@ class FakeApi(ThreadingHTTPServer):
         if path == "/v1/runs?limit=20":
             page = {"runs": [ADOPTED, EXPIRING], "next_cursor": None}
             return 200, RunPage.model_validate(page).model_dump(mode="json")
+        if path in RUN_PAGES:
+            return 200, RunPage.model_validate(RUN_PAGES[path]).model_dump(mode="json")
+        if method == "DELETE" and path == "/v1/runs/nova/model":
+            return 200, DeletedModelResponse.model_validate(DELETED).model_dump(mode="json")
+        if method == "DELETE" and path == "/v1/runs/expiring/model":
+            message = "Run expiring is succeeded and has no model deployment to delete."
+            return 409, RunConflictBody(message=message, code="no_deployment", status="succeeded").model_dump()
+        if method == "POST" and path.endswith("/cancel") and path.split("/")[3] in NOT_CANCELLABLE:
+            message, status = NOT_CANCELLABLE[path.split("/")[3]]
+            return 409, RunConflictBody(message=message, code="not_cancellable", status=status).model_dump()
+        if path == "/v1/runs/flopped":
+            return 200, RunDetail.model_validate(FLOPPED).model_dump(mode="json")
+        if path == "/v1/runs/flopped/evaluation":
+            return 200, {**self.evaluation, "run_id": "flopped", "status": "pending", "questions": 0, "arms": []}
+        if path == "/v1/runs/stopped":
+            return 200, {"run_id": "stopped", "status": "cancelled", "job_id": "ftjob-2", "report_urls": {}}
         if path in {"/v1/runs/adopted", "/v1/runs/expiring"}:
             detail = ADOPTED if path.endswith("adopted") else EXPIRING
             return 200, RunDetail.model_validate(detail).model_dump(mode="json")
@@ -191,6 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._reply("POST")
 
+    def do_DELETE(self) -> None:
+        self._reply("DELETE")
+
     def log_message(self, *_: Any) -> None:
         """Quiet: the test reads `requests` instead."""
 
@@ -260,13 +318,41 @@ def test_eval_compare_starts_an_evaluation_and_waits_for_it(fake_api: FakeApi) -
 def test_a_pending_evaluation_is_waited_for_only_once_its_run_has_succeeded(fake_api: FakeApi) -> None:
     waited = ragtune("eval", "just-done", "--interval", "0.1", "--json", env=_env(fake_api))
     not_yet = ragtune("eval", "training", env=_env(fake_api))
+    never = ragtune("eval", "flopped", "--json", env=_env(fake_api))
 
     assert waited.code == 0, waited.stderr
     assert waited.json()["status"] == "succeeded"
     assert [path for _, path, *_ in fake_api.requests].count("/v1/runs/just-done/evaluation") == 3
-    assert not_yet.code == 0
-    assert not_yet.stdout.splitlines()[0] == "evaluation: pending, 40 questions"
-    assert not_yet.stdout.splitlines()[-1] == "not started: the run's tracking evaluates it once the run has succeeded"
+    # no empty table and no exit 0: a sentence saying there is nothing to show yet, and why
+    assert (not_yet.code, not_yet.stdout) == (2, "")
+    assert not_yet.stderr == (
+        "Run training has not finished (it is running): it is evaluated once it has succeeded; "
+        "`ragtune watch training` waits for that.\n"
+    )
+    assert never.code == 2
+    assert never.json() == {
+        "error": {
+            "code": "not_ready",
+            "message": "Run flopped ended failed: only a succeeded run is evaluated, so it has no evaluation.",
+        }
+    }
+
+
+def test_eval_no_wait_says_the_evaluation_is_under_way_unless_it_was_asked_to_start_one(fake_api: FakeApi) -> None:
+    pending = ragtune("eval", "just-done", "--no-wait", env=_env(fake_api))
+    started = ragtune("eval", "done", "--compare", "other-a", "--no-wait", env=_env(fake_api))
+
+    assert (pending.code, pending.stdout) == (2, "")
+    assert pending.stderr == "The evaluation of run just-done is pending: `ragtune eval just-done` waits for it.\n"
+    assert (started.code, started.stderr) == (0, "")
+    assert started.stdout == (
+        "started the evaluation of run done (running): `ragtune eval done` shows it once it has finished\n"
+    )
+    assert [r[:2] for r in fake_api.requests] == [
+        ("GET", "/v1/runs/just-done/evaluation"),
+        ("GET", "/v1/runs/just-done"),
+        ("POST", "/v1/runs/done/evaluation"),
+    ]
 
 
 def test_eval_failures_are_sentences(fake_api: FakeApi) -> None:
@@ -398,4 +484,194 @@ def test_an_unreachable_api_is_a_sentence() -> None:
     assert result.stderr.strip() == (
         "Could not reach the API at http://127.0.0.1:9/v1 (ConnectionError): is the deployment up (the local stack: "
         "`make local`) and its URL right?"
+    )
+
+
+def test_curve_says_whether_a_curve_is_still_to_come(fake_api: FakeApi) -> None:
+    early = ragtune("curve", "early", env=_env(fake_api))
+    flopped = ragtune("curve", "flopped", env=_env(fake_api))
+    stopped = ragtune("curve", "stopped", env=_env(fake_api))
+
+    assert (early.code, early.stderr) == (
+        2,
+        "Run early has no loss curve yet (it is running): the deployment draws it from the job's metrics once the "
+        "job has ended.\n",
+    )
+    assert (flopped.code, flopped.stderr) == (
+        2,
+        "Run flopped ended failed before its fine-tuning job started: nothing was trained, so no loss curve.\n",
+    )
+    assert (stopped.code, stopped.stderr) == (
+        2,
+        "Run stopped has no loss curve yet: the deployment draws it from the job's metrics just after the job ends "
+        "(deployments older than the training curves draw none); try again in a minute.\n",
+    )
+
+
+def test_every_run_id_is_checked_before_anything_is_asked(fake_api: FakeApi) -> None:
+    typed = "../../etc/passwd"
+    refusal = f"'{typed}' is not a run id: run ids are lowercase letters, digits and '-', as `ragtune runs` lists them."
+    commands = [
+        ("show", typed),
+        ("watch", typed),
+        ("cancel", typed),
+        ("delete-model", typed, "--yes"),
+        ("eval", typed),
+        ("eval", "done", "--compare", typed),
+        ("curve", typed),
+        ("ask", "Why?", "--run", typed),
+    ]
+
+    with ThreadPoolExecutor(4) as pool:  # a second each, mostly imports: side by side
+        shown = list(pool.map(lambda command: ragtune(*command, env=_env(fake_api)), commands))
+        as_json = pool.submit(ragtune, "delete-model", typed, "--yes", "--json", env=_env(fake_api))
+        capital = pool.submit(ragtune, "show", "Sciq-1", env=_env(fake_api))
+
+    for command, result in zip(commands, shown, strict=True):
+        assert (result.code, result.stdout, result.stderr) == (2, "", refusal + "\n"), command
+    assert (as_json.result().code, as_json.result().stderr) == (2, "")
+    assert as_json.result().json() == {"error": {"code": "invalid_run_id", "message": refusal}}
+    assert capital.result().stderr.startswith("'Sciq-1' is not a run id: ")
+    assert fake_api.requests == []
+
+
+def test_json_errors_are_objects_on_stdout_with_the_same_exit_codes(fake_api: FakeApi, tmp_path: Path) -> None:
+    unknown = ragtune("show", "nope", "--json", env=_env(fake_api))
+    throttled = ragtune("show", "throttled", "--json", env=_env(fake_api))
+    broken = ragtune("eval", "broken", "--json", env=_env(fake_api))
+    watched = ragtune("watch", "flopped", "--interval", "0.1", "--json", env=_env(fake_api))
+    wrong_key = ragtune("runs", "--json", env={**_env(fake_api), "RAGTUNE_API_KEY": "other"})
+    nowhere = ragtune("runs", "--json", env=user_shell())
+    unreachable = ragtune(
+        "runs",
+        "--json",
+        env=user_shell(RAGTUNE_API_URL="http://127.0.0.1:9/v1", RAGTUNE_API_KEY="k", RAGTUNE_BUCKET="b"),
+    )
+    config = tmp_path / "typo.json"
+    config.write_text(json.dumps({"dataset": {"source": "allenai/sciq"}, "validaton_fraction": 0.1}))
+    invalid = ragtune("validate", str(config), "--json", env=user_shell())
+
+    def error(result: Result) -> tuple[int, str, str]:
+        assert result.stderr == ""
+        [line] = result.stdout.splitlines()  # one document, the error alone
+        found = json.loads(line)["error"]
+        return result.code, found["code"], found["message"]
+
+    assert error(unknown) == (2, "run_not_found", "No run with id 'nope'. List the runs with `ragtune runs`.")
+    assert error(throttled) == (2, "api_error", "GET /runs/throttled answered 429: Too Many Requests")
+    assert error(broken) == (
+        1,
+        "evaluation_failed",
+        "The evaluation of run broken failed: OpenAI refused the request (evaluation_failed).",
+    )
+    assert error(wrong_key)[:2] == (2, "invalid_api_key")
+    assert error(nowhere)[:2] == (2, "no_deployment")
+    assert error(unreachable)[:2] == (2, "api_unreachable")
+    assert error(invalid) == (1, "invalid_config", f"{config}: config is invalid: validaton_fraction: unknown key.")
+    # watch prints a line per change: the error follows the last one
+    *changes, last = watched.json_lines()
+    assert watched.code == 1 and watched.stderr == ""
+    assert [(c["status"], c["finished"]) for c in changes] == [("failed", True)]
+    assert last == {
+        "error": {
+            "code": "run_failed",
+            "message": "Run flopped ended failed: dataset has no column(s) question (dataset_error).",
+        }
+    }
+
+
+def test_runs_status_reads_pages_until_it_has_enough_runs_of_that_status(fake_api: FakeApi) -> None:
+    every = ragtune("runs", "--status", "failed", "--json", env=_env(fake_api))
+    first_requests = [r[:2] for r in fake_api.requests]
+    newest = ragtune("runs", "--status", "FAILED", "--limit", "1", env=_env(fake_api))
+    none = ragtune("runs", "--status", "cancelled", "--status", "paused", env=_env(fake_api))
+
+    assert every.code == 0, every.stderr
+    assert [run["run_id"] for run in every.json()["runs"]] == ["flopped", "failed-later"]
+    assert every.json()["more"] is False
+    assert first_requests == [("GET", "/v1/runs?limit=100"), ("GET", "/v1/runs?limit=100&cursor=page-2")]
+    assert newest.code == 0, newest.stderr
+    assert [line.split()[:2] for line in newest.stdout.splitlines()] == [
+        ["run", "status"],
+        ["flopped", "failed"],
+        ["(more", "runs"],
+    ]
+    assert newest.stdout.splitlines()[-1] == "(more runs with status failed exist; --limit shows up to 100)"
+    assert (none.code, none.stdout) == (0, "no runs with status cancelled or paused\n")
+
+
+def _read_down(lines: list[str], text: str) -> bool:
+    """Whether `text` is whole in one column: its pieces at one offset on consecutive lines (a folded cell)."""
+    for row, line in enumerate(lines):
+        start = line.find(text[:6])
+        while start != -1:
+            rest, below = text, row
+            while rest and below < len(lines):
+                piece = lines[below][start:].split(" ", 1)[0]
+                if not piece or not rest.startswith(piece):
+                    break
+                rest, below = rest[len(piece) :], below + 1
+            if not rest:
+                return True
+            start = line.find(text[:6], start + 1)
+    return False
+
+
+def test_runs_and_eval_in_a_narrow_terminal_fold_ids_instead_of_cutting_them(fake_api: FakeApi) -> None:
+    shown = ragtune_in_a_terminal("runs", env=_env(fake_api), columns=80)
+    evaluated = ragtune_in_a_terminal("eval", "successor", env=_env(fake_api), columns=80)
+
+    assert shown.code == 0, shown.stdout
+    lines = shown.stdout.splitlines()
+    assert "…" not in shown.stdout
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    for whole in ("adopted", "expiring", "configs/adopt-faq.json", "configs/faq.json", OLD_MODEL, NEW_MODEL):
+        assert _read_down(lines, whole), f"{whole} not whole in:\n{shown.stdout}"
+    assert lines[2].split()[1:4] == ["succeeded", "openai", "2026-12-07"]
+    assert evaluated.code == 0, evaluated.stdout
+    assert "…" not in evaluated.stdout
+    for whole in (OLD_MODEL, NEW_MODEL):
+        assert _read_down(evaluated.stdout.splitlines(), whole), f"{whole} not whole in:\n{evaluated.stdout}"
+
+
+def test_cancel_of_a_finished_run_says_so_in_words_of_its_status(fake_api: FakeApi) -> None:
+    stopped = ragtune("cancel", "stopped", env=_env(fake_api))
+    succeeded = ragtune("cancel", "expiring", "--json", env=_env(fake_api))
+    waiting = ragtune("cancel", "waiting", env=_env(fake_api))
+
+    assert (stopped.code, stopped.stderr) == (2, "Run stopped is already cancelled: there is nothing to cancel.\n")
+    assert succeeded.code == 2
+    assert succeeded.json()["error"] == {
+        "code": "not_cancellable",
+        "message": "Run expiring has already succeeded: there is nothing to cancel.",
+    }
+    assert (waiting.code, waiting.stderr) == (
+        2,
+        "Run waiting is prepared and has no fine-tuning job yet; nothing to cancel.\n",
+    )
+
+
+def test_delete_model_deletes_a_bedrock_runs_deployment_once_confirmed(fake_api: FakeApi) -> None:
+    unconfirmed = ragtune("delete-model", "nova", env=_env(fake_api))
+    asked_nothing = list(fake_api.requests)
+    deleted = ragtune("delete-model", "nova", "--yes", env=_env(fake_api))
+    as_json = ragtune("delete-model", "nova", "-y", "--json", env=_env(fake_api))
+    no_deployment = ragtune("delete-model", "expiring", "--yes", env=_env(fake_api))
+
+    assert (unconfirmed.code, unconfirmed.stdout) == (2, "")
+    assert unconfirmed.stderr == (
+        "Deleting the model deployment of run nova cannot be undone: pass --yes to delete it.\n"
+    )
+    assert asked_nothing == []
+    assert (deleted.code, deleted.stdout, deleted.stderr) == (0, DELETED["message"] + "\n", "")
+    assert as_json.json() == DELETED
+    assert [r for r in fake_api.requests if r[0] == "DELETE"] == [
+        ("DELETE", "/v1/runs/nova/model", API_KEY, None),
+        ("DELETE", "/v1/runs/nova/model", API_KEY, None),
+        ("DELETE", "/v1/runs/expiring/model", API_KEY, None),
+    ]
+    assert (no_deployment.code, no_deployment.stderr) == (
+        2,
+        "Run expiring has no model deployment to delete (status succeeded): only an Amazon Bedrock run whose model "
+        "was deployed has one, until it is deleted.\n",
     )

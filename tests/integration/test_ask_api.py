@@ -165,6 +165,11 @@ def trained_run(
     return str(job.fine_tuned_model)
 
 
+def ended(status: str) -> str:
+    """A finished status as the API words it: "already succeeded", "already been cancelled"."""
+    return "already been cancelled" if status == "cancelled" else f"already {status}"
+
+
 def chat_requests(emulator: OpenAIEmulator) -> list[Any]:
     return [r for r in emulator.requests if r.path == "/chat/completions"]
 
@@ -719,7 +724,11 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
     assert run["job_id"].startswith("ftjob-") and run["trained_tokens"] > 0
     assert (run["config_key"], run["config_version"]) == (f"configs/{RUN_IN_EVENT_FILES}.json", "v1")
     assert (run["training_file_id"], run["validation_file_id"]) == ("file-abc", None)
-    assert run["counts"] == PREPARED_OUTCOME["counts"]
+    # A run without an evaluation has no question counts: null, as the document says of an absent count.
+    question_counts = ("evaluation_questions", "evaluation_questions_skipped", "evaluation_questions_trained")
+    assert run["counts"] == PREPARED_OUTCOME["counts"] | dict.fromkeys(
+        (*question_counts, "questions_from_rows_held_out")
+    )
     assert run["files"] == {**PREPARED_OUTCOME["files"], "validation": None, "questions": None}
     assert run["gate"] == {**PREPARED_OUTCOME["gate"], "validation": None}
     assert run["config"]["template"]["system"] == NOTEBOOK_SYSTEM
@@ -905,7 +914,7 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
     assert (status, body) == (
         409,
         {
-            "message": f"Job {job.id} has already {outcome} at OpenAI, so it cannot be cancelled; "
+            "message": f"Job {job.id} has {ended(outcome)} at OpenAI, so it cannot be cancelled; "
             f"run sciq-aaaaaaaaaaaa now records it as {outcome}.",
             "code": "job_already_finished",
             "status": outcome,
@@ -937,7 +946,7 @@ def test_cancelling_a_job_that_already_finished_is_a_409_and_records_its_real_st
     assert again == (
         409,
         {
-            "message": f"Run sciq-aaaaaaaaaaaa has already {outcome}; there is nothing to cancel.",
+            "message": f"Run sciq-aaaaaaaaaaaa has {ended(outcome)}; there is nothing to cancel.",
             "code": "not_cancellable",
             "status": outcome,
         },
