@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo demo-migration local test lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install demo demo-migration local test test-fast lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endp
 
 test: lint validate audit ## Lint, validate and audit the template and code, then run every test
 	$(PYTHON) -m pytest -n 2
+
+test-fast: ## The unit tests alone, on both cores: the loop while editing (no served stack, no benchmarks)
+	$(PYTHON) -m pytest -n 2 -q tests/unit
 
 lint: ## ruff check, ruff format --check, mypy (shared, functions, local, benchmarks, tests)
 	$(VENV)/bin/ruff check .
