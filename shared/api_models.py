@@ -167,6 +167,12 @@ class DataFile(BaseModel):
     examples: int
 
 
+class DatasetObject(BaseModel):
+    uri: str = Field(description="s3://<data bucket>/data/<file>")
+    version_id: str | None = Field(description="The S3 version read (null in an unversioned bucket).")
+    etag: str = Field(description="Its ETag: what its content was.")
+
+
 class RunFiles(BaseModel):
     train: DataFile | None = Field(default=None, description="Null only for an adopted run (nothing trained).")
     validation: DataFile | None = Field(default=None, description="Only when validation_fraction > 0.")
@@ -213,6 +219,10 @@ class RunDetail(RunSummary):
         "(shaped as docs/run-config.schema.json describes); null until the run is prepared.",
     )
     counts: Counts | None = None
+    dataset_object: DatasetObject | None = Field(
+        default=None,
+        description="The data file the run was prepared from, pinned (null for a Hub dataset, or until prepared).",
+    )
     files: RunFiles | None = Field(default=None, description="The prepared JSONL files; null until prepared.")
     gate: RunGate | None = Field(default=None, description="The data gate's report per file; null until prepared.")
     tokens: Tokens | None = None

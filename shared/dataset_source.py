@@ -23,12 +23,13 @@ import io
 import posixpath
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from shared.config import SOURCE_RULE, DatasetSpec, data_object_key, is_hub_id
 from shared.errors import ConfigError, DatasetError, without_internal_paths
-from shared.storage import ObjectMissingError, ObjectRef, download
+from shared.storage import ObjectMissingError, ObjectRef, current_version, download
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -102,7 +103,33 @@ def check_source_location(spec: DatasetSpec, data_bucket: str) -> tuple[str, str
     return location
 
 
-def _resolve_source(spec: DatasetSpec, scratch: Path, data_bucket: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+@dataclass(frozen=True)
+class SourceObject:
+    """The data bucket object a run reads, pinned: a later upload under the same name is another object."""
+
+    ref: ObjectRef
+    etag: str
+
+    def as_record(self) -> dict[str, Any]:
+        return {"uri": f"s3://{self.ref.bucket}/{self.ref.key}", "version_id": self.ref.version_id, "etag": self.etag}
+
+
+def pin_source(spec: DatasetSpec, data_bucket: str) -> SourceObject | None:
+    """An s3:// source's current version and ETag (None for a Hub dataset), read before the object is: the run
+    records which file it was prepared from, and reads exactly that version."""
+    location = check_source_location(spec, data_bucket)
+    if location is None:
+        return None
+    try:
+        ref, etag = current_version(ObjectRef(*location))
+    except ObjectMissingError as error:
+        raise DatasetError(f"dataset {spec.source} cannot be read: {error}") from error
+    return SourceObject(ref, etag)
+
+
+def _resolve_source(
+    spec: DatasetSpec, scratch: Path, data_bucket: str, pinned: SourceObject | None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
     """The `datasets.load_dataset` path and kwargs for a source, and the local paths to hide in errors."""
     location = check_source_location(spec, data_bucket)
     if location is None:
@@ -112,7 +139,7 @@ def _resolve_source(spec: DatasetSpec, scratch: Path, data_bucket: str) -> tuple
     # A fixed local name: the key's own name could hold glob characters that `data_files` would expand.
     local = scratch / "source" / f"dataset{suffix}"
     try:
-        download(ObjectRef(bucket, key), local)
+        download(pinned.ref if pinned else ObjectRef(bucket, key), local)
     except ObjectMissingError as error:
         raise DatasetError(f"dataset {spec.source} cannot be read: {error}") from error
     if local.stat().st_size == 0:
@@ -228,9 +255,12 @@ def _batches(path: str, spec: DatasetSpec, kwargs: dict[str, Any]) -> Iterator[B
         yield from _skip_rows(_datasets_batches(path, spec, kwargs), rows)
 
 
-def stream_batches(spec: DatasetSpec, scratch: Path, data_bucket: str) -> Iterator[Batch]:
-    """Yield column-oriented batches; any read failure becomes a DatasetError naming the source."""
-    path, kwargs, local_names = _resolve_source(spec, scratch, data_bucket)
+def stream_batches(
+    spec: DatasetSpec, scratch: Path, data_bucket: str, pinned: SourceObject | None = None
+) -> Iterator[Batch]:
+    """Yield column-oriented batches (of the `pinned` version of an s3:// source, when given); any read failure
+    becomes a DatasetError naming the source."""
+    path, kwargs, local_names = _resolve_source(spec, scratch, data_bucket, pinned)
     try:
         yield from _batches(path, spec, kwargs)
     except DatasetError:

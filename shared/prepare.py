@@ -43,7 +43,13 @@ from shared.data_gate import (
     line_digest,
     tally_file,
 )
-from shared.dataset_source import check_source_location, import_arrow_in_background, stream_batches
+from shared.dataset_source import (
+    SourceObject,
+    check_source_location,
+    import_arrow_in_background,
+    pin_source,
+    stream_batches,
+)
 from shared.errors import ConfigError, UserInputError
 from shared.evaluation import normalise, question_digest
 from shared.examples import BuiltBatch, ExampleBuilder
@@ -142,6 +148,7 @@ class _LocalFiles:
     train_gate: GateReport
     validation_gate: GateReport | None
     questions: _Questions | None
+    source: SourceObject | None = None  # the data bucket object read (None: a Hub dataset)
 
 
 @dataclass
@@ -341,6 +348,7 @@ def _build_files(
     # Beside all.jsonl, line for line: each kept row's question fields, for the held-out ones to be picked later.
     questions_path = workdir / "all-questions.jsonl" if config.evaluation.enabled else None
     gated = _GatedLines(bedrock=config.provider == "bedrock")
+    source = pin_source(config.dataset, settings().data_bucket)
     counter.submit([*builder.roles, *builder.constant_texts])
     with ExitStack() as open_files:
         writer = open_files.enter_context(all_path.open("wb", buffering=_WRITE_BUFFER_BYTES))
@@ -349,7 +357,7 @@ def _build_files(
             if questions_path
             else None
         )
-        for built in builder.batches(stream_batches(config.dataset, workdir, settings().data_bucket)):
+        for built in builder.batches(stream_batches(config.dataset, workdir, settings().data_bucket, source)):
             counter.submit(built.texts)
             writer.write(built.jsonl)
             gated.add(built)
@@ -357,6 +365,7 @@ def _build_files(
                 question_writer.write(b"".join(_jsonl_line(fields.as_record()) for fields in built.questions))
     gated.add_token_counts(counter.counts(), builder)
     files = _split_validation(all_path, questions_path, gated, config, workdir, recorded)
+    files.source = source
     _enforce_gate(files, config)
     return files
 
@@ -440,6 +449,12 @@ def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
     return estimate_training(train, n_epochs, price).as_record()
 
 
+def _source_record(files: _LocalFiles) -> dict[str, Any]:
+    """`dataset_object`: which version of which data file the run was prepared from (a same-named upload later
+    is another file)."""
+    return {"dataset_object": files.source.as_record()} if files.source else {}
+
+
 def _upload_questions(run_id: str, questions: _Questions) -> dict[str, Any]:
     key = dataset_key(run_id, QUESTIONS_FILE)
     upload(questions.path, ObjectRef(settings().data_bucket, key), {"run-id": run_id}, JSONL_CONTENT_TYPE)
@@ -452,13 +467,17 @@ def _publish_adopted(
     """Upload the questions only (nothing is trained), record the run succeeded with the adopted model, and
     start the evaluation that records its answers."""
     assert config.adopt is not None and files.questions is not None  # the config requires questions
-    record: dict[str, Any] = {
-        "provider": config.provider,
-        "config": config.model_dump(mode="json"),
-        "counts": builder.counts.as_record() | files.questions.counts(),
-        "files": {"questions": _upload_questions(run_id, files.questions)},
-        "fine_tuned_model": config.adopt.model,
-    } | ({"base_model_shutdown_date": shutdown.isoformat()} if shutdown else {})
+    record: dict[str, Any] = (
+        {
+            "provider": config.provider,
+            "config": config.model_dump(mode="json"),
+            "counts": builder.counts.as_record() | files.questions.counts(),
+            "files": {"questions": _upload_questions(run_id, files.questions)},
+            "fine_tuned_model": config.adopt.model,
+        }
+        | ({"base_model_shutdown_date": shutdown.isoformat()} if shutdown else {})
+        | _source_record(files)
+    )
     runs = RunsRepository(settings().runs_table)
     if runs.record_adopted(run_id, record):
         start_adopted_evaluation(runs, run_id)
@@ -482,7 +501,7 @@ def _publish(run_id: str, config: RunConfig, builder: ExampleBuilder, files: _Lo
         "files": {"train": _file_record(files.train, dataset_key(run_id, TRAIN_FILE), files.train_gate)},
         "gate": {"train": files.train_gate.as_record()},
         "estimate": _estimate(config, files.train_gate),
-    }
+    } | _source_record(files)
     if files.validation and files.validation_gate:
         key = dataset_key(run_id, VALIDATION_FILE)
         upload(files.validation, ObjectRef(bucket, key), metadata, JSONL_CONTENT_TYPE)

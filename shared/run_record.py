@@ -115,6 +115,8 @@ class Run(_Recorded):
     config_sha256: str | None = None
     # Prepared data; carried as recorded (`config` is never re-validated against today's RunConfig).
     config: JsonObject | None = None
+    # The data bucket object prepared from: {uri, version_id, etag} (absent for a Hub dataset).
+    dataset_object: JsonObject | None = None
     counts: JsonObject | None = None
     files: PreparedFiles | None = None
     gate: dict[str, JsonObject] | None = None

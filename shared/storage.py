@@ -105,6 +105,12 @@ def _head(ref: ObjectRef) -> dict[str, Any]:
     return head
 
 
+def current_version(ref: ObjectRef) -> tuple[ObjectRef, str]:
+    """The object as it is now: `ref` pinned to its version (None in an unversioned bucket) and its ETag."""
+    head = _head(ref)
+    return ObjectRef(ref.bucket, ref.key, head.get("VersionId")), str(head["ETag"]).strip('"')
+
+
 def object_etag(ref: ObjectRef) -> str:
     """The object's ETag, quotes stripped: what its content is, in S3's words."""
     return str(_head(ref)["ETag"]).strip('"')

@@ -700,6 +700,7 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "trained_tokens",
         "estimated_finish",
         "base_model_shutdown_date",
+        "dataset_object",  # the data file prepared from, pinned: null for a Hub dataset like this run's
         "model_shutdown",  # "shuts down on 2027-01-14 (N days)", from base_model_shutdown_date and today
         "model_gone_at",  # null until the provider refuses the model as gone
         "adopted",

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from functions.prepare.app import lambda_handler
 from shared import prepare, storage, tokens
 from shared.data_gate import inspect_bedrock_jsonl, inspect_jsonl
-from tests.helpers import TRICKY_ROWS, Aws, load_event, sciq_row, write_jsonl
+from tests.helpers import TRICKY_ROWS, Aws, load_event, prepare_run, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
 CONFIG_KEY = "configs/sciq-sample.json"
@@ -360,3 +360,20 @@ def test_a_token_worker_that_dies_fails_the_attempt_and_the_retry_prepares_the_r
     run = only_run(aws_account)
     assert run["status"] == "prepared" and run["gate"]["train"]["total_tokens"] > 0
     assert aws_account.versions(run["files"]["train"]["key"]) == 1
+
+
+def test_the_run_records_the_version_and_etag_of_the_data_file_it_was_prepared_from(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path
+) -> None:
+    """Two uploads of different files under one name are two files: the run names the one it read."""
+    run = prepare_run(aws_account, lambda_context, tmp_path)
+    head = aws_account.s3.head_object(Bucket=aws_account.bucket, Key="data/rows.jsonl")
+
+    aws_account.put_data(b'{"question": "a later file under the same name"}\n', name="rows.jsonl")
+
+    assert run["dataset_object"] == {
+        "uri": f"s3://{aws_account.bucket}/data/rows.jsonl",
+        "version_id": head["VersionId"],
+        "etag": head["ETag"].strip('"'),
+    }
+    assert aws_account.versions("data/rows.jsonl") == 2
