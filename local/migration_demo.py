@@ -40,11 +40,13 @@ SUCCESSOR_CONFIG_KEY = "configs/successor.json"
 COMPARED_FIGURES = ("model", "accuracy", "ci95", "questions", "correct", "prompt_tokens_mean", "cost_per_1k_usd")
 
 
-def notebook_training_file() -> bytes:
-    """The notebook's training JSONL for the SciQ sample: its system prompt and templates, every row."""
+def notebook_training_file(rows: list[dict[str, Any]] | None = None) -> bytes:
+    """The notebook's training JSONL for SciQ rows (default: the sample's): its system prompt and templates,
+    every row."""
+    if rows is None:
+        rows = [json.loads(line) for line in SAMPLE_DATA.read_text(encoding="utf-8").splitlines()]
     lines = []
-    for line in SAMPLE_DATA.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in rows:
         messages = [
             {"role": "system", "content": NOTEBOOK_SYSTEM_PROMPT},
             {"role": "user", "content": row["question"]},

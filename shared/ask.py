@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -176,11 +176,11 @@ def _base_model(run: Run, model: str) -> str:
 def _refuse_if_shut_down(run: Run, model: str) -> None:
     """The run records its base model's shutdown date: from that day (UTC) OpenAI has shut the base
     model and every fine-tune of it down, so OpenAI is not asked."""
-    when = run.base_model_shutdown_date
-    if when and date.fromisoformat(when) <= datetime.now(UTC).date():
+    if run.shut_down_by(datetime.now(UTC).date()):
         raise ModelShutDownError(
             f"Run {run.run_id}'s model {model} no longer answers: OpenAI shut down the base model "
-            f"{_base_model(run, model)} and every fine-tuned model built on it on {when}. {BEDROCK_HINT}"
+            f"{_base_model(run, model)} and every fine-tuned model built on it on {run.base_model_shutdown_date}. "
+            f"{BEDROCK_HINT}"
         )
 
 

@@ -129,10 +129,7 @@ class Arm:
 
     def known_gone(self, today: date) -> bool:
         """The run records that this arm's model no longer answers: nothing is asked, its recording stands in."""
-        shut_down = (
-            self.run.base_model_shutdown_date is not None
-            and date.fromisoformat(self.run.base_model_shutdown_date) <= today
-        )
+        shut_down = self.run.shut_down_by(today)
         if not self.asks_the_runs_model:
             return shut_down  # OpenAI shuts a base model and its fine-tunes down on the same day
         return shut_down or self.run.model_gone_at is not None or not self.run.fine_tuned_model

@@ -183,6 +183,10 @@ class Run(_Recorded):
         model = adopt.get("model")
         return model if isinstance(model, str) else None
 
+    def shut_down_by(self, today: date) -> bool:
+        """The recorded shutdown date has come (UTC): OpenAI has shut the base model and its fine-tunes down."""
+        return bool(self.base_model_shutdown_date) and date.fromisoformat(str(self.base_model_shutdown_date)) <= today
+
     def shutdown_note(self, today: date) -> str | None:
         """ "shuts down on 2027-01-14 (38 days)", or "shut down on ..." once the day has come (or, when the
         provider refused the model as gone earlier, the day it did); None: no date."""
@@ -190,11 +194,10 @@ class Run(_Recorded):
             return f"shut down on {self.model_gone_at[:10]} (the provider no longer serves it)"
         if not self.base_model_shutdown_date:
             return None
-        when = date.fromisoformat(self.base_model_shutdown_date)
-        days = (when - today).days
-        if days <= 0:
-            return f"shut down on {when.isoformat()}"
-        return f"shuts down on {when.isoformat()} ({days} day{'s' if days != 1 else ''})"
+        if self.shut_down_by(today):
+            return f"shut down on {self.base_model_shutdown_date}"
+        days = (date.fromisoformat(self.base_model_shutdown_date) - today).days
+        return f"shuts down on {self.base_model_shutdown_date} ({days} day{'s' if days != 1 else ''})"
 
     @property
     def system_prompt(self) -> str | None:

@@ -12,27 +12,12 @@ import pytest
 from functions.ask.app import lambda_handler as ask_handler
 from functions.prepare.app import lambda_handler as prepare_handler
 from local.lambda_runtime import in_process_lambdas
+from local.migration_demo import notebook_training_file
 from local.openai_emulator import OpenAIEmulator
 from tests.helpers import Aws, SetEnv, load_event, sciq_row, write_jsonl
 
 OLD_MODEL = "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
 ROWS = [sciq_row(i, question=f"Question {i}: which quantity is measured in unit {i}?") for i in range(40)]
-
-
-def notebook_training_file(rows: list[dict[str, Any]]) -> bytes:
-    """What the notebook trained the old model on: every row, its system prompt and templates."""
-    lines = []
-    for row in rows:
-        messages = [
-            {
-                "role": "system",
-                "content": "Given a science question, provide the correct answer with a detailed explanation.",
-            },
-            {"role": "user", "content": row["question"]},
-            {"role": "assistant", "content": f"{row['correct_answer']} Explanation: {row['support']}"},
-        ]
-        lines.append(json.dumps({"messages": messages}))
-    return "\n".join(lines).encode()
 
 
 def prepare(aws_account: Aws, context: Any, tmp_path: Path, key: str, **config: Any) -> dict[str, Any]:

@@ -10,9 +10,10 @@ import pytest
 
 from functions.ask.app import lambda_handler as ask_handler
 from local.lambda_runtime import in_process_lambdas
+from local.migration_demo import notebook_training_file
 from local.openai_emulator import OpenAIEmulator
 from tests.helpers import Aws, SetEnv, load_event
-from tests.integration.test_adopt import OLD_MODEL, ROWS, adopt, notebook_training_file
+from tests.integration.test_adopt import OLD_MODEL, ROWS, adopt
 
 
 @pytest.fixture
