@@ -5,6 +5,7 @@ Shared helpers (not fixtures) live in tests/helpers.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
+import openai._base_client
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 
 from local.template import load_template, resource_properties
 
@@ -81,10 +86,16 @@ os.environ.update(
         "OPENAI_MAX_RETRIES": "2",
         "OPENAI_TIMEOUT_SECONDS": "5",
         "POLL_INTERVAL_SECONDS": "0",
+        "OPENAI_RETRY_BACKOFF_SECONDS": "0.01",
     }
 )
 
 from moto import mock_aws  # noqa: E402  (after the fake credentials are in place)
+
+# moto starts every test with a fresh boto3 session, and each session would parse botocore's service
+# models (megabytes of JSON) again: one loader for the whole run keeps what it parsed. The models are
+# the installed botocore's either way; only the re-reading goes.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 from local.bedrock_emulator import BedrockEmulator  # noqa: E402
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
@@ -158,6 +169,32 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
         create_table(dynamodb, "IdempotencyTable", os.environ["IDEMPOTENCY_TABLE"])
         _create_functions_and_state_machine()
         yield Aws(s3, dynamodb, os.environ["DATA_BUCKET"], os.environ["RUNS_TABLE"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`served`: the tests that start the local stack (its HTTP servers and threads) as users run it."""
+    for item in items:
+        if item.nodeid.startswith("tests/local/") or "local_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.served)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _short_retry_waits() -> Iterator[None]:
+    """Retries stay real (the same count, the same headers honoured) but wait milliseconds, not seconds.
+
+    The SDKs' backoff and the emulator's default Retry-After are how long a retry sleeps, not what it
+    does; at their shipped values the fault tests would spend minutes asleep.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(openai._base_client, "INITIAL_RETRY_DELAY", 0.005)
+        patch.setattr(openai._base_client, "MAX_RETRY_DELAY", 0.02)
+        patch.setattr(
+            ExponentialBackoff,
+            "_DEFAULT_BACKOFF_CONFIG",
+            {"throttling_base_scale": 0.01, "non_throttling_base_scale": 0.005},
+        )
+        patch.setattr(OpenAIEmulator, "default_retry_after", 0.01)
+        yield
 
 
 @pytest.fixture

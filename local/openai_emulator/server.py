@@ -248,6 +248,8 @@ class OpenAIEmulator(Emulator):
     """An OpenAI API emulator on a loopback port; see the package docstring for the behaviour."""
 
     server_name = "openai-emulator"
+    # Seconds a 429 asks the client to wait when `inject_fault` names none (the test suite shortens it).
+    default_retry_after = 1.0
 
     store: Store
     fine_tuning: FineTuning
@@ -352,12 +354,14 @@ class OpenAIEmulator(Emulator):
         method: str | None = None,
         status: int = 500,
         delay: float = 0.0,
-        retry_after: float = 1.0,
+        retry_after: float | None = None,
         times: int = 1,
         headers: dict[str, str] | None = None,
     ) -> Fault:
         """Make the next ``times`` requests matching ``method``/``path`` (regex, see faults.py) misbehave.
 
-        ``headers`` are sent with a ``status`` answer, e.g. ``{"x-should-retry": "false"}``.
+        ``headers`` are sent with a ``status`` answer, e.g. ``{"x-should-retry": "false"}``; a 429's
+        Retry-After is ``retry_after`` seconds, else ``default_retry_after``.
         """
-        return self.faults.add(Fault(kind, path, method, status, delay, retry_after, times, dict(headers or {})))
+        wait = self.default_retry_after if retry_after is None else retry_after
+        return self.faults.add(Fault(kind, path, method, status, delay, wait, times, dict(headers or {})))
