@@ -123,7 +123,7 @@ openapi: ## Regenerate docs/openapi.json from the ask API's routes and models
 	$(PYTHON) -m functions.ask.app
 
 schema: ## Regenerate docs/run-config.schema.json from the pydantic model
-	$(PYTHON) -c "import json; from shared.config import run_config_json_schema as s; \
+	$(PYTHON) -c "import json; from shared.domain.config import run_config_json_schema as s; \
 	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
 
 bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports, /ask overhead

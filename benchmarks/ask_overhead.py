@@ -61,7 +61,7 @@ class _Context:
 
 def _record_succeeded_run() -> None:
     """Through the repository's own lifecycle writes, as the pipeline records a run."""
-    from shared.runs import RunsRepository
+    from shared.aws.runs import RunsRepository
 
     runs = RunsRepository(os.environ["RUNS_TABLE"])
     config = {"dataset": {"source": "allenai/sciq"}, "template": {"system": "Answer.", "user": "{question}"}}
@@ -82,8 +82,8 @@ def _record_succeeded_run() -> None:
 
 def _answer_at_once() -> None:
     """The model call is not what is measured: OpenAI's answer is a fixed one, given without a request."""
-    from shared.openai_gateway import OpenAIGateway
-    from shared.providers import Answer
+    from shared.providers.base import Answer
+    from shared.providers.openai.gateway import OpenAIGateway
 
     fixed = Answer(text="Coriolis effect", refusal=None, model=MODEL, usage={"prompt_tokens": 1, "total_tokens": 2})
     OpenAIGateway.answer = lambda *_args, **_kwargs: fixed  # type: ignore[method-assign]
@@ -93,7 +93,7 @@ class _DynamoDBClock:
     """Milliseconds spent in the run reads (RunsRepository's calls to DynamoDB), to tell them apart."""
 
     def __init__(self) -> None:
-        from shared.runs import RunsRepository
+        from shared.aws.runs import RunsRepository
 
         self.spent_ms = 0.0
         for name in ("get", "latest_succeeded"):

@@ -139,9 +139,9 @@ class _ZeroTokens:
 
 def run_prepare_without_counting(config_key: str) -> dict[str, Any]:
     """Diagnostic only: the handler with token counting free, to bound what a faster tokenizer could gain."""
-    import shared.prepare
+    import shared.pipeline.prepare
 
-    with mock.patch.object(shared.prepare, "TokenCounter", _ZeroTokens):
+    with mock.patch.object(shared.pipeline.prepare, "TokenCounter", _ZeroTokens):
         return run_prepare(config_key)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import requests
 
 from local.stack import MotoStack
-from shared.config import is_hub_id
-from shared.run_record import FINISHED  # the run has stopped moving (tracking_failed included)
+from shared.domain.config import is_hub_id
+from shared.domain.run_record import FINISHED  # the run has stopped moving (tracking_failed included)
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"

@@ -29,7 +29,7 @@ from local.demo import (
     wait_for_run,
 )
 from local.stack import MotoStack
-from shared.config import NOTEBOOK_SYSTEM_PROMPT
+from shared.domain.config import NOTEBOOK_SYSTEM_PROMPT
 
 NOTEBOOK_MODEL = "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
 ADOPT_CONFIG = SAMPLE_DIR / "notebook-model.json"  # adopts NOTEBOOK_MODEL

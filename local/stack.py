@@ -41,8 +41,8 @@ from local.template import (
     state_machine_definition,
     translated_template,
 )
-from shared.bedrock_gateway import bedrock_client
 from shared.observability import logger
+from shared.providers.bedrock.gateway import bedrock_client
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BEDROCK_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")

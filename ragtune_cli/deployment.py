@@ -30,13 +30,13 @@ from botocore.exceptions import (
 )
 
 from ragtune_cli.errors import CliError, ErrorCode
-from shared.config import Provider
+from shared.domain.config import Provider
+from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 ENVIRONMENT_VARIABLES = ("RAGTUNE_API_URL", "RAGTUNE_API_KEY", "RAGTUNE_BUCKET", "RAGTUNE_S3_ENDPOINT")
 STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")
 # Optional: the stack's DefaultProvider parameter, for a deployment named by the variables above.
 DEFAULT_PROVIDER_VARIABLE = "RAGTUNE_DEFAULT_PROVIDER"
-PROVIDERS: tuple[Provider, ...] = ("openai", "bedrock")
 # boto3's and the AWS CLI's default: a file this large or larger goes up in parts of this size.
 PART_BYTES = 8 * 1024 * 1024
 _TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
@@ -61,7 +61,9 @@ class Deployment:
     s3_endpoint: str | None
     region: str | None
     described_as: str
-    default_provider: Provider = "openai"  # what a config naming no provider gets there (the stack's DefaultProvider)
+    default_provider: Provider = (
+        DEFAULT_PROVIDER  # what a config naming no provider gets there (the stack's DefaultProvider)
+    )
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,12 @@ def from_stack(stack: str, region: str | None) -> Deployment:
         s3_endpoint=None,  # AWS's own S3: RAGTUNE_S3_ENDPOINT belongs to the local stack's variables
         region=region,
         described_as=where,
-        default_provider=_provider(parameters.get("DefaultProvider") or "") or "openai",
+        default_provider=_provider(parameters.get("DefaultProvider") or "") or DEFAULT_PROVIDER,
     )
 
 
 def _provider(name: str) -> Provider | None:
-    return next((provider for provider in PROVIDERS if provider == name), None)
+    return name if name in PROVIDER_NAMES else None
 
 
 def from_environment() -> Deployment:
@@ -158,12 +160,12 @@ def from_environment() -> Deployment:
             "RAGTUNE_API_KEY and RAGTUNE_BUCKET, or pass --stack NAME instead.",
             ErrorCode.NO_DEPLOYMENT,
         )
-    named = os.environ.get(DEFAULT_PROVIDER_VARIABLE, "").strip() or "openai"
+    named = os.environ.get(DEFAULT_PROVIDER_VARIABLE, "").strip() or DEFAULT_PROVIDER
     default_provider = _provider(named)
     if default_provider is None:
         raise CliError(
             f"{DEFAULT_PROVIDER_VARIABLE} is {named!r}: set it to the stack's DefaultProvider, "
-            f"{' or '.join(PROVIDERS)}, or leave it unset for openai.",
+            f"{' or '.join(PROVIDER_NAMES)}, or leave it unset for {DEFAULT_PROVIDER}.",
             ErrorCode.NO_DEPLOYMENT,
         )
     return Deployment(

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shared.config import RunConfig
-from shared.errors import UserInputError
+from shared.domain.config import RunConfig
+from shared.domain.errors import UserInputError
 from shared.settings import Settings
 
 ESTIMATE_EXTRA = "pip install 'ragtune[estimate]'"
 
 
 def _batches(config: RunConfig, path: Path) -> Iterator[dict[str, list[Any]]]:
-    from shared.dataset_source import BATCH_SIZE, FILE_BUILDERS  # imports S3 helpers: only when estimating
+    from shared.domain.dataset_source import BATCH_SIZE, FILE_BUILDERS  # imports S3 helpers: only when estimating
 
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
@@ -43,7 +43,7 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
     # (it sets its loggers' level from this variable when it is first imported)
     os.environ.setdefault("DATASETS_VERBOSITY", "critical")
     try:
-        from shared.data_gate import (
+        from shared.domain.data_gate import (
             MIN_EXAMPLES,
             enforce,
             estimate_bedrock_training,
@@ -51,8 +51,8 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
             inspect_bedrock_jsonl,
             inspect_jsonl,
         )
-        from shared.examples import ExampleBuilder
-        from shared.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
+        from shared.domain.examples import ExampleBuilder
+        from shared.domain.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
     except ImportError as error:
         raise UserInputError(f"the estimate needs {error.name}, which is not installed: {ESTIMATE_EXTRA}") from None
 

@@ -32,10 +32,11 @@ from ragtune_cli import deployment
 from ragtune_cli.api import ApiClient, ApiError, run_path
 from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError, ErrorCode
 from ragtune_cli.progress import ProgressTracker, Snapshot
-from shared.config import DATA_FILE_TYPES, RUN_ID_PATTERN, Provider, RunConfig, data_object_key, parse_run_config
-from shared.errors import ConfigError, UserInputError
-from shared.run_ids import derive_run_id
-from shared.run_record import FINISHED, JOB_FINISHED, RunStatus
+from shared.domain.config import DATA_FILE_TYPES, RUN_ID_PATTERN, Provider, RunConfig, data_object_key, parse_run_config
+from shared.domain.errors import ConfigError, UserInputError
+from shared.domain.run_ids import derive_run_id
+from shared.domain.run_record import FINISHED, JOB_FINISHED, RunStatus
+from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 app = typer.Typer(
     name="ragtune",
@@ -66,9 +67,9 @@ AsJson = Annotated[
 ]
 
 
-class DefaultProvider(StrEnum):
-    openai = "openai"
-    bedrock = "bedrock"
+# The registry's names, as typer's choices.
+DefaultProvider = StrEnum("DefaultProvider", {name: name for name in PROVIDER_NAMES})  # type: ignore[misc]
+_DEFAULT_PROVIDER_CHOICE = DefaultProvider(DEFAULT_PROVIDER)
 
 
 RunIdArgument = Annotated[
@@ -196,7 +197,7 @@ def _read_config(path: Path) -> bytes:
         _fail(f"Cannot read the config {path}: {error.strerror or error}.", ErrorCode.FILE_ERROR)
 
 
-def _parse(path: Path, raw: bytes, default_provider: Provider = "openai") -> RunConfig:
+def _parse(path: Path, raw: bytes, default_provider: Provider = DEFAULT_PROVIDER) -> RunConfig:
     """`default_provider`: what a config naming no provider gets (the deployment's DefaultProvider)."""
     try:
         return parse_run_config(raw, default_provider=default_provider)
@@ -268,7 +269,7 @@ def validate(
             envvar="RAGTUNE_DEFAULT_PROVIDER",
             help="The provider a config naming none gets: your stack's DefaultProvider parameter.",
         ),
-    ] = DefaultProvider.openai,
+    ] = _DEFAULT_PROVIDER_CHOICE,
     as_json: AsJson = False,
 ) -> None:
     """Check a config against the schema offline and print what the run would do; nothing is uploaded."""
@@ -629,7 +630,7 @@ def _runs_table(listed: list[dict[str, Any]]) -> Table:
         table.add_row(
             run["run_id"],
             run["status"],
-            run.get("provider") or "openai",
+            run.get("provider") or DEFAULT_PROVIDER,
             str(run["created_at"])[:19].replace("T", " "),
             run.get("config_key") or "",
             f"{model} (adopted)" if run.get("adopted") else model,
@@ -1065,7 +1066,7 @@ def curve(
         out.print(f"saved the loss curve of run {run_id} to {path} ({len(content):,} bytes)", markup=False)
 
 
-# The pipeline draws a run's curve once its job has ended (shared.reports.JOB_ENDED): a Bedrock run's is over
+# The pipeline draws a run's curve once its job has ended (shared.pipeline.reports.JOB_ENDED): a Bedrock run's is over
 # when it starts deploying the model. A job that left no metrics gets a picture that says so.
 JOB_ENDED = JOB_FINISHED | {RunStatus.DEPLOYING}
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.prices import DEFAULT_TRAINING_PRICES, ModelPrice, parse_prices, parse_training_prices
+from shared.domain.config import Provider
+from shared.domain.prices import DEFAULT_TRAINING_PRICES, ModelPrice, parse_prices, parse_training_prices
+from shared.providers import DEFAULT_PROVIDER
 
 LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
 DEFAULT_INFERENCE_PRICES = (
@@ -65,7 +67,7 @@ class Settings(BaseModel):
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")
     max_question_chars: int = Field(default=2000, ge=1, alias="MAX_QUESTION_CHARS")
     # The provider of a config that names none (the stack's DefaultProvider).
-    default_provider: Literal["openai", "bedrock"] = Field(default="openai", alias="DEFAULT_PROVIDER")
+    default_provider: Provider = Field(default=DEFAULT_PROVIDER, alias="DEFAULT_PROVIDER")
     bedrock_training_price_per_1k_tokens: float = Field(
         default=0.001, ge=0, alias="BEDROCK_TRAINING_PRICE_PER_1K_TOKENS"
     )

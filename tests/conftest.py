@@ -108,7 +108,10 @@ from local.template import (  # noqa: E402
     function_handler,
     state_machine_definition,
 )
-from shared import ask, aws, bedrock_gateway, openai_gateway  # noqa: E402
+from shared import aws  # noqa: E402
+from shared.pipeline import ask  # noqa: E402
+from shared.providers.bedrock import gateway as bedrock_gateway  # noqa: E402
+from shared.providers.openai import gateway as openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 

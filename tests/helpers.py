@@ -59,7 +59,7 @@ class Aws:
         return len([v for v in listing.get("Versions", []) if v["Key"] == key])
 
     def runs(self) -> list[dict[str, Any]]:
-        from shared.runs import _from_dynamodb
+        from shared.aws.runs import _from_dynamodb
 
         table = boto3.resource("dynamodb").Table(self.runs_table)
         items: list[dict[str, Any]] = _from_dynamodb(table.scan()["Items"])
@@ -149,9 +149,9 @@ def executions() -> list[dict[str, Any]]:
 
 def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
     """The run's tracking execution once it has stopped running."""
-    from shared.runs import RunsRepository
+    from shared.aws.runs import RunsRepository
+    from shared.aws.tracking import execution_arn
     from shared.settings import settings
-    from shared.tracking import execution_arn
 
     sfn = boto3.client("stepfunctions")
     run = RunsRepository(settings().runs_table).get(run_id)

@@ -1,6 +1,6 @@
 """AskFunction: the REST API (API key required) to ask a run's fine-tuned model and manage runs.
 
-Routes parse, call one use case in `shared.ask` and return. Exception handlers give every
+Routes parse, call one use case in `shared.pipeline.ask` and return. Exception handlers give every
 failure the same JSON shape {"message", "code"}: the caller's mistakes are 4xx, OpenAI's
 failures 502/503, anything else a generic 500 whose detail stays in the logs.
 `python -m functions.ask.app` rewrites docs/openapi.json from these routes.
@@ -25,8 +25,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from shared import ask
-from shared.api_models import (
+from shared.aws.evaluation_starter import EvaluationNotStartedError
+from shared.aws.runs import InvalidCursorError
+from shared.domain.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
@@ -40,23 +41,17 @@ from shared.api_models import (
     RunId,
     RunPage,
 )
-from shared.errors import UserInputError
-from shared.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
-from shared.evaluation_starter import EvaluationNotStartedError
+from shared.domain.errors import UserInputError
+from shared.domain.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
 from shared.observability import logger, metrics, tracer
-from shared.openai_gateway import (
-    OpenAIEmptyAnswerError,
-    OpenAIKeyUnavailableError,
-    OpenAIRefusedError,
-    OpenAITransientError,
-)
-from shared.providers import (
-    PROVIDER_LABELS,
+from shared.pipeline import ask
+from shared.providers.base import (
     ProviderEmptyAnswerError,
+    ProviderNotConfiguredError,
     ProviderRefusedError,
     ProviderTransientError,
+    provider_label,
 )
-from shared.runs import InvalidCursorError
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -302,61 +297,40 @@ def invalid_cursor(error: InvalidCursorError) -> Response[dict[str, str]]:
     return _error(HTTPStatus.BAD_REQUEST, "invalid_cursor", f"{error}; pass next_cursor from a previous page.")
 
 
-@app.exception_handler(OpenAITransientError)
-def openai_unavailable(error: OpenAITransientError) -> Response[dict[str, str]]:
-    logger.warning("OpenAI unavailable", extra={"error": str(error)})
-    return _error(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "openai_unavailable",
-        "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
-    )
-
-
-@app.exception_handler(OpenAIKeyUnavailableError)
-def openai_key_unavailable(error: OpenAIKeyUnavailableError) -> Response[dict[str, str]]:
-    logger.error("OpenAI API key unavailable", extra={"reason": str(error)})
-    return _error(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "openai_key_unavailable",
-        "This deployment cannot read its OpenAI API key; its operator has been told in the logs.",
-    )
-
-
-@app.exception_handler(OpenAIEmptyAnswerError)
-def openai_empty_response(error: OpenAIEmptyAnswerError) -> Response[dict[str, str]]:
-    logger.warning("OpenAI answered without an answer", extra={"error": str(error)})
-    return _error(HTTPStatus.BAD_GATEWAY, "openai_empty_response", f"{error} Try again.")
-
-
-@app.exception_handler(OpenAIRefusedError)
-def openai_refused(error: OpenAIRefusedError) -> Response[dict[str, str]]:
-    logger.warning("OpenAI refused", extra={"status_code": error.status_code, "code": error.code})
-    return _error(HTTPStatus.BAD_GATEWAY, "openai_refused", error.message)
-
-
-# Any other provider's failures (Amazon Bedrock's), by the shared families; the codes name the provider
-# (`bedrock_unavailable`, `bedrock_refused`, `bedrock_empty_response`). The handlers above match OpenAI's
-# own classes first (lookup follows the MRO).
+# Providers' failures, by family: one handler each, the codes naming the provider (`openai_unavailable`,
+# `bedrock_refused`, `openai_key_unavailable`...).
 @app.exception_handler(ProviderTransientError)
 def provider_unavailable(error: ProviderTransientError) -> Response[dict[str, str]]:
-    logger.warning("Provider unavailable", extra={"provider": error.PROVIDER, "error": str(error)})
-    label = PROVIDER_LABELS.get(error.PROVIDER, error.PROVIDER)
+    label = provider_label(error.PROVIDER)
+    logger.warning(f"{label} unavailable", extra={"provider": error.PROVIDER, "error": str(error)})
     return _error(
         HTTPStatus.SERVICE_UNAVAILABLE,
         f"{error.PROVIDER}_unavailable",
-        f"{label} is not answering right now (throttling, outage or timeout); try again shortly.",
+        f"{label} is not answering right now ({error.CAUSES}); try again shortly.",
     )
+
+
+@app.exception_handler(ProviderNotConfiguredError)
+def provider_not_configured(error: ProviderNotConfiguredError) -> Response[dict[str, str]]:
+    logger.error(error.LOG_MESSAGE, extra={"provider": error.PROVIDER, "reason": str(error)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, error.CODE, error.API_MESSAGE)
 
 
 @app.exception_handler(ProviderEmptyAnswerError)
 def provider_empty_response(error: ProviderEmptyAnswerError) -> Response[dict[str, str]]:
-    logger.warning("Provider answered without an answer", extra={"provider": error.PROVIDER, "error": str(error)})
+    logger.warning(
+        f"{provider_label(error.PROVIDER)} answered without an answer",
+        extra={"provider": error.PROVIDER, "error": str(error)},
+    )
     return _error(HTTPStatus.BAD_GATEWAY, f"{error.PROVIDER}_empty_response", f"{error} Try again.")
 
 
 @app.exception_handler(ProviderRefusedError)
 def provider_refused(error: ProviderRefusedError) -> Response[dict[str, str]]:
-    logger.warning("Provider refused", extra={"provider": error.PROVIDER, "code": error.code})
+    logger.warning(
+        f"{provider_label(error.PROVIDER)} refused",
+        extra={"provider": error.PROVIDER, "status_code": error.status_code, "code": error.code},
+    )
     return _error(HTTPStatus.BAD_GATEWAY, f"{error.PROVIDER}_refused", error.message)
 
 

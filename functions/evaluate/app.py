@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.evaluate_run import EvaluationRequest, evaluate_or_skip
 from shared.observability import logger, metrics, tracer
-from shared.reports import publish_training_curve
+from shared.pipeline.evaluate_run import EvaluationRequest, evaluate_or_skip
+from shared.pipeline.reports import publish_training_curve
 
 
 class TrainingCurveRequest(BaseModel):

@@ -7,8 +7,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.failed_deliveries import DeadLetter, settle_dead_letter
 from shared.observability import logger, metrics, tracer
+from shared.pipeline.failed_deliveries import DeadLetter, settle_dead_letter
 
 # Each message is parsed by Parser into a DeadLetter; the use case reads its body and drops one that is no S3
 # event, so only a failure worth retrying (DynamoDB, Step Functions) fails its record (partial batch).

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field, TypeAdapter
 
 from shared.observability import logger, metrics, tracer
-from shared.poll_job import PollState, TrackingFailure, poll_once, record_tracking_failure
+from shared.pipeline.poll_job import PollState, TrackingFailure, poll_once, record_tracking_failure
 
 # What the state machine (infra/statemachine/job_tracker.asl.json) sends: the PollJob task's state, or
 # what RecordTrackingFailure's Catch caught. Anything else is a ValidationError naming what is wrong.

@@ -5,10 +5,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.idempotency import IDEMPOTENCY_CONFIG
+from shared.aws.idempotency import IDEMPOTENCY_CONFIG
+from shared.aws.storage import event_objects
 from shared.observability import logger, metrics, tracer
-from shared.prepare import prepare_config_object
-from shared.storage import event_objects
+from shared.pipeline.prepare import prepare_config_object
 
 
 @logger.inject_lambda_context(clear_state=True)

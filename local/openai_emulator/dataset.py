@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from shared.data_gate import MAX_TOKENS_PER_EXAMPLE, example_tokens
+from shared.domain.data_gate import MAX_TOKENS_PER_EXAMPLE, example_tokens
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 

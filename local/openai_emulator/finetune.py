@@ -31,7 +31,7 @@ SNAPSHOTS = {
 }
 BASE_MODELS = set(SNAPSHOTS) | set(SNAPSHOTS.values())
 # OpenAI's own job statuses (the spec's FineTuningJob.status enum, and "paused"), not ragtune's run statuses:
-# the emulator speaks OpenAI. tests/unit/test_run_record.py checks they map onto shared.run_record's.
+# the emulator speaks OpenAI. tests/unit/test_run_record.py checks they map onto shared.domain.run_record's.
 ACTIVE = ("validating_files", "queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 AUTO_LEARNING_RATE = 1.8

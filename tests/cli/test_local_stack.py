@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from shared.run_ids import derive_run_id
+from shared.domain.run_ids import derive_run_id
 
 from .conftest import EXAMPLES, RAGTUNE, LocalStack, ragtune, user_shell
 

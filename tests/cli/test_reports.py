@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from shared.api_models import DeletedModelResponse, EvaluationResponse, RunConflictBody, RunDetail, RunPage
+from shared.domain.api_models import DeletedModelResponse, EvaluationResponse, RunConflictBody, RunDetail, RunPage
 
 from .conftest import Result, ragtune, ragtune_in_a_terminal, user_shell
 
@@ -108,7 +108,7 @@ DELETED: dict[str, Any] = {
     "message": "Run nova's on-demand deployment arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/abc "
     "was deleted; the run no longer has a model to ask.",
 }
-# POST /runs/{id}/cancel's 409s (code not_cancellable), as shared.ask words them
+# POST /runs/{id}/cancel's 409s (code not_cancellable), as shared.pipeline.ask words them
 NOT_CANCELLABLE = {
     "stopped": ("Run stopped has already been cancelled; there is nothing to cancel.", "cancelled"),
     "expiring": ("Run expiring has already succeeded; there is nothing to cancel.", "succeeded"),

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from ragtune_cli.estimate import estimate
-from shared.config import parse_run_config
+from shared.domain.config import parse_run_config
 from tests.local.serving import ROOT
 
 from .conftest import EXAMPLES, RAGTUNE, ragtune, user_shell

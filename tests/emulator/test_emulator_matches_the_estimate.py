@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from local.openai_emulator.finetune import auto_n_epochs
-from shared.data_gate import auto_epochs, estimate_training, inspect_jsonl
+from shared.domain.data_gate import auto_epochs, estimate_training, inspect_jsonl
 
 from .conftest import training_jsonl, upload_training
 

@@ -23,10 +23,11 @@ from functions.ask.app import lambda_handler
 from functions.prepare.app import lambda_handler as prepare_handler
 from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.faults import FaultKind
-from shared import ask, openai_gateway
-from shared.api_models import RequestValidationBody
-from shared.openai_gateway import JobSnapshot
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
+from shared.domain.api_models import RequestValidationBody
+from shared.pipeline import ask
+from shared.providers.openai import gateway as openai_gateway
+from shared.providers.openai.gateway import JobSnapshot
 from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, load_event, sciq_row, write_jsonl
 
 # GET routes publish no metric; Powertools warns about that on every flush.

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from shared import ask, aws
+from shared import aws
+from shared.pipeline import ask
 from tests.helpers import Aws
 from tests.integration.test_ask_api import (
     CORIOLIS_QUESTION,

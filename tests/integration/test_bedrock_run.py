@@ -13,7 +13,7 @@ from functions.ask.app import lambda_handler as ask_handler
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
-from shared import bedrock_gateway
+from shared.providers.bedrock import gateway as bedrock_gateway
 from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
 
 QUESTION = "Question 17: what is measured in joules?"

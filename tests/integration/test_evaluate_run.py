@@ -18,12 +18,12 @@ from openai import OpenAI
 
 from local.bedrock_emulator import BedrockEmulator, conversation_record
 from local.openai_emulator import BASE_MODEL_REPLY, OpenAIEmulator
-from shared import evaluate_run
-from shared.evaluate_run import EvaluationRequest
-from shared.evaluation import EvaluationRefusedError, EvaluationRunningError
-from shared.providers import provider_for
-from shared.runs import _to_dynamodb
-from shared.storage import ObjectMissingError
+from shared.aws.runs import _to_dynamodb
+from shared.aws.storage import ObjectMissingError
+from shared.domain.evaluation import EvaluationRefusedError, EvaluationRunningError
+from shared.pipeline import evaluate_run
+from shared.pipeline.evaluate_run import EvaluationRequest
+from shared.providers.base import provider_for
 from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, sciq_row
 
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
@@ -481,7 +481,7 @@ def test_a_claim_whose_lease_ran_out_reads_as_failed_and_may_be_asked_again(
     aws_account: Aws, emulator: OpenAIEmulator, status: str
 ) -> None:
     """Its invocation timed out, ran out of memory or was never started: nothing will finish it."""
-    from shared.ask import get_evaluation, get_run
+    from shared.pipeline.ask import get_evaluation, get_run
 
     died = {"status": status, "token": "died", "lease_until": int(time.time()) - 1, "arms": []}
     put_run(aws_account, "run-a", openai_tuned_model(emulator), evaluation=died)
@@ -506,7 +506,7 @@ def test_an_evaluation_lambda_would_not_start_is_a_503_and_leaves_no_claim(
 ) -> None:
     from botocore.exceptions import ClientError
 
-    from shared import evaluation_starter
+    from shared.aws import evaluation_starter
     from tests.integration.test_evaluation_pipeline import api
 
     put_run(aws_account, "run-a", openai_tuned_model(emulator))

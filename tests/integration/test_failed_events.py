@@ -16,10 +16,10 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from shared.run_ids import derive_run_id
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
+from shared.aws.tracking import execution_arn, execution_name
+from shared.domain.run_ids import derive_run_id
 from shared.settings import settings
-from shared.tracking import execution_arn, execution_name
 from tests.helpers import Aws, executions, load_event, prepare_run, sciq_row, training_event, write_jsonl
 
 CONFIG_KEY = "configs/sciq-sample.json"

@@ -16,12 +16,17 @@ from openai import OpenAI
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
-from shared import openai_gateway
-from shared.ask import get_run
-from shared.openai_gateway import MAX_EVENT_PAGES_PER_POLL, ForeignJobError, OpenAIGateway, OpenAITransientError
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
+from shared.aws.tracking import execution_name
+from shared.pipeline.ask import get_run
+from shared.providers.openai import gateway as openai_gateway
+from shared.providers.openai.gateway import (
+    MAX_EVENT_PAGES_PER_POLL,
+    ForeignJobError,
+    OpenAIGateway,
+    OpenAITransientError,
+)
 from shared.settings import settings
-from shared.tracking import execution_name
 from tests.helpers import Aws, executions, load_event, prepare_run, training_event
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from functions.prepare.app import lambda_handler
 from local.openai_emulator import OpenAIEmulator
-from shared import dataset_source
-from shared.run_ids import derive_run_id
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
+from shared.domain import dataset_source
+from shared.domain.run_ids import derive_run_id
 from shared.settings import settings
 from tests.helpers import Aws, hub_folder_whose_card_names, load_event, sciq_row, write_jsonl
 
@@ -470,7 +470,7 @@ def test_read_errors_never_show_the_functions_own_paths(
         raise FileNotFoundError(
             f"Couldn't find any data file at {os.getcwd()}/file:/etc/passwd. Unable to find "
             f"'{local}' in {settings().scratch_dir} (HF_HOME={os.environ['HF_HOME']}), "
-            "see /var/task/shared/dataset_source.py and /tmp/other"
+            "see /var/task/shared/domain/dataset_source.py and /tmp/other"
         )
 
     monkeypatch.setattr(datasets, "load_dataset_builder", leaky)

@@ -12,8 +12,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.prepare.app import lambda_handler
-from shared import prepare, storage, tokens
-from shared.data_gate import inspect_bedrock_jsonl, inspect_jsonl
+from shared.aws import storage
+from shared.domain import tokens
+from shared.domain.data_gate import inspect_bedrock_jsonl, inspect_jsonl
+from shared.pipeline import prepare
 from tests.helpers import TRICKY_ROWS, Aws, load_event, prepare_run, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from functions.prepare.app import lambda_handler
-from shared import prepare, storage
+from shared.aws import storage
+from shared.pipeline import prepare
 from tests.helpers import CONFIG_KEY, Aws, load_event, sciq_row, write_jsonl
 
 

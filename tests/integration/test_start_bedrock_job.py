@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
-from shared import bedrock_gateway
-from shared.providers import ForeignJobError
+from shared.providers.base import ForeignJobError
+from shared.providers.bedrock import gateway as bedrock_gateway
 from tests.helpers import CONFIG_KEY, Aws, SetEnv, executions, load_event, prepare_run, training_event
 
 CREATE = "CreateModelCustomizationJob"
@@ -127,7 +127,7 @@ def test_a_repeated_create_with_the_same_token_is_the_same_job(
     """Bedrock's own idempotency, without ours in front (the lookup of the run's jobs is switched off): a start
     that crashed after the create and is run again (the run still `starting`, same training file) sends the
     same request and gets the same job."""
-    from shared.runs import RunsRepository
+    from shared.aws.runs import RunsRepository
 
     run = bedrock_run(aws_account, lambda_context, tmp_path)
     run_id = run["run_id"]

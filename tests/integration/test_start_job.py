@@ -17,7 +17,7 @@ from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.faults import FaultKind
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
 from shared.settings import settings
 from tests.helpers import (
     CONFIG_KEY,

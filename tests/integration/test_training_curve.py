@@ -16,7 +16,7 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
-from shared.reports import publish_training_curve
+from shared.pipeline.reports import publish_training_curve
 from tests.helpers import Aws, load_event, prepare_run, training_event
 
 HEADER = "step,train_loss,valid_loss,train_accuracy,valid_accuracy\n"

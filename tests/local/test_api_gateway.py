@@ -274,7 +274,7 @@ def test_the_real_ask_handler_lists_no_runs(aws_account: Aws) -> None:
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_the_real_ask_handler_shows_a_runs_config_files_and_gate_over_http(aws_account: Aws) -> None:
     from functions.ask.app import lambda_handler
-    from shared.runs import RunsRepository
+    from shared.aws.runs import RunsRepository
 
     runs = RunsRepository(os.environ["RUNS_TABLE"])
     config = {"dataset": {"source": "allenai/sciq", "split": "train"}, "seed": 7}

@@ -20,7 +20,7 @@ import requests
 
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
-from shared.tracking import execution_name
+from shared.aws.tracking import execution_name
 
 from .serving import ROOT, start_serve, user_environment
 

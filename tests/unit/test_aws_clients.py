@@ -1,4 +1,4 @@
-"""shared/aws.py's one session: its clients are botocore's own, made without listing every service botocore ships.
+"""The one session of shared.aws: its clients are botocore's own, made without listing every service botocore ships.
 
 botocore's loader lists its ~420 service folders to check that the one service asked for exists, once per
 model type (0.25-0.3 s of a Lambda cold start, issue #11); `ServiceFolderLoader` looks at that service's folder.

@@ -8,8 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.config import BEDROCK_MODELS, RunConfig, parse_run_config, run_config_json_schema
-from shared.errors import ConfigError
+from shared.domain.config import RunConfig, parse_run_config, run_config_json_schema
+from shared.domain.errors import ConfigError
+from shared.providers.bedrock import BEDROCK_MODELS
 from shared.settings import settings
 from tests.helpers import SetEnv
 
@@ -211,7 +212,7 @@ def bedrock(**fine_tune: object) -> bytes:
 
 def refusal(raw: bytes, default_provider: str = "openai") -> str:
     with pytest.raises(ConfigError) as raised:
-        parse_run_config(raw, default_provider=default_provider)  # type: ignore[arg-type]
+        parse_run_config(raw, default_provider=default_provider)
     return raised.value.message
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from shared.data_gate import (
+from shared.domain.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
     GateReport,
     GateTally,
@@ -26,8 +26,8 @@ from shared.data_gate import (
     line_digest,
     tally_file,
 )
-from shared.errors import DataGateError
-from shared.tokens import count_tokens
+from shared.domain.errors import DataGateError
+from shared.domain.tokens import count_tokens
 
 
 def line(messages: object) -> bytes:

@@ -10,9 +10,9 @@ import datasets
 import pandas as pd
 import pytest
 
-from shared import dataset_source
-from shared.config import DatasetSpec
-from shared.errors import DatasetError
+from shared.domain import dataset_source
+from shared.domain.config import DatasetSpec
+from shared.domain.errors import DatasetError
 from tests.helpers import hub_folder_whose_card_names, sciq_row
 
 BUCKET = "ragtune-data-123456789012-us-east-1"

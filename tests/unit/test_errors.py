@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import without_internal_paths
+from shared.domain.errors import without_internal_paths
 
 
 @pytest.mark.parametrize(

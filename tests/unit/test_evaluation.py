@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.evaluation import ArmAnswer, cost_per_1k_questions, is_correct, normalise, summarise_arm, wilson_interval
-from shared.prices import ModelPrice, parse_prices, price_for
+from shared.domain.evaluation import (
+    ArmAnswer,
+    cost_per_1k_questions,
+    is_correct,
+    normalise,
+    summarise_arm,
+    wilson_interval,
+)
+from shared.domain.prices import ModelPrice, parse_prices, price_for
 from shared.settings import DEFAULT_INFERENCE_PRICES
 
 PRICES = parse_prices(DEFAULT_INFERENCE_PRICES)

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from functions.failed_events.app import lambda_handler as failed_events_handler
 from functions.poll_job.app import lambda_handler as poll_handler
+from shared.aws.storage import ObjectRef, event_objects
 from shared.settings import Settings
-from shared.storage import ObjectRef, event_objects
 from tests.helpers import load_event
 
 

@@ -21,13 +21,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED_STRINGS, Provider, RunConfig
-from shared.dataset_source import _ColumnsOnDemand
-from shared.errors import DatasetError
-from shared.examples import Batch, BuiltBatch, ExampleBuilder, _true_rows
+from shared.domain.config import Provider, RunConfig
+from shared.domain.dataset_source import _ColumnsOnDemand
+from shared.domain.errors import DatasetError
+from shared.domain.examples import Batch, BuiltBatch, ExampleBuilder, _true_rows
+from shared.providers import PROVIDER_NAMES
+from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED_STRINGS
 
 ROOT = Path(__file__).resolve().parents[2]
-PROVIDERS: tuple[Provider, ...] = ("openai", "bedrock")
+PROVIDERS: tuple[Provider, ...] = PROVIDER_NAMES
 CONTROL_CHARACTERS = [chr(code) for code in range(0x20)] + ["\x7f"]
 # Characters JSON escapes or ensure_ascii=False keeps as they are; `%` and braces are template syntax.
 TEXT_ALPHABET = [*CONTROL_CHARACTERS, '"', "\\", "/", "\u2028", "\u2029", "é", "日", "🙂", "%", "{", "}", ":", "a", " "]
@@ -297,9 +299,9 @@ NO_PANDAS_RUN = textwrap.dedent(
     """
     import io, json, sys
     import pyarrow.json
-    from shared.config import parse_run_config
-    from shared.dataset_source import _ColumnsOnDemand
-    from shared.examples import ExampleBuilder
+    from shared.domain.config import parse_run_config
+    from shared.domain.dataset_source import _ColumnsOnDemand
+    from shared.domain.examples import ExampleBuilder
 
     def row_path(*_):
         raise AssertionError("row-by-row path taken")

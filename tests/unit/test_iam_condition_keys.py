@@ -15,8 +15,8 @@ import pytest
 
 from infra.iam_condition_keys import EXCEPTIONS, pinned_policy_sentry, policy_statements
 from local.template import load_template, translated_template
-from shared.bedrock_gateway import DEPLOYMENT_TAG, RUN_ID_TAG
-from shared.config import BEDROCK_MODELS
+from shared.providers.bedrock import BEDROCK_MODELS
+from shared.providers.bedrock.gateway import DEPLOYMENT_TAG, RUN_ID_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKER = ROOT / "infra" / "iam_condition_keys.py"

@@ -12,13 +12,13 @@ import pydantic
 import pytest
 from openai import OpenAI
 
-from shared.openai_gateway import (
+from shared.domain.run_ids import derive_run_id
+from shared.providers.openai.gateway import (
     OpenAIGateway,
     OpenAIRefusedError,
     OpenAITransientError,
     fine_tune_base,
 )
-from shared.run_ids import derive_run_id
 from shared.settings import Settings
 
 DEPLOYMENT = "ragtune-data-123456789012-us-east-1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.data_gate import GateReport, estimate_training
-from shared.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
+from shared.domain.data_gate import GateReport, estimate_training
+from shared.domain.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
 
 PRICES = parse_training_prices(DEFAULT_TRAINING_PRICES)
 

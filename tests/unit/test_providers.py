@@ -14,7 +14,16 @@ from botocore import xform_name
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from shared.bedrock_gateway import (
+from shared.domain.config import RunConfig
+from shared.domain.run_record import JOB_STATUSES, Run, RunStatus
+from shared.providers.base import (
+    FineTuningProvider,
+    ForeignJobError,
+    ProviderRefusedError,
+    ProviderTransientError,
+    run_provider,
+)
+from shared.providers.bedrock.gateway import (
     BedrockEmptyAnswerError,
     BedrockGateway,
     BedrockRefusedError,
@@ -23,22 +32,13 @@ from shared.bedrock_gateway import (
     bedrock_hyperparameters,
     job_status,
 )
-from shared.config import RunConfig
-from shared.openai_gateway import OpenAIRefusedError, OpenAITransientError
-from shared.providers import (
-    FineTuningProvider,
-    ForeignJobError,
-    ProviderRefusedError,
-    ProviderTransientError,
-    run_provider,
-)
-from shared.run_record import JOB_STATUSES, Run, RunStatus
+from shared.providers.openai.gateway import OpenAIRefusedError, OpenAITransientError
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "ragtune-data-123456789012-us-east-1"
 JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/amazon.nova-micro-v1:0:128k/abc123def456"
 DEPLOYMENT_ARN = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/xyz"
-SEAM = {"openai": "shared/openai_gateway.py", "bedrock": "shared/bedrock_gateway.py"}
+SEAM = {"openai": "shared/providers/openai/gateway.py", "bedrock": "shared/providers/bedrock/gateway.py"}
 
 
 def _python_files() -> list[Path]:
@@ -96,11 +96,11 @@ def test_the_scan_would_catch_a_stray_caller() -> None:
     assert _speaks(ast.parse("runtime.converse(modelId=m)")) == {"bedrock"}
     assert _speaks(ast.parse("x.create_model_customization_job(**r)")) == {"bedrock"}
     assert _speaks(ast.parse("provider = 'bedrock'; s3.put_object(Bucket=b)")) == set()
-    assert _speaks(ast.parse("from shared.openai_gateway import gateway")) == set()
+    assert _speaks(ast.parse("from shared.providers.openai.gateway import gateway")) == set()
 
 
 def test_both_gateways_are_fine_tuning_providers() -> None:
-    from shared.openai_gateway import OpenAIGateway
+    from shared.providers.openai.gateway import OpenAIGateway
 
     members = [name for name in dir(FineTuningProvider) if not name.startswith("_")]
     for gateway_class in (OpenAIGateway, BedrockGateway):

@@ -1,4 +1,4 @@
-from shared.run_ids import derive_run_id
+from shared.domain.run_ids import derive_run_id
 
 
 def test_run_id_is_stable_readable_and_changes_with_key_or_content() -> None:

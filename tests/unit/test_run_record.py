@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from local.openai_emulator import finetune
-from shared.api_models import RunDetail, RunSummary
-from shared.openai_gateway import job_status
-from shared.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, USABLE, Run, RunStatus
-from shared.runs import _from_dynamodb, _to_dynamodb
+from shared.aws.runs import _from_dynamodb, _to_dynamodb
+from shared.domain.api_models import RunDetail, RunSummary
+from shared.domain.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, USABLE, Run, RunStatus
+from shared.providers.openai.gateway import job_status
 
 SPEC = Path(__file__).resolve().parents[1] / "emulator" / "openai-spec" / "openapi.yaml"
 ITEM: dict[str, Any] = {

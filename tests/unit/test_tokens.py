@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tiktoken
 
-from shared import token_worker, tokens
+from shared.domain import token_worker, tokens
 
 SAMPLES = [
     "Hello world",

@@ -10,9 +10,8 @@ import sys
 import pytest
 from PIL import Image
 
-from shared.reports import curve_title
-from shared.run_record import Run
-from shared.training_curve import (
+from shared.domain.run_record import Run
+from shared.domain.training_curve import (
     StepMetric,
     loss_png,
     merge_steps,
@@ -20,6 +19,7 @@ from shared.training_curve import (
     parse_bedrock_metrics,
     parse_openai_step_metrics,
 )
+from shared.pipeline.reports import curve_title
 
 # As OpenAI writes it, plus what must be tolerated: an extra column, blank cells, -1 and NaN for "none",
 # a row without a step, Windows line ends.
@@ -120,7 +120,7 @@ def test_the_loss_curve_is_a_png_of_at_least_800_by_500() -> None:
 
 def test_importing_the_module_leaves_matplotlib_unloaded() -> None:
     """The gateways import the parsers; only the function that draws should pay for matplotlib."""
-    probe = "import sys, shared.training_curve; print('matplotlib' in sys.modules)"
+    probe = "import sys, shared.domain.training_curve; print('matplotlib' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 
     assert loaded.stdout.strip() == "False"

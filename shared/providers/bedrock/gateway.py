@@ -31,23 +31,24 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from shared import providers
 from shared.aws import session
-from shared.config import RunConfig
+from shared.aws.storage import ObjectMissingError, ObjectRef, object_etag, read_bytes, read_object
+from shared.domain.config import RunConfig
+from shared.domain.run_record import USABLE, JobEvent, Run, RunStatus
+from shared.domain.training_curve import StepMetric, parse_bedrock_metrics
 from shared.observability import logger
-from shared.providers import (
+from shared.providers import base as providers
+from shared.providers.base import (
     Answer,
     ForeignJobError,
     Progress,
     ProviderEmptyAnswerError,
+    ProviderNotConfiguredError,
     ProviderRefusedError,
     ProviderTransientError,
     RecordStart,
 )
-from shared.run_record import USABLE, JobEvent, Run, RunStatus
 from shared.settings import settings
-from shared.storage import ObjectMissingError, ObjectRef, object_etag, read_bytes, read_object
-from shared.training_curve import StepMetric, parse_bedrock_metrics
 
 RUN_ID_TAG = "ragtune_run_id"
 DEPLOYMENT_TAG = "ragtune_deployment"
@@ -135,8 +136,15 @@ class BedrockEmptyAnswerError(ProviderEmptyAnswerError):
     PROVIDER: ClassVar[str] = "bedrock"
 
 
-class BedrockSettingsError(Exception):
+class BedrockSettingsError(ProviderNotConfiguredError):
     """The deployment lacks a setting Bedrock needs (the customization role): a deployment problem."""
+
+    PROVIDER: ClassVar[str] = "bedrock"
+    CODE: ClassVar[str] = "bedrock_role_missing"
+    LOG_MESSAGE: ClassVar[str] = "Amazon Bedrock customization role not configured"
+    API_MESSAGE: ClassVar[str] = (
+        "This deployment lacks a setting Amazon Bedrock needs; its operator has been told in the logs."
+    )
 
 
 @contextmanager
@@ -233,7 +241,7 @@ class BedrockGateway:
         self._role_arn = role_arn
 
     @property
-    def name(self) -> providers.ProviderName:
+    def name(self) -> str:
         return "bedrock"
 
     @property

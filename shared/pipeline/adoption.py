@@ -19,14 +19,14 @@ from datetime import date
 from http import HTTPStatus
 from typing import Any
 
-from shared.config import RunConfig
-from shared.errors import ConfigError, UserInputError
-from shared.evaluation_starter import EvaluationNotStartedError, start_evaluation
+from shared.aws.evaluation_starter import EvaluationNotStartedError, start_evaluation
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import ObjectRef, read_bytes
+from shared.domain.config import RunConfig
+from shared.domain.errors import ConfigError, UserInputError
+from shared.domain.run_record import RunStatus
 from shared.observability import logger
-from shared.run_record import RunStatus
-from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import ObjectRef, read_bytes
 
 MAX_QUESTIONS_FILE_BYTES = 64 * 2**20  # 1,000 questions at most, with their passages
 ADOPTABLE_MODELS_PARAMETER = (
@@ -51,7 +51,7 @@ def check_adoptable(config: RunConfig) -> date | None:
             f"adopt.model {model!r} is not on this deployment's list of adoptable models: only models the operator "
             f"allows may be adopted, in {ADOPTABLE_MODELS_PARAMETER}"
         )
-    from shared.openai_gateway import OpenAIRefusedError, gateway
+    from shared.providers.openai.gateway import OpenAIRefusedError, gateway
 
     try:
         return gateway().model_shutdown_date(model)

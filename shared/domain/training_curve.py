@@ -1,7 +1,7 @@
 """A fine-tuning job's loss per step, in one shape whichever provider trained it: parsed from the
 provider's own metrics files, written out as `metrics.csv` and drawn as `loss.png`.
 
-No AWS or OpenAI calls here: the gateways fetch the files, `shared.reports` publishes the result.
+No AWS or OpenAI calls here: the gateways fetch the files, `shared.pipeline.reports` publishes the result.
 matplotlib is imported only where a picture is drawn, so the gateways that import this module to
 parse stay light.
 """

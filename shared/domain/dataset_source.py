@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from shared.config import SOURCE_RULE, DatasetSpec, data_object_key, is_hub_id
-from shared.errors import ConfigError, DatasetError, without_internal_paths
-from shared.storage import ObjectMissingError, ObjectRef, current_version, download
+from shared.aws.storage import ObjectMissingError, ObjectRef, current_version, download
+from shared.domain.config import SOURCE_RULE, DatasetSpec, data_object_key, is_hub_id
+from shared.domain.errors import ConfigError, DatasetError, without_internal_paths
 
 if TYPE_CHECKING:
     import pyarrow as pa

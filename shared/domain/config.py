@@ -21,7 +21,7 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,7 +38,16 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from shared.errors import ConfigError
+from shared.domain.errors import ConfigError
+from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
+from shared.providers.base import ProviderSpec
+from shared.providers.bedrock import (
+    BEDROCK_DEFAULT_MODEL,
+    BEDROCK_LEARNING_RATE,
+    BEDROCK_MAX_WARMUP_STEPS,
+    BEDROCK_MODELS,
+)
+from shared.providers.openai import OPENAI_DEFAULT_MODEL
 
 CONFIG_SCHEMA_VERSION = 1  # RunConfig.version's only allowed value
 MAX_CONFIG_BYTES = 64 * 1024
@@ -64,60 +73,26 @@ SOURCE_RULE = (
 
 NOTEBOOK_SYSTEM_PROMPT = "Given a science question, provide the correct answer with a detailed explanation."
 
-Provider = Literal["openai", "bedrock"]
-PROVIDERS: tuple[Provider, ...] = get_args(Provider)
-OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
-# Nova models Bedrock fine-tunes and can then serve on demand (billed per token, no hourly charge).
-BEDROCK_MODELS = {
-    "amazon.nova-micro-v1:0:128k": "Nova Micro",
-    "amazon.nova-lite-v1:0:300k": "Nova Lite",
-    "amazon.nova-pro-v1:0:300k": "Nova Pro",
-}
-# Fine-tunable, but refused until AWS documents serving the result on demand: training would be billed for a
-# model that could never answer.
-BEDROCK_UNSERVABLE = {
-    "amazon.nova-2-lite-v1:0:256k": (
-        "Nova 2 Lite can be fine-tuned, but AWS documents on-demand deployment of customised Nova Micro, Lite and "
-        "Pro only, so its training would be billed for a model ragtune could not serve"
-    ),
-}
-CONTEXT_SUFFIX = re.compile(r":(\d+)k$")  # "amazon.nova-micro-v1:0:128k": the variant fine-tuned
-
-
-def nova_context_tokens(model: str) -> int | None:
-    """The context a Nova variant takes (`:128k`: 128,000 tokens), the limit of one training record."""
-    match = CONTEXT_SUFFIX.search(model)
-    return int(match[1]) * 1000 if match else None
-
-
-BEDROCK_DEFAULT_MODEL = "amazon.nova-micro-v1:0:128k"
-BEDROCK_SCHEMA_VERSION = "bedrock-conversation-2024"  # the training records Nova fine-tuning reads
-DEFAULT_MODELS: dict[str, str] = {"openai": OPENAI_DEFAULT_MODEL, "bedrock": BEDROCK_DEFAULT_MODEL}
-# Text Nova treats as markup: one occurrence anywhere in the training data fails the whole job.
-NOVA_RESERVED_STRINGS = ("User:", "Bot:", "Assistant:", "System:", "<image>", "<video>", "[EOS]")
-NOVA_RESERVED = re.compile("|".join(re.escape(text) for text in NOVA_RESERVED_STRINGS))
-BEDROCK_MAX_EPOCHS = 5
-BEDROCK_LEARNING_RATE = (1e-6, 1e-4)
-BEDROCK_MAX_WARMUP_STEPS = 100
-# Custom model names: ([0-9a-zA-Z][_-]?){1,63} (botocore's service model).
-# Hyperparameters each provider takes; the others are refused for it.
-PROVIDER_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "openai": ("n_epochs", "batch_size", "learning_rate_multiplier"),
-    "bedrock": ("n_epochs", "learning_rate", "warmup_steps"),
-}
-_PROVIDER_NAMES = {"openai": "OpenAI", "bedrock": "Bedrock"}
+if TYPE_CHECKING:
+    Provider = str
+else:  # the registry's names: pydantic checks them, the JSON schema lists them
+    Provider = Literal[PROVIDER_NAMES]
 
 # The provider of the RunConfig being validated: nested specs read it for their defaults and rules.
-_validating_for: ContextVar[Provider] = ContextVar("ragtune_config_provider", default="openai")
+_validating_for: ContextVar[str] = ContextVar("ragtune_config_provider", default=DEFAULT_PROVIDER)
 
 
 @contextmanager
-def _provider_rules(provider: Provider) -> Iterator[None]:
+def _provider_rules(provider: str) -> Iterator[None]:
     token = _validating_for.set(provider)
     try:
         yield
     finally:
         _validating_for.reset(token)
+
+
+def _rules() -> ProviderSpec:
+    return spec(_validating_for.get())
 
 
 class _Strict(BaseModel):
@@ -307,9 +282,7 @@ def _auto_or(rule: str) -> WrapValidator:
 
 
 def _n_epochs_rule() -> str:
-    if _validating_for.get() == "bedrock":
-        return f"an integer from 1 to {BEDROCK_MAX_EPOCHS} for bedrock (Bedrock's epochCount)"
-    return "an integer from 1 to 50"
+    return _rules().epochs_rule
 
 
 def _validate_n_epochs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -320,17 +293,17 @@ def _validate_n_epochs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any
         epochs = handler(value)
     except ValidationError:
         raise _rule(f'must be "auto" or {_n_epochs_rule()}') from None
-    if _validating_for.get() == "bedrock" and isinstance(epochs, int) and epochs > BEDROCK_MAX_EPOCHS:
+    if isinstance(epochs, int) and epochs > _rules().max_epochs:
         raise _rule(f'must be "auto" or {_n_epochs_rule()}')
     return epochs
 
 
-def _only_for(provider: Provider) -> str:
-    other: Provider = "openai" if provider == "bedrock" else "bedrock"
+def _not_taken(name: str, provider: ProviderSpec) -> str:
+    owners = [spec(owner).short_label for owner in PROVIDER_NAMES if name in spec(owner).hyperparameters]
     return (
-        f"is a hyperparameter of {_PROVIDER_NAMES[provider]} fine-tuning only: "
-        f"{_PROVIDER_NAMES[other]} does not take it (provider is {other}; its hyperparameters are "
-        f"{', '.join(PROVIDER_HYPERPARAMETERS[other])})"
+        f"is a hyperparameter of {' and '.join(owners)} fine-tuning only: "
+        f"{provider.short_label} does not take it (provider is {provider.name}; its hyperparameters are "
+        f"{', '.join(provider.hyperparameters)})"
     )
 
 
@@ -386,17 +359,15 @@ class Hyperparameters(_Strict):
         """The provider's own hyperparameters default to "auto"; the other's stay absent, and refused if given."""
         if not isinstance(data, dict):
             return data
-        provider = _validating_for.get()
-        return {**dict.fromkeys(PROVIDER_HYPERPARAMETERS[provider], "auto"), **data}
+        return {**dict.fromkeys(_rules().hyperparameters, "auto"), **data}
 
     @field_validator("batch_size", "learning_rate_multiplier", "learning_rate", "warmup_steps", mode="wrap")
     @classmethod
     def _belongs_to_the_provider(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        provider = _validating_for.get()
+        provider = _rules()
         assert info.field_name is not None
-        if info.field_name not in PROVIDER_HYPERPARAMETERS[provider]:
-            owner: Provider = "openai" if provider == "bedrock" else "bedrock"
-            raise _rule(_only_for(owner))
+        if info.field_name not in provider.hyperparameters:
+            raise _rule(_not_taken(info.field_name, provider))
         if value is None:
             raise _rule('must not be null: write "auto" for the provider\'s default, or leave it out')
         return handler(value)
@@ -410,7 +381,7 @@ class Hyperparameters(_Strict):
 
 class FineTuneSpec(_Strict):
     model: str = Field(
-        default=OPENAI_DEFAULT_MODEL,
+        default=spec(DEFAULT_PROVIDER).default_model,
         min_length=1,
         json_schema_extra=_no_default,
         description=(
@@ -432,22 +403,15 @@ class FineTuneSpec(_Strict):
     @classmethod
     def _provider_model(cls, data: Any) -> Any:
         if isinstance(data, dict) and "model" not in data:
-            return {**data, "model": DEFAULT_MODELS[_validating_for.get()]}
+            return {**data, "model": _rules().default_model}
         return data
 
     @field_validator("model")
     @classmethod
     def _model_of_the_provider(cls, model: str) -> str:
-        if _validating_for.get() == "bedrock" and model in BEDROCK_UNSERVABLE:
-            raise _rule(
-                f"{model} is refused: {BEDROCK_UNSERVABLE[model]}; choose "
-                + ", ".join(f"{model_id} ({name})" for model_id, name in BEDROCK_MODELS.items())
-            )
-        if _validating_for.get() == "bedrock" and model not in BEDROCK_MODELS:
-            raise _rule(
-                "must be one of the Nova models Bedrock fine-tunes and serves on demand: "
-                + ", ".join(f"{model_id} ({name})" for model_id, name in BEDROCK_MODELS.items())
-            )
+        refusal = _rules().check_model(model)
+        if refusal:
+            raise _rule(refusal)
         return model
 
     def bedrock_hyperparameters(self) -> dict[str, str]:
@@ -467,7 +431,7 @@ class FineTuneSpec(_Strict):
 
 Match = Literal["start", "anywhere"]
 MAX_EVALUATION_QUESTIONS = 1000
-RUN_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?$"  # what shared.run_ids.derive_run_id makes
+RUN_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?$"  # what shared.domain.run_ids.derive_run_id makes
 # OpenAI names a tuned model ft:<base model>:<organisation>:<suffix>:<id> (suffix may be empty).
 TUNED_MODEL_PATTERN = r"^ft:[A-Za-z0-9._-]+:[A-Za-z0-9._-]*:[A-Za-z0-9._-]*:[A-Za-z0-9._-]+$"
 
@@ -573,7 +537,7 @@ class RunConfig(_Strict):
 
     version: Literal[1] = Field(default=1, description="Schema version of this config.")
     provider: Provider = Field(
-        default="openai",
+        default=DEFAULT_PROVIDER,
         description=(
             "Who fine-tunes the model: openai or bedrock (Amazon Bedrock, Nova models). "
             "Absent: the stack's DefaultProvider parameter (openai unless changed)."
@@ -621,27 +585,23 @@ class RunConfig(_Strict):
             return handler(data)
         if data.get("adopt") is not None:
             _check_adopt_alone(data)
-            data = {**data, "provider": data.get("provider") or "openai"}
+            data = {**data, "provider": data.get("provider") or _ADOPTING_PROVIDER}
         if data.get("provider") is None:
-            default = (info.context or {}).get("default_provider", "openai")
+            default = (info.context or {}).get("default_provider", DEFAULT_PROVIDER)
             data = {**data, "provider": default}
         provider = data["provider"]
-        with _provider_rules(provider if provider in PROVIDERS else "openai"):
+        with _provider_rules(provider if provider in PROVIDER_NAMES else DEFAULT_PROVIDER):
             return handler(data)
 
     @field_validator("template")
     @classmethod
     def _template_fits_the_provider(cls, template: TemplateSpec, info: ValidationInfo) -> TemplateSpec:
-        if info.data.get("provider") != "bedrock":
-            return template
+        provider = info.data.get("provider")
+        reserved = spec(provider).reserved_text if provider in PROVIDER_NAMES else None
         for part in ("system", "user", "assistant"):
-            text = getattr(template, part)
-            found = NOVA_RESERVED.search(text or "")
-            if found:
-                raise _rule(
-                    f'{part} must not hold "{found.group()}" for bedrock: Nova reserves '
-                    f"{', '.join(NOVA_RESERVED_STRINGS)} and a training file holding one fails the whole job"
-                )
+            found = reserved.pattern.search(getattr(template, part) or "") if reserved else None
+            if reserved and found:
+                raise _rule(f'{part} must not hold "{found.group()}" for {provider}: {reserved.reason}')
         return template
 
     @field_validator("evaluation")
@@ -686,10 +646,15 @@ class RunConfig(_Strict):
 _TRAINING_ONLY_FIELDS = ("fine_tune",)
 
 
+# The provider whose fine-tuned models a run can adopt (OpenAI: they shut down with their base model).
+_ADOPTING_PROVIDER = next(name for name in PROVIDER_NAMES if spec(name).adopts_models)
+
+
 def _check_adopt_alone(data: dict[str, Any]) -> None:
-    if data.get("provider") not in (None, "openai"):
+    if data.get("provider") not in (None, _ADOPTING_PROVIDER):
         raise _rule(
-            f"adopts an OpenAI fine-tuned model, so provider must be openai or left out, not {data['provider']!r}"
+            f"adopts an {spec(_ADOPTING_PROVIDER).label} fine-tuned model, so provider must be {_ADOPTING_PROVIDER} "
+            f"or left out, not {data['provider']!r}"
         )
     ignored = [name for name in _TRAINING_ONLY_FIELDS if name in data]
     if ignored:
@@ -762,7 +727,7 @@ def _check_unicode(document: Any) -> None:
         raise ConfigError(f"config is not valid Unicode text: {escape} is half of a surrogate pair with no other half")
 
 
-def parse_run_config(raw: bytes, size: int | None = None, default_provider: Provider = "openai") -> RunConfig:
+def parse_run_config(raw: bytes, size: int | None = None, default_provider: str = DEFAULT_PROVIDER) -> RunConfig:
     """Bytes from S3 to a validated config, or a ConfigError a user can act on.
 
     `size` is the object's real size when `raw` holds only its first bytes; `default_provider`

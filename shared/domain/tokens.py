@@ -10,7 +10,7 @@ fifth of that: shipped in the prepare image (`write_encoding_file`, see its Dock
 written to tiktoken's cache the first time.
 
 tiktoken holds the GIL while it encodes, so a second thread counts no faster. `TokenCounter`
-counts in a second process instead (`shared.token_worker`), on the second vCPU, while the
+counts in a second process instead (`shared.domain.token_worker`), on the second vCPU, while the
 caller goes on reading, rendering and writing.
 """
 
@@ -123,7 +123,7 @@ WORKER_WAIT_SECONDS = 600.0
 """The longest any one wait on the token worker may last: a batch taken, the last counts back, its exit."""
 FRAME_HEADER = struct.Struct("<Q")
 """Prefixes every frame: its size in bytes (texts, marshalled) or its number of counts (native `q`s)."""
-_WORKER_COMMAND = [sys.executable, "-m", "shared.token_worker"]
+_WORKER_COMMAND = [sys.executable, "-m", "shared.domain.token_worker"]
 _FRAMES_IN_FLIGHT = 8  # batches queued for the worker: enough to keep it busy, few enough to keep memory flat
 _CHUNK_TEXTS = 4096  # texts per frame: about 20 ms of counting
 _CHUNKS_AHEAD = 3  # frames the worker may be behind before the caller counts the next chunk itself
@@ -175,7 +175,7 @@ class TokenCounter:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            cwd=Path(__file__).parent.parent,  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
+            cwd=Path(__file__).parents[2],  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
             env=worker_environment(),
         )
         _widen(self._process.stdin, self._process.stdout)

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
-from shared.errors import DataGateError
-from shared.tokens import ENCODING_NAME, count_tokens
+from shared.domain.errors import DataGateError
+from shared.domain.tokens import ENCODING_NAME, count_tokens
+from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
 
 MIN_EXAMPLES = 10
 MAX_TOKENS_PER_EXAMPLE = 65_536

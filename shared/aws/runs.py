@@ -3,7 +3,7 @@
 Items carry `entity` + `created_at` (index ByCreated: list runs newest first) and
 `status` + `status_changed_at` (index ByStatus: the latest succeeded run). Every
 status change is a conditional write, so replays and races cannot move a run backwards.
-Reads return `shared.run_record.Run`; writes are partial updates of the item.
+Reads return `shared.domain.run_record.Run`; writes are partial updates of the item.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.aws import dynamodb_table
-from shared.run_record import JOB_FINISHED, Run, RunStatus
+from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
 
 ENTITY = "run"
 TRACKING_FAILED_CODE = "tracking_failed"  # the error code of a run whose tracking gave up (and its status)

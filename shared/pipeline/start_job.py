@@ -14,16 +14,20 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from shared.bedrock_gateway import BedrockRefusedError, BedrockSettingsError, BedrockTransientError
-from shared.idempotency import once
+from shared.aws.idempotency import once
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import ObjectMissingError, ObjectRef
+from shared.aws.tracking import execution_arn, start_tracking
+from shared.domain.run_ids import run_id_of_training_key
 from shared.observability import logger, metrics
-from shared.openai_gateway import OpenAIKeyUnavailableError, OpenAIRefusedError, OpenAITransientError
-from shared.providers import provider_for
-from shared.run_ids import run_id_of_training_key
-from shared.runs import RunsRepository
+from shared.providers.base import (
+    ProviderNotConfiguredError,
+    ProviderRefusedError,
+    ProviderTransientError,
+    provider_for,
+    provider_label,
+)
 from shared.settings import settings
-from shared.storage import ObjectMissingError, ObjectRef
-from shared.tracking import execution_arn, start_tracking
 
 
 def start_training(ref: ObjectRef) -> dict[str, Any]:
@@ -38,12 +42,12 @@ def start_training(ref: ObjectRef) -> dict[str, Any]:
 
 
 class StartFailure(NamedTuple):
-    """How a provider's failure ends a start: the run's `error.code`, what the user is told to do next
-    (after the error's own text), and how it is logged."""
+    """How a family of failures ends a start: what the user is told to do next (after the error's own
+    text), and how it is logged. The run's `error.code` and the log line name the provider."""
 
-    code: str
+    code: str  # `{provider}` is the provider's name
     advice: str
-    log_message: str
+    log_message: str  # `{label}` is the provider's label
     operator_fault: bool = False  # the deployment needs fixing: logged as an error, not a warning
     log_error_text: bool = True  # the provider's own words (a refusal) stay on the run, out of the logs
     metric: str | None = None
@@ -53,33 +57,14 @@ START_FAILURES: dict[type[Exception], StartFailure] = {
     ObjectMissingError: StartFailure(
         "training_file_missing", ". Upload the config again to prepare the run anew.", "Training file missing"
     ),
-    OpenAIKeyUnavailableError: StartFailure(
-        "openai_key_unavailable",
-        ". Fix it, then upload the config again.",
-        "OpenAI API key unavailable",
-        operator_fault=True,
+    ProviderNotConfiguredError: StartFailure("{code}", "{advice}", "{log}", operator_fault=True),
+    ProviderRefusedError: StartFailure(
+        "{provider}_refused", "", "{label} refused the run", log_error_text=False, metric="JobsRefused"
     ),
-    OpenAIRefusedError: StartFailure(
-        "openai_refused", "", "OpenAI refused the run", log_error_text=False, metric="JobsRefused"
-    ),
-    OpenAITransientError: StartFailure(
-        "openai_unavailable",
-        "; the SDK's retries are spent. Upload the config again to retry the run.",
-        "OpenAI unavailable",
-    ),
-    BedrockSettingsError: StartFailure(
-        "bedrock_role_missing",
-        " Fix the deployment, then upload the config again.",
-        "Amazon Bedrock customization role not configured",
-        operator_fault=True,
-    ),
-    BedrockRefusedError: StartFailure(
-        "bedrock_refused", "", "Amazon Bedrock refused the run", log_error_text=False, metric="JobsRefused"
-    ),
-    BedrockTransientError: StartFailure(
-        "bedrock_unavailable",
+    ProviderTransientError: StartFailure(
+        "{provider}_unavailable",
         "; the retries are spent. Upload the config again to retry the run.",
-        "Amazon Bedrock unavailable",
+        "{label} unavailable",
     ),
 }
 
@@ -89,23 +74,30 @@ def _fail_start(runs: RunsRepository, run_id: str, error: Exception) -> dict[str
 
     The provider's own error code is kept under the field its error names (`openai_code`, `bedrock_code`)."""
     failure = next(f for kind, f in START_FAILURES.items() if isinstance(error, kind))
-    message = f"{error}{failure.advice}"
+    provider = str(getattr(error, "PROVIDER", "provider"))
+    names = {
+        "provider": provider,
+        "label": provider_label(provider),
+        "code": getattr(error, "CODE", ""),
+        "log": getattr(error, "LOG_MESSAGE", ""),
+        "advice": getattr(error, "RUN_ADVICE", ""),
+    }
+    code = failure.code.format(**names)
+    message = f"{error}{failure.advice.format(**names)}"
     provider_code: str | None = getattr(error, "code", None)
-    code_field: str = getattr(error, "CODE_FIELD", "openai_code")
+    code_field: str = getattr(error, "CODE_FIELD", "provider_code")
     details = {"reason": str(error)} if failure.log_error_text else {}
     log = logger.error if failure.operator_fault else logger.warning
     log(
-        failure.log_message,
+        failure.log_message.format(**names),
         extra={
-            "code": failure.code,
+            "code": code,
             code_field: provider_code,
             "status_code": getattr(error, "status_code", None),
             **details,
         },
     )
-    runs.record_failure(
-        run_id, failure.code, message, error_fields={code_field: provider_code} if provider_code else None
-    )
+    runs.record_failure(run_id, code, message, error_fields={code_field: provider_code} if provider_code else None)
     if failure.metric:
         metrics.add_metric(name=failure.metric, unit="Count", value=1)
     return {"run_id": run_id, "status": "failed", "error": message}

@@ -1,6 +1,6 @@
 """Scoring held-out answers without a judge model: normalised matching, Wilson intervals, per-arm summaries.
 
-Pure domain (standard library only): `shared.evaluate_run` asks the models and calls these.
+Pure domain (standard library only): `shared.pipeline.evaluate_run` asks the models and calls these.
 An answer is correct when the normalised reference is found in the normalised answer as whole
 words, at its start (`"start"`, the default: an answer leads with the reference) or anywhere
 (`"anywhere"`). Normalising folds what should not decide correctness: case, punctuation,
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.errors import UserInputError
-from shared.prices import ModelPrice
+from shared.domain.errors import UserInputError
+from shared.domain.prices import ModelPrice
 
 Match = Literal["start", "anywhere"]
 Z_95 = 1.959964  # the standard normal's 97.5th percentile: a two-sided 95% interval

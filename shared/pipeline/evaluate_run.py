@@ -1,7 +1,7 @@
 """Use case: does a run's tuned model replace the RAG data it was trained on? Ask it the held-out questions.
 
 `evaluate_run` asks every held-out question (`datasets/<run_id>/questions.jsonl`, written by prepare)
-of each arm, scores the answers without a judge model (`shared.evaluation`), writes one report line
+of each arm, scores the answers without a judge model (`shared.domain.evaluation`), writes one report line
 per question to `reports/<run_id>/evaluation.jsonl` and records a summary per arm on the run:
 
 * `tuned`: the run's model, the question alone, with the run's training system prompt;
@@ -35,10 +35,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.config import CONTEXT_SUFFIX
-from shared.data_gate import example_tokens
-from shared.errors import without_internal_paths
-from shared.evaluation import (
+from shared.aws.runs import RunsRepository, utc_now
+from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, put_bytes, read_bytes
+from shared.domain.data_gate import example_tokens
+from shared.domain.errors import without_internal_paths
+from shared.domain.evaluation import (
     ArmAnswer,
     CompareRunNotFoundError,
     CompareRunNotUsableError,
@@ -54,10 +55,10 @@ from shared.evaluation import (
     question_digest,
     summarise_arm,
 )
+from shared.domain.prices import price_for
+from shared.domain.run_record import PreparedFile, Run, RunStatus
 from shared.observability import logger
-from shared.openai_gateway import OpenAIEmptyAnswerError, fine_tune_base
-from shared.prices import price_for
-from shared.providers import (
+from shared.providers.base import (
     FineTuningProvider,
     ProviderEmptyAnswerError,
     ProviderRefusedError,
@@ -65,17 +66,16 @@ from shared.providers import (
     provider_for,
     run_provider,
 )
-from shared.run_record import PreparedFile, Run, RunStatus
-from shared.runs import RunsRepository, utc_now
+from shared.providers.bedrock import CONTEXT_SUFFIX
+from shared.providers.openai.gateway import fine_tune_base
 from shared.settings import settings
-from shared.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, put_bytes, read_bytes
 
 # Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
 LEASE_SECONDS = 16 * 60
 DAY_SECONDS = 24 * 3600  # the window EVALUATIONS_PER_RUN_PER_DAY counts requests over
 MAX_FILE_BYTES = 64 * 2**20  # questions (1,000 at most, with their passages) and the report are read whole
 TEMPERATURE = 0.0
-NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError, OpenAIEmptyAnswerError)
+NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError)
 MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a model shut down or deleted
 TUNED = "tuned"
 

@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.aws.runs import RunsRepository
+from shared.aws.tracking import NoticeUnsentError, notify_finished, start_tracking
+from shared.domain.run_record import JobEvent, RunStatus
 from shared.observability import logger, metrics
-from shared.providers import JobSnapshot, provider_for
-from shared.run_record import JobEvent, RunStatus
-from shared.runs import RunsRepository
+from shared.providers.base import JobSnapshot, provider_for
 from shared.settings import settings
-from shared.tracking import NoticeUnsentError, notify_finished, start_tracking
 
 RECENT_EVENTS_KEPT = 20
 CONTINUED = "continued"

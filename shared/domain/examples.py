@@ -39,9 +39,10 @@ from decimal import Decimal
 from json.encoder import ESCAPE_DCT, encode_basestring  # what json.dumps escapes, and how
 from typing import TYPE_CHECKING, Any
 
-from shared.config import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED, RunConfig
-from shared.data_gate import blank
-from shared.errors import DatasetError
+from shared.domain.config import RunConfig
+from shared.domain.data_gate import blank
+from shared.domain.errors import DatasetError
+from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,7 +1,7 @@
 """The provider seam: what the use cases need from whoever trains and serves a run's model.
 
-Two implementations: `shared.openai_gateway.OpenAIGateway` (OpenAI's fine-tuning API) and
-`shared.bedrock_gateway.BedrockGateway` (Amazon Bedrock model customization). They are the only
+Two implementations: `shared.providers.openai.gateway.OpenAIGateway` (OpenAI's fine-tuning API) and
+`shared.providers.bedrock.gateway.BedrockGateway` (Amazon Bedrock model customization). They are the only
 modules that import `openai` or call `bedrock`/`bedrock-runtime` (a unit test enforces it), and
 `provider_for(run)` is the only place that chooses between them, by the run's `provider`.
 
@@ -17,16 +17,15 @@ provider never loads the other's.
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
-from shared.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
-from shared.training_curve import StepMetric
-
-ProviderName = Literal["openai", "bedrock"]
-PROVIDERS: tuple[ProviderName, ...] = ("openai", "bedrock")
-DEFAULT_PROVIDER: ProviderName = "openai"
+from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
+from shared.domain.training_curve import StepMetric
+from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 
 
 class ProviderTransientError(Exception):
@@ -38,6 +37,7 @@ class ProviderTransientError(Exception):
 
     CODE_FIELD: ClassVar[str] = "provider_code"
     PROVIDER: ClassVar[str] = "provider"  # names the API's error codes (`<provider>_unavailable`)
+    CAUSES: ClassVar[str] = "throttling, outage or timeout"  # what "not answering" means here, for the user
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -63,7 +63,22 @@ class ProviderEmptyAnswerError(Exception):
     PROVIDER: ClassVar[str] = "provider"
 
 
-PROVIDER_LABELS: dict[str, str] = {"openai": "OpenAI", "bedrock": "Amazon Bedrock", "provider": "The provider"}
+class ProviderNotConfiguredError(Exception):
+    """The deployment lacks what the provider needs (its API key cannot be read, a role is not set):
+    the operator's to fix, never the user's. `CODE` is the API's and the run's error code."""
+
+    PROVIDER: ClassVar[str] = "provider"
+    CODE: ClassVar[str] = "provider_not_configured"
+    LOG_MESSAGE: ClassVar[str] = "The provider is not configured"
+    API_MESSAGE: ClassVar[str] = (
+        "This deployment is not configured for its provider; its operator has been told in the logs."
+    )
+    RUN_ADVICE: ClassVar[str] = " Fix the deployment, then upload the config again."  # after the error's text
+
+
+def provider_label(name: str) -> str:
+    """How a sentence names the provider ("Amazon Bedrock"); "The provider" for the families' own classes."""
+    return spec(name).label if name in PROVIDER_NAMES else "The provider"
 
 
 class ForeignJobError(Exception):
@@ -156,7 +171,7 @@ class FineTuningProvider(Protocol):
     """One provider's fine-tuning jobs and models, as the use cases see them."""
 
     @property
-    def name(self) -> ProviderName: ...
+    def name(self) -> str: ...
 
     @property
     def max_temperature(self) -> float:
@@ -200,22 +215,60 @@ class FineTuningProvider(Protocol):
         ...
 
 
-def run_provider(run: Run) -> ProviderName:
-    """The run's provider: recorded on the run, else in its prepared config, else OpenAI (older runs)."""
+@dataclass(frozen=True)
+class ReservedText:
+    """Text the provider's training refuses anywhere in a file: a template holding it is refused at once."""
+
+    pattern: re.Pattern[str]
+    reason: str  # ends the config's message: why it is refused
+
+
+def any_model(model: str) -> str | None:
+    """A provider that takes any model id and answers for it itself (OpenAI)."""
+    return None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What the shared code knows of one provider; its package holds the one instance (`SPEC`).
+
+    Light on purpose: names, labels and rules only. The gateway (and with it the provider's SDK) is
+    imported on first use of `gateway()`.
+    """
+
+    name: str
+    label: str  # in sentences: "Amazon Bedrock"
+    short_label: str  # in a config's messages: "Bedrock"
+    code_field: str  # where a run's `error` keeps the provider's own error code
+    default_model: str
+    hyperparameters: tuple[str, ...]  # the config's hyperparameters it takes; any other is refused for it
+    gateway_factory: str  # "module:function" returning its FineTuningProvider
+    max_epochs: int
+    epochs_rule: str  # the config's message for an n_epochs out of range
+    check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
+    reserved_text: ReservedText | None = None
+    adopts_models: bool = False  # a config may adopt one of its fine-tuned models (`adopt`) to record it
+
+    def gateway(self) -> FineTuningProvider:
+        module, _, function = self.gateway_factory.partition(":")
+        factory: Callable[[], FineTuningProvider] = getattr(importlib.import_module(module), function)
+        return factory()
+
+
+def run_provider(run: Run) -> str:
+    """The run's provider: recorded on the run, else in its prepared config, else the first provider (older runs)."""
     recorded = run.provider if "provider" in run.model_fields_set else (run.config or {}).get("provider")
     if recorded is None:
         return DEFAULT_PROVIDER
-    if recorded not in PROVIDERS:
-        raise ValueError(f"Run {run.run_id} names provider {recorded!r}; known: {', '.join(PROVIDERS)}.")
-    return "bedrock" if recorded == "bedrock" else "openai"
+    if recorded not in PROVIDER_NAMES:
+        raise ValueError(f"Run {run.run_id} names provider {recorded!r}; known: {', '.join(PROVIDER_NAMES)}.")
+    return str(recorded)
+
+
+def spec_of(run: Run) -> ProviderSpec:
+    return spec(run_provider(run))
 
 
 def provider_for(run: Run) -> FineTuningProvider:
     """The gateway of the run's provider (imported on demand: a function loads only the SDK it uses)."""
-    if run_provider(run) == "bedrock":
-        from shared.bedrock_gateway import gateway as bedrock_gateway
-
-        return bedrock_gateway()
-    from shared.openai_gateway import gateway as openai_gateway
-
-    return openai_gateway()
+    return spec_of(run).gateway()

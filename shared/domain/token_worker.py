@@ -1,4 +1,4 @@
-"""The process behind `shared.tokens.TokenCounter`: `python -m shared.token_worker`.
+"""The process behind `shared.domain.tokens.TokenCounter`: `python -m shared.domain.token_worker`.
 
 It reads frames of texts from stdin, answers each with their token counts on stdout and exits at
 the end of its input. Counting happens here because tiktoken holds the GIL: in the caller's
@@ -13,7 +13,7 @@ import sys
 from array import array
 from typing import BinaryIO
 
-from shared.tokens import FRAME_HEADER, encoding
+from shared.domain.tokens import FRAME_HEADER, encoding
 
 
 def serve(texts_in: BinaryIO, counts_out: BinaryIO) -> None:

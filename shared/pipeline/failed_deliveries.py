@@ -16,15 +16,15 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.config import MAX_CONFIG_BYTES
-from shared.errors import without_internal_paths
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, event_objects, read_object, whole_object
+from shared.aws.tracking import newest_tracking, start_tracking
+from shared.domain.config import MAX_CONFIG_BYTES
+from shared.domain.errors import without_internal_paths
+from shared.domain.run_ids import derive_run_id, run_id_of_training_key
+from shared.domain.run_record import FINISHED
 from shared.observability import logger, metrics
-from shared.run_ids import derive_run_id, run_id_of_training_key
-from shared.run_record import FINISHED
-from shared.runs import RunsRepository
 from shared.settings import settings
-from shared.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, event_objects, read_object, whole_object
-from shared.tracking import newest_tracking, start_tracking
 
 # Enough of an unreadable body to recognise it in the logs, too little to leak what it carries.
 BODY_PREFIX_LOGGED = 64

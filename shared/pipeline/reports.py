@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.providers import provider_for
-from shared.run_record import JOB_FINISHED, Run, RunStatus
-from shared.runs import RunsRepository
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import REPORTS_PREFIX, ObjectRef, put_bytes
+from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
+from shared.domain.training_curve import loss_png, metrics_csv
+from shared.providers.base import provider_for
 from shared.settings import settings
-from shared.storage import REPORTS_PREFIX, ObjectRef, put_bytes
-from shared.training_curve import loss_png, metrics_csv
 
 # The job has ended (a Bedrock run is `deploying` once its job has completed): its metrics files are final.
 JOB_ENDED = JOB_FINISHED | {RunStatus.DEPLOYING}

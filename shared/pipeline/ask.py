@@ -15,7 +15,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from shared.api_models import (
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url
+from shared.domain.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
@@ -26,16 +28,14 @@ from shared.api_models import (
     RunSummary,
     Usage,
 )
-from shared.config import lone_surrogate
-from shared.errors import UserInputError
-from shared.evaluation import NoValidationSplitError
+from shared.domain.config import lone_surrogate
+from shared.domain.errors import UserInputError
+from shared.domain.evaluation import NoValidationSplitError
+from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
 from shared.observability import logger, metrics
-from shared.openai_gateway import fine_tune_base
-from shared.providers import FineTuningProvider, JobSnapshot, ProviderRefusedError, provider_for
-from shared.run_record import JOB_FINISHED, Run, RunStatus
-from shared.runs import RunsRepository
+from shared.providers.base import FineTuningProvider, JobSnapshot, ProviderRefusedError, provider_for
+from shared.providers.openai.gateway import fine_tune_base
 from shared.settings import settings
-from shared.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url
 
 
 class InvalidQuestionError(UserInputError):
@@ -233,7 +233,7 @@ def answer_question(request: AskRequest) -> AskResponse:
 
 
 def list_runs(limit: int, cursor: str | None) -> RunPage:
-    """Newest first; an invalid cursor raises `shared.runs.InvalidCursorError`."""
+    """Newest first; an invalid cursor raises `shared.aws.runs.InvalidCursorError`."""
     runs, next_cursor = _runs().list_newest_first(limit, cursor)
     return RunPage(runs=[RunSummary.model_validate(_described(run)) for run in runs], next_cursor=next_cursor)
 
@@ -423,9 +423,9 @@ def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse
 
     Imported on demand: the evaluation's modules (token counting among them) stay out of /ask's cold start.
     """
-    from shared.evaluate_run import request_evaluation
-    from shared.evaluation_starter import EvaluationNotStartedError
-    from shared.evaluation_starter import start_evaluation as start_evaluation_function
+    from shared.aws.evaluation_starter import EvaluationNotStartedError
+    from shared.aws.evaluation_starter import start_evaluation as start_evaluation_function
+    from shared.pipeline.evaluate_run import request_evaluation
 
     request = request_evaluation(run_id, compare_with)
     assert request.token is not None

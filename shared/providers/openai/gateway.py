@@ -24,17 +24,23 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from shared import providers
 from shared.aws import AWS_CLIENT_CONFIG
-from shared.config import RunConfig
+from shared.aws.storage import ObjectRef, S3UploadSource
+from shared.domain.config import RunConfig
+from shared.domain.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
+from shared.domain.training_curve import StepMetric, merge_steps, parse_openai_step_metrics
 from shared.observability import logger
-from shared.providers import Answer as Answer
-from shared.providers import ForeignJobError as ForeignJobError
-from shared.providers import ProviderRefusedError, ProviderTransientError, RecordStart
-from shared.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
+from shared.providers import base as providers
+from shared.providers.base import Answer as Answer
+from shared.providers.base import ForeignJobError as ForeignJobError
+from shared.providers.base import (
+    ProviderEmptyAnswerError,
+    ProviderNotConfiguredError,
+    ProviderRefusedError,
+    ProviderTransientError,
+    RecordStart,
+)
 from shared.settings import settings
-from shared.storage import ObjectRef, S3UploadSource
-from shared.training_curve import StepMetric, merge_steps, parse_openai_step_metrics
 
 if TYPE_CHECKING:
     # The SDK is imported when a client is made (and where its errors are caught), not with this module:
@@ -66,6 +72,7 @@ class OpenAITransientError(ProviderTransientError):
 
     CODE_FIELD: ClassVar[str] = "openai_code"
     PROVIDER: ClassVar[str] = "openai"
+    CAUSES: ClassVar[str] = "rate limit, outage or timeout"
 
 
 class OpenAIRefusedError(ProviderRefusedError):
@@ -75,13 +82,23 @@ class OpenAIRefusedError(ProviderRefusedError):
     PROVIDER: ClassVar[str] = "openai"
 
 
-class OpenAIKeyUnavailableError(Exception):
+class OpenAIKeyUnavailableError(ProviderNotConfiguredError):
     """The API key's secret cannot be read: a deployment problem, reported as such."""
 
+    PROVIDER: ClassVar[str] = "openai"
+    CODE: ClassVar[str] = "openai_key_unavailable"
+    LOG_MESSAGE: ClassVar[str] = "OpenAI API key unavailable"
+    API_MESSAGE: ClassVar[str] = (
+        "This deployment cannot read its OpenAI API key; its operator has been told in the logs."
+    )
+    RUN_ADVICE: ClassVar[str] = ". Fix it, then upload the config again."
 
-class OpenAIEmptyAnswerError(Exception):
+
+class OpenAIEmptyAnswerError(ProviderEmptyAnswerError):
     """A chat completion came back with nothing to give the caller: no choices, or a message
     with neither content nor a refusal. Not a refusal (OpenAI said yes), not worth a blind retry here."""
+
+    PROVIDER: ClassVar[str] = "openai"
 
 
 def _retryable(error: openai.APIStatusError) -> bool:
@@ -134,14 +151,14 @@ def fine_tune_base(fine_tuned_model: str) -> str | None:
 
 
 def job_status(status: str) -> RunStatus | str:
-    """An OpenAI job status in the common vocabulary (`shared.run_record`): OpenAI's statuses are its job
+    """An OpenAI job status in the common vocabulary (`shared.domain.run_record`): OpenAI's statuses are its job
     statuses, spelled the same (`paused` too, which the spec's enum omits). A status we do not know is
     kept as given: recorded on the run, and tracked on (it is not finished)."""
     return RunStatus(status) if status in JOB_STATUSES else status
 
 
 class JobSnapshot(providers.JobSnapshot):
-    """An OpenAI job in the common shape (`shared.providers.JobSnapshot`); OpenAI's own error code is
+    """An OpenAI job in the common shape (`shared.providers.base.JobSnapshot`); OpenAI's own error code is
     kept as `openai_code`."""
 
     PROVIDER_LABEL: ClassVar[str] = "OpenAI"
@@ -187,7 +204,7 @@ class OpenAIGateway:
         self._deployment = deployment
 
     @property
-    def name(self) -> providers.ProviderName:
+    def name(self) -> str:
         return "openai"
 
     @property

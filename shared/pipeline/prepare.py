@@ -30,9 +30,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from shared.adoption import check_adoptable, recorded_questions, start_adopted_evaluation
-from shared.config import MAX_CONFIG_BYTES, RunConfig, nova_context_tokens, parse_run_config
-from shared.data_gate import (
+from shared.aws.idempotency import once
+from shared.aws.runs import RunsRepository
+from shared.aws.storage import (
+    CONFIGS_PREFIX,
+    DATASETS_PREFIX,
+    BoundedRead,
+    ObjectMissingError,
+    ObjectRef,
+    read_object,
+    upload,
+    whole_object,
+)
+from shared.domain.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
+from shared.domain.data_gate import (
     MAX_TOKENS_PER_EXAMPLE,
     MIN_EXAMPLES,
     GateReport,
@@ -43,33 +54,23 @@ from shared.data_gate import (
     line_digest,
     tally_file,
 )
-from shared.dataset_source import (
+from shared.domain.dataset_source import (
     SourceObject,
     check_source_location,
     import_arrow_in_background,
     pin_source,
     stream_batches,
 )
-from shared.errors import ConfigError, UserInputError
-from shared.evaluation import normalise, question_digest
-from shared.examples import BuiltBatch, ExampleBuilder
-from shared.idempotency import once
+from shared.domain.errors import ConfigError, UserInputError
+from shared.domain.evaluation import normalise, question_digest
+from shared.domain.examples import BuiltBatch, ExampleBuilder
+from shared.domain.prices import training_price
+from shared.domain.run_ids import derive_run_id
+from shared.domain.tokens import TokenCounter
 from shared.observability import logger, metrics
-from shared.prices import training_price
-from shared.run_ids import derive_run_id
-from shared.runs import RunsRepository
+from shared.pipeline.adoption import check_adoptable, recorded_questions, start_adopted_evaluation
+from shared.providers.bedrock import nova_context_tokens
 from shared.settings import settings
-from shared.storage import (
-    CONFIGS_PREFIX,
-    DATASETS_PREFIX,
-    BoundedRead,
-    ObjectMissingError,
-    ObjectRef,
-    read_object,
-    upload,
-    whole_object,
-)
-from shared.tokens import TokenCounter
 
 JSONL_CONTENT_TYPE = "application/jsonl"
 TRAIN_FILE, VALIDATION_FILE, QUESTIONS_FILE = "train.jsonl", "validation.jsonl", "questions.jsonl"

@@ -1,0 +1,1 @@
+"""What a run is, independent of any service: configs, examples, the data gate, evaluation, prices, records."""

@@ -1,0 +1,1 @@
+"""The use cases the handlers call: prepare, start, poll, ask, evaluate, report, failed deliveries."""
