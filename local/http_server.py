@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 _log = logging.getLogger(__name__)
 
@@ -103,15 +103,27 @@ class LoopbackServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class Emulator:
+RecordT = TypeVar("RecordT")
+
+
+class Emulator(Generic[RecordT]):
     """A service emulator's lifecycle: `start()` serves `answer` on a keep-alive `LoopbackServer` (port 0
-    picks a free one, kept in `port`), `stop()` ends it; used as a context manager, both happen."""
+    picks a free one, kept in `port`), `stop()` ends it; used as a context manager, both happen.
+
+    Every emulator records what it received (`requests`, in order, under `lock`) so tests assert on the
+    requests a provider got, not on what our code meant to send."""
 
     server_name = "emulator"
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self._server: LoopbackServer | None = None
+        self.lock = threading.RLock()
+        self.requests: list[RecordT] = []
+
+    def record(self, request: RecordT) -> None:
+        with self.lock:
+            self.requests.append(request)
 
     def answer(self, request: Request) -> Reply | None:
         raise NotImplementedError

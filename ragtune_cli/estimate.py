@@ -17,7 +17,8 @@ from typing import Any
 
 from shared.domain.config import RunConfig
 from shared.domain.errors import UserInputError
-from shared.settings import Settings
+from shared.providers import spec
+from shared.settings import stack_defaults
 
 ESTIMATE_EXTRA = "pip install 'ragtune[estimate]'"
 
@@ -43,16 +44,8 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
     # (it sets its loggers' level from this variable when it is first imported)
     os.environ.setdefault("DATASETS_VERBOSITY", "critical")
     try:
-        from shared.domain.data_gate import (
-            MIN_EXAMPLES,
-            enforce,
-            estimate_bedrock_training,
-            estimate_training,
-            inspect_bedrock_jsonl,
-            inspect_jsonl,
-        )
+        from shared.domain.data_gate import enforce
         from shared.domain.examples import ExampleBuilder
-        from shared.domain.prices import DEFAULT_TRAINING_PRICES, parse_training_prices, training_price
     except ImportError as error:
         raise UserInputError(f"the estimate needs {error.name}, which is not installed: {ESTIMATE_EXTRA}") from None
 
@@ -68,18 +61,11 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
         count = max(1, round(len(lines) * config.validation_fraction))
         held_out = set(random.Random(config.seed).sample(range(len(lines)), count))  # nosec B311  # the pipeline's split
     train = [line for index, line in enumerate(lines) if index not in held_out]
-    defaults = Settings.model_fields
-    n_epochs = config.fine_tune.hyperparameters.n_epochs
-    if config.provider == "bedrock":
-        report = inspect_bedrock_jsonl(train)
-        enforce(report, "training file", defaults["bedrock_min_records"].default)
-        price = defaults["bedrock_training_price_per_1k_tokens"].default
-        training = estimate_bedrock_training(report, n_epochs, price).as_record()
-    else:
-        report = inspect_jsonl(train)
-        enforce(report, "training file", MIN_EXAMPLES)
-        price = training_price(config.fine_tune.model, parse_training_prices(DEFAULT_TRAINING_PRICES))
-        training = estimate_training(report, n_epochs, price).as_record()
+    defaults = stack_defaults()
+    records = spec(config.provider).records()
+    report = records.inspect(train)
+    enforce(report, "training file", records.limits(defaults).min_examples)
+    training = records.estimate(report, config.fine_tune.hyperparameters.n_epochs, config.fine_tune.model, defaults)
     return {
         "counts": {
             **builder.counts.as_record(),

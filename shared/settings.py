@@ -103,3 +103,10 @@ class Settings(BaseModel):
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings.model_validate(dict(os.environ))
+
+
+def stack_defaults() -> Settings:
+    """The template's defaults with no deployment behind them (no bucket, table or secret): what an offline
+    estimate (`ragtune validate --data`) assumes of the limits and prices."""
+    unset = {field.alias: "" for field in Settings.model_fields.values() if field.is_required() and field.alias}
+    return Settings.model_validate(unset)

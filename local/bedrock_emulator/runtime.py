@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from local.openai_emulator.recall import base_model_answer
+from local.fake_model import base_model_answer
 
 from .customization import NOVA_BASE_MODELS, Customizations
 from .errors import BedrockError, not_found, validation

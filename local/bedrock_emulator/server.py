@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -197,7 +196,7 @@ def _reply(status: int, result: Any, record: RecordedRequest, error_code: str | 
     return Reply(status, headers, json.dumps(result).encode())
 
 
-class BedrockEmulator(Emulator):
+class BedrockEmulator(Emulator[RecordedRequest]):
     """Bedrock (model customization, custom model deployments) and bedrock-runtime (Converse) on one port.
 
     Point boto3 at it with ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` both set to
@@ -220,8 +219,6 @@ class BedrockEmulator(Emulator):
         max_training_records: int = MAX_RECORDS,
     ) -> None:
         super().__init__(host, port)
-        self.lock = threading.RLock()
-        self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._s3_given, self._s3_client = s3, None
         self.customizations = Customizations(self._s3, clock, phase_seconds, min_training_records, max_training_records)
@@ -276,10 +273,6 @@ class BedrockEmulator(Emulator):
         with self.lock:
             self.customizations.advance()
             return self.customizations.custom_models
-
-    def record(self, request: RecordedRequest) -> None:
-        with self.lock:
-            self.requests.append(request)
 
     def inject_fault(self, operation: str, kind: FaultKind, times: int = 1, message: str | None = None) -> Fault:
         """The next ``times`` calls of ``operation`` (botocore's name, or "*") fail with ``kind``'s error

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from local.openai_emulator.dataset import Example, estimate_tokens
-from local.openai_emulator.recall import recall_answer
+from local.fake_model import Example, estimate_tokens, recall_answer
 
 SCHEMA_VERSION = "bedrock-conversation-2024"
 RESERVED_STRINGS = ("User:", "Bot:", "Assistant:", "System:", "<image>", "<video>", "[EOS]")

@@ -8,10 +8,9 @@ per-message overhead, capped per example), so a job's trained_tokens equal the r
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from typing import Any
 
+from local.fake_model import Example
 from shared.domain.data_gate import MAX_TOKENS_PER_EXAMPLE, example_tokens
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -19,20 +18,6 @@ ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 class TrainingFileError(ValueError):
     """The file cannot be used for fine-tuning; the message names the offending line."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training line reduced to what recall needs: the last user turn and the final assistant turn."""
-
-    user: str
-    assistant: str
-    tokens: int  # billed: the cookbook's count, capped at MAX_TOKENS_PER_EXAMPLE
-
-
-def estimate_tokens(text: str) -> int:
-    """~4 characters per token, OpenAI's own rule of thumb; good enough for usage and trained_tokens."""
-    return max(1, math.ceil(len(text) / 4)) if text else 0
 
 
 def message_text(content: Any) -> str:

@@ -17,7 +17,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dataset import Example, TrainingFileError, parse_training_file
+from local.fake_model import Example
+
+from .dataset import TrainingFileError, parse_training_file
 from .errors import ApiError, invalid, missing, not_found
 from .state import Store
 

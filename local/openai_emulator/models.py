@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from .dataset import Example
+from local.fake_model import Example
+
 from .errors import ApiError, not_found
 from .finetune import BASE_MODELS, Job
 

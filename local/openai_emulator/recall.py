@@ -1,57 +1,20 @@
-"""What an emulated model says: a tuned one recalls its training data, a base one reads the passage it is given.
-
-A tuned model answers with the training example closest to the question; a base model answers a
-"passage, blank line, question" prompt with the passage sentence closest to the question, and anything
-else with a fixed reply. This makes "did fine-tuning learn my dataset?" and "does the passage help the
-base model?" checks meaningful offline without pretending to be a model. The Bedrock emulator shares
-these rules.
-"""
+"""OpenAI's chat completions from the fake model (`local.fake_model`): a tuned model recalls its training
+data, a base model reads the passage it is given."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .dataset import Example, estimate_tokens, message_text
+from local.fake_model import Example, base_model_answer, estimate_tokens, recall_answer
+
+from .dataset import message_text
 from .errors import invalid, missing, not_found
 from .finetune import BASE_MODELS
 from .state import Store
 
 BASE_MODEL_REPLY = "This is the OpenAI emulator's base-model reply."
-
-_WORD = re.compile(r"\w+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 0.0
-
-
-def recall_answer(question: str, examples: Sequence[Example]) -> str:
-    """Assistant message of the example whose user message best overlaps the question (first wins ties)."""
-    asked = words(question)
-    best = max(examples, key=lambda e: jaccard(asked, words(e.user)))
-    return best.assistant
-
-
-def base_model_answer(prompt: str, generic_reply: str) -> str:
-    """A base model's answer: the passage sentence best overlapping the question, else ``generic_reply``.
-
-    The prompt is split on its last blank line: what comes before is the passage, the rest the question.
-    Overlap is word Jaccard, as for recall; the first sentence wins ties.
-    """
-    passage, blank_line, question = prompt.strip().rpartition("\n\n")
-    sentences = [s.strip() for s in _SENTENCE_END.split(passage) if s.strip()] if blank_line else []
-    if not sentences:
-        return generic_reply
-    asked = words(question)
-    return max(sentences, key=lambda sentence: jaccard(asked, words(sentence)))
 
 
 def chat_completion(body: dict[str, Any], tuned_models: Mapping[str, Sequence[Example]]) -> dict[str, Any]:

@@ -244,7 +244,7 @@ def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[s
     raise not_found(f"Invalid URL ({method} {full_path})")
 
 
-class OpenAIEmulator(Emulator):
+class OpenAIEmulator(Emulator[RecordedRequest]):
     """An OpenAI API emulator on a loopback port; see the package docstring for the behaviour."""
 
     server_name = "openai-emulator"
@@ -270,7 +270,6 @@ class OpenAIEmulator(Emulator):
         ``shutdown_dates`` afterwards."""
         super().__init__(host, port)
         self.faults = FaultInjector()
-        self.requests: list[RecordedRequest] = []
         self.store = Store(clock)
         self.fine_tuning = FineTuning(self.store, phase_seconds, min_training_examples)
         self.fine_tuning_access = fine_tuning_access
@@ -329,10 +328,6 @@ class OpenAIEmulator(Emulator):
     @phase_seconds.setter
     def phase_seconds(self, seconds: float) -> None:
         self.fine_tuning.phase_seconds = seconds
-
-    def record(self, request: RecordedRequest) -> None:
-        with self.store.lock:
-            self.requests.append(request)
 
     @property
     def files(self) -> dict[str, StoredFile]:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.providers import DEFAULT_PROVIDER
+
 RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id, as listed by GET /runs.")]
 EvaluationStatus = Literal["pending", "running", "succeeded", "failed"]
 
@@ -82,7 +84,9 @@ class RunError(BaseModel):
 class RunSummary(BaseModel):
     run_id: str
     status: str
-    provider: str = Field(default="openai", description="Who trains and serves the run's model: openai or bedrock.")
+    provider: str = Field(
+        default=DEFAULT_PROVIDER, description="Who trains and serves the run's model: openai or bedrock."
+    )
     created_at: datetime
     updated_at: datetime
     config_key: str | None = None

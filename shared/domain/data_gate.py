@@ -10,7 +10,6 @@ bedrock run's tokens are counted with o200k_base as a proxy and its estimate say
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from array import array
 from collections import Counter
@@ -19,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.domain.errors import DataGateError
-from shared.domain.tokens import ENCODING_NAME, count_tokens
-from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
+from shared.domain.tokens import count_tokens
 
 MIN_EXAMPLES = 10
 MAX_TOKENS_PER_EXAMPLE = 65_536
@@ -98,10 +96,16 @@ def _example_errors(example: Any) -> list[str]:
     return errors
 
 
-def built_example_errors(blank_texts: int, bedrock: bool) -> list[str]:
+def built_example_errors(blank_texts: int, one_per_record: bool) -> list[str]:
     """The format errors of an example the ExampleBuilder made, whose structure is always right: one
     `missing_content` per blank message (OpenAI's check), or once for the record (Nova's, deduplicated)."""
-    return ["missing_content"] * (min(blank_texts, 1) if bedrock else blank_texts)
+    return ["missing_content"] * (min(blank_texts, 1) if one_per_record else blank_texts)
+
+
+def chat_line(parts: list[tuple[str, str]]) -> str:
+    """A chat example's JSONL line (`{"messages": [{"role", "content"}...]}`), each text a JSON string literal."""
+    messages = ", ".join(f'{{"role": "{role}", "content": {text}}}' for role, text in parts)
+    return f'{{"messages": [{messages}]}}'
 
 
 def example_tokens(messages: list[dict[str, Any]]) -> int:
@@ -206,88 +210,6 @@ def inspect_jsonl(lines: Iterable[bytes]) -> GateReport:
     return tally.report()
 
 
-BEDROCK_DEFAULT_EPOCHS = 2  # Nova's epochCount when not given
-_BEDROCK_RECORD_KEYS = frozenset({"schemaVersion", "system", "messages"})
-
-
-def _text_errors(blocks: Any, errors: list[str]) -> list[str] | None:
-    """The texts of a `[{"text": ...}]` list, appending what is wrong with it to `errors`."""
-    if not isinstance(blocks, list) or not blocks:
-        errors.append("missing_content")
-        return None
-    texts = []
-    for block in blocks:
-        if not isinstance(block, dict) or set(block) != {"text"} or not isinstance(block["text"], str):
-            errors.append("content_not_text")
-            return None
-        if blank(block["text"]):
-            errors.append("missing_content")
-        if NOVA_RESERVED.search(block["text"]):
-            errors.append("reserved_string")
-        texts.append(block["text"])
-    return texts
-
-
-def _bedrock_record_errors(record: Any) -> tuple[list[str], list[dict[str, str]]]:
-    """Nova's rules for one record, and its turns as chat messages (for counting tokens)."""
-    if not isinstance(record, dict):
-        return ["data_type"], []
-    errors: list[str] = []
-    if record.get("schemaVersion") != BEDROCK_SCHEMA_VERSION:
-        errors.append("wrong_schema_version")
-    if set(record) - _BEDROCK_RECORD_KEYS:
-        errors.append("record_unrecognized_key")
-    chat: list[dict[str, str]] = []
-    if "system" in record:
-        texts = _text_errors(record["system"], errors)
-        chat.extend({"role": "system", "content": text} for text in texts or [])
-    messages = record.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return [*errors, "missing_messages_list"], chat
-    roles: list[Any] = []
-    for message in messages:
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            errors.append(
-                "message_missing_key"
-                if not isinstance(message, dict) or "role" not in message or "content" not in message
-                else "message_unrecognized_key"
-            )
-            roles.append(message.get("role") if isinstance(message, dict) else None)
-            continue
-        if message["role"] not in ("user", "assistant"):
-            errors.append("unrecognized_role")
-        roles.append(message["role"])
-        texts = _text_errors(message["content"], errors)
-        chat.extend({"role": str(message["role"]), "content": text} for text in texts or [])
-    if roles[0] != "user":
-        errors.append("first_message_not_user")
-    if roles[-1] != "assistant":
-        errors.append("last_message_not_assistant")
-    if any(a == b for a, b in itertools.pairwise(roles)):
-        errors.append("roles_not_alternating")
-    return list(dict.fromkeys(errors)), chat
-
-
-def check_bedrock_record(record: Any) -> tuple[list[str], int]:
-    """One Nova record's format errors, and its o200k_base tokens when it has none."""
-    errors, chat = _bedrock_record_errors(record)
-    return errors, 0 if errors else example_tokens(chat)
-
-
-def inspect_bedrock_jsonl(lines: Iterable[bytes]) -> GateReport:
-    """`inspect_jsonl` for Nova's `bedrock-conversation-2024` records; tokens are o200k_base estimates."""
-    tally = GateTally(token_limit=None)
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            errors, tokens = ["invalid_json"], 0
-        else:
-            errors, tokens = check_bedrock_record(record)
-        tally.add(line_digest(line), errors, tokens)
-    return tally.report()
-
-
 def enforce(
     report: GateReport,
     file_label: str,
@@ -356,41 +278,4 @@ def estimate_training(
     cost = None if price_per_million_tokens is None else trained_tokens * price_per_million_tokens / 1_000_000
     return TrainingEstimate(
         epochs=epochs, trained_tokens=trained_tokens, cost_usd=cost, price_per_million_tokens=price_per_million_tokens
-    )
-
-
-TOKEN_ESTIMATE_NOTE = (
-    f"Nova's tokenizer is not public: token counts are estimates ({ENCODING_NAME} as a proxy), and so is the cost"
-)
-
-
-@dataclass(frozen=True)
-class BedrockTrainingEstimate:
-    epochs: int
-    trained_tokens: int
-    cost_usd: float
-    price_per_1k_tokens: float
-
-    def as_record(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "trained_tokens": self.trained_tokens,
-            "cost_usd": round(self.cost_usd, 4),
-            "price_per_1k_tokens": self.price_per_1k_tokens,
-            "tokens_estimated": True,
-            "token_counting": TOKEN_ESTIMATE_NOTE,
-        }
-
-
-def estimate_bedrock_training(
-    train: GateReport, n_epochs: int | str, price_per_1k_tokens: float
-) -> BedrockTrainingEstimate:
-    """Training tokens times the epochs (Bedrock's default, 2, for "auto"), priced per 1,000 tokens."""
-    epochs = n_epochs if isinstance(n_epochs, int) else BEDROCK_DEFAULT_EPOCHS
-    trained_tokens = train.billing_tokens * epochs
-    return BedrockTrainingEstimate(
-        epochs=epochs,
-        trained_tokens=trained_tokens,
-        cost_usd=trained_tokens * price_per_1k_tokens / 1_000,
-        price_per_1k_tokens=price_per_1k_tokens,
     )

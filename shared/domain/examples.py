@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 from shared.domain.config import RunConfig
 from shared.domain.data_gate import blank
 from shared.domain.errors import DatasetError
-from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED
+from shared.providers import spec
+from shared.providers.base import TrainingRecords
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,23 +140,14 @@ class _CompiledTemplate:
         return self.pattern % tuple([cells[position] for position in self._positions])
 
 
-def _line_pieces(bedrock: bool, parts: list[tuple[str, _CompiledTemplate]]) -> list[str]:
-    """The JSONL line `json.dumps(example, ensure_ascii=False)` writes, cut where each rendered text that
-    varies by row goes (JSON-escaped); constant texts are written out."""
+def _line_pieces(records: TrainingRecords, parts: list[tuple[str, _CompiledTemplate]]) -> list[str]:
+    """The JSONL line `json.dumps(example, ensure_ascii=False)` writes in the provider's record format, cut
+    where each rendered text that varies by row goes (JSON-escaped); constant texts are written out."""
 
     def text(template: _CompiledTemplate) -> str:
         return "\0" if template.constant is None else encode_basestring(template.constant)
 
-    if not bedrock:
-        messages = ", ".join(f'{{"role": "{role}", "content": {text(template)}}}' for role, template in parts)
-        line = f'{{"messages": [{messages}]}}'
-    else:
-        system = "".join(f'"system": [{{"text": {text(template)}}}], ' for role, template in parts if role == "system")
-        turns = [(role, template) for role, template in parts if role != "system"]
-        messages = ", ".join(
-            f'{{"role": "{role}", "content": [{{"text": {text(template)}}}]}}' for role, template in turns
-        )
-        line = f'{{"schemaVersion": "{BEDROCK_SCHEMA_VERSION}", {system}"messages": [{messages}]}}'
+    line = records.line([(role, text(template)) for role, template in parts])
     # "\0" cannot occur otherwise: encode_basestring writes a NUL character as \u0000.
     return line.split("\0")
 
@@ -276,12 +268,13 @@ class ExampleBuilder:
         # The only columns read from each batch: a reader converts nothing else.
         self._used = list(dict.fromkeys([*checked, *config.evaluation.columns()]))
         self._checks = tuple((self._used.index(name), name, name in non_empty) for name in checked)
-        self._bedrock = config.provider == "bedrock"
+        provider = spec(config.provider)
+        self._reserved = provider.reserved_text.pattern if provider.reserved_text else None
         parts = [("system", template.system), ("user", template.user), ("assistant", template.assistant)]
         self._parts = [(role, _CompiledTemplate(text, self._used)) for role, text in parts if text is not None]
         self._user = next(template for role, template in self._parts if role == "user")
         self._varying = [template for _, template in self._parts if template.constant is None]
-        self._line_pieces = _line_pieces(self._bedrock, self._parts)
+        self._line_pieces = _line_pieces(provider.records(), self._parts)
         self._line = "%s".join(piece.replace("%", "%%") for piece in self._line_pieces)
         self._constant_blanks = sum(blank(t.constant) for _, t in self._parts if t.constant is not None)
         evaluation = config.evaluation
@@ -399,7 +392,7 @@ class ExampleBuilder:
             if isinstance(cells, str):
                 dropped[cells] += 1
                 continue
-            if self._bedrock:
+            if self._reserved:
                 reason = self._reserved_reason(cells)
                 if reason:
                     dropped[reason] += 1
@@ -470,9 +463,9 @@ class ExampleBuilder:
                     reason[newly] = len(reasons)
                     reasons.append(why)
         reserved = np.zeros(rows, dtype=bool)
-        if self._bedrock:
+        if self._reserved:
             for texts in rendered:
-                reserved |= _true_rows(pc.match_substring_regex(texts, NOVA_RESERVED.pattern))
+                reserved |= _true_rows(pc.match_substring_regex(texts, self._reserved.pattern))
             reserved &= reason < 0
         kept_rows = np.flatnonzero((reason < 0) & ~reserved)
         read = rows if room is None or len(kept_rows) < room else int(kept_rows[room - 1]) + 1
@@ -536,9 +529,9 @@ class ExampleBuilder:
         ]
 
     def _reserved_reason(self, cells: tuple[Any, ...]) -> str | None:
-        """Nova's reserved strings fail a whole job: the drop reason of a row whose texts hold one."""
+        """Text the provider reserves (Nova's) fails a whole job: the drop reason of a row whose texts hold some."""
         for part, template in self._parts:
-            found = NOVA_RESERVED.search(template.render(cells))
+            found = self._reserved.search(template.render(cells)) if self._reserved else None
             if found:
                 reserved = found.group()
                 column = next((name for name in template.columns if reserved in cells[self._used.index(name)]), None)

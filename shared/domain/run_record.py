@@ -26,6 +26,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic validates typing's own only from Python 3.12
 
+from shared.providers import DEFAULT_PROVIDER
+
 
 class RunStatus(StrEnum):
     PREPARING = "preparing"
@@ -103,7 +105,9 @@ class Run(_Recorded):
     run_id: str
     entity: str = "run"
     status: Status
-    provider: str = Field(default="openai", description="Who runs the job; not stored while OpenAI is the only one.")
+    provider: str = Field(
+        default=DEFAULT_PROVIDER, description="Who runs the job; not stored while OpenAI is the only one."
+    )
     created_at: str
     updated_at: str
     status_changed_at: str | None = None

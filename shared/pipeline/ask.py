@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -33,8 +32,14 @@ from shared.domain.errors import UserInputError
 from shared.domain.evaluation import NoValidationSplitError
 from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
 from shared.observability import logger, metrics
-from shared.providers.base import FineTuningProvider, JobSnapshot, ProviderRefusedError, provider_for
-from shared.providers.openai.gateway import fine_tune_base
+from shared.providers.base import (
+    FineTuningProvider,
+    JobSnapshot,
+    ProviderModelGoneError,
+    ProviderRefusedError,
+    provider_for,
+    spec_of,
+)
 from shared.settings import settings
 
 
@@ -162,35 +167,31 @@ def _run_with_model(run_id: str | None) -> tuple[Run, str]:
     return run, run.fine_tuned_model
 
 
-BEDROCK_HINT = (
-    'To keep answering these questions, upload the same config with "provider": "bedrock": the same data '
-    "trains a model on Amazon Bedrock."
-)
-
-
 def _base_model(run: Run, model: str) -> str:
     configured = ((run.config or {}).get("fine_tune") or {}).get("model")
-    return fine_tune_base(model) or (configured if isinstance(configured, str) else "its base model")
+    return spec_of(run).base_of_tuned_model(model) or (configured if isinstance(configured, str) else "its base model")
 
 
 def _refuse_if_shut_down(run: Run, model: str) -> None:
-    """The run records its base model's shutdown date: from that day (UTC) OpenAI has shut the base
-    model and every fine-tune of it down, so OpenAI is not asked."""
+    """The run records its base model's shutdown date: from that day (UTC) the provider has shut the base
+    model and every fine-tune of it down, so it is not asked."""
     if run.shut_down_by(datetime.now(UTC).date()):
+        provider = spec_of(run)
         raise ModelShutDownError(
-            f"Run {run.run_id}'s model {model} no longer answers: OpenAI shut down the base model "
+            f"Run {run.run_id}'s model {model} no longer answers: {provider.label} shut down the base model "
             f"{_base_model(run, model)} and every fine-tuned model built on it on {run.base_model_shutdown_date}. "
-            f"{BEDROCK_HINT}"
+            f"{provider.successor_hint}".rstrip()
         )
 
 
-def _gone(run: Run, model: str) -> ModelGoneError:
+def _gone(run: Run, model: str, refused: ProviderModelGoneError) -> ModelGoneError:
+    provider = spec_of(run)
     recorded = run.base_model_shutdown_date
     when = f" (its base model's recorded shutdown date: {recorded})" if recorded else ""
+    also = f", {provider.gone_also}" if provider.gone_also else ""
     return ModelGoneError(
-        f"OpenAI no longer knows run {run.run_id}'s model {model} (it answered 404 model_not_found): "
-        f"the model has been shut down{when} or deleted, or this deployment's OpenAI key now belongs to "
-        f"another organisation. {BEDROCK_HINT}"
+        f"{provider.label} no longer knows run {run.run_id}'s model {model} (it answered {refused.status_code} "
+        f"{refused.code}): the model has been shut down{when} or deleted{also}. {provider.successor_hint}".rstrip()
     )
 
 
@@ -212,10 +213,8 @@ def answer_question(request: AskRequest) -> AskResponse:
         )
     try:
         answer = provider.answer(model, run.system_prompt, question, request.temperature, request.max_tokens)
-    except ProviderRefusedError as error:
-        if error.status_code == HTTPStatus.NOT_FOUND and error.code == "model_not_found":  # OpenAI's words
-            raise _gone(run, model) from error
-        raise
+    except ProviderModelGoneError as error:
+        raise _gone(run, model, error) from error
     refused = answer.refusal is not None
     metrics.add_metric(name="QuestionsRefused" if refused else "QuestionsAnswered", unit=MetricUnit.Count, value=1)
     # The question itself is not logged: it is the caller's data, and may be sensitive.

@@ -64,10 +64,8 @@ from shared.providers.base import (
     ProviderRefusedError,
     ProviderTransientError,
     provider_for,
-    run_provider,
+    spec_of,
 )
-from shared.providers.bedrock import CONTEXT_SUFFIX
-from shared.providers.openai.gateway import fine_tune_base
 from shared.settings import settings
 
 # Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
@@ -139,9 +137,9 @@ def base_model(run: Run) -> str:
     """The model the run was tuned from, as it is asked (Bedrock: without the context-length variant; an
     adopted model: the base its name gives)."""
     if run.adopted_model:
-        return fine_tune_base(run.adopted_model) or run.adopted_model
+        return spec_of(run).base_of_tuned_model(run.adopted_model) or run.adopted_model
     configured = str(((run.config or {}).get("fine_tune") or {}).get("model") or "")
-    return CONTEXT_SUFFIX.sub("", configured) if run_provider(run) == "bedrock" else configured
+    return spec_of(run).base_model_id(configured)
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,9 @@ from shared.aws.storage import (
 )
 from shared.domain.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
 from shared.domain.data_gate import (
-    MAX_TOKENS_PER_EXAMPLE,
-    MIN_EXAMPLES,
     GateReport,
     built_example_errors,
     enforce,
-    estimate_bedrock_training,
-    estimate_training,
     line_digest,
     tally_file,
 )
@@ -64,12 +60,11 @@ from shared.domain.dataset_source import (
 from shared.domain.errors import ConfigError, UserInputError
 from shared.domain.evaluation import normalise, question_digest
 from shared.domain.examples import BuiltBatch, ExampleBuilder
-from shared.domain.prices import training_price
 from shared.domain.run_ids import derive_run_id
 from shared.domain.tokens import TokenCounter
 from shared.observability import logger, metrics
 from shared.pipeline.adoption import check_adoptable, recorded_questions, start_adopted_evaluation
-from shared.providers.bedrock import nova_context_tokens
+from shared.providers import spec
 from shared.settings import settings
 
 JSONL_CONTENT_TYPE = "application/jsonl"
@@ -159,7 +154,7 @@ class _GatedLines:
     Tokens are counted on the token worker as the lines are written, and read back once all are.
     """
 
-    bedrock: bool
+    one_error_per_record: bool  # the provider's rule for blank texts (TrainingRecords)
     lines: int = 0
     digests: bytearray = field(default_factory=bytearray)  # 16 bytes a line
     blank_texts: dict[int, int] = field(default_factory=dict)  # only the lines that have some
@@ -183,7 +178,7 @@ class _GatedLines:
         self.tokens = varying + constant
 
     def errors(self, index: int) -> list[str]:
-        return built_example_errors(self.blank_texts.get(index, 0), self.bedrock)
+        return built_example_errors(self.blank_texts.get(index, 0), self.one_error_per_record)
 
     def report(self, indices: Any, token_limit: int | None) -> GateReport:
         """The gate's report on the lines at `indices` (sorted numpy array), in that order."""
@@ -215,7 +210,7 @@ def _split_validation(
     import numpy as np  # as in the gate
 
     n = gated.lines
-    token_limit = _token_limit(config)
+    token_limit = spec(config.provider).records().token_limit(config.fine_tune.model)
     fraction = config.validation_fraction
     held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * fraction)))) if fraction else set()
     questions = None
@@ -300,31 +295,20 @@ def _text_digest(text: str) -> bytes:
     return line_digest(text.encode("utf-8", "surrogatepass"))
 
 
-def _token_limit(config: RunConfig) -> int:
-    """One example's most tokens: OpenAI's per-example limit, or the chosen Nova variant's context (`:128k`)."""
-    if config.provider == "bedrock":
-        return nova_context_tokens(config.fine_tune.model) or MAX_TOKENS_PER_EXAMPLE
-    return MAX_TOKENS_PER_EXAMPLE
-
-
 def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
-    """Nova's record and size limits are settings (the published numbers are unconfirmed). An adopted run
-    uploads no training data, so no gate applies to it."""
+    """The provider's limits on the training and validation files. An adopted run uploads no training data,
+    so no gate applies to it."""
     if config.adopt is not None:
         return
-    if config.provider != "bedrock":
-        enforce(files.train_gate, "training file", MIN_EXAMPLES)
-        if files.validation_gate:
-            enforce(files.validation_gate, "validation file", 1)
-        return
-    limits, token_limit = settings(), _token_limit(config)
+    records = spec(config.provider).records()
+    limits, token_limit = records.limits(settings()), records.token_limit(config.fine_tune.model)
     enforce(
         files.train_gate,
         "training file",
-        limits.bedrock_min_records,
-        max_examples=limits.bedrock_max_records,
+        limits.min_examples,
+        max_examples=limits.max_examples,
         size=files.train.stat().st_size,
-        max_bytes=limits.bedrock_max_training_bytes,
+        max_bytes=limits.max_training_bytes,
         token_limit=token_limit,
     )
     if files.validation and files.validation_gate:
@@ -333,7 +317,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
             "validation file",
             1,
             size=files.validation.stat().st_size,
-            max_bytes=limits.bedrock_max_validation_bytes,
+            max_bytes=limits.max_validation_bytes,
             token_limit=token_limit,
         )
 
@@ -348,7 +332,7 @@ def _build_files(
     all_path = workdir / "all.jsonl"
     # Beside all.jsonl, line for line: each kept row's question fields, for the held-out ones to be picked later.
     questions_path = workdir / "all-questions.jsonl" if config.evaluation.enabled else None
-    gated = _GatedLines(bedrock=config.provider == "bedrock")
+    gated = _GatedLines(one_error_per_record=spec(config.provider).records().one_missing_content_per_record)
     source = pin_source(config.dataset, settings().data_bucket)
     counter.submit([*builder.roles, *builder.constant_texts])
     with ExitStack() as open_files:
@@ -375,7 +359,8 @@ def _check_base_model(config: RunConfig, runs: RunsRepository) -> None:
     """An OpenAI config may continue training a tuned model (`ft:...`) only if this deployment trained it:
     the organisation's other tuned models are not this deployment's to train on or to ask."""
     model = config.fine_tune.model
-    if config.provider == "openai" and model.startswith("ft:") and runs.succeeded_run_with_model(model) is None:
+    prefix = spec(config.provider).tuned_model_prefix
+    if prefix and model.startswith(prefix) and runs.succeeded_run_with_model(model) is None:
         raise ConfigError(
             f"fine_tune.model {model!r} is a tuned model this deployment did not train: name a base model, or the "
             "fine_tuned_model of one of this deployment's succeeded runs"
@@ -444,10 +429,7 @@ def _prepare(
 
 def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
     n_epochs = config.fine_tune.hyperparameters.n_epochs
-    if config.provider == "bedrock":
-        return estimate_bedrock_training(train, n_epochs, settings().bedrock_training_price_per_1k_tokens).as_record()
-    price = training_price(config.fine_tune.model, settings().training_prices_per_million_tokens)
-    return estimate_training(train, n_epochs, price).as_record()
+    return spec(config.provider).records().estimate(train, n_epochs, config.fine_tune.model, settings())
 
 
 def _source_record(files: _LocalFiles) -> dict[str, Any]:

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
 from shared.domain.training_curve import StepMetric
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
+
+if TYPE_CHECKING:
+    from shared.domain.data_gate import GateReport
+    from shared.settings import Settings
 
 
 class ProviderTransientError(Exception):
@@ -55,6 +59,10 @@ class ProviderRefusedError(Exception):
         self.message = message
         self.status_code = status_code
         self.code = code
+
+
+class ProviderModelGoneError(ProviderRefusedError):
+    """The provider does not know a model a run recorded (shut down, deleted): asking again will not help."""
 
 
 class ProviderEmptyAnswerError(Exception):
@@ -216,6 +224,49 @@ class FineTuningProvider(Protocol):
 
 
 @dataclass(frozen=True)
+class GateLimits:
+    """What the provider takes of a training file (None: no limit of its own)."""
+
+    min_examples: int
+    max_examples: int | None = None
+    max_training_bytes: int | None = None
+    max_validation_bytes: int | None = None
+
+
+class TrainingRecords(Protocol):
+    """A provider's training file: how one example is laid out, the gate's rules for it, its limits and cost."""
+
+    one_missing_content_per_record: bool  # a blank text is one error for the record, not one per message
+
+    def line(self, parts: list[tuple[str, str]]) -> str:
+        """One example's JSONL line from its (role, text) pairs, each text already a JSON string literal."""
+        ...
+
+    def inspect(self, lines: Iterable[bytes]) -> GateReport:
+        """The gate's report on a file of such lines, as the provider would check them."""
+        ...
+
+    def token_limit(self, model: str) -> int:
+        """The most tokens one example may hold for `model`."""
+        ...
+
+    def limits(self, settings: Settings) -> GateLimits: ...
+
+    def estimate(self, train: GateReport, n_epochs: int | str, model: str, settings: Settings) -> dict[str, Any]:
+        """The run's training estimate (tokens billed, cost), as the run records it."""
+        ...
+
+
+def same_model(model: str) -> str:
+    return model
+
+
+def no_base_in_name(model: str) -> None:
+    """A provider whose tuned models' names do not say what they were tuned from."""
+    return
+
+
+@dataclass(frozen=True)
 class ReservedText:
     """Text the provider's training refuses anywhere in a file: a template holding it is refused at once."""
 
@@ -243,16 +294,32 @@ class ProviderSpec:
     default_model: str
     hyperparameters: tuple[str, ...]  # the config's hyperparameters it takes; any other is refused for it
     gateway_factory: str  # "module:function" returning its FineTuningProvider
+    records_factory: str  # "module:ATTRIBUTE", its TrainingRecords
     max_epochs: int
     epochs_rule: str  # the config's message for an n_epochs out of range
     check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
     reserved_text: ReservedText | None = None
     adopts_models: bool = False  # a config may adopt one of its fine-tuned models (`adopt`) to record it
+    tuned_model_prefix: str | None = None  # a base model named so is a tuned one: this deployment's only
+    base_model_id: Callable[[str], str] = same_model  # the configured base model as it is asked (evaluation)
+    base_of_tuned_model: Callable[[str], str | None] = no_base_in_name  # what a tuned model's name says it came from
+    # Said when a run's model is gone: who else may have lost it, and where the same data can train anew.
+    gone_also: str = ""
+    successor_hint: str = ""
 
     def gateway(self) -> FineTuningProvider:
-        module, _, function = self.gateway_factory.partition(":")
-        factory: Callable[[], FineTuningProvider] = getattr(importlib.import_module(module), function)
+        factory: Callable[[], FineTuningProvider] = _attribute(self.gateway_factory)
         return factory()
+
+    def records(self) -> TrainingRecords:
+        found: TrainingRecords = _attribute(self.records_factory)
+        return found
+
+
+def _attribute(path: str) -> Any:
+    """`module:attribute`, imported on first use."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def run_provider(run: Run) -> str:

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.bedrock_emulator import BASE_MODEL_REPLY, BedrockEmulator, conversation_record
-from local.openai_emulator.dataset import estimate_tokens
+from local.fake_model import estimate_tokens
 
 from .conftest import FakeClock
 

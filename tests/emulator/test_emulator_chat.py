@@ -6,8 +6,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from local.fake_model import estimate_tokens
 from local.openai_emulator import BASE_MODEL_REPLY
-from local.openai_emulator.dataset import estimate_tokens
 
 from .conftest import upload_training
 

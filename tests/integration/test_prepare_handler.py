@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from functions.prepare.app import lambda_handler
 from shared.aws import storage
 from shared.domain import tokens
-from shared.domain.data_gate import inspect_bedrock_jsonl, inspect_jsonl
 from shared.pipeline import prepare
+from shared.providers import spec
 from tests.helpers import TRICKY_ROWS, Aws, load_event, prepare_run, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
@@ -142,7 +142,7 @@ def test_the_gate_report_of_each_file_is_what_the_gate_finds_reading_the_uploade
     invoke(lambda_context)
 
     run = only_run(aws_account)
-    inspect = inspect_bedrock_jsonl if provider == "bedrock" else inspect_jsonl
+    inspect = spec(provider).records().inspect
     for name in ("train", "validation"):
         body = aws_account.read(run["files"][name]["key"])
         assert run["gate"][name] == inspect(body.splitlines(keepends=True)).as_record(), name

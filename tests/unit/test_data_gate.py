@@ -15,19 +15,17 @@ from shared.domain.data_gate import (
     GateTally,
     auto_epochs,
     built_example_errors,
-    check_bedrock_record,
     check_chat_example,
     enforce,
-    estimate_bedrock_training,
     estimate_training,
     example_tokens,
-    inspect_bedrock_jsonl,
     inspect_jsonl,
     line_digest,
     tally_file,
 )
 from shared.domain.errors import DataGateError
 from shared.domain.tokens import count_tokens
+from shared.providers.bedrock.records import check_bedrock_record, estimate_bedrock_training, inspect_bedrock_jsonl
 
 
 def line(messages: object) -> bytes:
@@ -277,5 +275,5 @@ def test_the_errors_of_a_built_example_are_what_the_full_checks_find(blank: tupl
         "messages": [{"role": role, "content": [{"text": texts[role]}]} for role in ("user", "assistant")],
     }
 
-    assert check_chat_example(chat)[0] == built_example_errors(len(blank), bedrock=False)
-    assert check_bedrock_record(nova)[0] == built_example_errors(len(blank), bedrock=True)
+    assert check_chat_example(chat)[0] == built_example_errors(len(blank), one_per_record=False)
+    assert check_bedrock_record(nova)[0] == built_example_errors(len(blank), one_per_record=True)

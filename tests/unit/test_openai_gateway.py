@@ -13,11 +13,11 @@ import pytest
 from openai import OpenAI
 
 from shared.domain.run_ids import derive_run_id
+from shared.providers.openai import fine_tune_base
 from shared.providers.openai.gateway import (
     OpenAIGateway,
     OpenAIRefusedError,
     OpenAITransientError,
-    fine_tune_base,
 )
 from shared.settings import Settings
 

@@ -61,3 +61,20 @@ def test_the_provider_names_are_listed_once_in_the_code() -> None:
     }
     assert lists == {}
     assert _literal_lists_of_providers(registry)  # the check sees the one list there is
+
+
+def _provider_name_literals(path: Path) -> list[int]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in PROVIDER_NAMES]
+
+
+def test_no_code_outside_a_providers_package_names_a_provider() -> None:
+    """Branches on a provider's name live in its own package; everything else asks the registry's spec."""
+    providers = ROOT / "shared" / "providers"
+    named = {
+        str(path.relative_to(ROOT)): lines
+        for folder in CODE
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if not path.is_relative_to(providers) and (lines := _provider_name_literals(path))
+    }
+    assert named == {}

@@ -57,9 +57,11 @@ SPEC = ProviderSpec(
     default_model=BEDROCK_DEFAULT_MODEL,
     hyperparameters=("n_epochs", "learning_rate", "warmup_steps"),
     gateway_factory="shared.providers.bedrock.gateway:gateway",
+    records_factory="shared.providers.bedrock.records:RECORDS",
     max_epochs=BEDROCK_MAX_EPOCHS,
     epochs_rule=f"an integer from 1 to {BEDROCK_MAX_EPOCHS} for bedrock (Bedrock's epochCount)",
     check_model=check_model,
+    base_model_id=lambda model: CONTEXT_SUFFIX.sub("", model),  # Converse takes the id without `:128k`
     reserved_text=ReservedText(
         NOVA_RESERVED,
         f"Nova reserves {', '.join(NOVA_RESERVED_STRINGS)} and a training file holding one fails the whole job",

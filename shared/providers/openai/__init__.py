@@ -5,6 +5,14 @@ from shared.providers.base import ProviderSpec
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
+
+def fine_tune_base(fine_tuned_model: str) -> str | None:
+    """The base model a fine-tuned model was trained from: OpenAI names them
+    `ft:<base model>:<organisation>:<suffix>:<id>`. None for any other name."""
+    parts = fine_tuned_model.split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
+
+
 SPEC = ProviderSpec(
     name="openai",
     label="OpenAI",
@@ -13,7 +21,15 @@ SPEC = ProviderSpec(
     default_model=OPENAI_DEFAULT_MODEL,
     hyperparameters=("n_epochs", "batch_size", "learning_rate_multiplier"),
     gateway_factory="shared.providers.openai.gateway:gateway",
+    records_factory="shared.providers.openai.records:RECORDS",
     max_epochs=50,
     epochs_rule="an integer from 1 to 50",
     adopts_models=True,
+    tuned_model_prefix="ft:",
+    base_of_tuned_model=fine_tune_base,
+    gone_also="or this deployment's OpenAI key now belongs to another organisation",
+    successor_hint=(
+        'To keep answering these questions, upload the same config with "provider": "bedrock": the same data '
+        "trains a model on Amazon Bedrock."
+    ),
 )

@@ -35,11 +35,13 @@ from shared.providers.base import Answer as Answer
 from shared.providers.base import ForeignJobError as ForeignJobError
 from shared.providers.base import (
     ProviderEmptyAnswerError,
+    ProviderModelGoneError,
     ProviderNotConfiguredError,
     ProviderRefusedError,
     ProviderTransientError,
     RecordStart,
 )
+from shared.providers.openai import fine_tune_base
 from shared.settings import settings
 
 if TYPE_CHECKING:
@@ -80,6 +82,10 @@ class OpenAIRefusedError(ProviderRefusedError):
 
     CODE_FIELD: ClassVar[str] = "openai_code"
     PROVIDER: ClassVar[str] = "openai"
+
+
+class OpenAIModelGoneError(OpenAIRefusedError, ProviderModelGoneError):
+    """OpenAI does not know the model (404 `model_not_found`): shut down, deleted, or out of the key's reach."""
 
 
 class OpenAIKeyUnavailableError(ProviderNotConfiguredError):
@@ -126,7 +132,8 @@ def _classified_errors(action: str) -> Iterator[None]:
                 body.get("code"),
             ) from error
         message = str(body.get("message") or error.message)
-        raise OpenAIRefusedError(f"OpenAI refused {action}: {message}", error.status_code, body.get("code")) from error
+        refused = OpenAIModelGoneError if body.get("code") == "model_not_found" else OpenAIRefusedError
+        raise refused(f"OpenAI refused {action}: {message}", error.status_code, body.get("code")) from error
 
 
 class UploadSource(Protocol):
@@ -141,13 +148,6 @@ class UploadSource(Protocol):
     def open_stream(self) -> IO[bytes]: ...
 
     def read_range(self, start: int, end: int) -> bytes: ...
-
-
-def fine_tune_base(fine_tuned_model: str) -> str | None:
-    """The base model a fine-tuned model was trained from: OpenAI names them
-    `ft:<base model>:<organisation>:<suffix>:<id>`. None for any other name."""
-    parts = fine_tuned_model.split(":")
-    return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
 
 
 def job_status(status: str) -> RunStatus | str:
