@@ -1,17 +1,16 @@
 """StartJobFunction for bedrock runs, against moto and the Bedrock emulator: one customization job
-built from the run, Bedrock's idempotency under duplicate and concurrent events, refusals and throttling."""
+built from the run, Bedrock's client tokens, its refusals and throttling. What every provider must do is in
+test_start_contract.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
 from functions.prepare.app import lambda_handler as prepare_handler
 from functions.start_job.app import lambda_handler as start_handler
@@ -98,29 +97,6 @@ def test_a_bedrock_runs_training_file_becomes_one_customization_job_built_from_t
     assert recorded["execution_arn"] == execution["executionArn"]
 
 
-def test_twenty_duplicate_and_concurrent_events_make_one_bedrock_job(
-    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
-) -> None:
-    run = bedrock_run(aws_account, lambda_context, tmp_path)
-    event = training_event(run["run_id"])
-
-    def deliver(_: int) -> str:
-        try:
-            return str(start_handler(event, lambda_context)["runs"][0]["status"])
-        except IdempotencyAlreadyInProgressError:
-            return "retried later by Lambda"
-
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        outcomes = list(pool.map(deliver, range(20)))
-    replays = [deliver(0) for _ in range(3)]
-
-    assert "running" in outcomes and set(replays) == {"running"}
-    assert len(bedrock.jobs) == 1
-    assert len({request.body["clientRequestToken"] for request in creates(bedrock)}) == 1
-    [recorded] = aws_account.runs()
-    assert recorded["job_id"] == next(iter(bedrock.jobs.values())).arn
-
-
 def test_a_repeated_create_with_the_same_token_is_the_same_job(
     aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,25 +155,6 @@ def test_throttling_is_retried_by_the_client_and_then_the_job_is_created(
     assert outcome["status"] == "running"
     assert [request.status for request in creates(bedrock)][:2] == [429, 429]
     assert len(bedrock.jobs) == 1
-
-
-def test_throttling_past_the_retries_fails_the_run_saying_to_upload_again(
-    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
-) -> None:
-    run = bedrock_run(aws_account, lambda_context, tmp_path)
-    bedrock.inject_fault(CREATE, "throttling", times=10)
-
-    start_handler(training_event(run["run_id"]), lambda_context)
-
-    [recorded] = aws_account.runs()
-    assert recorded["status"] == "failed"
-    assert (recorded["error"]["code"], recorded["error"]["bedrock_code"]) == (
-        "bedrock_unavailable",
-        "ThrottlingException",
-    )
-    assert "Upload the config again" in recorded["error"]["message"]
-    assert len(creates(bedrock)) == bedrock_gateway.BEDROCK_ATTEMPTS
-    assert bedrock.jobs == {}
 
 
 def test_a_job_whose_create_answers_were_all_lost_is_found_and_tracked_not_failed(
@@ -267,32 +224,6 @@ def test_a_job_another_deployment_made_for_the_same_run_id_is_never_adopted(
     [recorded] = aws_account.runs()
     assert recorded["job_id"] != foreign and len(bedrock.jobs) == 2
     assert bedrock.jobs[recorded["job_id"]].output_s3_uri == f"s3://{aws_account.bucket}/outputs/{run_id}/"
-
-
-def test_a_training_file_deleted_before_the_start_fails_the_run_and_creates_nothing(
-    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
-) -> None:
-    run = bedrock_run(aws_account, lambda_context, tmp_path)
-    aws_account.s3.delete_object(Bucket=aws_account.bucket, Key=run["files"]["train"]["key"])
-
-    start_handler(training_event(run["run_id"]), lambda_context)
-
-    [recorded] = aws_account.runs()
-    assert (recorded["status"], recorded["error"]["code"]) == ("failed", "training_file_missing")
-    assert creates(bedrock) == [] and bedrock.jobs == {} and executions() == []
-
-
-def test_without_the_customization_role_the_run_fails_saying_what_to_fix(
-    aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path, set_env: SetEnv
-) -> None:
-    run = bedrock_run(aws_account, lambda_context, tmp_path)
-    set_env(**{ROLE_ENV: ""})
-
-    start_handler(training_event(run["run_id"]), lambda_context)
-
-    [recorded] = aws_account.runs()
-    assert recorded["error"]["code"] == "bedrock_role_missing" and ROLE_ENV in recorded["error"]["message"]
-    assert creates(bedrock) == []
 
 
 def test_the_gateway_follows_the_job_to_a_deployment_that_answers(
