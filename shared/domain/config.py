@@ -14,19 +14,21 @@ the other one is refused with a sentence saying so, never silently ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import re
 import string
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -77,22 +79,6 @@ if TYPE_CHECKING:
     Provider = str
 else:  # the registry's names: pydantic checks them, the JSON schema lists them
     Provider = Literal[PROVIDER_NAMES]
-
-# The provider of the RunConfig being validated: nested specs read it for their defaults and rules.
-_validating_for: ContextVar[str] = ContextVar("ragtune_config_provider", default=DEFAULT_PROVIDER)
-
-
-@contextmanager
-def _provider_rules(provider: str) -> Iterator[None]:
-    token = _validating_for.set(provider)
-    try:
-        yield
-    finally:
-        _validating_for.reset(token)
-
-
-def _rules() -> ProviderSpec:
-    return spec(_validating_for.get())
 
 
 class _Strict(BaseModel):
@@ -281,23 +267,6 @@ def _auto_or(rule: str) -> WrapValidator:
     return WrapValidator(validate)
 
 
-def _n_epochs_rule() -> str:
-    return _rules().epochs_rule
-
-
-def _validate_n_epochs(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """OpenAI allows 1 to 50 epochs, Bedrock's Nova 1 to 5: the message names the provider's range."""
-    if isinstance(value, bool) or value is None:
-        raise _rule(f'must be "auto" or {_n_epochs_rule()}')
-    try:
-        epochs = handler(value)
-    except ValidationError:
-        raise _rule(f'must be "auto" or {_n_epochs_rule()}') from None
-    if isinstance(epochs, int) and epochs > _rules().max_epochs:
-        raise _rule(f'must be "auto" or {_n_epochs_rule()}')
-    return epochs
-
-
 def _not_taken(name: str, provider: ProviderSpec) -> str:
     owners = [spec(owner).short_label for owner in PROVIDER_NAMES if name in spec(owner).hyperparameters]
     return (
@@ -323,7 +292,10 @@ def _float_text(value: float) -> str:
 class Hyperparameters(_Strict):
     """`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused."""
 
-    n_epochs: Annotated[Auto | Annotated[int, Field(ge=1, le=50)], WrapValidator(_validate_n_epochs)] = Field(
+    # The provider whose hyperparameters these are: each provider validates with its own subclass.
+    PROVIDER: ClassVar[str] = DEFAULT_PROVIDER
+
+    n_epochs: Auto | Annotated[int, Field(ge=1, le=50)] = Field(
         default="auto",
         description=(
             "Epochs: 1 to 50 for openai, 1 to 5 for bedrock (Bedrock's epochCount); \"auto\": the provider's default."
@@ -359,12 +331,28 @@ class Hyperparameters(_Strict):
         """The provider's own hyperparameters default to "auto"; the other's stay absent, and refused if given."""
         if not isinstance(data, dict):
             return data
-        return {**dict.fromkeys(_rules().hyperparameters, "auto"), **data}
+        return {**dict.fromkeys(spec(cls.PROVIDER).hyperparameters, "auto"), **data}
+
+    @field_validator("n_epochs", mode="wrap")
+    @classmethod
+    def _epochs_of_the_provider(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """OpenAI allows 1 to 50 epochs, Bedrock's Nova 1 to 5: the message names the provider's range."""
+        provider = spec(cls.PROVIDER)
+        rule = f'must be "auto" or {provider.epochs_rule}'
+        if isinstance(value, bool) or value is None:
+            raise _rule(rule)
+        try:
+            epochs = handler(value)
+        except ValidationError:
+            raise _rule(rule) from None
+        if isinstance(epochs, int) and epochs > provider.max_epochs:
+            raise _rule(rule)
+        return epochs
 
     @field_validator("batch_size", "learning_rate_multiplier", "learning_rate", "warmup_steps", mode="wrap")
     @classmethod
     def _belongs_to_the_provider(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        provider = _rules()
+        provider = spec(cls.PROVIDER)
         assert info.field_name is not None
         if info.field_name not in provider.hyperparameters:
             raise _rule(_not_taken(info.field_name, provider))
@@ -380,6 +368,8 @@ class Hyperparameters(_Strict):
 
 
 class FineTuneSpec(_Strict):
+    PROVIDER: ClassVar[str] = DEFAULT_PROVIDER  # as for Hyperparameters: one subclass per provider
+
     model: str = Field(
         default=spec(DEFAULT_PROVIDER).default_model,
         min_length=1,
@@ -402,14 +392,17 @@ class FineTuneSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _provider_model(cls, data: Any) -> Any:
+        """`fine_tune` as RunConfig hands it over (for this class's provider); the provider's default model."""
+        if isinstance(data, _ForProvider):
+            data = data.fields
         if isinstance(data, dict) and "model" not in data:
-            return {**data, "model": _rules().default_model}
+            return {**data, "model": spec(cls.PROVIDER).default_model}
         return data
 
     @field_validator("model")
     @classmethod
     def _model_of_the_provider(cls, model: str) -> str:
-        refusal = _rules().check_model(model)
+        refusal = spec(cls.PROVIDER).check_model(model)
         if refusal:
             raise _rule(refusal)
         return model
@@ -427,6 +420,50 @@ class FineTuneSpec(_Strict):
             for name, value in values.items()
             if value is not None and value != "auto"
         }
+
+
+@dataclass(frozen=True)
+class _ForProvider:
+    """`fine_tune` as given, with the provider RunConfig resolved for it: the discriminator picks that provider's
+    FineTuneSpec. A Python object, not a key of the document, so no config can pose as one."""
+
+    provider: str
+    fields: Any
+
+
+def _fine_tune_spec_for(provider: str) -> type[FineTuneSpec]:
+    """The provider's FineTuneSpec: the same fields, checked by that provider's rules (its spec)."""
+    hyperparameters = type(
+        f"Hyperparameters_{provider}", (Hyperparameters,), {"PROVIDER": provider, "__module__": __name__}
+    )
+    namespace = {
+        "PROVIDER": provider,
+        "__module__": __name__,
+        "__annotations__": {"hyperparameters": hyperparameters},
+        "hyperparameters": Field(default_factory=dict, validate_default=True),
+    }
+    return type(f"FineTuneSpec_{provider}", (FineTuneSpec,), namespace)
+
+
+_FINE_TUNE_TAG = "provider:"  # how a location names the union member: left out of messages
+
+
+def _fine_tune_provider(value: Any) -> str | None:
+    if isinstance(value, _ForProvider):
+        return _FINE_TUNE_TAG + value.provider
+    return _FINE_TUNE_TAG + value.PROVIDER if isinstance(value, FineTuneSpec) else None
+
+
+if TYPE_CHECKING:
+    ProviderFineTune = FineTuneSpec
+else:
+    ProviderFineTune = Annotated[
+        functools.reduce(
+            operator.or_,
+            (Annotated[_fine_tune_spec_for(name), Tag(_FINE_TUNE_TAG + name)] for name in PROVIDER_NAMES),
+        ),
+        Discriminator(_fine_tune_provider),
+    ]
 
 
 Match = Literal["start", "anywhere"]
@@ -565,7 +602,7 @@ class RunConfig(_Strict):
     seed: Annotated[int, _number(f"an integer from 0 to {2**31 - 1}", integer=True)] = Field(
         default=42, ge=0, le=2**31 - 1
     )
-    fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
+    fine_tune: ProviderFineTune = Field(default_factory=dict, validate_default=True)
     evaluation: EvaluationSpec = Field(default_factory=dict, validate_default=True)
     adopt: AdoptSpec | None = Field(
         default=None,
@@ -579,8 +616,8 @@ class RunConfig(_Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _resolve_provider(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        """An absent provider becomes the deployment's default (an adopted model's is OpenAI's); nested specs
-        follow that provider's rules."""
+        """An absent provider becomes the deployment's default (an adopted model's is OpenAI's); `fine_tune` is
+        checked by that provider's FineTuneSpec."""
         if not isinstance(data, dict):
             return handler(data)
         if data.get("adopt") is not None:
@@ -589,9 +626,8 @@ class RunConfig(_Strict):
         if data.get("provider") is None:
             default = (info.context or {}).get("default_provider", DEFAULT_PROVIDER)
             data = {**data, "provider": default}
-        provider = data["provider"]
-        with _provider_rules(provider if provider in PROVIDER_NAMES else DEFAULT_PROVIDER):
-            return handler(data)
+        provider = data["provider"] if data["provider"] in PROVIDER_NAMES else DEFAULT_PROVIDER
+        return handler({**data, "fine_tune": _ForProvider(provider, data.get("fine_tune", {}))})
 
     @field_validator("template")
     @classmethod
@@ -666,7 +702,7 @@ def _check_adopt_alone(data: dict[str, Any]) -> None:
 
 def _is_field_name(part: str | int) -> bool:
     """pydantic adds union members (`literal['auto']`, `constrained-int`) and validators to locations."""
-    return isinstance(part, int) or not part.startswith(("function-", "literal[", "constrained-"))
+    return isinstance(part, int) or not part.startswith(("function-", "literal[", "constrained-", _FINE_TUNE_TAG))
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -759,8 +795,18 @@ def parse_run_config(raw: bytes, size: int | None = None, default_provider: str 
         raise ConfigError(f"config is invalid: {describe_validation_error(error)}") from error
 
 
+# RunConfig as its JSON Schema shows it: one `fine_tune` whose descriptions say what differs by provider
+# (validation picks the provider's own FineTuneSpec). Its docstring is the schema's description.
+class _DocumentedRunConfig(RunConfig):
+    """Version 1 of the run config."""
+
+    model_config = ConfigDict(title="RunConfig")
+
+    fine_tune: FineTuneSpec = Field(default_factory=dict, validate_default=True)
+
+
 def run_config_json_schema() -> dict[str, Any]:
-    schema = RunConfig.model_json_schema()
+    schema = _DocumentedRunConfig.model_json_schema()
     schema["$id"] = f"https://ragtune.dev/schemas/run-config.v{CONFIG_SCHEMA_VERSION}.json"
     schema["title"] = "ragtune run config"
     return schema
