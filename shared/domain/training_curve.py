@@ -1,5 +1,5 @@
-"""A fine-tuning job's loss per step, in one shape whichever provider trained it: parsed from the
-provider's own metrics files, written out as `metrics.csv` and drawn as `loss.png`.
+"""A fine-tuning job's loss per step, in one shape whichever provider trained it (each provider's package
+parses its own metrics files with the helpers here), written out as `metrics.csv` and drawn as `loss.png`.
 
 No AWS or OpenAI calls here: the gateways fetch the files, `shared.pipeline.reports` publishes the result.
 matplotlib is imported only where a picture is drawn, so the gateways that import this module to
@@ -19,12 +19,6 @@ from dataclasses import dataclass, fields, replace
 # metrics.csv's columns, in this order.
 CSV_COLUMNS = ("step", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy")
 # OpenAI's step_metrics.csv: each of our fields, from the first of these columns present in the file.
-OPENAI_COLUMNS = {
-    "train_loss": ("train_loss",),
-    "valid_loss": ("valid_loss",),
-    "train_accuracy": ("train_accuracy", "train_mean_token_accuracy"),
-    "valid_accuracy": ("valid_mean_token_accuracy", "valid_accuracy"),
-}
 PNG_SIZE_INCHES, PNG_DPI = (10.0, 6.0), 100  # 1000 x 600 pixels
 NO_METRICS_TEXT = "No step metrics reported for this job"
 
@@ -53,7 +47,7 @@ def csv_text(content: bytes) -> str:
         return text
 
 
-def _metric(cell: str | None) -> float | None:
+def metric_value(cell: str | None) -> float | None:
     """A loss or an accuracy: blank, not a number, infinite or negative (OpenAI's -1 for "none") is unknown."""
     try:
         value = float(cell) if cell is not None else math.nan
@@ -62,8 +56,8 @@ def _metric(cell: str | None) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _step(cell: str | None) -> int | None:
-    value = _metric(cell)
+def step_number(cell: str | None) -> int | None:
+    value = metric_value(cell)
     return int(value) if value is not None else None
 
 
@@ -77,41 +71,8 @@ def merge_steps(*sources: Iterable[StepMetric]) -> list[StepMetric]:
     return [merged[step] for step in sorted(merged)]
 
 
-def _rows(content: bytes) -> list[dict[str, str | None]]:
+def csv_rows(content: bytes) -> list[dict[str, str | None]]:
     return list(csv.DictReader(io.StringIO(csv_text(content))))
-
-
-def parse_openai_step_metrics(content: bytes) -> list[StepMetric]:
-    """OpenAI's step_metrics.csv (`step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy`,
-    plain or base64); other columns are ignored, a row without a step is skipped."""
-    parsed = []
-    for row in _rows(content):
-        step = _step(row.get("step"))
-        if step is None:
-            continue
-        values = {
-            name: next((value for column in columns if (value := _metric(row.get(column))) is not None), None)
-            for name, columns in OPENAI_COLUMNS.items()
-        }
-        parsed.append(StepMetric(step, **values))
-    return merge_steps(parsed)
-
-
-def _bedrock_losses(content: bytes, loss_column: str, field_name: str) -> list[StepMetric]:
-    parsed = []
-    for row in _rows(content):
-        step = _step(row.get("step_number"))
-        if step is not None:
-            parsed.append(StepMetric(step, **{field_name: _metric(row.get(loss_column))}))
-    return parsed
-
-
-def parse_bedrock_metrics(training: bytes, validation: bytes | None = None) -> list[StepMetric]:
-    """Bedrock's step_wise_training_metrics.csv (`step_number,epoch_number,training_loss,perplexity`) and,
-    when the job had a validation set, validation_metrics.csv (`validation_loss`), merged by step."""
-    train = _bedrock_losses(training, "training_loss", "train_loss")
-    valid = _bedrock_losses(validation, "validation_loss", "valid_loss") if validation is not None else []
-    return merge_steps(train, valid)
 
 
 def metrics_csv(rows: Sequence[StepMetric]) -> bytes:

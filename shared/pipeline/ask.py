@@ -37,6 +37,7 @@ from shared.providers.base import (
     JobSnapshot,
     ProviderModelGoneError,
     ProviderRefusedError,
+    ServesThroughDeployments,
     provider_for,
     spec_of,
 )
@@ -362,7 +363,10 @@ def delete_model(run_id: str) -> DeletedModelResponse:
             run.status,
         )
     deployment = run.deployment_arn
-    existed = provider_for(run).delete_deployment(deployment)
+    gateway = provider_for(run)
+    if not isinstance(gateway, ServesThroughDeployments):  # a recorded deployment its provider cannot have made
+        raise NoDeploymentError(f"Run {run_id} is served by {spec_of(run).label} without a deployment.", run.status)
+    existed = gateway.delete_deployment(deployment)
     recorded = _runs().record_model_deleted(run_id, deployment)
     latest_succeeded_run.forget()
     metrics.add_metric(name="ModelsDeleted", unit=MetricUnit.Count, value=1)

@@ -21,7 +21,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
 from shared.domain.training_curve import StepMetric
@@ -217,6 +217,12 @@ class FineTuningProvider(Protocol):
         """The loss (and accuracy, where reported) of each step of the run's finished job, in step order,
         from the metrics files the provider leaves; [] while it has left none."""
         ...
+
+
+@runtime_checkable
+class ServesThroughDeployments(Protocol):
+    """A provider that serves a tuned model through a deployment the run creates (Bedrock's on-demand
+    deployments), which `DELETE /runs/{id}/model` can delete. OpenAI serves its models without one."""
 
     def delete_deployment(self, deployment_arn: str) -> bool:
         """Delete a deployment that serves a run's model; False when the provider no longer knew it."""

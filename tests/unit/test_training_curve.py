@@ -16,10 +16,10 @@ from shared.domain.training_curve import (
     loss_png,
     merge_steps,
     metrics_csv,
-    parse_bedrock_metrics,
-    parse_openai_step_metrics,
 )
 from shared.pipeline.reports import curve_title
+from shared.providers.bedrock.metrics import parse_bedrock_metrics
+from shared.providers.openai.metrics import parse_openai_step_metrics
 
 # As OpenAI writes it, plus what must be tolerated: an extra column, blank cells, -1 and NaN for "none",
 # a row without a step, Windows line ends.

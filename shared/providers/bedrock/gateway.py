@@ -35,7 +35,7 @@ from shared.aws import session
 from shared.aws.storage import ObjectMissingError, ObjectRef, object_etag, read_bytes, read_object
 from shared.domain.config import RunConfig
 from shared.domain.run_record import USABLE, JobEvent, Run, RunStatus
-from shared.domain.training_curve import StepMetric, parse_bedrock_metrics
+from shared.domain.training_curve import StepMetric
 from shared.observability import logger
 from shared.providers import base as providers
 from shared.providers.base import (
@@ -48,6 +48,7 @@ from shared.providers.base import (
     ProviderTransientError,
     RecordStart,
 )
+from shared.providers.bedrock.metrics import parse_bedrock_metrics
 from shared.settings import settings
 
 RUN_ID_TAG = "ragtune_run_id"

@@ -28,7 +28,7 @@ from shared.aws import AWS_CLIENT_CONFIG
 from shared.aws.storage import ObjectRef, S3UploadSource
 from shared.domain.config import RunConfig
 from shared.domain.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
-from shared.domain.training_curve import StepMetric, merge_steps, parse_openai_step_metrics
+from shared.domain.training_curve import StepMetric, merge_steps
 from shared.observability import logger
 from shared.providers import base as providers
 from shared.providers.base import Answer as Answer
@@ -42,6 +42,7 @@ from shared.providers.base import (
     RecordStart,
 )
 from shared.providers.openai import fine_tune_base
+from shared.providers.openai.metrics import parse_openai_step_metrics
 from shared.settings import settings
 
 if TYPE_CHECKING:
@@ -430,10 +431,6 @@ class OpenAIGateway:
         base = fine_tune_base(job.fine_tuned_model or "") or (configured if isinstance(configured, str) else None)
         shutdown = self.base_model_shutdown_date(base) if base else None
         return shutdown.isoformat() if shutdown else None
-
-    def delete_deployment(self, deployment_arn: str) -> bool:
-        """OpenAI serves a fine-tuned model without a deployment: an OpenAI run never records one."""
-        raise NotImplementedError("OpenAI runs have no deployment to delete.")
 
     # Models ------------------------------------------------------------------------------
     def base_model_shutdown_date(self, model: str) -> date | None:
