@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 _log = logging.getLogger(__name__)
 
@@ -104,14 +104,54 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 RecordT = TypeVar("RecordT")
+FaultT = TypeVar("FaultT", bound="Fault")
 
 
-class Emulator(Generic[RecordT]):
+class Fault(Protocol):
+    """A fault an emulator injects: it hits the next `times` requests it matches, then clears itself."""
+
+    times: int
+
+
+class FaultQueue(Generic[FaultT]):
+    """Thread-safe queue of pending faults; the first one matching a request is used once per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[FaultT] = []
+
+    def add(self, fault: FaultT) -> FaultT:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def take(self, matches: Callable[[FaultT], bool]) -> FaultT | None:
+        """Consume one use of the first fault `matches` accepts, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if matches(fault):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def pending(self) -> list[FaultT]:
+        with self._lock:
+            return list(self._faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+
+class Emulator(Generic[RecordT, FaultT]):
     """A service emulator's lifecycle: `start()` serves `answer` on a keep-alive `LoopbackServer` (port 0
     picks a free one, kept in `port`), `stop()` ends it; used as a context manager, both happen.
 
     Every emulator records what it received (`requests`, in order, under `lock`) so tests assert on the
-    requests a provider got, not on what our code meant to send."""
+    requests a provider got, not on what our code meant to send, and keeps the faults it is told to inject
+    (`faults`), each emulator matching them to requests in its provider's terms."""
 
     server_name = "emulator"
 
@@ -120,6 +160,7 @@ class Emulator(Generic[RecordT]):
         self._server: LoopbackServer | None = None
         self.lock = threading.RLock()
         self.requests: list[RecordT] = []
+        self.faults: FaultQueue[FaultT] = FaultQueue()
 
     def record(self, request: RecordT) -> None:
         with self.lock:

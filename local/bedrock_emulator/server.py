@@ -165,7 +165,7 @@ def _answer(emu: BedrockEmulator, request: Request) -> Reply | None:
             raise validation("The request body is not valid JSON.") from None
         if route is None:
             raise _UnknownOperation(f"No operation answers {request.method} {url.path}.")
-        fault = emu.take_fault(route.operation)
+        fault = emu.faults.take(lambda fault: fault.operation in ("*", route.operation))
         if fault is not None and fault.kind != LOST_ANSWER:
             code, message = FAULT_CODES[fault.kind]
             raise BedrockError(code, fault.message or message)
@@ -196,7 +196,7 @@ def _reply(status: int, result: Any, record: RecordedRequest, error_code: str | 
     return Reply(status, headers, json.dumps(result).encode())
 
 
-class BedrockEmulator(Emulator[RecordedRequest]):
+class BedrockEmulator(Emulator[RecordedRequest, Fault]):
     """Bedrock (model customization, custom model deployments) and bedrock-runtime (Converse) on one port.
 
     Point boto3 at it with ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` both set to
@@ -219,7 +219,6 @@ class BedrockEmulator(Emulator[RecordedRequest]):
         max_training_records: int = MAX_RECORDS,
     ) -> None:
         super().__init__(host, port)
-        self._faults: list[Fault] = []
         self._s3_given, self._s3_client = s3, None
         self.customizations = Customizations(self._s3, clock, phase_seconds, min_training_records, max_training_records)
 
@@ -281,20 +280,7 @@ class BedrockEmulator(Emulator[RecordedRequest]):
             raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join([*FAULT_CODES, LOST_ANSWER])}")
         if operation != "*" and operation not in {route.operation for route in ROUTES}:
             raise ValueError(f"the emulator does not serve {operation!r}")
-        fault = Fault(operation, kind, times, message)
-        with self.lock:
-            self._faults.append(fault)
-        return fault
-
-    def take_fault(self, operation: str) -> Fault | None:
-        with self.lock:
-            for fault in self._faults:
-                if fault.operation in ("*", operation):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+        return self.faults.add(Fault(operation, kind, times, message))
 
     def fail_jobs(self, message: str | None) -> None:
         """Jobs created from now on end ``Failed`` with this failureMessage (None: they succeed again)."""

@@ -9,7 +9,6 @@ fault wins; each match uses up one of its ``times`` and the fault clears itself 
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,38 +44,3 @@ class Fault:
     def error(self) -> tuple[str, str, str | None]:
         """(message, type, code) of the OpenAI-shaped error body for a ``status`` fault."""
         return _STATUS_ERRORS.get(self.status, (f"Emulated HTTP {self.status} error.", "server_error", None))
-
-
-class FaultInjector:
-    """Thread-safe queue of pending faults."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-
-    def add(self, fault: Fault) -> Fault:
-        if fault.kind not in ("status", "slow", "drop"):
-            raise ValueError(f"unknown fault kind {fault.kind!r}")
-        re.compile(fault.path)  # fail fast on a bad pattern, not on the next request
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def take(self, method: str, path: str) -> Fault | None:
-        """Consume one use of the first fault matching this request, if any."""
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, path):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def pending(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()

@@ -17,7 +17,7 @@ from local.http_server import Emulator, Reply, Request
 
 from .dataset import parse_training_file
 from .errors import ApiError, not_found
-from .faults import Fault, FaultInjector, FaultKind
+from .faults import Fault, FaultKind
 from .finetune import FineTuning, Job
 from .models import DEFAULT_SHUTDOWN_DATES, base_of, is_shut_down, model_not_found, model_object
 from .recall import chat_completion
@@ -194,7 +194,7 @@ def _answer(emulator: OpenAIEmulator, request: Request) -> Reply | None:
         dict(request.headers),
     )
     emulator.record(record)
-    fault = emulator.faults.take(request.method, path)
+    fault = emulator.faults.take(lambda fault: fault.matches(request.method, path))
     if fault and fault.kind == "drop":
         return None
     if fault and fault.kind == "slow":
@@ -244,7 +244,7 @@ def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[s
     raise not_found(f"Invalid URL ({method} {full_path})")
 
 
-class OpenAIEmulator(Emulator[RecordedRequest]):
+class OpenAIEmulator(Emulator[RecordedRequest, Fault]):
     """An OpenAI API emulator on a loopback port; see the package docstring for the behaviour."""
 
     server_name = "openai-emulator"
@@ -269,7 +269,6 @@ class OpenAIEmulator(Emulator[RecordedRequest]):
         their base model's. Default ``DEFAULT_SHUTDOWN_DATES`` (OpenAI's announced dates); a mutable dict on
         ``shutdown_dates`` afterwards."""
         super().__init__(host, port)
-        self.faults = FaultInjector()
         self.store = Store(clock)
         self.fine_tuning = FineTuning(self.store, phase_seconds, min_training_examples)
         self.fine_tuning_access = fine_tuning_access
@@ -358,5 +357,8 @@ class OpenAIEmulator(Emulator[RecordedRequest]):
         ``headers`` are sent with a ``status`` answer, e.g. ``{"x-should-retry": "false"}``; a 429's
         Retry-After is ``retry_after`` seconds, else ``default_retry_after``.
         """
+        if kind not in ("status", "slow", "drop"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        re.compile(path)  # fail fast on a bad pattern, not on the next request
         wait = self.default_retry_after if retry_after is None else retry_after
         return self.faults.add(Fault(kind, path, method, status, delay, wait, times, dict(headers or {})))
