@@ -434,25 +434,6 @@ def test_without_a_run_id_the_newest_succeeded_run_that_still_has_a_model_answer
     assert (status, body["run_id"], body["model"]) == (200, "sciq-aaaaaaaaaaaa", older_model)
 
 
-def test_openai_unavailable_is_a_503(
-    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
-) -> None:
-    trained_run(emulator, "sciq-aaaaaaaaaaaa")
-    no_retries(set_env)
-    emulator.inject_fault("/chat/completions", kind="status", status=503, times=10)
-
-    status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)
-
-    assert (status, body) == (
-        503,
-        {
-            "message": "OpenAI is not answering right now (rate limit, outage or timeout); try again shortly.",
-            "code": "openai_unavailable",
-        },
-    )
-    assert [r.status for r in chat_requests(emulator)] == [503]
-
-
 def test_openai_refusing_is_a_502_with_its_reason(
     aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, set_env: SetEnv
 ) -> None:

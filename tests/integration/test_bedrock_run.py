@@ -13,7 +13,6 @@ from functions.ask.app import lambda_handler as ask_handler
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
-from shared.providers.bedrock import gateway as bedrock_gateway
 from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
 
 QUESTION = "Question 17: what is measured in joules?"
@@ -214,17 +213,6 @@ def asked_run(aws_account: Aws, bedrock: BedrockEmulator, lambda_context: Any, t
     return run
 
 
-def test_converse_throttled_past_the_retries_is_a_503(
-    asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
-) -> None:
-    bedrock.inject_fault("Converse", "throttling", times=bedrock_gateway.BEDROCK_ATTEMPTS)
-
-    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
-
-    assert (status, body["code"]) == (503, "bedrock_unavailable")
-    assert "Amazon Bedrock" in body["message"]
-
-
 def test_a_model_timeout_is_a_503_to_try_again_not_a_refusal(
     asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
 ) -> None:
@@ -247,16 +235,6 @@ def test_a_temperature_above_what_converse_takes_is_a_400_and_asks_nothing(
         f"temperature 1.5 is above 1, the most the models of run {asked_run['run_id']} (bedrock) take."
     )
     assert operations(bedrock, "Converse") == []
-
-
-def test_converse_throttled_once_is_retried_and_answers(
-    asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
-) -> None:
-    bedrock.inject_fault("Converse", "throttling", times=1)
-
-    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
-
-    assert (status, body["answer"]) == (200, ANSWER)
 
 
 @pytest.mark.parametrize("kind", ["validation", "access_denied"])

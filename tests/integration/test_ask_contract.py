@@ -1,0 +1,154 @@
+"""What POST /ask promises whoever serves the run's model: every provider passes the same behavioural tests
+through its own emulator, on a run trained by the real pipeline. Each provider's own ways are in
+test_ask_api.py (OpenAI) and test_bedrock_run.py (Bedrock)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.ask.app import lambda_handler as ask_handler
+from functions.poll_job.app import lambda_handler as poll_handler
+from functions.start_job.app import lambda_handler as start_handler
+from local.bedrock_emulator import BedrockEmulator
+from local.openai_emulator import OpenAIEmulator
+from shared.providers import PROVIDER_NAMES, spec
+from shared.providers.bedrock.gateway import BEDROCK_ATTEMPTS
+from tests.helpers import Aws, SetEnv, load_event, prepare_run, training_event
+
+QUESTION = "Question 17: what is measured in joules?"
+ANSWER = "energy 17 Explanation: Energy 17 is measured in joules."
+
+
+@dataclass
+class Wing:
+    """One provider as this suite drives it: the model calls it received, and the levers that make them fail."""
+
+    name: str
+    calls: Callable[[], int]
+    fail_once: Callable[[], object]  # the next call fails in a way worth retrying
+    stay_unavailable: Callable[[], object]
+    attempts: int  # calls one question makes before giving up
+    refuse: Callable[[], object]
+    refusal_words: str
+
+
+def _openai(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
+    emulator: OpenAIEmulator = request.getfixturevalue("emulator")
+    set_env(OPENAI_MAX_RETRIES="2")
+
+    def calls() -> int:
+        return len([r for r in emulator.requests if r.path == "/chat/completions"])
+
+    return Wing(
+        "openai",
+        calls,
+        lambda: emulator.inject_fault("/chat/completions", status=503),
+        lambda: emulator.inject_fault("/chat/completions", status=503, times=100),
+        3,  # the SDK's first try and its 2 retries
+        lambda: emulator.inject_fault("/chat/completions", status=400),
+        "Emulated HTTP 400 error.",
+    )
+
+
+def _bedrock(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
+    emulator: BedrockEmulator = request.getfixturevalue("bedrock")
+
+    def calls() -> int:
+        return len([r for r in emulator.requests if r.operation == "Converse"])
+
+    return Wing(
+        "bedrock",
+        calls,
+        lambda: emulator.inject_fault("Converse", "throttling"),
+        lambda: emulator.inject_fault("Converse", "throttling", times=100),
+        BEDROCK_ATTEMPTS,
+        lambda: emulator.inject_fault("Converse", "validation", message="Bedrock said no to this"),
+        "Bedrock said no to this",
+    )
+
+
+WINGS = {"openai": _openai, "bedrock": _bedrock}
+
+
+@pytest.fixture(params=PROVIDER_NAMES)
+def wing(request: pytest.FixtureRequest, aws_account: Aws, set_env: SetEnv) -> Wing:
+    return WINGS[request.param](request, set_env)
+
+
+@pytest.fixture
+def trained(wing: Wing, aws_account: Aws, lambda_context: Any, tmp_path: Path) -> dict[str, Any]:
+    """A run of 40 SciQ rows prepared, started and polled to `succeeded` by the real handlers."""
+    run = prepare_run(aws_account, lambda_context, tmp_path, provider=wing.name)
+    start_handler(training_event(run["run_id"]), lambda_context)
+    [started] = aws_account.runs()
+    state = load_event("poll-job.json") | {"run_id": run["run_id"], "job_id": started["job_id"]}
+    for _ in range(10):
+        if poll_handler(state, lambda_context)["status"] == "succeeded":
+            break
+    [succeeded] = aws_account.runs()
+    assert succeeded["status"] == "succeeded" and succeeded["fine_tuned_model"]
+    return succeeded
+
+
+def ask(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
+    event = load_event("ask-question.json")
+    event["body"] = json.dumps(body)
+    response = ask_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_every_registered_provider_is_in_this_suite() -> None:
+    assert set(WINGS) == set(PROVIDER_NAMES)
+
+
+def test_the_runs_tuned_model_answers_from_what_it_was_trained_on(
+    wing: Wing, trained: dict[str, Any], lambda_context: Any
+) -> None:
+    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+
+    assert status == 200
+    assert (body["answer"], body["refusal"], body["run_id"]) == (ANSWER, None, trained["run_id"])
+    assert body["model"] and body["usage"]["total_tokens"] > 0
+    assert wing.calls() == 1
+
+
+def test_one_failure_worth_retrying_is_retried_and_answers(
+    wing: Wing, trained: dict[str, Any], lambda_context: Any
+) -> None:
+    wing.fail_once()
+
+    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+
+    assert (status, body["answer"]) == (200, ANSWER)
+    assert wing.calls() == 2
+
+
+def test_a_provider_unavailable_past_the_retries_is_a_503_naming_it(
+    wing: Wing, trained: dict[str, Any], lambda_context: Any
+) -> None:
+    wing.stay_unavailable()
+
+    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+
+    assert (status, body["code"]) == (503, f"{wing.name}_unavailable")
+    assert body["message"].startswith(f"{spec(wing.name).label} is not answering right now (")
+    assert body["message"].endswith("; try again shortly.")
+    assert wing.calls() == wing.attempts
+
+
+def test_a_refusal_is_a_502_with_the_providers_words_and_is_not_retried(
+    wing: Wing, trained: dict[str, Any], lambda_context: Any
+) -> None:
+    wing.refuse()
+
+    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+
+    assert (status, body["code"]) == (502, f"{wing.name}_refused")
+    assert wing.refusal_words in body["message"]
+    assert wing.calls() == 1
