@@ -254,6 +254,22 @@ def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
 
 
 @pytest.fixture
+def notifications(aws_account: Aws) -> Any:
+    """An SQS queue subscribed to the run notifications topic; returns a reader of its messages."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic_arn = sns.list_topics()["Topics"][0]["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+
+    def read() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
+
+    return read
+
+
+@pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext(function_name="ragtune-test", memory_limit_in_mb=2048, timeout_seconds=300)
 

@@ -30,22 +30,6 @@ from shared.settings import settings
 from tests.helpers import Aws, executions, load_event, prepare_run, training_event
 
 
-@pytest.fixture
-def notifications(aws_account: Aws) -> Any:
-    """An SQS queue subscribed to the run notifications topic; returns a reader of its messages."""
-    sqs, sns = boto3.client("sqs"), boto3.client("sns")
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    topic_arn = sns.list_topics()["Topics"][0]["TopicArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-
-    def read() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(message["Body"]) for message in messages]
-
-    return read
-
-
 def started_run(aws_account: Aws, emulator: OpenAIEmulator, context: Any, tmp_path: Path) -> dict[str, Any]:
     emulator.phase_seconds = 1000  # the job stays in validating_files until a test speeds it up
     run = prepare_run(aws_account, context, tmp_path)
