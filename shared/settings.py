@@ -7,11 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.domain.config import Provider
 from shared.domain.prices import DEFAULT_TRAINING_PRICES, ModelPrice, parse_prices, parse_training_prices
-from shared.providers import DEFAULT_PROVIDER
+from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 LAMBDA_SCRATCH_DIR = Path("/tmp/ragtune")  # nosec B108  # Lambda's only writable disk, private to its sandbox
 DEFAULT_INFERENCE_PRICES = (
@@ -25,6 +24,12 @@ def _model_list(value: object) -> object:
     if isinstance(value, str):
         return frozenset(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+def _registered_provider(name: str) -> str:
+    if name not in PROVIDER_NAMES:
+        raise ValueError(f"must be one of {', '.join(PROVIDER_NAMES)}")
+    return name
 
 
 def _training_prices(value: object) -> object:
@@ -67,7 +72,9 @@ class Settings(BaseModel):
     openai_retry_backoff_seconds: float = Field(default=0.5, ge=0, alias="OPENAI_RETRY_BACKOFF_SECONDS")
     max_question_chars: int = Field(default=2000, ge=1, alias="MAX_QUESTION_CHARS")
     # The provider of a config that names none (the stack's DefaultProvider).
-    default_provider: Provider = Field(default=DEFAULT_PROVIDER, alias="DEFAULT_PROVIDER")
+    default_provider: Annotated[str, AfterValidator(_registered_provider)] = Field(
+        default=DEFAULT_PROVIDER, alias="DEFAULT_PROVIDER"
+    )
     bedrock_training_price_per_1k_tokens: float = Field(
         default=0.001, ge=0, alias="BEDROCK_TRAINING_PRICE_PER_1K_TOKENS"
     )

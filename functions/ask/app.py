@@ -1,8 +1,9 @@
 """AskFunction: the REST API (API key required) to ask a run's fine-tuned model and manage runs.
 
 Routes parse, call one use case in `shared.pipeline.ask` and return. Exception handlers give every
-failure the same JSON shape {"message", "code"}: the caller's mistakes are 4xx, OpenAI's
-failures 502/503, anything else a generic 500 whose detail stays in the logs.
+failure the same JSON shape {"message", "code"}: the caller's mistakes are 4xx, a provider's
+failures 502/503 (one handler per family, the code naming the provider), anything else a generic 500
+whose detail stays in the logs.
 `python -m functions.ask.app` rewrites docs/openapi.json from these routes.
 """
 

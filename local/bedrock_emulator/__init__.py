@@ -30,10 +30,10 @@ Behaviour worth knowing:
 * A deployment is ``Creating`` for ``phase_seconds``, then ``Active`` (or ``Failed``). Converse on a
   ``Creating`` deployment is a ModelNotReadyException, on an unknown one ResourceNotFoundException;
   an ``Active`` one answers with the assistant text of the training record whose user text best
-  overlaps the question (the OpenAI emulator's recall).
+  overlaps the question (the fake model's recall, `local.fake_model`).
 * Converse on a Nova foundation model (``NOVA_FOUNDATION_MODELS``: ``amazon.nova-micro-v1:0``,
   ``amazon.nova-lite-v1:0``, ``amazon.nova-2-lite-v1:0``, ``amazon.nova-pro-v1:0``, each also with the
-  ``us.`` inference-profile prefix) follows the OpenAI emulator's base-model rule: a last user message
+  ``us.`` inference-profile prefix) follows the fake model's base-model rule: a last user message
   holding "passage, blank line, question" gets the passage sentence of highest word overlap with the
   question, any other ``BASE_MODEL_REPLY``. The customization ids (``...:128k``) are not invocable: 404.
 * Faults: ``inject_fault(operation, kind, times, message)`` makes the next calls of an operation fail with

@@ -1,5 +1,6 @@
 """bedrock-runtime Converse: a custom model deployment recalls its training data, a Nova foundation model
-answers like the OpenAI emulator's base models (the passage sentence closest to the question, or a fixed reply).
+answers like the fake model's base models (`local.fake_model`: the passage sentence closest to the question,
+or a fixed reply).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A file that breaks a rule fails the whole job (Bedrock does not skip bad records); the message names
 the line. Record limits are the commonly quoted 8 to 20,000 for Nova text fine-tuning: *unconfirmed*,
-so they are constructor settings of the emulator. Answers reuse the OpenAI emulator's recall: the
+so they are constructor settings of the emulator. Answers reuse the fake model's recall (`local.fake_model`): the
 assistant text of the record whose last user text has the highest word overlap with the question.
 """
 

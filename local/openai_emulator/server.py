@@ -308,8 +308,9 @@ class OpenAIEmulator(Emulator[RecordedRequest, Fault]):
             self.store = Store(self.store.clock)
             self.fine_tuning = FineTuning(self.store, old.phase_seconds, old.min_examples)
             self.fine_tuning.access = old.access
+        with self.lock:
             self.requests.clear()
-            self.faults.clear()
+        self.faults.clear()
 
     @property
     def fine_tuning_access(self) -> bool:

@@ -395,6 +395,8 @@ class FineTuneSpec(_Strict):
         """`fine_tune` as RunConfig hands it over (for this class's provider); the provider's default model."""
         if isinstance(data, _ForProvider):
             data = data.fields
+        if isinstance(data, FineTuneSpec) and not isinstance(data, cls):  # one built for another provider
+            data = data.model_dump(exclude_unset=True)
         if isinstance(data, dict) and "model" not in data:
             return {**data, "model": spec(cls.PROVIDER).default_model}
         return data
@@ -433,16 +435,17 @@ class _ForProvider:
 
 def _fine_tune_spec_for(provider: str) -> type[FineTuneSpec]:
     """The provider's FineTuneSpec: the same fields, checked by that provider's rules (its spec)."""
-    hyperparameters = type(
-        f"Hyperparameters_{provider}", (Hyperparameters,), {"PROVIDER": provider, "__module__": __name__}
-    )
+    # Named as their bases: pydantic's messages name the class ("instance of Hyperparameters").
+    own = {"PROVIDER": provider, "__module__": __name__, "__qualname__": f"Hyperparameters[{provider}]"}
+    hyperparameters = type("Hyperparameters", (Hyperparameters,), own)
     namespace = {
         "PROVIDER": provider,
         "__module__": __name__,
+        "__qualname__": f"FineTuneSpec[{provider}]",
         "__annotations__": {"hyperparameters": hyperparameters},
         "hyperparameters": Field(default_factory=dict, validate_default=True),
     }
-    return type(f"FineTuneSpec_{provider}", (FineTuneSpec,), namespace)
+    return type("FineTuneSpec", (FineTuneSpec,), namespace)
 
 
 _FINE_TUNE_TAG = "provider:"  # how a location names the union member: left out of messages

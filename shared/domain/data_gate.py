@@ -2,9 +2,9 @@
 
 It reads the JSONL bytes that would be uploaded (not the objects that produced them),
 counts tokens the way OpenAI's cookbook does, and estimates epochs and training cost.
-OpenAI's files get the cookbook's checks (`inspect_jsonl`); Bedrock's the Nova rules for
-`bedrock-conversation-2024` (`inspect_bedrock_jsonl`). Nova's tokenizer is not public, so a
-bedrock run's tokens are counted with o200k_base as a proxy and its estimate says so.
+Chat files get the cookbook's checks (`inspect_jsonl`); a provider with a record format of its own
+checks it in its package (`shared.providers.bedrock.records` for Nova's `bedrock-conversation-2024`),
+with the tally, limits and estimates here.
 """
 
 from __future__ import annotations

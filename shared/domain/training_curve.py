@@ -18,7 +18,6 @@ from dataclasses import dataclass, fields, replace
 
 # metrics.csv's columns, in this order.
 CSV_COLUMNS = ("step", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy")
-# OpenAI's step_metrics.csv: each of our fields, from the first of these columns present in the file.
 PNG_SIZE_INCHES, PNG_DPI = (10.0, 6.0), 100  # 1000 x 600 pixels
 NO_METRICS_TEXT = "No step metrics reported for this job"
 

@@ -371,7 +371,7 @@ def delete_model(run_id: str) -> DeletedModelResponse:
     latest_succeeded_run.forget()
     metrics.add_metric(name="ModelsDeleted", unit=MetricUnit.Count, value=1)
     logger.info("Model deployment deleted", extra={"run_id": run_id, "deployment": deployment, "recorded": recorded})
-    what = "was deleted" if existed else "was already gone at Amazon Bedrock"
+    what = "was deleted" if existed else f"was already gone at {spec_of(run).label}"
     return DeletedModelResponse(
         run_id=run_id,
         deleted="custom_model_deployment",

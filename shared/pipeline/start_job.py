@@ -63,7 +63,7 @@ START_FAILURES: dict[type[Exception], StartFailure] = {
     ),
     ProviderTransientError: StartFailure(
         "{provider}_unavailable",
-        "; the retries are spent. Upload the config again to retry the run.",
+        "; {retries} are spent. Upload the config again to retry the run.",
         "{label} unavailable",
     ),
 }
@@ -81,6 +81,7 @@ def _fail_start(runs: RunsRepository, run_id: str, error: Exception) -> dict[str
         "code": getattr(error, "CODE", ""),
         "log": getattr(error, "LOG_MESSAGE", ""),
         "advice": getattr(error, "RUN_ADVICE", ""),
+        "retries": getattr(error, "RETRIES", "the retries"),
     }
     code = failure.code.format(**names)
     message = f"{error}{failure.advice.format(**names)}"

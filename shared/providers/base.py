@@ -1,12 +1,14 @@
 """The provider seam: what the use cases need from whoever trains and serves a run's model.
 
-Two implementations: `shared.providers.openai.gateway.OpenAIGateway` (OpenAI's fine-tuning API) and
-`shared.providers.bedrock.gateway.BedrockGateway` (Amazon Bedrock model customization). They are the only
-modules that import `openai` or call `bedrock`/`bedrock-runtime` (a unit test enforces it), and
-`provider_for(run)` is the only place that chooses between them, by the run's `provider`.
+Each provider's package implements it (`shared.providers.<name>.gateway`) and describes itself in a
+`ProviderSpec`; the registry (`shared.providers`) lists them, and `provider_for(run)` picks the run's.
+The gateways are the only modules that import `openai` or call `bedrock`/`bedrock-runtime` (a unit test
+enforces it).
 
-Both sort their failures into the same two families: `ProviderTransientError` (retry later) and
-`ProviderRefusedError` (the provider said no: record its message, do not retry). Each provider
+Every provider sorts its failures into the same families: `ProviderTransientError` (retry later),
+`ProviderRefusedError` (the provider said no: record its message, do not retry) with
+`ProviderModelGoneError` under it (a model shut down or deleted), `ProviderEmptyAnswerError` and
+`ProviderNotConfiguredError` (the deployment lacks what the provider needs). Each provider
 raises subclasses of its own (`OpenAITransientError`, `BedrockTransientError`, ...) because Step
 Functions' Retry matches the error's class name, and each names the field of a run's `error` that
 keeps the provider's own code (`openai_code`, `bedrock_code`).
@@ -42,6 +44,7 @@ class ProviderTransientError(Exception):
     CODE_FIELD: ClassVar[str] = "provider_code"
     PROVIDER: ClassVar[str] = "provider"  # names the API's error codes (`<provider>_unavailable`)
     CAUSES: ClassVar[str] = "throttling, outage or timeout"  # what "not answering" means here, for the user
+    RETRIES: ClassVar[str] = "the retries"  # whose retries a run's message says are spent
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)

@@ -172,7 +172,7 @@ def test_a_provider_unavailable_past_the_retries_fails_the_run_saying_to_upload_
 
     [recorded] = aws_account.runs()
     assert (recorded["status"], recorded["error"]["code"]) == ("failed", f"{wing.name}_unavailable")
-    assert recorded["error"]["message"].endswith("; the retries are spent. Upload the config again to retry the run.")
+    assert recorded["error"]["message"].endswith(" are spent. Upload the config again to retry the run.")
     assert wing.creates() == wing.attempts and wing.jobs() == 0 and executions() == []
 
 

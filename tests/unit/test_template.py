@@ -160,7 +160,8 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
         assert sorted(path.name for path in package.iterdir()) == ["functions", "shared"], logical_id
         assert sorted(path.name for path in (package / "functions").iterdir()) == ["__init__.py", name], logical_id
         files = {path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file()}
-        assert {f"shared/{path.name}" for path in (ROOT / "shared").glob("*.py")} <= files, logical_id
+        shared = {path.relative_to(ROOT).as_posix() for path in (ROOT / "shared").rglob("*.py")}
+        assert shared and shared <= files, logical_id
         assert not [file for file in files if "__pycache__" in file or not file.endswith(".py")], logical_id
 
         own_requirements = ROOT / "functions" / name / "requirements.txt"

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -76,6 +77,7 @@ class OpenAITransientError(ProviderTransientError):
     CODE_FIELD: ClassVar[str] = "openai_code"
     PROVIDER: ClassVar[str] = "openai"
     CAUSES: ClassVar[str] = "rate limit, outage or timeout"
+    RETRIES: ClassVar[str] = "the SDK's retries"
 
 
 class OpenAIRefusedError(ProviderRefusedError):
@@ -133,7 +135,8 @@ def _classified_errors(action: str) -> Iterator[None]:
                 body.get("code"),
             ) from error
         message = str(body.get("message") or error.message)
-        refused = OpenAIModelGoneError if body.get("code") == "model_not_found" else OpenAIRefusedError
+        gone = error.status_code == HTTPStatus.NOT_FOUND and body.get("code") == "model_not_found"
+        refused = OpenAIModelGoneError if gone else OpenAIRefusedError
         raise refused(f"OpenAI refused {action}: {message}", error.status_code, body.get("code")) from error
 
 

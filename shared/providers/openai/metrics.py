@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.domain.training_curve import StepMetric, csv_rows, merge_steps, metric_value, step_number
 
-# Our field: OpenAI's columns, the first one given wins.
+# OpenAI's step_metrics.csv: each of our fields, from the first of these columns present in the file.
 OPENAI_COLUMNS = {
     "train_loss": ("train_loss",),
     "valid_loss": ("valid_loss",),
