@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from http import HTTPStatus
 from typing import Any
 
 from shared.aws.evaluation_starter import EvaluationNotStartedError, start_evaluation
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import ObjectRef, read_bytes
 from shared.domain.config import RunConfig
-from shared.domain.errors import ConfigError, UserInputError
+from shared.domain.errors import ConfigError
 from shared.domain.run_record import RunStatus
 from shared.observability import logger
+from shared.providers import spec
 from shared.settings import settings
 
 MAX_QUESTIONS_FILE_BYTES = 64 * 2**20  # 1,000 questions at most, with their passages
@@ -35,15 +35,9 @@ ADOPTABLE_MODELS_PARAMETER = (
 )
 
 
-class AdoptionRefusedError(UserInputError):
-    """OpenAI would not describe the adopted model for a reason other than its absence (a key without access)."""
-
-    code = "openai_refused"
-
-
 def check_adoptable(config: RunConfig) -> date | None:
-    """The adopted model is allowed and exists: its shutdown date (None: OpenAI announces none). Raises
-    `ConfigError` otherwise. One `GET /models/{id}`, and none at all for a model not on the list."""
+    """The adopted model is allowed and exists: its shutdown date (None: the provider announces none). Raises
+    `ConfigError` otherwise. One question to the provider, and none at all for a model not on the list."""
     assert config.adopt is not None
     model = config.adopt.model
     if model not in settings().adoptable_models:
@@ -51,18 +45,7 @@ def check_adoptable(config: RunConfig) -> date | None:
             f"adopt.model {model!r} is not on this deployment's list of adoptable models: only models the operator "
             f"allows may be adopted, in {ADOPTABLE_MODELS_PARAMETER}"
         )
-    from shared.providers.openai.gateway import OpenAIRefusedError, gateway
-
-    try:
-        return gateway().model_shutdown_date(model)
-    except OpenAIRefusedError as refused:
-        if refused.status_code in (HTTPStatus.NOT_FOUND, HTTPStatus.GONE):
-            raise ConfigError(
-                f"adopt.model {model!r} does not exist at OpenAI (GET /models answered {refused.status_code} "
-                f"{refused.code or ''}): check the id, and that the deployment's OpenAI key belongs to the "
-                "model's organisation; a model already shut down can no longer be adopted"
-            ) from refused
-        raise AdoptionRefusedError(f"OpenAI refused to describe adopt.model {model!r}: {refused.message}") from refused
+    return spec(config.provider).adopted_model_shutdown(model)
 
 
 def recorded_questions(config: RunConfig, runs: RunsRepository) -> list[dict[str, Any]] | None:

@@ -23,6 +23,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
@@ -308,7 +309,7 @@ class ProviderSpec:
     epochs_rule: str  # the config's message for an n_epochs out of range
     check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
     reserved_text: ReservedText | None = None
-    adopts_models: bool = False  # a config may adopt one of its fine-tuned models (`adopt`) to record it
+    adoption_factory: str | None = None  # "module:function": a model's shutdown date, if a config may adopt it
     tuned_model_prefix: str | None = None  # a base model named so is a tuned one: this deployment's only
     base_model_id: Callable[[str], str] = same_model  # the configured base model as it is asked (evaluation)
     base_of_tuned_model: Callable[[str], str | None] = no_base_in_name  # what a tuned model's name says it came from
@@ -319,6 +320,18 @@ class ProviderSpec:
     def gateway(self) -> FineTuningProvider:
         factory: Callable[[], FineTuningProvider] = _attribute(self.gateway_factory)
         return factory()
+
+    @property
+    def adopts_models(self) -> bool:
+        """A config may adopt one of its fine-tuned models (`adopt`) to record its answers."""
+        return self.adoption_factory is not None
+
+    def adopted_model_shutdown(self, model: str) -> date | None:
+        """The adoptable model's shutdown date (None: none announced); a `ConfigError` when it cannot be adopted."""
+        if self.adoption_factory is None:
+            raise ValueError(f"{self.label} models cannot be adopted")
+        check: Callable[[str], date | None] = _attribute(self.adoption_factory)
+        return check(model)
 
     def records(self) -> TrainingRecords:
         found: TrainingRecords = _attribute(self.records_factory)
