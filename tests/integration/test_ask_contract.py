@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 
 from functions.ask.app import lambda_handler as ask_handler
-from functions.poll_job.app import lambda_handler as poll_handler
-from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.bedrock.gateway import BEDROCK_ATTEMPTS
-from tests.helpers import Aws, SetEnv, load_event, prepare_run, training_event
+from tests.helpers import Aws, SetEnv, load_event, trained_to_the_end
 
 QUESTION = "Question 17: what is measured in joules?"
 ANSWER = "energy 17 Explanation: Energy 17 is measured in joules."
@@ -83,15 +81,8 @@ def wing(request: pytest.FixtureRequest, aws_account: Aws, set_env: SetEnv) -> W
 
 @pytest.fixture
 def trained(wing: Wing, aws_account: Aws, lambda_context: Any, tmp_path: Path) -> dict[str, Any]:
-    """A run of 40 SciQ rows prepared, started and polled to `succeeded` by the real handlers."""
-    run = prepare_run(aws_account, lambda_context, tmp_path, provider=wing.name)
-    start_handler(training_event(run["run_id"]), lambda_context)
-    [started] = aws_account.runs()
-    state = load_event("poll-job.json") | {"run_id": run["run_id"], "job_id": started["job_id"]}
-    for _ in range(10):
-        if poll_handler(state, lambda_context)["status"] == "succeeded":
-            break
-    [succeeded] = aws_account.runs()
+    """A run of 40 SciQ rows trained by the real pipeline, succeeded."""
+    succeeded = trained_to_the_end(aws_account, lambda_context, tmp_path, provider=wing.name)
     assert succeeded["status"] == "succeeded" and succeeded["fine_tuned_model"]
     return succeeded
 

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 
 from functions.evaluate.app import lambda_handler as evaluate_handler
-from functions.poll_job.app import lambda_handler as poll_handler
-from functions.start_job.app import lambda_handler as start_handler
 from shared.providers import PROVIDER_NAMES
-from tests.helpers import Aws, SetEnv, load_event, prepare_run, training_event
+from tests.helpers import Aws, SetEnv, trained_to_the_end
 
 
 @pytest.fixture(params=PROVIDER_NAMES)
@@ -25,14 +23,9 @@ def succeeded(
 ) -> dict[str, Any]:
     """A run of 40 SciQ rows, a quarter held out as questions, trained by its provider's emulator."""
     request.getfixturevalue({"openai": "emulator", "bedrock": "bedrock"}[request.param])
-    run = prepare_run(aws_account, lambda_context, tmp_path, provider=request.param, validation_fraction=0.25)
-    start_handler(training_event(run["run_id"]), lambda_context)
-    [started] = aws_account.runs()
-    state = load_event("poll-job.json") | {"run_id": run["run_id"], "job_id": started["job_id"]}
-    for _ in range(10):
-        if poll_handler(state, lambda_context)["status"] == "succeeded":
-            break
-    [finished] = aws_account.runs()
+    finished = trained_to_the_end(
+        aws_account, lambda_context, tmp_path, provider=request.param, validation_fraction=0.25
+    )
     assert finished["status"] == "succeeded" and finished["provider"] == request.param
     return finished
 
