@@ -74,7 +74,7 @@ def _record_succeeded_run() -> None:
         },
     )
     runs.claim_start(RUN_ID, owner="bench")
-    runs.record_start(RUN_ID, {"training_file_id": "file-bench"})
+    runs.record_start(RUN_ID, {"provider_state": {"training_file_id": "file-bench"}})
     runs.record_job(
         RUN_ID, "succeeded", {"job_id": "ftjob-bench", "fine_tuned_model": MODEL}, observed_at=time.time_ns()
     )

@@ -82,6 +82,9 @@ def _is_condition_failure(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
+PROVIDER_STATE = "provider_state"  # the map of what the run's provider keeps of its own (Run.provider_state)
+
+
 class RunsRepository:
     def __init__(self, table_name: str) -> None:
         self._table = dynamodb_table(table_name)
@@ -239,15 +242,18 @@ class RunsRepository:
         return recorded
 
     def record_model_deleted(self, run_id: str, deployment_arn: str) -> bool:
-        """The run's deployment is deleted: it has no model any more (only if it still records that one)."""
+        """The run's deployment is deleted: it has no model any more (only if it still records that one, in
+        `provider_state` or, in a record written before it existed, at the top)."""
+        self._ensure_map(run_id, PROVIDER_STATE)
         try:
             self._table.update_item(
                 Key={"run_id": run_id},
                 UpdateExpression=(
-                    "SET model_deleted_at = :now, deleted_deployment_arn = :arn, updated_at = :now "
-                    "REMOVE deployment_arn, fine_tuned_model"
+                    "SET model_deleted_at = :now, #ps.deleted_deployment_arn = :arn, updated_at = :now "
+                    "REMOVE #ps.deployment_arn, deployment_arn, fine_tuned_model"
                 ),
-                ConditionExpression="deployment_arn = :arn",
+                ConditionExpression="#ps.deployment_arn = :arn OR deployment_arn = :arn",
+                ExpressionAttributeNames={"#ps": PROVIDER_STATE},
                 ExpressionAttributeValues={":now": utc_now(), ":arn": deployment_arn},
             )
         except ClientError as error:
@@ -350,10 +356,18 @@ class RunsRepository:
         terminal status is written once, so for finished runs it is when they finished.
         """
         now = utc_now()
-        values = {**fields, "status": status, "updated_at": now, "status_changed_at": now}
+        provider_state = dict(fields.get("provider_state") or {})
+        if provider_state:
+            self._ensure_map(run_id, PROVIDER_STATE)
+        values = {name: value for name, value in fields.items() if name != PROVIDER_STATE}
+        values |= {"status": status, "updated_at": now, "status_changed_at": now}
         names = {f"#f{i}": name for i, name in enumerate(values)} | {"#status": "status"}
         placeholders = {f":v{i}": value for i, value in enumerate(values.values())}
         sets = [f"#f{i} = :v{i}" for i in range(len(values))]
+        if provider_state:  # its own keys only: what the provider recorded before stays
+            names |= {"#ps": PROVIDER_STATE} | {f"#p{i}": name for i, name in enumerate(provider_state)}
+            placeholders |= {f":p{i}": value for i, value in enumerate(provider_state.values())}
+            sets += [f"#ps.#p{i} = :p{i}" for i in range(len(provider_state))]
         if allowed_from is None:
             states = {f":state{i}": state for i, state in enumerate(JOB_FINISHED_IN_ORDER)}
             condition = f"NOT #status IN ({', '.join(states)})"
@@ -378,6 +392,21 @@ class RunsRepository:
                 return False
             raise
         return True
+
+    def _ensure_map(self, run_id: str, name: str) -> None:
+        """The run's map attribute `name`, created empty if missing: DynamoDB cannot create a map and set a key
+        in it in one update. Repeats harmlessly; a run not in the table is left to the write that follows."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #map = if_not_exists(#map, :empty)",
+                ConditionExpression="attribute_exists(run_id)",
+                ExpressionAttributeNames={"#map": name},
+                ExpressionAttributeValues={":empty": {}},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
 
     def record_reports(self, run_id: str, reports: dict[str, str]) -> None:
         """Add report keys to the run's `reports` map, keeping the others (whatever its status: a report

@@ -23,7 +23,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic validates typing's own only from Python 3.12
 
 from shared.providers import DEFAULT_PROVIDER
@@ -127,19 +127,16 @@ class Run(_Recorded):
     estimate: JsonObject | None = None
     # Starting the job.
     start_owner: str | None = None
-    training_file_id: str | None = None
-    validation_file_id: str | None = None
     job_id: str | None = None
     execution_arn: str | None = None
     # The job, as the last poll (or a cancel) saw it.
     job_observed_at: int | None = None
     fine_tuned_model: str | None = None
-    # Bedrock runs: the on-demand custom model deployment that serves the trained model (created by the poll
-    # once training completes; the run's `fine_tuned_model` once it is Active).
-    deployment_arn: str | None = None
-    # When `DELETE /runs/{id}/model` deleted that deployment (the run then has no model), and which it was.
+    # What the run's provider keeps of its own, as its spec's `state_model` types it (OpenAI: the uploaded
+    # files' ids; Bedrock: the job's client token, the deployment that serves the model, the one deleted).
+    provider_state: JsonObject | None = None
+    # When `DELETE /runs/{id}/model` deleted the model's deployment (the run then has no model).
     model_deleted_at: str | None = None
-    deleted_deployment_arn: str | None = None
     # OpenAI runs: when the base model (and so the tuned one) shuts down, "YYYY-MM-DD", read once the job
     # has succeeded (`GET /models/{model}`); absent when OpenAI announced no date or could not be asked.
     # An adopted run: the date GET /models/{model} gives for the adopted model itself (fine-tunes follow their base).
@@ -159,6 +156,36 @@ class Run(_Recorded):
     reports: JsonObject | None = None
     # The evaluation on the held-out questions: its status, per-arm summaries and report keys.
     evaluation: JsonObject | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_state_of_older_records(cls, data: Any) -> Any:
+        """Records written before `provider_state` kept the provider's fields at the top: read them into it."""
+        if not isinstance(data, dict):
+            return data
+        from shared.providers import PROVIDER_NAMES, spec  # the specs import this module
+
+        fields = {name for provider in PROVIDER_NAMES for name in spec(provider).state_fields()}
+        older = {name: data[name] for name in fields & data.keys()}
+        if not older:
+            return data
+        rest = {name: value for name, value in data.items() if name not in older}
+        return rest | {"provider_state": {**older, **(data.get("provider_state") or {})}}
+
+    def state(self, name: str) -> Any:
+        """One field of `provider_state` (None when the provider has not recorded it)."""
+        return (self.provider_state or {}).get(name)
+
+    @property
+    def deployment_arn(self) -> str | None:
+        """The deployment that serves the run's model, for a provider that serves through one (Bedrock)."""
+        value = self.state("deployment_arn")
+        return str(value) if value else None
+
+    @property
+    def deleted_deployment_arn(self) -> str | None:
+        value = self.state("deleted_deployment_arn")
+        return str(value) if value else None
 
     def recorded(self) -> JsonObject:
         """The item's fields as stored (JSON values; defaults of absent fields left out)."""

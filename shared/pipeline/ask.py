@@ -241,10 +241,16 @@ def list_runs(limit: int, cursor: str | None) -> RunPage:
 def _described(run: Run) -> dict[str, Any]:
     """The run as recorded, with what the API derives for a reader: adopted or trained, and when its model
     shuts down as of today."""
-    return run.recorded() | {
-        "adopted": run.adopted_model is not None,
-        "model_shutdown": run.shutdown_note(datetime.now(UTC).date()),
-    }
+    recorded = run.recorded()
+    provider_state = recorded.pop("provider_state", None) or {}
+    return (
+        recorded
+        | provider_state
+        | {
+            "adopted": run.adopted_model is not None,
+            "model_shutdown": run.shutdown_note(datetime.now(UTC).date()),
+        }
+    )
 
 
 def _report_urls(run: Run) -> dict[str, str]:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from pydantic import BaseModel
+
 from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
 from shared.domain.training_curve import StepMetric
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
@@ -310,6 +312,8 @@ class ProviderSpec:
     check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
     reserved_text: ReservedText | None = None
     adoption_factory: str | None = None  # "module:function": a model's shutdown date, if a config may adopt it
+    # What a run keeps of this provider's own (file ids, a deployment): its `provider_state`, typed.
+    state_model: type[BaseModel] = BaseModel
     tuned_model_prefix: str | None = None  # a base model named so is a tuned one: this deployment's only
     base_model_id: Callable[[str], str] = same_model  # the configured base model as it is asked (evaluation)
     base_of_tuned_model: Callable[[str], str | None] = no_base_in_name  # what a tuned model's name says it came from
@@ -332,6 +336,9 @@ class ProviderSpec:
             raise ValueError(f"{self.label} models cannot be adopted")
         check: Callable[[str], date | None] = _attribute(self.adoption_factory)
         return check(model)
+
+    def state_fields(self) -> tuple[str, ...]:
+        return tuple(self.state_model.model_fields)
 
     def records(self) -> TrainingRecords:
         found: TrainingRecords = _attribute(self.records_factory)

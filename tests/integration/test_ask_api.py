@@ -139,7 +139,7 @@ def record_run(run_id: str, status: str, system: str | None = NOTEBOOK_SYSTEM, *
     if status == "prepared":
         return
     assert runs.claim_start(run_id, owner="test")
-    assert runs.record_start(run_id, {"training_file_id": "file-abc"})
+    assert runs.record_start(run_id, {"provider_state": {"training_file_id": "file-abc"}})
     assert runs.record_job(run_id, status, job, observed_at=time.time_ns())
 
 
@@ -426,7 +426,9 @@ def test_without_a_run_id_the_newest_succeeded_run_that_still_has_a_model_answer
 ) -> None:
     older_model = trained_run(emulator, "sciq-aaaaaaaaaaaa")
     deployment = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/gone"
-    record_run("sciq-bbbbbbbbbbbb", "succeeded", fine_tuned_model=deployment, deployment_arn=deployment)
+    record_run(
+        "sciq-bbbbbbbbbbbb", "succeeded", fine_tuned_model=deployment, provider_state={"deployment_arn": deployment}
+    )
     assert RunsRepository(os.environ["RUNS_TABLE"]).record_model_deleted("sciq-bbbbbbbbbbbb", deployment)
 
     status, body = invoke(ask_event({"question": CORIOLIS_QUESTION}), lambda_context)

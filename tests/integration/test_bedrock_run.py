@@ -69,7 +69,7 @@ def test_a_bedrock_run_goes_from_config_drop_to_succeeded_through_the_state_mach
     [done] = aws_account_executing.runs()
     [deployment] = bedrock.deployments.values()
     assert done["status"] == "succeeded"
-    assert done["fine_tuned_model"] == done["deployment_arn"] == deployment.arn
+    assert done["fine_tuned_model"] == done["provider_state"]["deployment_arn"] == deployment.arn
     assert deployment.model_arn == job_of(bedrock, run).output_model_arn
     # Metrics: the job's loss and the last row of the step-wise CSV it wrote under outputs/<run_id>/
     metrics = done["metrics"]
@@ -98,7 +98,7 @@ def test_each_bedrock_status_maps_through_the_poll_completed_is_deploying_until_
 
     assert poll(run, lambda_context)["status"] == "running"  # InProgress
     [running] = aws_account.runs()
-    assert running["status"] == "running" and "deployment_arn" not in running
+    assert running["status"] == "running" and "deployment_arn" not in running["provider_state"]
 
     bedrock.phase_seconds = 0  # Completed; the deployment it creates stays Creating
     job = job_of(bedrock, run)
@@ -107,7 +107,7 @@ def test_each_bedrock_status_maps_through_the_poll_completed_is_deploying_until_
     assert poll(run, lambda_context)["status"] == "deploying"
     [deploying] = aws_account.runs()
     assert deploying["status"] == "deploying" and "fine_tuned_model" not in deploying
-    assert deploying["deployment_arn"] in bedrock.deployments
+    assert deploying["provider_state"]["deployment_arn"] in bedrock.deployments
     assert poll(run, lambda_context)["status"] == "deploying"  # still Creating: the same deployment
     assert len(bedrock.deployments) == 1
 
@@ -120,7 +120,7 @@ def test_each_bedrock_status_maps_through_the_poll_completed_is_deploying_until_
     bedrock.phase_seconds = 0
     assert poll(run, lambda_context)["status"] == "succeeded"
     [done] = aws_account.runs()
-    assert done["status"] == "succeeded" and done["fine_tuned_model"] == deploying["deployment_arn"]
+    assert done["status"] == "succeeded" and done["fine_tuned_model"] == deploying["provider_state"]["deployment_arn"]
     assert len(operations(bedrock, "CreateCustomModelDeployment")) == 1
 
 
@@ -151,7 +151,7 @@ def test_a_failed_deployment_fails_the_run_with_bedrocks_reason(
     assert failed["status"] == "failed" and "fine_tuned_model" not in failed
     assert failed["error"]["code"] == "deployment_failed"
     assert "No on-demand capacity for this model" in failed["error"]["message"]
-    assert failed["deployment_arn"] in failed["error"]["message"]
+    assert failed["provider_state"]["deployment_arn"] in failed["error"]["message"]
     assert execution["cause"] == failed["error"]["message"]
 
 
@@ -264,7 +264,7 @@ def test_deleting_a_bedrock_runs_model_deletes_its_deployment_and_says_so(
 ) -> None:
     run_id = asked_run["run_id"]
     [before] = aws_account.runs()
-    deployment = before["deployment_arn"]
+    deployment = before["provider_state"]["deployment_arn"]
 
     status, body = delete_model(run_id, lambda_context)
 
@@ -279,8 +279,8 @@ def test_deleting_a_bedrock_runs_model_deletes_its_deployment_and_says_so(
     [deleted] = operations(bedrock, "DeleteCustomModelDeployment")
     assert deleted.error_code is None and deployment not in bedrock.deployments
     [after] = aws_account.runs()
-    assert "fine_tuned_model" not in after and "deployment_arn" not in after
-    assert after["deleted_deployment_arn"] == deployment and after["status"] == "succeeded"
+    assert "fine_tuned_model" not in after and "deployment_arn" not in after["provider_state"]
+    assert after["provider_state"]["deleted_deployment_arn"] == deployment and after["status"] == "succeeded"
     # The run has no model now, and nothing more to delete
     status, body = ask(lambda_context, question=QUESTION, run_id=run_id)
     assert (status, body["code"]) == (409, "no_model")

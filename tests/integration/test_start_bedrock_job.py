@@ -90,8 +90,8 @@ def test_a_bedrock_runs_training_file_becomes_one_customization_job_built_from_t
 
     [recorded] = aws_account.runs()
     assert (recorded["status"], recorded["job_id"], recorded["provider"]) == ("running", job_arn, "bedrock")
-    assert recorded["bedrock_request_token"] == token
-    assert "training_file_id" not in recorded and "error" not in recorded
+    assert recorded["provider_state"]["bedrock_request_token"] == token
+    assert set(recorded["provider_state"]) == {"bedrock_request_token"} and "error" not in recorded
     # The poll follows the job: one tracking execution, recorded on the run
     [execution] = executions()
     assert recorded["execution_arn"] == execution["executionArn"]

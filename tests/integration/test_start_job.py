@@ -76,7 +76,7 @@ def test_training_file_becomes_an_openai_job_tracked_by_one_execution(
     # The run records the ids and status; one execution named after the run tracks the job
     [recorded] = aws_account.runs()
     assert recorded["status"] == "validating_files"
-    assert (recorded["job_id"], recorded["training_file_id"], recorded["validation_file_id"]) == (
+    assert (recorded["job_id"], *map(recorded["provider_state"].get, ("training_file_id", "validation_file_id"))) == (
         job.id,
         job.training_file,
         job.validation_file,
@@ -281,7 +281,7 @@ def test_an_upload_whose_answer_was_lost_is_found_again_not_repeated(
 
     [file_id] = emulator.files
     assert len(routes(emulator, "/files")) == 1
-    assert aws_account.runs()[0]["training_file_id"] == file_id
+    assert aws_account.runs()[0]["provider_state"]["training_file_id"] == file_id
     assert emulator.files[file_id].obj["filename"].startswith(f"{aws_account.bucket}_{run['run_id']}-train-")
 
 
@@ -428,7 +428,7 @@ def test_a_file_another_deployment_uploaded_under_the_runs_name_is_never_adopted
 
     [recorded] = aws_account.runs()
     [job] = emulator.jobs.values()
-    assert recorded["training_file_id"] == job.training_file and job.training_file not in foreign
+    assert recorded["provider_state"]["training_file_id"] == job.training_file and job.training_file not in foreign
     assert emulator.files[job.training_file].obj["filename"] == f"{aws_account.bucket}_{run_id}-train-{etag}.jsonl"
     assert emulator.files[job.training_file].content == body
 

@@ -14,6 +14,7 @@ from local.openai_emulator import finetune
 from shared.aws.runs import _from_dynamodb, _to_dynamodb
 from shared.domain.api_models import RunDetail, RunSummary
 from shared.domain.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, USABLE, Run, RunStatus
+from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.openai.gateway import job_status
 
 SPEC = Path(__file__).resolve().parents[1] / "emulator" / "openai-spec" / "openapi.yaml"
@@ -51,7 +52,7 @@ ITEM: dict[str, Any] = {
     },
     "estimate": {"epochs": 3, "trained_tokens": 6900, "cost_usd": 0.0207, "price_per_million_tokens": 3.0},
     "start_owner": "v1",
-    "training_file_id": "file-1",
+    "provider_state": {"training_file_id": "file-1"},
     "job_id": "ftjob-1",
     "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:tracker:sciq-0123456789ab-12345678-g0",
     "job_observed_at": 1767229200123456789,
@@ -119,13 +120,31 @@ def test_every_openai_job_status_maps_onto_the_common_vocabulary_and_the_emulato
     assert set(finetune.ACTIVE) | {"paused", *finetune.TERMINAL} == openai_statuses
 
 
+def test_a_record_written_before_provider_state_reads_its_provider_fields_into_it() -> None:
+    """Today's runs tables hold items with the provider's fields at the top: they read as before."""
+    older = {key: value for key, value in ITEM.items() if key != "provider_state"} | {
+        "training_file_id": "file-1",
+        "validation_file_id": "file-2",
+    }
+    bedrock = {**older, "provider": "bedrock", "deployment_arn": "arn:dep", "bedrock_request_token": "t"}
+
+    run = Run.model_validate(_from_dynamodb(_to_dynamodb(older)))
+    deployed = Run.model_validate(bedrock)
+
+    assert run.provider_state == {"training_file_id": "file-1", "validation_file_id": "file-2"}
+    assert "training_file_id" not in run.recorded() and run.recorded()["provider_state"] == run.provider_state
+    assert deployed.deployment_arn == "arn:dep" and deployed.deleted_deployment_arn is None
+    assert deployed.state("bedrock_request_token") == "t"
+
+
 def test_run_detail_extends_run_summary_and_adds_only_what_a_summary_leaves_out() -> None:
     assert issubclass(RunDetail, RunSummary)
     summary_fields = {name: field.annotation for name, field in RunSummary.model_fields.items()}
     assert {name: RunDetail.model_fields[name].annotation for name in summary_fields} == summary_fields
     # Derived, not stored: the gate's token counts, the evaluation's status, signed links to the reports.
     derived = {"tokens", "evaluation_status", "report_urls"}
-    assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | derived
+    provider_fields = {name for provider in PROVIDER_NAMES for name in spec(provider).state_fields()}
+    assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | derived | provider_fields
 
 
 def test_every_number_a_run_records_is_one_dynamodb_can_hold() -> None:

@@ -3,6 +3,8 @@ registry names; the gateway (boto3's bedrock clients) is imported only when a ru
 
 import re
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.providers.base import ProviderSpec, ReservedText
 
 # Nova models Bedrock fine-tunes and can then serve on demand (billed per token, no hourly charge).
@@ -49,6 +51,17 @@ def check_model(model: str) -> str | None:
     return None
 
 
+class BedrockState(BaseModel):
+    """What a Bedrock run keeps of its own (`Run.provider_state`): the job's client token, the on-demand
+    deployment that serves its model, and the one `DELETE /runs/{id}/model` deleted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bedrock_request_token: str | None = None
+    deployment_arn: str | None = None
+    deleted_deployment_arn: str | None = None
+
+
 SPEC = ProviderSpec(
     name="bedrock",
     label="Amazon Bedrock",
@@ -61,6 +74,7 @@ SPEC = ProviderSpec(
     max_epochs=BEDROCK_MAX_EPOCHS,
     epochs_rule=f"an integer from 1 to {BEDROCK_MAX_EPOCHS} for bedrock (Bedrock's epochCount)",
     check_model=check_model,
+    state_model=BedrockState,
     base_model_id=lambda model: CONTEXT_SUFFIX.sub("", model),  # Converse takes the id without `:128k`
     reserved_text=ReservedText(
         NOVA_RESERVED,

@@ -342,7 +342,7 @@ class BedrockGateway:
                 raise
             logger.info("The job was created, its answer lost; tracking it", extra={"job_id": found.job_id})
             return found
-        record_start({"bedrock_request_token": token})
+        record_start({"provider_state": {"bedrock_request_token": token}})
         return JobSnapshot(
             job_id=str(created["jobArn"]),
             status=RunStatus.RUNNING,  # a new job is InProgress
@@ -462,7 +462,7 @@ class BedrockGateway:
             if not model_arn:  # Completed before the model's ARN is reported: the next poll sees it
                 return Progress(deploying)
             deployment = self.create_deployment(run.run_id, model_arn)
-            fields["deployment_arn"] = deployment
+            fields["provider_state"] = {"deployment_arn": deployment}
         status, reason = self.deployment_status(deployment)
         if status == "Active":
             return Progress(replace(job, fine_tuned_model=deployment), fields)

@@ -1,6 +1,8 @@
 """OpenAI's fine-tuning API: everything ragtune knows of OpenAI. `SPEC` is what the registry names; the
 gateway (and the openai SDK) is imported only when a run needs it."""
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.providers.base import ProviderSpec
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
@@ -11,6 +13,15 @@ def fine_tune_base(fine_tuned_model: str) -> str | None:
     `ft:<base model>:<organisation>:<suffix>:<id>`. None for any other name."""
     parts = fine_tuned_model.split(":")
     return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
+
+
+class OpenAIState(BaseModel):
+    """What an OpenAI run keeps of its own (`Run.provider_state`): the ids of the files it uploaded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    training_file_id: str | None = None
+    validation_file_id: str | None = None
 
 
 SPEC = ProviderSpec(
@@ -25,6 +36,7 @@ SPEC = ProviderSpec(
     max_epochs=50,
     epochs_rule="an integer from 1 to 50",
     adoption_factory="shared.providers.openai.adoption:adopted_model_shutdown",
+    state_model=OpenAIState,
     tuned_model_prefix="ft:",
     base_of_tuned_model=fine_tune_base,
     gone_also="or this deployment's OpenAI key now belongs to another organisation",

@@ -42,7 +42,7 @@ from shared.providers.base import (
     ProviderTransientError,
     RecordStart,
 )
-from shared.providers.openai import fine_tune_base
+from shared.providers.openai import OpenAIState, fine_tune_base
 from shared.providers.openai.metrics import parse_openai_step_metrics
 from shared.settings import settings
 
@@ -321,12 +321,13 @@ class OpenAIGateway:
             return existing
         if run.files is None or run.files.train is None or run.config is None:  # only a prepared run is started
             raise RuntimeError(f"Run {run_id} is {run.status} but records no training file or config.")
-        training_file_id = run.training_file_id or self._upload_run_file(run_id, run.files.train.key, "train")
-        record_start({"training_file_id": training_file_id})
-        validation_file_id = run.validation_file_id
+        state = OpenAIState.model_validate(run.provider_state or {})
+        training_file_id = state.training_file_id or self._upload_run_file(run_id, run.files.train.key, "train")
+        record_start({"provider_state": {"training_file_id": training_file_id}})
+        validation_file_id = state.validation_file_id
         if run.files.validation is not None and not validation_file_id:
             validation_file_id = self._upload_run_file(run_id, run.files.validation.key, "validation")
-            record_start({"validation_file_id": validation_file_id})
+            record_start({"provider_state": {"validation_file_id": validation_file_id}})
         config = RunConfig.model_validate(run.config)
         return self.create_job(
             JobRequest(
