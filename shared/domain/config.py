@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -38,24 +37,18 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError
 
+from shared.domain.config_fields import RULE_ERROR, Auto
+from shared.domain.config_fields import Strict as _Strict
+from shared.domain.config_fields import no_default as _no_default
+from shared.domain.config_fields import rule as _rule
 from shared.domain.errors import ConfigError
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 from shared.providers.base import ProviderSpec
-from shared.providers.bedrock import (
-    BEDROCK_DEFAULT_MODEL,
-    BEDROCK_LEARNING_RATE,
-    BEDROCK_MAX_WARMUP_STEPS,
-    BEDROCK_MODELS,
-)
-from shared.providers.openai import OPENAI_DEFAULT_MODEL
 
 CONFIG_SCHEMA_VERSION = 1  # RunConfig.version's only allowed value
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_CONFIG_DEPTH = 32  # objects and lists within each other; a full config needs 3
-# A problem stated as a sentence about its field: rendered "<field> <message>", not "<field>: <message>".
-RULE_ERROR = "ragtune_rule"
 
 DATA_PREFIX = "data/"  # the only prefix of the data bucket a dataset may be read from
 DATA_FILE_TYPES = (".json", ".jsonl", ".csv", ".parquet")
@@ -79,16 +72,6 @@ if TYPE_CHECKING:
     Provider = str
 else:  # the registry's names: pydantic checks them, the JSON schema lists them
     Provider = Literal[PROVIDER_NAMES]
-
-
-class _Strict(BaseModel):
-    """Unknown keys are a typo the user must hear about, never silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _rule(message: str) -> PydanticCustomError:
-    return PydanticCustomError(RULE_ERROR, message.replace("{", "{{").replace("}", "}}"))
 
 
 def _refused_source(source: str) -> str:
@@ -224,7 +207,6 @@ class TemplateSpec(_Strict):
         return sorted({name for text in texts for name in template_placeholders(text)})
 
 
-Auto = Literal["auto"]
 MAX_EXAMPLES_LIMIT = 10**9  # far beyond what one prepare reads in 15 minutes, far below DynamoDB's 38 digits
 MIN_VALIDATION_FRACTION = 1e-4  # a positive fraction below it is a typo (and 1e-300 underflows DynamoDB)
 
@@ -253,20 +235,6 @@ def _number(
     return WrapValidator(validate)
 
 
-def _auto_or(rule: str) -> WrapValidator:
-    """One sentence for a union's failure instead of one pydantic line per member; booleans are not numbers."""
-
-    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        if isinstance(value, bool):
-            raise _rule(f'must be "auto" or {rule}')
-        try:
-            return handler(value)
-        except ValidationError:
-            raise _rule(f'must be "auto" or {rule}') from None
-
-    return WrapValidator(validate)
-
-
 def _not_taken(name: str, provider: ProviderSpec) -> str:
     owners = [spec(owner).short_label for owner in PROVIDER_NAMES if name in spec(owner).hyperparameters]
     return (
@@ -276,21 +244,13 @@ def _not_taken(name: str, provider: ProviderSpec) -> str:
     )
 
 
-def _no_default(schema: dict[str, Any]) -> None:
-    """The default depends on the provider: the description says which."""
-    schema.pop("default", None)
-
-
 def _without_none(dumped: dict[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in dumped.items() if key != name or value is not None}
 
 
-def _float_text(value: float) -> str:
-    return repr(float(value))
-
-
-class Hyperparameters(_Strict):
-    """`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused."""
+class _HyperparametersBase(_Strict):
+    """The epochs every provider takes, and the rules for the fields each provider's package declares
+    (`ProviderSpec.hyperparameter_fields`): its own default to "auto", another's are refused by name."""
 
     # The provider whose hyperparameters these are: each provider validates with its own subclass.
     PROVIDER: ClassVar[str] = DEFAULT_PROVIDER
@@ -300,29 +260,6 @@ class Hyperparameters(_Strict):
         description=(
             "Epochs: 1 to 50 for openai, 1 to 5 for bedrock (Bedrock's epochCount); \"auto\": the provider's default."
         ),
-    )
-    batch_size: Annotated[
-        SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=1, le=256)], _auto_or("an integer from 1 to 256")
-    ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
-    learning_rate_multiplier: Annotated[
-        SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=0.001, le=10, allow_inf_nan=False)],
-        _auto_or("a number from 0.001 to 10"),
-    ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=_no_default)
-    learning_rate: Annotated[
-        SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=BEDROCK_LEARNING_RATE[0], le=BEDROCK_LEARNING_RATE[1])],
-        _auto_or("a number from 1e-06 to 0.0001"),
-    ] = Field(
-        default=None,
-        description='bedrock only (learningRate); "auto" (Bedrock\'s default, 1e-05) unless given.',
-        json_schema_extra=_no_default,
-    )
-    warmup_steps: Annotated[
-        SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=0, le=BEDROCK_MAX_WARMUP_STEPS)],
-        _auto_or(f"an integer from 0 to {BEDROCK_MAX_WARMUP_STEPS}"),
-    ] = Field(
-        default=None,
-        description='bedrock only (learningRateWarmupSteps); "auto" (Bedrock\'s default, 10) unless given.',
-        json_schema_extra=_no_default,
     )
 
     @model_validator(mode="before")
@@ -349,11 +286,13 @@ class Hyperparameters(_Strict):
             raise _rule(rule)
         return epochs
 
-    @field_validator("batch_size", "learning_rate_multiplier", "learning_rate", "warmup_steps", mode="wrap")
+    @field_validator("*", mode="wrap")
     @classmethod
     def _belongs_to_the_provider(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
         provider = spec(cls.PROVIDER)
         assert info.field_name is not None
+        if info.field_name == "n_epochs":  # every provider's, checked on its own
+            return handler(value)
         if info.field_name not in provider.hyperparameters:
             raise _rule(_not_taken(info.field_name, provider))
         if value is None:
@@ -367,6 +306,20 @@ class Hyperparameters(_Strict):
         return {name: value for name, value in dumped.items() if value is not None}
 
 
+if TYPE_CHECKING:
+    Hyperparameters = _HyperparametersBase
+else:  # every provider's fields, so a config naming another provider's hyperparameter is told whose it is
+    Hyperparameters = type(
+        "Hyperparameters",
+        (*(spec(name).hyperparameter_fields for name in PROVIDER_NAMES), _HyperparametersBase),
+        {
+            "__module__": __name__,
+            "__doc__": '`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused.',
+            "model_config": ConfigDict(extra="forbid", frozen=True),
+        },
+    )
+
+
 class FineTuneSpec(_Strict):
     PROVIDER: ClassVar[str] = DEFAULT_PROVIDER  # as for Hyperparameters: one subclass per provider
 
@@ -374,12 +327,7 @@ class FineTuneSpec(_Strict):
         default=spec(DEFAULT_PROVIDER).default_model,
         min_length=1,
         json_schema_extra=_no_default,
-        description=(
-            f"Base model. openai: any model OpenAI fine-tunes (default {OPENAI_DEFAULT_MODEL}); a tuned `ft:` model "
-            "only if one of this deployment's succeeded runs trained it. bedrock: one of "
-            + ", ".join(f"{model} ({name})" for model, name in BEDROCK_MODELS.items())
-            + f" (default {BEDROCK_DEFAULT_MODEL})."
-        ),
+        description=("Base model. " + ". ".join(f"{name}: {spec(name).models_note}" for name in PROVIDER_NAMES) + "."),
     )
     suffix: str | None = Field(
         default=None,
@@ -408,20 +356,6 @@ class FineTuneSpec(_Strict):
         if refusal:
             raise _rule(refusal)
         return model
-
-    def bedrock_hyperparameters(self) -> dict[str, str]:
-        """Bedrock's `hyperParameters` (all strings); values left "auto" are omitted, so Bedrock's defaults apply."""
-        hyperparameters = self.hyperparameters
-        values = {
-            "epochCount": hyperparameters.n_epochs,
-            "learningRate": hyperparameters.learning_rate,
-            "learningRateWarmupSteps": hyperparameters.warmup_steps,
-        }
-        return {
-            name: _float_text(value) if isinstance(value, float) else str(value)
-            for name, value in values.items()
-            if value is not None and value != "auto"
-        }
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,10 @@ class ProviderSpec:
     short_label: str  # in a config's messages: "Bedrock"
     code_field: str  # where a run's `error` keeps the provider's own error code
     default_model: str
-    hyperparameters: tuple[str, ...]  # the config's hyperparameters it takes; any other is refused for it
+    models_note: str  # which base models it takes, for the config's documentation
+    # Its own fields of the config's `fine_tune.hyperparameters` (beside `n_epochs`, which all take): a
+    # pydantic model whose fields default to None and say in their description whose they are.
+    hyperparameter_fields: type[BaseModel]
     gateway_factory: str  # "module:function" returning its FineTuningProvider
     records_factory: str  # "module:ATTRIBUTE", its TrainingRecords
     max_epochs: int
@@ -336,6 +339,11 @@ class ProviderSpec:
             raise ValueError(f"{self.label} models cannot be adopted")
         check: Callable[[str], date | None] = _attribute(self.adoption_factory)
         return check(model)
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        """The config's hyperparameters it takes; any other is refused for it."""
+        return ("n_epochs", *self.hyperparameter_fields.model_fields)
 
     def state_fields(self) -> tuple[str, ...]:
         return tuple(self.state_model.model_fields)

@@ -11,6 +11,7 @@ import pytest
 from shared.domain.config import RunConfig, parse_run_config, run_config_json_schema
 from shared.domain.errors import ConfigError
 from shared.providers.bedrock import BEDROCK_MODELS
+from shared.providers.bedrock.gateway import bedrock_hyperparameters
 from shared.settings import settings
 from tests.helpers import SetEnv
 
@@ -286,7 +287,7 @@ def test_nova_2_lite_is_refused_before_anything_is_spent_saying_why() -> None:
 def test_bedrock_hyperparameters_are_strings_without_the_auto_ones(
     hyperparameters: dict[str, object], expected: dict[str, str]
 ) -> None:
-    assert parse_run_config(bedrock(hyperparameters=hyperparameters)).fine_tune.bedrock_hyperparameters() == expected
+    assert bedrock_hyperparameters(parse_run_config(bedrock(hyperparameters=hyperparameters))) == expected
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 registry names; the gateway (boto3's bedrock clients) is imported only when a run needs it."""
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from shared.domain.config_fields import Auto, auto_or, no_default
 from shared.providers.base import ProviderSpec, ReservedText
 
 # Nova models Bedrock fine-tunes and can then serve on demand (billed per token, no hourly charge).
@@ -51,6 +54,27 @@ def check_model(model: str) -> str | None:
     return None
 
 
+class BedrockHyperparameters(BaseModel):
+    """Bedrock's own fields of `fine_tune.hyperparameters` (with `n_epochs`, Nova's epochCount 1 to 5)."""
+
+    learning_rate: Annotated[
+        SkipJsonSchema[None] | Auto | Annotated[float, Field(ge=BEDROCK_LEARNING_RATE[0], le=BEDROCK_LEARNING_RATE[1])],
+        auto_or("a number from 1e-06 to 0.0001"),
+    ] = Field(
+        default=None,
+        description='bedrock only (learningRate); "auto" (Bedrock\'s default, 1e-05) unless given.',
+        json_schema_extra=no_default,
+    )
+    warmup_steps: Annotated[
+        SkipJsonSchema[None] | Auto | Annotated[int, Field(ge=0, le=BEDROCK_MAX_WARMUP_STEPS)],
+        auto_or(f"an integer from 0 to {BEDROCK_MAX_WARMUP_STEPS}"),
+    ] = Field(
+        default=None,
+        description='bedrock only (learningRateWarmupSteps); "auto" (Bedrock\'s default, 10) unless given.',
+        json_schema_extra=no_default,
+    )
+
+
 class BedrockState(BaseModel):
     """What a Bedrock run keeps of its own (`Run.provider_state`): the job's client token, the on-demand
     deployment that serves its model, and the one `DELETE /runs/{id}/model` deleted."""
@@ -68,7 +92,8 @@ SPEC = ProviderSpec(
     short_label="Bedrock",
     code_field="bedrock_code",
     default_model=BEDROCK_DEFAULT_MODEL,
-    hyperparameters=("n_epochs", "learning_rate", "warmup_steps"),
+    models_note=f"one of {_catalogue()} (default {BEDROCK_DEFAULT_MODEL})",
+    hyperparameter_fields=BedrockHyperparameters,
     gateway_factory="shared.providers.bedrock.gateway:gateway",
     records_factory="shared.providers.bedrock.records:RECORDS",
     max_epochs=BEDROCK_MAX_EPOCHS,

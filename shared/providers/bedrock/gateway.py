@@ -225,9 +225,6 @@ def _fit_name(base: str, tail: str) -> str:
 
 def bedrock_hyperparameters(config: RunConfig) -> dict[str, str]:
     """The run config's hyperparameters as Bedrock's strings; "auto" (or absent) leaves Bedrock's default."""
-    helper = getattr(config.fine_tune, "bedrock_hyperparameters", None)
-    if callable(helper):
-        return {str(key): str(value) for key, value in helper().items()}
     given = config.fine_tune.hyperparameters.model_dump()
     names = {"n_epochs": "epochCount", "learning_rate": "learningRate", "warmup_steps": "learningRateWarmupSteps"}
     return {names[key]: str(value) for key, value in given.items() if key in names and value not in (None, "auto")}

@@ -1,0 +1,42 @@
+"""The config schema's building blocks, shared by `shared.domain.config` and the fields each provider's
+package declares (its hyperparameters): one sentence per refusal, "auto" unions, unknown keys refused."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic_core import PydanticCustomError
+
+# A problem stated as a sentence about its field: rendered "<field> <message>", not "<field>: <message>".
+RULE_ERROR = "ragtune_rule"
+Auto = Literal["auto"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are a typo the user must hear about, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def rule(message: str) -> PydanticCustomError:
+    return PydanticCustomError(RULE_ERROR, message.replace("{", "{{").replace("}", "}}"))
+
+
+def auto_or(requirement: str) -> WrapValidator:
+    """One sentence for a union's failure instead of one pydantic line per member; booleans are not numbers."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, bool):
+            raise rule(f'must be "auto" or {requirement}')
+        try:
+            return handler(value)
+        except ValidationError:
+            raise rule(f'must be "auto" or {requirement}') from None
+
+    return WrapValidator(validate)
+
+
+def no_default(schema: dict[str, Any]) -> None:
+    """The default depends on the provider: the description says which."""
+    schema.pop("default", None)
