@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import socket
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, Protocol, Self, TypeVar
+from urllib.parse import unquote
 
 _log = logging.getLogger(__name__)
 
@@ -104,6 +106,27 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 RecordT = TypeVar("RecordT")
+RouteT = TypeVar("RouteT")
+
+
+class RouteTable(Generic[RouteT]):
+    """An emulator's routes by method and URI template (`/files/{file_id}`, as the provider's API documents
+    them): the first route matching a request wins, with its path parameters percent-decoded."""
+
+    def __init__(self, routes: Iterable[tuple[str, str, RouteT]]) -> None:
+        self._routes = [
+            (method, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)), route)
+            for method, template, route in routes
+        ]
+
+    def match(self, method: str, path: str) -> tuple[RouteT, dict[str, str]] | None:
+        for route_method, pattern, route in self._routes:
+            found = pattern.fullmatch(path)
+            if found and route_method == method:
+                return route, {name: unquote(value) for name, value in found.groupdict().items()}
+        return None
+
+
 FaultT = TypeVar("FaultT", bound="Fault")
 
 

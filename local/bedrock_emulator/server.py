@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from local.http_server import Emulator, Reply, Request
+from local.http_server import Emulator, Reply, Request, RouteTable
 
 from .customization import Customizations, CustomModel, Deployment, Job
 from .errors import BedrockError, validation
@@ -108,7 +107,7 @@ ROUTES = [
     ),
     Route("bedrock-runtime", "Converse", "POST", "/model/{modelId}/converse", 200, _converse),
 ]
-_COMPILED = [(re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", route.uri)), route) for route in ROUTES]
+_ROUTE_TABLE = RouteTable((route.method, route.uri, route) for route in ROUTES)
 
 
 @dataclass
@@ -136,17 +135,9 @@ class Fault:
     message: str | None
 
 
-def _route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    for pattern, route in _COMPILED:
-        match = pattern.fullmatch(path)
-        if match and route.method == method:
-            return route, {name: unquote(value) for name, value in match.groupdict().items()}
-    return None
-
-
 def _answer(emu: BedrockEmulator, request: Request) -> Reply | None:
     url = urlsplit(request.target)
-    found = _route(request.method, url.path)
+    found = _ROUTE_TABLE.match(request.method, url.path)
     route, params = found if found else (None, {})
     record = RecordedRequest(
         route.operation if route else None,

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from local.http_server import Emulator, Reply, Request
+from local.http_server import Emulator, Reply, Request, RouteTable
 
 from .dataset import parse_training_file
 from .errors import ApiError, not_found
@@ -153,10 +153,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/chat/completions", create_chat_completion),
     ("GET", "/models/{model}", retrieve_model),
 ]
-_COMPILED = [
-    (method, template, re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)), handler)
-    for method, template, handler in ROUTES
-]
+_ROUTE_TABLE = RouteTable((method, template, (template, handler)) for method, template, handler in ROUTES)
 
 
 def _parse_body(content_type: str, raw: bytes) -> Any:
@@ -236,11 +233,10 @@ def _reply(status: int, result: Any, record: RecordedRequest, headers: dict[str,
 
 
 def _route(method: str, path: str, full_path: str) -> tuple[str, Handler, dict[str, str]]:
-    if full_path.startswith("/v1/"):
-        for route_method, template, pattern, handler in _COMPILED:
-            match = pattern.fullmatch(path)
-            if match and route_method == method:
-                return template, handler, {name: unquote(value) for name, value in match.groupdict().items()}
+    found = _ROUTE_TABLE.match(method, path) if full_path.startswith("/v1/") else None
+    if found:
+        (template, handler), params = found
+        return template, handler, params
     raise not_found(f"Invalid URL ({method} {full_path})")
 
 
