@@ -311,7 +311,8 @@ if TYPE_CHECKING:
 else:  # every provider's fields, so a config naming another provider's hyperparameter is told whose it is
     Hyperparameters = type(
         "Hyperparameters",
-        (*(spec(name).hyperparameter_fields for name in PROVIDER_NAMES), _HyperparametersBase),
+        # pydantic collects fields from the last base to the first: the registry's order, as before
+        (*(spec(name).hyperparameter_fields for name in reversed(PROVIDER_NAMES)), _HyperparametersBase),
         {
             "__module__": __name__,
             "__doc__": '`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused.',

@@ -98,7 +98,8 @@ class PreparedFiles(_Recorded):
 class Run(_Recorded):
     """One item of the runs table, as read (numbers already ints and floats, not Decimals).
 
-    Writes stay partial updates of the item; `recorded()` is the item as stored, field for field.
+    Writes stay partial updates of the item; `recorded()` is the item as stored, field for field (a record
+    written before `provider_state` existed reads with its provider's fields moved into it).
     Timestamps keep their stored form: ISO 8601 strings for ours, epoch seconds for the job's.
     """
 
@@ -188,7 +189,8 @@ class Run(_Recorded):
         return str(value) if value else None
 
     def recorded(self) -> JsonObject:
-        """The item's fields as stored (JSON values; defaults of absent fields left out)."""
+        """The item's fields as stored (JSON values; defaults of absent fields left out; an older record's
+        provider fields in `provider_state`)."""
         return self.model_dump(mode="json", exclude_unset=True)
 
     def evaluation_now(self, now: float) -> JsonObject | None:

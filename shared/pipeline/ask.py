@@ -239,13 +239,13 @@ def list_runs(limit: int, cursor: str | None) -> RunPage:
 
 
 def _described(run: Run) -> dict[str, Any]:
-    """The run as recorded, with what the API derives for a reader: adopted or trained, and when its model
-    shuts down as of today."""
+    """The run as recorded, its provider's fields beside the others (a recorded field of the same name wins),
+    with what the API derives for a reader: adopted or trained, and when its model shuts down as of today."""
     recorded = run.recorded()
     provider_state = recorded.pop("provider_state", None) or {}
     return (
-        recorded
-        | provider_state
+        provider_state
+        | recorded
         | {
             "adopted": run.adopted_model is not None,
             "model_shutdown": run.shutdown_note(datetime.now(UTC).date()),

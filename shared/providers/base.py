@@ -315,7 +315,8 @@ class ProviderSpec:
     check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
     reserved_text: ReservedText | None = None
     adoption_factory: str | None = None  # "module:function": a model's shutdown date, if a config may adopt it
-    # What a run keeps of this provider's own (file ids, a deployment): its `provider_state`, typed.
+    # What a run keeps of this provider's own (file ids, a deployment): the fields of its `provider_state`,
+    # which the provider's gateway reads through this model.
     state_model: type[BaseModel] = BaseModel
     tuned_model_prefix: str | None = None  # a base model named so is a tuned one: this deployment's only
     base_model_id: Callable[[str], str] = same_model  # the configured base model as it is asked (evaluation)

@@ -48,6 +48,7 @@ from shared.providers.base import (
     ProviderTransientError,
     RecordStart,
 )
+from shared.providers.bedrock import BedrockState
 from shared.providers.bedrock.metrics import parse_bedrock_metrics
 from shared.settings import settings
 
@@ -451,7 +452,7 @@ class BedrockGateway:
             return Progress(job)
         deploying = replace(job, status=RunStatus.DEPLOYING)
         fields: dict[str, Any] = {}
-        deployment = run.deployment_arn
+        deployment = BedrockState.model_validate(run.provider_state or {}).deployment_arn
         if not serve:
             return Progress(deploying)
         if deployment is None:
