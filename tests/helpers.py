@@ -147,6 +147,16 @@ def trained_to_the_end(aws_account: Aws, context: Any, tmp_path: Path, **config:
     return finished
 
 
+def ask_question(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
+    """POST /ask through the real AskFunction handler: its status and JSON body."""
+    from functions.ask.app import lambda_handler as ask_handler
+
+    event = load_event("ask-question.json")
+    event["body"] = json.dumps(body)
+    response = ask_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
 def training_event(run_id: str) -> dict[str, Any]:
     """The S3 event of the run's train.jsonl arriving, which triggers StartJobFunction."""
     event = load_event("start-job-training-file-created.json")

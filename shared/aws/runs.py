@@ -393,9 +393,9 @@ class RunsRepository:
             raise
         return True
 
-    def _ensure_map(self, run_id: str, name: str) -> None:
+    def _ensure_map(self, run_id: str, name: str) -> bool:
         """The run's map attribute `name`, created empty if missing: DynamoDB cannot create a map and set a key
-        in it in one update. Repeats harmlessly; a run not in the table is left to the write that follows."""
+        in it in one update. Repeats harmlessly; False when the run is not in the table."""
         try:
             self._table.update_item(
                 Key={"run_id": run_id},
@@ -405,8 +405,10 @@ class RunsRepository:
                 ExpressionAttributeValues={":empty": {}},
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def record_reports(self, run_id: str, reports: dict[str, str]) -> None:
         """Add report keys to the run's `reports` map, keeping the others (whatever its status: a report
@@ -417,18 +419,8 @@ class RunsRepository:
         names = {"#reports": "reports"} | {f"#k{i}": name for i, name in enumerate(reports)}
         values = {f":v{i}": value for i, value in enumerate(reports.values())}
         sets = ", ".join(f"#reports.#k{i} = :v{i}" for i in range(len(reports)))
-        try:
-            self._table.update_item(
-                Key={"run_id": run_id},
-                UpdateExpression="SET #reports = if_not_exists(#reports, :empty)",
-                ConditionExpression="attribute_exists(run_id)",
-                ExpressionAttributeNames={"#reports": "reports"},
-                ExpressionAttributeValues={":empty": {}},
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                raise LookupError(f"Run {run_id} is not in the runs table; its reports are not recorded.") from error
-            raise
+        if not self._ensure_map(run_id, "reports"):
+            raise LookupError(f"Run {run_id} is not in the runs table; its reports are not recorded.")
         self._table.update_item(
             Key={"run_id": run_id},
             UpdateExpression=f"SET {sets}, updated_at = :now",

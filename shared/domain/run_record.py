@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,6 +66,14 @@ class JobEvent(TypedDict):
     created_at: int
     level: str
     message: str
+
+
+@cache
+def _provider_state_fields() -> frozenset[str]:
+    """Every registered provider's `provider_state` fields (read once: the specs import this module)."""
+    from shared.providers import PROVIDER_NAMES, spec
+
+    return frozenset(name for provider in PROVIDER_NAMES for name in spec(provider).state_fields())
 
 
 class _Recorded(BaseModel):
@@ -164,10 +173,7 @@ class Run(_Recorded):
         """Records written before `provider_state` kept the provider's fields at the top: read them into it."""
         if not isinstance(data, dict):
             return data
-        from shared.providers import PROVIDER_NAMES, spec  # the specs import this module
-
-        fields = {name for provider in PROVIDER_NAMES for name in spec(provider).state_fields()}
-        older = {name: data[name] for name in fields & data.keys()}
+        older = {name: data[name] for name in _provider_state_fields() & data.keys()}
         if not older:
             return data
         rest = {name: value for name, value in data.items() if name not in older}

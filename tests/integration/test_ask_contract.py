@@ -4,7 +4,6 @@ test_ask_api.py (OpenAI) and test_bedrock_run.py (Bedrock)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from functions.ask.app import lambda_handler as ask_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.bedrock.gateway import BEDROCK_ATTEMPTS
-from tests.helpers import Aws, SetEnv, load_event, trained_to_the_end
+from tests.helpers import Aws, SetEnv, ask_question, trained_to_the_end
 
 QUESTION = "Question 17: what is measured in joules?"
 ANSWER = "energy 17 Explanation: Energy 17 is measured in joules."
@@ -87,13 +85,6 @@ def trained(wing: Wing, aws_account: Aws, lambda_context: Any, tmp_path: Path) -
     return succeeded
 
 
-def ask(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
-    event = load_event("ask-question.json")
-    event["body"] = json.dumps(body)
-    response = ask_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
-
-
 def test_every_registered_provider_is_in_this_suite() -> None:
     assert set(WINGS) == set(PROVIDER_NAMES)
 
@@ -101,7 +92,7 @@ def test_every_registered_provider_is_in_this_suite() -> None:
 def test_the_runs_tuned_model_answers_from_what_it_was_trained_on(
     wing: Wing, trained: dict[str, Any], lambda_context: Any
 ) -> None:
-    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=trained["run_id"])
 
     assert status == 200
     assert (body["answer"], body["refusal"], body["run_id"]) == (ANSWER, None, trained["run_id"])
@@ -114,7 +105,7 @@ def test_one_failure_worth_retrying_is_retried_and_answers(
 ) -> None:
     wing.fail_once()
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=trained["run_id"])
 
     assert (status, body["answer"]) == (200, ANSWER)
     assert wing.calls() == 2
@@ -125,7 +116,7 @@ def test_a_provider_unavailable_past_the_retries_is_a_503_naming_it(
 ) -> None:
     wing.stay_unavailable()
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=trained["run_id"])
 
     assert (status, body["code"]) == (503, f"{wing.name}_unavailable")
     assert body["message"].startswith(f"{spec(wing.name).label} is not answering right now (")
@@ -138,7 +129,7 @@ def test_a_refusal_is_a_502_with_the_providers_words_and_is_not_retried(
 ) -> None:
     wing.refuse()
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=trained["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=trained["run_id"])
 
     assert (status, body["code"]) == (502, f"{wing.name}_refused")
     assert wing.refusal_words in body["message"]

@@ -13,7 +13,7 @@ from functions.ask.app import lambda_handler as ask_handler
 from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
-from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
+from tests.helpers import Aws, ask_question, finished_execution, history_states, load_event, prepare_run, training_event
 
 QUESTION = "Question 17: what is measured in joules?"
 ANSWER = "energy 17 Explanation: Energy 17 is measured in joules."
@@ -32,13 +32,6 @@ def poll(run: dict[str, Any], context: Any) -> dict[str, Any]:
     state = load_event("poll-job.json") | {"run_id": run["run_id"], "job_id": run["job_id"]}
     result: dict[str, Any] = poll_handler(state, context)
     return result
-
-
-def ask(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
-    event = load_event("ask-question.json")
-    event["body"] = json.dumps(body)
-    response = ask_handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
 
 
 def cancel(run_id: str, context: Any) -> tuple[int, dict[str, Any]]:
@@ -78,7 +71,7 @@ def test_a_bedrock_run_goes_from_config_drop_to_succeeded_through_the_state_mach
     assert "notified_at" in done and "error" not in done
     assert len(operations(bedrock, "CreateCustomModelDeployment")) == 1
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=run["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=run["run_id"])
     assert status == 200
     assert body["answer"] == ANSWER
     assert (body["model"], body["run_id"]) == (deployment.arn, run["run_id"])
@@ -112,7 +105,7 @@ def test_each_bedrock_status_maps_through_the_poll_completed_is_deploying_until_
     assert len(bedrock.deployments) == 1
 
     # Asking a deploying run: no model yet
-    status, body = ask(lambda_context, question=QUESTION, run_id=run["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=run["run_id"])
     assert (status, body["code"]) == (409, "no_model")
     status, body = cancel(run["run_id"], lambda_context)  # training is over: nothing to cancel
     assert (status, body["code"], body["status"]) == (409, "not_cancellable", "deploying")
@@ -218,8 +211,8 @@ def test_a_model_timeout_is_a_503_to_try_again_not_a_refusal(
 ) -> None:
     bedrock.inject_fault("Converse", "model_timeout", times=1)
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
-    again = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
+    again = ask_question(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
 
     assert (status, body["code"]) == (503, "bedrock_unavailable")
     assert (again[0], again[1]["answer"]) == (200, ANSWER)
@@ -228,7 +221,7 @@ def test_a_model_timeout_is_a_503_to_try_again_not_a_refusal(
 def test_a_temperature_above_what_converse_takes_is_a_400_and_asks_nothing(
     asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
 ) -> None:
-    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"], temperature=1.5)
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=asked_run["run_id"], temperature=1.5)
 
     assert (status, body["code"]) == (400, "invalid_question")
     assert body["message"] == (
@@ -243,7 +236,7 @@ def test_converse_refused_is_a_502_with_bedrocks_message(
 ) -> None:
     bedrock.inject_fault("Converse", kind, message="Bedrock said no to this")
 
-    status, body = ask(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=asked_run["run_id"])
 
     assert (status, body["code"]) == (502, "bedrock_refused")
     assert "Bedrock said no to this" in body["message"]
@@ -282,7 +275,7 @@ def test_deleting_a_bedrock_runs_model_deletes_its_deployment_and_says_so(
     assert "fine_tuned_model" not in after and "deployment_arn" not in after["provider_state"]
     assert after["provider_state"]["deleted_deployment_arn"] == deployment and after["status"] == "succeeded"
     # The run has no model now, and nothing more to delete
-    status, body = ask(lambda_context, question=QUESTION, run_id=run_id)
+    status, body = ask_question(lambda_context, question=QUESTION, run_id=run_id)
     assert (status, body["code"]) == (409, "no_model")
     assert body["message"] == (
         f"Run {run_id}'s model was deleted ({after['model_deleted_at']}, DELETE /runs/{run_id}/model); ask another run."
