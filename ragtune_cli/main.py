@@ -35,7 +35,7 @@ from ragtune_cli.progress import ProgressTracker, Snapshot
 from shared.domain.config import DATA_FILE_TYPES, RUN_ID_PATTERN, Provider, RunConfig, data_object_key, parse_run_config
 from shared.domain.errors import ConfigError, UserInputError
 from shared.domain.run_ids import derive_run_id
-from shared.domain.run_record import FINISHED, JOB_FINISHED, RunStatus
+from shared.domain.run_record import FINISHED, JOB_FINISHED, READYING_MODEL, RunStatus
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 app = typer.Typer(
@@ -1068,7 +1068,7 @@ def curve(
 
 # The pipeline draws a run's curve once its job has ended (shared.pipeline.reports.JOB_ENDED): a Bedrock run's is over
 # when it starts deploying the model. A job that left no metrics gets a picture that says so.
-JOB_ENDED = JOB_FINISHED | {RunStatus.DEPLOYING}
+JOB_ENDED = JOB_FINISHED | READYING_MODEL
 
 
 def _no_curve(run_id: str, run: dict[str, Any]) -> str:

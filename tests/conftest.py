@@ -55,7 +55,18 @@ def _template_environment() -> dict[str, str]:
             return f"arn:aws:iam::{ACCOUNT}:role/{STACK_NAME}-{value['Fn::GetAtt'][0]}"
         if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
             return re.sub(r"\$\{([^}]+)\}", lambda match: values[match[1]], value["Fn::Sub"])
+        if set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            return resolve(when_true if holds(template["Conditions"][condition]) else when_false)
         raise ValueError(f"no test value for {value}")
+
+    def holds(condition: dict[str, Any]) -> bool:
+        if set(condition) == {"Fn::Not"}:
+            return not holds(condition["Fn::Not"][0])
+        if set(condition) == {"Fn::Equals"}:
+            left, right = (resolve(item) for item in condition["Fn::Equals"])
+            return left == right
+        raise ValueError(f"no test value for {condition}")
 
     variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
     for resource in template["Resources"].values():

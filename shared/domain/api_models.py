@@ -85,7 +85,7 @@ class RunSummary(BaseModel):
     run_id: str
     status: str
     provider: str = Field(
-        default=DEFAULT_PROVIDER, description="Who trains and serves the run's model: openai or bedrock."
+        default=DEFAULT_PROVIDER, description="Who trains and serves the run's model: openai, bedrock or open."
     )
     created_at: datetime
     updated_at: datetime
@@ -163,6 +163,23 @@ class BedrockEstimate(BaseModel):
     token_counting: str
 
 
+class OpenEstimate(BaseModel):
+    """An open run's estimate: GPU hours on the training instance at a stated throughput, priced per hour, and
+    the serving price per Custom Model Unit-minute (Bedrock bills an imported model only while it serves)."""
+
+    epochs: int
+    trained_tokens: int
+    instance_type: str
+    tokens_per_second: float = Field(description="The throughput assumed (OpenTrainingTokensPerSecond).")
+    gpu_hours: float = Field(description="Training time at that throughput, plus a quarter hour to start and save.")
+    price_per_gpu_hour: float
+    cost_usd: float
+    serving_price_per_cmu_minute: float
+    serving: str
+    tokens_estimated: bool
+    token_counting: str
+
+
 class DataFile(BaseModel):
     """A JSONL file prepared for OpenAI, as uploaded to the data bucket."""
 
@@ -230,14 +247,26 @@ class RunDetail(RunSummary):
     files: RunFiles | None = Field(default=None, description="The prepared JSONL files; null until prepared.")
     gate: RunGate | None = Field(default=None, description="The data gate's report per file; null until prepared.")
     tokens: Tokens | None = None
-    estimate: Estimate | BedrockEstimate | None = None
+    estimate: Estimate | BedrockEstimate | OpenEstimate | None = None
     training_file_id: str | None = Field(default=None, description="OpenAI file id of the uploaded training file.")
     validation_file_id: str | None = Field(default=None, description="OpenAI file id of the validation file.")
     job_id: str | None = None
     trained_tokens: int | None = None
     estimated_finish: datetime | None = None
     deployment_arn: str | None = Field(
-        default=None, description="Bedrock runs: the on-demand custom model deployment that serves the model."
+        default=None,
+        description="Bedrock runs: the on-demand custom model deployment that serves the model; open runs: the "
+        "imported model (Bedrock Custom Model Import) that serves it.",
+    )
+    weights_uri: str | None = Field(
+        default=None,
+        description="Open runs: the merged model's folder in this deployment's bucket (Hugging Face safetensors, "
+        "config and tokenizer): the user's to keep, download and serve anywhere; never deleted by ragtune.",
+    )
+    weights_manifest_url: str | None = Field(
+        default=None,
+        description="Open runs: a short-lived (15 minutes) download link to the weights' manifest (files, sizes, "
+        "how to download and serve them).",
     )
     model_deleted_at: datetime | None = Field(
         default=None, description="When DELETE /runs/{run_id}/model deleted the run's deployment."

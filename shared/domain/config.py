@@ -258,7 +258,8 @@ class _HyperparametersBase(_Strict):
     n_epochs: Auto | Annotated[int, Field(ge=1, le=50)] = Field(
         default="auto",
         description=(
-            "Epochs: 1 to 50 for openai, 1 to 5 for bedrock (Bedrock's epochCount); \"auto\": the provider's default."
+            'Epochs: 1 to 50 for openai, 1 to 5 for bedrock (Bedrock\'s epochCount), 1 to 10 for open; "auto": the '
+            "provider's default."
         ),
     )
 
@@ -514,7 +515,8 @@ class RunConfig(_Strict):
     provider: Provider = Field(
         default=DEFAULT_PROVIDER,
         description=(
-            "Who fine-tunes the model: openai or bedrock (Amazon Bedrock, Nova models). "
+            "Who fine-tunes the model: openai, bedrock (Amazon Bedrock, Nova models) or open (open weights the user "
+            "owns: LoRA on SageMaker, served by Bedrock Custom Model Import). "
             "Absent: the stack's DefaultProvider parameter (openai unless changed)."
         ),
         json_schema_extra=_no_default,

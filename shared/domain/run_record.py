@@ -40,6 +40,8 @@ class RunStatus(StrEnum):
     PAUSED = "paused"
     # Trained; the model is being made ready to answer (Bedrock: its on-demand deployment is being created).
     DEPLOYING = "deploying"
+    # Trained; the weights are being imported (the open provider: Bedrock Custom Model Import).
+    IMPORTING = "importing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -53,6 +55,8 @@ USABLE = frozenset(
 )
 JOB_STATUSES = USABLE | JOB_FINISHED
 FINISHED = JOB_FINISHED | {RunStatus.TRACKING_FAILED}
+# Trained, the model being made ready to answer: no job left to cancel, the metrics files are final.
+READYING_MODEL = frozenset({RunStatus.DEPLOYING, RunStatus.IMPORTING})
 
 # A status this code does not know (a provider's new one, recorded as given) stays a plain string.
 Status = Annotated[RunStatus | str, Field(union_mode="left_to_right")]

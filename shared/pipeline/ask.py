@@ -30,7 +30,7 @@ from shared.domain.api_models import (
 from shared.domain.config import lone_surrogate
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import NoValidationSplitError
-from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
+from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run, RunStatus
 from shared.observability import logger, metrics
 from shared.providers.base import (
     FineTuningProvider,
@@ -277,8 +277,17 @@ def get_run(run_id: str) -> RunDetail:
             "tokens": train_gate,
             "evaluation_status": evaluation_status,
             "report_urls": _report_urls(run),
+            "weights_manifest_url": _manifest_url(run),
         }
     )
+
+
+def _manifest_url(run: Run) -> str | None:
+    """A signed link to the weights' manifest an open run recorded (only under its own models/<run_id>/)."""
+    key = run.state("weights_manifest_key")
+    if not isinstance(key, str) or not key.startswith(f"models/{run.run_id}/"):
+        return None
+    return presigned_get_url(ObjectRef(settings().data_bucket, key))
 
 
 def _record_job(provider: FineTuningProvider, run: Run, job: JobSnapshot) -> tuple[JobSnapshot, bool]:
@@ -317,9 +326,10 @@ def cancel_run(run_id: str) -> CancelResponse:
     status = run.status
     if status in JOB_FINISHED:  # a `tracking_failed` run's job may still be running: it can be cancelled
         raise NotCancellableError(f"Run {run_id} has {_ended(status)}; there is nothing to cancel.", status)
-    if status == RunStatus.DEPLOYING:
+    if status in READYING_MODEL:
         raise NotCancellableError(
-            f"Run {run_id} has finished training and its model is being deployed; there is no job to cancel.",
+            f"Run {run_id} has finished training and its model is being "
+            f"{'imported' if status == RunStatus.IMPORTING else 'deployed'}; there is no job to cancel.",
             status,
         )
     if not run.job_id:

@@ -7,13 +7,13 @@ from typing import Any
 
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import REPORTS_PREFIX, ObjectRef, put_bytes
-from shared.domain.run_record import JOB_FINISHED, Run, RunStatus
+from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run
 from shared.domain.training_curve import loss_png, metrics_csv
 from shared.providers.base import provider_for
 from shared.settings import settings
 
 # The job has ended (a Bedrock run is `deploying` once its job has completed): its metrics files are final.
-JOB_ENDED = JOB_FINISHED | {RunStatus.DEPLOYING}
+JOB_ENDED = JOB_FINISHED | READYING_MODEL
 
 
 def report_keys(run_id: str) -> dict[str, str]:

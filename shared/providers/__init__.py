@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "openai": "shared.providers.openai:SPEC",
     "bedrock": "shared.providers.bedrock:SPEC",
+    "open": "shared.providers.open:SPEC",
 }
 PROVIDER_NAMES: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT_PROVIDER = PROVIDER_NAMES[0]  # what a run recorded before providers were named was trained by

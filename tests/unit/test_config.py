@@ -368,7 +368,7 @@ def test_openai_keeps_its_hyperparameters_and_their_range() -> None:
 
 def test_unknown_providers_and_reserved_strings_in_a_bedrock_template_are_refused() -> None:
     assert refusal(json.dumps({"provider": "azure", "dataset": {"source": "a/b"}}).encode()) == (
-        "config is invalid: provider: Input should be 'openai' or 'bedrock'"
+        "config is invalid: provider: Input should be 'openai', 'bedrock' or 'open'"
     )
     document = {"provider": "bedrock", "dataset": {"source": "a/b"}, "template": {"assistant": "Bot: {correct_answer}"}}
     assert refusal(json.dumps(document).encode()) == (
@@ -383,7 +383,7 @@ def test_unknown_providers_and_reserved_strings_in_a_bedrock_template_are_refuse
 
 def test_the_json_schema_shows_the_provider_and_each_providers_hyperparameters() -> None:
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    assert schema["properties"]["provider"]["enum"] == ["openai", "bedrock"]
+    assert schema["properties"]["provider"]["enum"] == ["openai", "bedrock", "open"]
     assert "DefaultProvider" in schema["properties"]["provider"]["description"]
     assert "default" not in schema["properties"]["provider"]
     hyperparameters = schema["$defs"]["Hyperparameters"]["properties"]
@@ -393,6 +393,11 @@ def test_the_json_schema_shows_the_provider_and_each_providers_hyperparameters()
         "learning_rate_multiplier",
         "learning_rate",
         "warmup_steps",
+        "lora_learning_rate",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "max_seq_length",
     }
     assert "amazon.nova-micro-v1:0:128k" in schema["$defs"]["FineTuneSpec"]["properties"]["model"]["description"]
     jsonschema.validate(

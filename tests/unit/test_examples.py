@@ -113,7 +113,7 @@ def rendered(template: dict[str, str | None], row: dict[str, str]) -> dict[str, 
 def expected_example(provider: Provider, texts: dict[str, str]) -> dict[str, Any]:
     """The provider's example as a dict, as its documentation shows it."""
     turns = [(role, texts[role]) for role in ("user", "assistant")]
-    if provider == "openai":
+    if provider in ("openai", "open"):  # the chat layout; open renders it with its model's template
         system = [("system", texts["system"])] if "system" in texts else []
         return {"messages": [{"role": role, "content": text} for role, text in system + turns]}
     example: dict[str, Any] = {"schemaVersion": BEDROCK_SCHEMA_VERSION}

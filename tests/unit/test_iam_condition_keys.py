@@ -46,9 +46,16 @@ def _statement(
 
 
 # What the exception excuses, so a test's statements do not also report it stale.
-EXCUSED = _statement(
-    ["bedrock:GetModelCustomizationJob"], [f"{BEDROCK}:model-customization-job/*"], role="StartJobFunctionRole"
-)
+EXCUSED = [  # the grants EXCEPTIONS excuses, so that the checker's findings are only the test's own
+    _statement(
+        ["bedrock:GetModelCustomizationJob"], [f"{BEDROCK}:model-customization-job/*"], role="StartJobFunctionRole"
+    ),
+    _statement(
+        ["sagemaker:DescribeTrainingJob"],
+        ["arn:aws:sagemaker:us-east-1:123456789012:training-job/*"],
+        role="StartJobFunctionRole",
+    ),
+]
 OWN = {"aws:ResourceTag/ragtune_deployment": "StringEquals"}
 
 
@@ -86,7 +93,7 @@ def test_the_template_holds_against_the_service_authorization_reference() -> Non
 def test_a_key_the_action_does_not_take_there_is_named_with_the_action_and_resource_type() -> None:
     result = _audit(
         [
-            EXCUSED,
+            *EXCUSED,
             _statement(  # foundation models carry no tags: every base-model call would be denied
                 ["bedrock:InvokeModel"], ["arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-*"], OWN
             ),
@@ -108,7 +115,7 @@ def test_a_key_the_action_does_not_take_there_is_named_with_the_action_and_resou
 def test_a_bedrock_grant_without_the_tag_condition_it_could_have_needs_a_written_exception() -> None:
     result = _audit(
         [
-            EXCUSED,
+            *EXCUSED,
             _statement(["bedrock:StopModelCustomizationJob"], [f"{BEDROCK}:model-customization-job/*"]),
             _statement(  # takes aws:RequestTag: a create must say which tags it may set
                 ["bedrock:CreateCustomModelDeployment"], [f"{BEDROCK}:custom-model/*"], OWN
@@ -133,8 +140,8 @@ def test_a_grant_on_a_resource_type_the_action_does_not_take_and_a_stale_excepti
         "none of its actions takes the resource arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/*"
         in (result.stderr)
     )
-    [(role, action, key)] = EXCEPTIONS
-    assert f"EXCEPTIONS: {role} {action} {key} excuses no grant any more" in result.stderr
+    for role, action, key in EXCEPTIONS:
+        assert f"EXCEPTIONS: {role} {action} {key} excuses no grant any more" in result.stderr
 
 
 def test_the_statements_are_read_as_cloudformation_deploys_them() -> None:
@@ -161,7 +168,7 @@ def test_every_bedrock_tag_condition_names_this_deployment_and_only_the_run_tags
                     tag_conditions += 1
                 if key == "aws:TagKeys":
                     assert operator == "ForAllValues:StringEquals" and value == [RUN_ID_TAG, DEPLOYMENT_TAG]
-    assert tag_conditions == 15
+    assert tag_conditions == 28
 
 
 def test_bedrock_jobs_are_created_only_from_the_nova_catalogue() -> None:
@@ -177,6 +184,12 @@ def test_the_openai_key_is_read_by_its_exact_secret_arn() -> None:
         "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${OpenAIApiKeySecretName}-??????"
     )
     granted = [s for s in _translated_statements() if "secretsmanager:GetSecretValue" in _listed(s["Action"])]
+    # The functions' five reads of the OpenAI key, and the SageMaker training role's read of the Hugging Face token.
+    [hugging_face] = [s for s in granted if "HuggingFaceTokenSecretName" in json.dumps(s["Resource"])]
+    assert hugging_face["Resource"] == {
+        "Fn::Sub": secret.replace("OpenAIApiKeySecretName", "HuggingFaceTokenSecretName")
+    }
+    granted.remove(hugging_face)
     assert len(granted) == 5
     for statement in granted:
         _, variables = statement["Resource"]["Fn::Sub"]

@@ -38,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "ragtune-data-123456789012-us-east-1"
 JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-customization-job/amazon.nova-micro-v1:0:128k/abc123def456"
 DEPLOYMENT_ARN = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/xyz"
-SEAM = {"openai": "shared/providers/openai/gateway.py", "bedrock": "shared/providers/bedrock/gateway.py"}
+SEAM = {
+    "openai": "shared/providers/openai/gateway.py",
+    "bedrock": "shared/providers/bedrock/gateway.py",
+    "open": "shared/providers/open/gateway.py",
+}
 
 
 def _python_files() -> list[Path]:
@@ -55,11 +59,13 @@ OTHER_SERVICES = ("s3", "dynamodb", "stepfunctions", "sns", "sqs", "secretsmanag
 BEDROCK_CALLS = (_operations("bedrock") | _operations("bedrock-runtime")) - set().union(
     *map(_operations, OTHER_SERVICES)
 )
+# SageMaker's ~400 operations share names with everyday methods (`search`, `list_tags`): its training jobs'.
+SAGEMAKER_CALLS = {name for name in _operations("sagemaker") if "training_job" in name}
 
 
 def _speaks(tree: ast.AST) -> set[str]:
-    """Which providers a module speaks to: imports `openai`; makes a `bedrock`/`bedrock-runtime` client or
-    calls one of their operations."""
+    """Which providers a module speaks to: imports `openai`; makes a `bedrock`/`bedrock-runtime` (or `sagemaker`)
+    client or calls one of their operations."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "openai" for alias in node.names):
@@ -77,16 +83,22 @@ def _speaks(tree: ast.AST) -> set[str]:
                 found.add("bedrock")
             if isinstance(node.func, ast.Attribute) and name in BEDROCK_CALLS:
                 found.add("bedrock")
+            if isinstance(node.func, ast.Attribute) and name in SAGEMAKER_CALLS:
+                found.add("sagemaker")
     return found
 
 
-def test_only_the_two_gateways_import_openai_or_call_bedrock() -> None:
+def test_only_the_gateways_import_openai_or_call_bedrock_or_sagemaker() -> None:
     speakers = {
         path.relative_to(ROOT).as_posix(): spoken
         for path in _python_files()
         if (spoken := _speaks(ast.parse(path.read_text(encoding="utf-8"))))
     }
-    assert speakers == {SEAM["openai"]: {"openai"}, SEAM["bedrock"]: {"bedrock"}}
+    assert speakers == {
+        SEAM["openai"]: {"openai"},
+        SEAM["bedrock"]: {"bedrock"},
+        SEAM["open"]: {"bedrock", "sagemaker"},
+    }
 
 
 def test_the_scan_would_catch_a_stray_caller() -> None:
@@ -95,6 +107,7 @@ def test_the_scan_would_catch_a_stray_caller() -> None:
     assert _speaks(ast.parse("boto3.client('bedrock-runtime')")) == {"bedrock"}
     assert _speaks(ast.parse("runtime.converse(modelId=m)")) == {"bedrock"}
     assert _speaks(ast.parse("x.create_model_customization_job(**r)")) == {"bedrock"}
+    assert _speaks(ast.parse("x.create_training_job(**r)")) == {"sagemaker"}
     assert _speaks(ast.parse("provider = 'bedrock'; s3.put_object(Bucket=b)")) == set()
     assert _speaks(ast.parse("from shared.providers.openai.gateway import gateway")) == set()
 

@@ -13,7 +13,7 @@ import yaml
 from local.openai_emulator import finetune
 from shared.aws.runs import _from_dynamodb, _to_dynamodb
 from shared.domain.api_models import RunDetail, RunSummary
-from shared.domain.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, USABLE, Run, RunStatus
+from shared.domain.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, READYING_MODEL, USABLE, Run, RunStatus
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.openai.gateway import job_status
 
@@ -103,9 +103,10 @@ def test_one_vocabulary_with_its_finished_and_usable_sets() -> None:
     assert JOB_FINISHED | {"tracking_failed"} == FINISHED  # a run stops moving; tracking_failed is not a job's
     assert {"validating_files", "queued", "running", "paused", "succeeded"} == USABLE
     assert JOB_STATUSES == USABLE | JOB_FINISHED
-    # `deploying` is a run's, not a job's: a trained Bedrock model being deployed (not finished)
-    assert set(RunStatus) == JOB_STATUSES | {"preparing", "prepared", "starting", "deploying", "tracking_failed"}
-    assert "deploying" not in FINISHED
+    # `deploying` and `importing` are a run's, not a job's: a trained model being made ready (not finished)
+    assert {"deploying", "importing"} == READYING_MODEL
+    assert set(RunStatus) == JOB_STATUSES | {"preparing", "prepared", "starting", "tracking_failed"} | READYING_MODEL
+    assert not READYING_MODEL & FINISHED
 
 
 def test_every_openai_job_status_maps_onto_the_common_vocabulary_and_the_emulator_speaks_openais() -> None:
@@ -142,7 +143,7 @@ def test_run_detail_extends_run_summary_and_adds_only_what_a_summary_leaves_out(
     summary_fields = {name: field.annotation for name, field in RunSummary.model_fields.items()}
     assert {name: RunDetail.model_fields[name].annotation for name in summary_fields} == summary_fields
     # Derived, not stored: the gate's token counts, the evaluation's status, signed links to the reports.
-    derived = {"tokens", "evaluation_status", "report_urls"}
+    derived = {"tokens", "evaluation_status", "report_urls", "weights_manifest_url"}
     provider_fields = {name for provider in PROVIDER_NAMES for name in spec(provider).state_fields()}
     assert set(RunDetail.model_fields) - set(summary_fields) <= set(Run.model_fields) | derived | provider_fields
 

@@ -280,31 +280,55 @@ def test_start_job_may_create_bedrock_jobs_and_pass_exactly_the_customization_ro
     def granting(action: str) -> list[dict[str, Any]]:
         return [s for s in statements if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
 
-    [pass_role] = granting("iam:PassRole")
-    assert pass_role["Resource"] == {"Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]}
-    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    # Each role only to its own service: Bedrock's customization role to Bedrock, the training role to SageMaker.
+    passes = {json.dumps(s["Resource"]): s["Condition"] for s in granting("iam:PassRole")}
+    assert passes == {
+        json.dumps({"Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]}): {
+            "StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}
+        },
+        json.dumps({"Fn::GetAtt": ["OpenTrainingRole", "Arn"]}): {
+            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+        },
+    }
+    [create_training] = granting("sagemaker:CreateTrainingJob")
+    assert create_training["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == [
+        {"Ref": "OpenTrainingInstanceType"}
+    ]
+    assert create_training["Condition"]["NumericLessThanEquals"] == {
+        "sagemaker:MaxRuntimeInSeconds": {"Ref": "OpenTrainingMaxRuntimeSeconds"}
+    }
     [create] = granting("bedrock:CreateModelCustomizationJob")
     assert not [resource for resource in create["Resource"] if resource in ("*", {"Fn::Sub": "*"})]
     assert not granting("bedrock:*") and not granting("iam:*")
     # No other function may pass the role or create jobs; only the poll and the API speak to Bedrock besides
     for logical_id in ("PollJobFunctionRole", "AskFunctionRole", "FailedEventsFunctionRole", "PrepareFunctionRole"):
         others = json.dumps(_statements(translated_template()["Resources"][logical_id]))
-        assert "iam:PassRole" not in others and "bedrock:CreateModelCustomizationJob" not in others, logical_id
+        assert "bedrock:CreateModelCustomizationJob" not in others and "sagemaker:Create" not in others, logical_id
+        if logical_id == "PollJobFunctionRole":  # it imports the trained weights, with the import role only
+            [passed] = [
+                s for s in _statements(translated_template()["Resources"][logical_id]) if s["Action"] == "iam:PassRole"
+            ]
+            assert passed["Resource"] == {"Fn::GetAtt": ["OpenImportRole", "Arn"]}
+            assert passed["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+        else:
+            assert "iam:PassRole" not in others, logical_id
         if logical_id in ("FailedEventsFunctionRole", "PrepareFunctionRole"):
             assert "bedrock:" not in others, logical_id
 
 
 ACCOUNT_BEDROCK = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+ACCOUNT_SAGEMAKER = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+BUCKET_ARN = "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}"
 
 
 def _bedrock_grants(role: str) -> dict[str, set[str]]:
-    """Each bedrock: (and s3:) action the function's role grants, with the resources it grants it on."""
+    """Each bedrock: (and s3:, sagemaker:) action the function's role grants, with the resources it grants it on."""
     granted: dict[str, set[str]] = {}
     for statement in _statements(translated_template()["Resources"][role]):
         assert statement["Effect"] == "Allow"
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        for action in (a for a in actions if a.startswith(("bedrock:", "s3:"))):
+        for action in (a for a in actions if a.startswith(("bedrock:", "s3:", "sagemaker:"))):
             for resource in resources:
                 granted.setdefault(action, set()).add(resource["Fn::Sub"] if isinstance(resource, dict) else resource)
     return granted
@@ -318,8 +342,17 @@ def test_poll_job_may_follow_bedrock_jobs_deploy_their_models_and_read_only_thei
         # Each on its resource types only (infra/iam_condition_keys.py): a deployment is created from a model.
         "bedrock:CreateCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model/*"},
         "bedrock:GetCustomModelDeployment": deployments,
-        "bedrock:TagResource": deployments,
-        "s3:GetObject": {"arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/outputs/*"},
+        "bedrock:TagResource": deployments
+        | {f"{ACCOUNT_BEDROCK}:model-import-job/*", f"{ACCOUNT_BEDROCK}:imported-model/*"},
+        "s3:GetObject": {f"{BUCKET_ARN}/outputs/*"},
+        # open runs: follow the training job, list the weights and write their manifest, import them.
+        "sagemaker:DescribeTrainingJob": {
+            "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:training-job/*"
+        },
+        "s3:ListBucket": {BUCKET_ARN},
+        "s3:PutObject": {f"{BUCKET_ARN}/models/*/manifest.json"},
+        "bedrock:CreateModelImportJob": {"*"},  # no resource type: conditioned on its request's tags
+        "bedrock:GetModelImportJob": {f"{ACCOUNT_BEDROCK}:model-import-job/*"},
     }
 
 
@@ -327,8 +360,11 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
     granted = _bedrock_grants("AskFunctionRole")
     jobs = {f"{ACCOUNT_BEDROCK}:model-customization-job/*"}
     assert granted == {
-        "bedrock:InvokeModel": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
+        "bedrock:InvokeModel": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*", f"{ACCOUNT_BEDROCK}:imported-model/*"},
         "bedrock:DeleteCustomModelDeployment": {f"{ACCOUNT_BEDROCK}:custom-model-deployment/*"},
+        "bedrock:DeleteImportedModel": {f"{ACCOUNT_BEDROCK}:imported-model/*"},  # the served copy, never the weights
+        "sagemaker:StopTrainingJob": {f"{ACCOUNT_SAGEMAKER}:training-job/*"},
+        "sagemaker:DescribeTrainingJob": {f"{ACCOUNT_SAGEMAKER}:training-job/*"},
         "bedrock:StopModelCustomizationJob": jobs,
         "bedrock:GetModelCustomizationJob": jobs,
         # GET /runs/{id} signs links to the run's reports; a comparison with a gone model reads the run's
@@ -336,6 +372,7 @@ def test_ask_function_may_invoke_only_this_accounts_deployments_and_stop_its_job
         "s3:GetObject": {
             "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/reports/*",
             "arn:${AWS::Partition}:s3:::${BucketPrefix}-data-${AWS::AccountId}-${AWS::Region}/datasets/*/questions.jsonl",
+            f"{BUCKET_ARN}/models/*/manifest.json",  # an open run's weights manifest, linked by GET /runs/{id}
         },
     }
 
