@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install demo demo-migration local test test-fast lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install install-train demo demo-migration local test test-fast test-train lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 	ln -sf ../audit/bin/checkov $(VENV)/bin/checkov
 	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
 
-demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer (PROVIDER=bedrock: Nova, emulated)
+demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer (PROVIDER=bedrock: Nova; PROVIDER=open: SageMaker LoRA + Custom Model Import; emulated)
 	$(PYTHON) -m local demo --provider $(PROVIDER)
 
 demo-migration: ## Before 2027-01-14: adopt an (emulated) OpenAI fine-tune, train its Bedrock successor, compare them before and after the old model shuts down
@@ -41,11 +41,22 @@ demo-migration: ## Before 2027-01-14: adopt an (emulated) OpenAI fine-tune, trai
 local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
 	$(PYTHON) -m local serve
 
-test: lint validate audit ## Lint, validate and audit the template and code, then run every test
+test: lint validate audit ## Lint, validate and audit the template and code, then run every test (the training script's too, once make install-train has run)
 	$(PYTHON) -m pytest -n 2
+	@if [ -x .venv-train/bin/python ]; then $(MAKE) --no-print-directory test-train; else \
+	  echo "make test: the training script's tests (tests/training) did NOT run: they need PyTorch (its CPU build, 1.2 GB"; \
+	  echo "in .venv-train), which make install leaves out. Run make install-train, then make test (or make test-train)."; \
+	  echo ".ci/run installs it and runs them."; fi
 
 test-fast: ## The unit tests alone, on both cores: the loop while editing (no served stack, no benchmarks)
 	$(PYTHON) -m pytest -n 2 -q tests/unit
+
+install-train: ## Create .venv-train (torch CPU, transformers, peft) for the open provider's training script and its tests
+	$(PYTHON_BOOTSTRAP) -m venv .venv-train
+	.venv-train/bin/pip install --quiet -r requirements-train.txt
+
+test-train: ## Run the LoRA training script for real on the CPU (tiny Qwen2 model built by the tests; needs make install-train)
+	.venv-train/bin/python -m pytest -q tests/training -p no:cacheprovider --confcutdir=tests/training
 
 lint: ## ruff check, ruff format --check, mypy (shared, functions, local, benchmarks, tests)
 	$(VENV)/bin/ruff check .

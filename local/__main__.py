@@ -32,10 +32,14 @@ def demo(arguments: argparse.Namespace) -> int:
     try:
         with _stack(arguments.poll_interval, log_level="WARNING") as stack:
             print(stack.openai_endpoint)
-            if arguments.provider == "bedrock":
+            if arguments.provider in ("bedrock", "open"):
                 print(stack.bedrock_endpoint)
+            if arguments.provider == "open":
+                print(stack.sagemaker_endpoint)
             # A real fine-tuning job takes minutes to hours; the emulator's takes seconds.
-            emulated = stack.bedrock_emulator if arguments.provider == "bedrock" else stack.emulator
+            emulated = {"bedrock": stack.bedrock_emulator, "open": stack.sagemaker_emulator}.get(
+                arguments.provider, stack.emulator
+            )
             timeout = 300 if emulated else 4 * 3600
             config = arguments.config or DEMO_CONFIGS[arguments.provider]
             run_demo(
@@ -75,6 +79,7 @@ def serve(arguments: argparse.Namespace) -> int:
     with stack_to_serve as stack:
         print(stack.openai_endpoint)
         print(stack.bedrock_endpoint)
+        print(stack.sagemaker_endpoint)
         if arguments.migration:
             add_notebook_model(stack)
             print(f"adoptable_model={NOTEBOOK_MODEL}")
@@ -117,7 +122,7 @@ def main() -> int:
         "--provider",
         choices=sorted(DEMO_CONFIGS),
         default="openai",
-        help="demo: who fine-tunes (default openai); picks the sample config local/sample/demo-config[-bedrock].json",
+        help="demo: who fine-tunes (default openai); picks its sample, local/sample/demo-config[-<provider>].json",
     )
     parser.add_argument(
         "--config",

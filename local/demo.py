@@ -21,7 +21,11 @@ from shared.domain.run_record import FINISHED  # the run has stopped moving (tra
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"
 DEMO_CONFIG = SAMPLE_DIR / "demo-config.json"
-DEMO_CONFIGS = {"openai": DEMO_CONFIG, "bedrock": SAMPLE_DIR / "demo-config-bedrock.json"}
+DEMO_CONFIGS = {
+    "openai": DEMO_CONFIG,
+    "bedrock": SAMPLE_DIR / "demo-config-bedrock.json",
+    "open": SAMPLE_DIR / "demo-config-open.json",
+}
 DEMO_CONFIG_KEY = "configs/demo.json"
 DEMO_OUTPUT = Path("demo-output")  # where the demo leaves the run's reports, relative to where it runs
 NOTEBOOK_TEST_QUESTION = (
@@ -100,11 +104,14 @@ def _describe(run: dict[str, Any]) -> str:
         return f"job {run.get('job_id')} {status}"
     if status == "deploying":
         return f"deploying: the custom model of job {run.get('job_id')} (a deployment answers /ask)"
+    if status == "importing":
+        return f"importing: the weights {run.get('weights_uri')} into Bedrock (the imported model answers /ask)"
     if status == "running":
         metrics = run.get("metrics") or {}
         last_event = (run.get("events") or [{}])[-1].get("message", "")
+        step = f"step {metrics['step']}/{metrics['total_steps']}" if {"step", "total_steps"} <= metrics.keys() else ""
         loss = f"train_loss={metrics['train_loss']:.3f}" if "train_loss" in metrics else ""
-        detail = ", ".join(part for part in (last_event, loss) if part)
+        detail = ", ".join(part for part in (last_event, step, loss) if part)
         return f"running: {detail}" if detail else "running"
     if status == "succeeded" and run.get("adopted"):
         shutdown = f", {run['model_shutdown']}" if run.get("model_shutdown") else ""
@@ -222,7 +229,7 @@ def run_demo(
 
     out(f"asking: {question}")
     answer: dict[str, Any] = api.call("POST", "/ask", json={"question": question, "run_id": run["run_id"]})
-    if _provider(config) == "bedrock":
+    if _provider(config) in ("bedrock", "open"):
         emulated = stack.bedrock_emulator is not None
         source = "the Bedrock emulator (recalls training data)" if emulated else stack.bedrock_endpoint_url
     else:
@@ -246,6 +253,9 @@ def run_demo(
     saved = save_reports(stack, run["run_id"], output)
     curve = saved / "loss.png"
     out(f"loss curve: {curve} (and {', '.join(sorted(p.name for p in saved.iterdir() if p != curve))} beside it)")
+    if run.get("weights_uri"):
+        manifest = f"s3://{stack.bucket}/models/{run['run_id']}/manifest.json"
+        out(f"weights (yours to keep): {run['weights_uri']} (manifest: {manifest})")
     return answer
 
 

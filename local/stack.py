@@ -7,7 +7,8 @@ holds the AWS side (an S3-compatible endpoint the aws CLI can use); every Lambda
 invocation runs our real handler in this process; OpenAI is the in-process emulator
 unless OPENAI_API_KEY or OPENAI_BASE_URL is set (see `MotoStack.openai_endpoint`); Amazon Bedrock is
 the in-process Bedrock emulator, reading and writing moto's S3, unless AWS_ENDPOINT_URL_BEDROCK or
-AWS_ENDPOINT_URL_BEDROCK_RUNTIME is set (see `MotoStack.bedrock_endpoint`).
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME is set (see `MotoStack.bedrock_endpoint`); SageMaker's training jobs are the
+in-process SageMaker emulator, reading and writing moto's S3 too, unless AWS_ENDPOINT_URL_SAGEMAKER is set.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import make_dynamodb_writes_atomic
 from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.models import upcoming_shutdown_dates
+from local.sagemaker_emulator import SageMakerEmulator
 from local.template import (
     create_bucket,
     create_table,
@@ -43,9 +45,11 @@ from local.template import (
 )
 from shared.observability import logger
 from shared.providers.bedrock.gateway import bedrock_client
+from shared.providers.open.gateway import aws_client as open_weights_client
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BEDROCK_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+SAGEMAKER_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_SAGEMAKER"
 STACK_NAME = "ragtune"
 LAMBDA_TMP = "/tmp"  # nosec B108  # only matched, to move it: each stack gets a private folder instead
 PSEUDO_PARAMETERS = {
@@ -68,9 +72,23 @@ class _Resource:
 class TemplateResolver:
     """Resolves Ref, Fn::Sub and Fn::GetAtt against parameters and the resources created so far."""
 
-    def __init__(self, parameters: dict[str, str]) -> None:
+    def __init__(self, parameters: dict[str, str], conditions: dict[str, Any] | None = None) -> None:
         self.parameters = {**PSEUDO_PARAMETERS, **parameters}
         self.resources: dict[str, _Resource] = {}
+        self.conditions = conditions or {}
+
+    def holds(self, condition: Any) -> bool:
+        """A template condition (Fn::Equals, Fn::Not, or a named Condition) with the parameters given."""
+        if isinstance(condition, str):
+            return self.holds(self.conditions[condition])
+        if set(condition) == {"Fn::Equals"}:
+            left, right = (self.resolve(item) for item in condition["Fn::Equals"])
+            return bool(left == right)
+        if set(condition) == {"Fn::Not"}:
+            return not self.holds(condition["Fn::Not"][0])
+        if set(condition) == {"Condition"}:
+            return self.holds(condition["Condition"])
+        raise ValueError(f"condition {condition!r} is not one the local stack evaluates")
 
     def _lookup(self, name: str) -> str:
         if name in self.parameters:
@@ -89,6 +107,9 @@ class TemplateResolver:
         if set(value) == {"Fn::GetAtt"}:
             logical_id, attribute = value["Fn::GetAtt"]
             return self._lookup(f"{logical_id}.{attribute}")
+        if set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.holds(condition) else when_false)
         if set(value) == {"Fn::Join"}:
             delimiter, items = value["Fn::Join"]
             return delimiter.join(str(self.resolve(item)) for item in items)
@@ -140,6 +161,13 @@ class MotoStack:
             if self.user_bedrock_endpoints
             else BedrockEmulator(phase_seconds=emulator_phase_seconds, s3=lambda: self.client("s3"))
         )
+        # SageMaker (the open provider's training jobs): the emulator unless the user named an endpoint, on moto's S3.
+        self.user_sagemaker_endpoint = os.environ.get(SAGEMAKER_ENDPOINT_VARIABLE) or None
+        self._sagemaker = (
+            None
+            if self.user_sagemaker_endpoint
+            else SageMakerEmulator(phase_seconds=emulator_phase_seconds, s3=lambda: self.client("s3"))
+        )
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._lambdas = in_process_lambdas()
         self.api_key = f"local-{secrets.token_hex(16)}"
@@ -175,8 +203,12 @@ class MotoStack:
         if self._bedrock:
             self._bedrock.start()
             os.environ.update(self._bedrock.environment())
+        if self._sagemaker:
+            self._sagemaker.start()
+            os.environ.update(self._sagemaker.environment())
         bedrock_client.cache_clear()  # a client made before would keep another endpoint
-        self._resolver = TemplateResolver(self._parameter_values())
+        open_weights_client.cache_clear()
+        self._resolver = TemplateResolver(self._parameter_values(), translated_template().get("Conditions", {}))
         self._create_resources()
         self._api = LocalApiGateway(
             routes_from_template(),
@@ -195,6 +227,8 @@ class MotoStack:
             self._emulator.stop()
         if self._bedrock:
             self._bedrock.stop()
+        if self._sagemaker:
+            self._sagemaker.stop()
         self._lambdas.__exit__(None, None, None)
         self._moto.stop()
         os.environ.clear()
@@ -259,6 +293,26 @@ class MotoStack:
             )
         named = ", ".join(f"{value} (from {name})" for name, value in self.user_bedrock_endpoints.items())
         return f"Bedrock: {named}"
+
+    @property
+    def sagemaker_endpoint(self) -> str:
+        """One line saying which SageMaker endpoint the stack uses, and why."""
+        if self._sagemaker:
+            url = self.sagemaker_endpoint_url
+            return f"SageMaker: the in-process emulator at {url} (no {SAGEMAKER_ENDPOINT_VARIABLE})"
+        return f"SageMaker: {self.sagemaker_endpoint_url} (from {SAGEMAKER_ENDPOINT_VARIABLE})"
+
+    @property
+    def sagemaker_emulator(self) -> SageMakerEmulator | None:
+        return self._sagemaker
+
+    @property
+    def sagemaker_endpoint_url(self) -> str:
+        """The SageMaker endpoint handlers call: the emulator's, else AWS_ENDPOINT_URL_SAGEMAKER."""
+        if self._sagemaker:
+            return self._sagemaker.endpoint_url
+        assert self.user_sagemaker_endpoint is not None
+        return self.user_sagemaker_endpoint
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)

@@ -165,7 +165,7 @@ def from_environment() -> Deployment:
     if default_provider is None:
         raise CliError(
             f"{DEFAULT_PROVIDER_VARIABLE} is {named!r}: set it to the stack's DefaultProvider, "
-            f"{' or '.join(PROVIDER_NAMES)}, or leave it unset for {DEFAULT_PROVIDER}.",
+            f"{', '.join(PROVIDER_NAMES[:-1])} or {PROVIDER_NAMES[-1]}, or leave it unset for {DEFAULT_PROVIDER}.",
             ErrorCode.NO_DEPLOYMENT,
         )
     return Deployment(

@@ -113,6 +113,7 @@ from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
 from local.moto_fidelity import make_dynamodb_writes_atomic  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
 from local.openai_emulator.models import FAR_SHUTDOWN_DATES  # noqa: E402
+from local.sagemaker_emulator import SageMakerEmulator  # noqa: E402
 from local.template import (  # noqa: E402
     create_bucket,
     create_table,
@@ -122,6 +123,7 @@ from local.template import (  # noqa: E402
 from shared import aws  # noqa: E402
 from shared.pipeline import ask  # noqa: E402
 from shared.providers.bedrock import gateway as bedrock_gateway  # noqa: E402
+from shared.providers.open import gateway as open_gateway  # noqa: E402
 from shared.providers.openai import gateway as openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
@@ -262,6 +264,17 @@ def bedrock(set_env: SetEnv) -> Iterator[BedrockEmulator]:
         bedrock_gateway.bedrock_client.cache_clear()
         yield emulator
     bedrock_gateway.bedrock_client.cache_clear()
+
+
+@pytest.fixture
+def sagemaker(set_env: SetEnv, bedrock: BedrockEmulator) -> Iterator[SageMakerEmulator]:
+    """The SageMaker emulator beside the Bedrock one (an open run trains on the first, is imported and answers on
+    the second), both reading and writing moto's S3; phases end at once."""
+    with SageMakerEmulator(phase_seconds=0.0) as emulator:
+        set_env(**emulator.environment())
+        open_gateway.aws_client.cache_clear()
+        yield emulator
+    open_gateway.aws_client.cache_clear()
 
 
 @pytest.fixture

@@ -157,6 +157,21 @@ def ask_question(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
     return response["statusCode"], json.loads(response["body"])
 
 
+def api_call(method: str, path: str, context: Any) -> tuple[int, dict[str, Any]]:
+    """`method` `path` (a /runs/{run_id}... route) through the real AskFunction handler: its status and JSON body."""
+    from functions.ask.app import lambda_handler as ask_handler
+
+    run_id = path.split("/")[2]
+    event = load_event("ask-get-run.json") | {
+        "httpMethod": method,
+        "path": path,
+        "resource": path.replace(run_id, "{run_id}", 1),
+        "pathParameters": {"run_id": run_id},
+    }
+    response = ask_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
 def training_event(run_id: str) -> dict[str, Any]:
     """The S3 event of the run's train.jsonl arriving, which triggers StartJobFunction."""
     event = load_event("start-job-training-file-created.json")

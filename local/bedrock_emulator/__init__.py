@@ -1,14 +1,17 @@
-"""An Amazon Bedrock emulator: model customization, custom model deployments and Converse, offline.
+"""An Amazon Bedrock emulator: model customization, custom model deployments, Custom Model Import, Converse and
+InvokeModel, offline.
 
 A real loopback HTTP server speaking botocore's REST-JSON for the operations ragtune uses, so
 ``boto3.client("bedrock")`` and ``boto3.client("bedrock-runtime")`` reach it unchanged when
 ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` name its ``endpoint_url``:
 
-* bedrock: Create/Get/List/StopModelCustomizationJob, Create/Get/DeleteCustomModelDeployment;
-* bedrock-runtime: Converse, with ``modelId`` a deployment ARN or a Nova foundation model id.
+* bedrock: Create/Get/List/StopModelCustomizationJob, Create/Get/DeleteCustomModelDeployment,
+  Create/Get/ListModelImportJob(s), Get/List/DeleteImportedModel(s);
+* bedrock-runtime: Converse, with ``modelId`` a deployment ARN or a Nova foundation model id; InvokeModel,
+  with ``modelId`` an imported model's ARN and the OpenAIChatCompletion body.
 
 It replaces moto's bedrock backend for these calls rather than extending it: moto keeps jobs
-``InProgress`` forever, keys them by name, and has no deployments and no Converse.
+``InProgress`` forever, keys them by name, and has no deployments, no model import and no Converse.
 
 Behaviour worth knowing:
 
@@ -36,16 +39,29 @@ Behaviour worth knowing:
   ``us.`` inference-profile prefix) follows the fake model's base-model rule: a last user message
   holding "passage, blank line, question" gets the passage sentence of highest word overlap with the
   question, any other ``BASE_MODEL_REPLY``. The customization ids (``...:128k``) are not invocable: 404.
+* Custom Model Import (`model_import`): CreateModelImportJob is idempotent on ``clientRequestToken``; a
+  job name is taken for good (ValidationException "The provided job name is currently in use."), an
+  imported model name while its model or an import of it exists (ConflictException). A job is
+  ``InProgress`` for ``phase_seconds``, then reads its S3 folder and ends ``Completed`` (an imported model
+  ``arn:aws:bedrock:us-east-1:123456789012:imported-model/<id>``) or ``Failed`` when the folder is not the
+  Hugging Face weights format Custom Model Import reads (``*.safetensors``, ``config.json``,
+  ``tokenizer_config.json`` and ``tokenizer.json`` or ``tokenizer.model``; a supported ``model_type``).
+  InvokeModel on an imported model answers the OpenAIChatCompletion format with a ``chat.completion``;
+  what it answers comes from the examples the SageMaker emulator stored in the weights (recall, as a
+  deployment does), else the base-model rule. A deleted or unknown model is ResourceNotFoundException.
 * Faults: ``inject_fault(operation, kind, times, message)`` makes the next calls of an operation fail with
   ThrottlingException (429), ValidationException (400), AccessDeniedException (403),
-  ServiceUnavailableException (503) or ModelTimeoutException (408, ``model_timeout``), or
-  (``lost_answer``) carry them out and drop the connection without an answer;
-  ``fail_jobs(message)`` / ``fail_deployments(message)`` make those created afterwards end ``Failed``.
+  ServiceUnavailableException (503), ModelTimeoutException (408, ``model_timeout``) or
+  ModelNotReadyException (429, ``model_not_ready``), or (``lost_answer``) carry them out and drop the
+  connection without an answer; ``fail_jobs(message)`` / ``fail_deployments(message)`` /
+  ``fail_imports(message)`` make those created afterwards end ``Failed``.
 * ``requests`` records every request (operation, method, path, params, query, body, status, response,
-  error_code); ``jobs``, ``deployments`` and ``custom_models`` expose the state, advanced to the present.
+  error_code); ``jobs``, ``deployments``, ``custom_models``, ``import_jobs`` and ``imported_models`` expose
+  the state, advanced to the present.
 """
 
 from .customization import NOVA_BASE_MODELS, CustomModel, Deployment, Job
+from .model_import import RECALL_METADATA_KEY, SUPPORTED_MODEL_TYPES, ImportedModel, ImportJob
 from .runtime import BASE_MODEL_REPLY, NOVA_FOUNDATION_MODELS
 from .server import ROUTES, BedrockEmulator, Fault, FaultKind, RecordedRequest
 from .training import RESERVED_STRINGS, SCHEMA_VERSION, conversation_record
@@ -54,14 +70,18 @@ __all__ = [
     "BASE_MODEL_REPLY",
     "NOVA_BASE_MODELS",
     "NOVA_FOUNDATION_MODELS",
+    "RECALL_METADATA_KEY",
     "RESERVED_STRINGS",
     "ROUTES",
     "SCHEMA_VERSION",
+    "SUPPORTED_MODEL_TYPES",
     "BedrockEmulator",
     "CustomModel",
     "Deployment",
     "Fault",
     "FaultKind",
+    "ImportJob",
+    "ImportedModel",
     "Job",
     "RecordedRequest",
     "conversation_record",

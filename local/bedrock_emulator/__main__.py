@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--min-training-records", type=int, default=8)
     parser.add_argument("--fail-jobs", metavar="MESSAGE", help="every job ends Failed with this message")
     parser.add_argument("--fail-deployments", metavar="MESSAGE", help="every deployment ends Failed")
+    parser.add_argument("--fail-imports", metavar="MESSAGE", help="every model import job ends Failed")
     parser.add_argument(
         "--fault",
         action="append",
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         emulator.inject_fault(operation, fault_kind, int(times[0]) if times else 1)
     emulator.fail_jobs(args.fail_jobs)
     emulator.fail_deployments(args.fail_deployments)
+    emulator.fail_imports(args.fail_imports)
     emulator.serve_until_stopped(lambda: f"bedrock_endpoint_url={emulator.endpoint_url}")
 
 

@@ -14,10 +14,19 @@ from local.http_server import Emulator, Reply, Request, RouteTable
 
 from .customization import Customizations, CustomModel, Deployment, Job
 from .errors import BedrockError, validation
+from .model_import import ImportedModel, ImportJob, ModelImports, invoke_imported_model
 from .runtime import converse
 from .training import MAX_RECORDS, MIN_RECORDS
 
-FaultKind = Literal["throttling", "validation", "access_denied", "service_unavailable", "model_timeout", "lost_answer"]
+FaultKind = Literal[
+    "throttling",
+    "validation",
+    "access_denied",
+    "service_unavailable",
+    "model_timeout",
+    "model_not_ready",
+    "lost_answer",
+]
 LOST_ANSWER = "lost_answer"  # the request is carried out, then the connection drops without an answer
 FAULT_CODES: dict[str, tuple[str, str]] = {
     "throttling": ("ThrottlingException", "Too many requests, please wait before trying again. (emulated)"),
@@ -28,6 +37,7 @@ FAULT_CODES: dict[str, tuple[str, str]] = {
     ),
     "service_unavailable": ("ServiceUnavailableException", "The service is unavailable. Try again later. (emulated)"),
     "model_timeout": ("ModelTimeoutException", "The request took too long to process. (emulated)"),
+    "model_not_ready": ("ModelNotReadyException", "The model is not ready to serve requests yet. (emulated)"),
 }
 
 Handler = Callable[["BedrockEmulator", dict[str, str], dict[str, str], dict[str, Any]], dict[str, Any]]
@@ -69,8 +79,46 @@ def _converse(emu: BedrockEmulator, params: dict[str, str], query: dict[str, str
     return converse(emu.customizations, params["modelId"], body)
 
 
+def _create_import_job(
+    emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]
+) -> Any:
+    return emu.model_imports.create_job(body)
+
+
+def _list_import_jobs(emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> Any:
+    return emu.model_imports.list_jobs(query)
+
+
+def _get_import_job(emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> Any:
+    return emu.model_imports.job(params["jobIdentifier"]).to_json()
+
+
+def _list_imported_models(
+    emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]
+) -> Any:
+    return emu.model_imports.list_models(query)
+
+
+def _get_imported_model(
+    emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]
+) -> Any:
+    return emu.model_imports.model(params["modelIdentifier"]).to_json()
+
+
+def _delete_imported_model(
+    emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]
+) -> Any:
+    return emu.model_imports.delete_model(params["modelIdentifier"])
+
+
+def _invoke_model(emu: BedrockEmulator, params: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> Any:
+    return invoke_imported_model(emu.model_imports, params["modelId"], body)
+
+
 _JOBS = "/model-customization-jobs"
 _DEPLOYMENTS = "/model-customization/custom-model-deployments"
+_IMPORT_JOBS = "/model-import-jobs"
+_IMPORTED_MODELS = "/imported-models"
 
 
 @dataclass(frozen=True)
@@ -106,6 +154,15 @@ ROUTES = [
         _delete_deployment,
     ),
     Route("bedrock-runtime", "Converse", "POST", "/model/{modelId}/converse", 200, _converse),
+    Route("bedrock", "CreateModelImportJob", "POST", _IMPORT_JOBS, 201, _create_import_job),
+    Route("bedrock", "ListModelImportJobs", "GET", _IMPORT_JOBS, 200, _list_import_jobs),
+    Route("bedrock", "GetModelImportJob", "GET", _IMPORT_JOBS + "/{jobIdentifier}", 200, _get_import_job),
+    Route("bedrock", "ListImportedModels", "GET", _IMPORTED_MODELS, 200, _list_imported_models),
+    Route("bedrock", "GetImportedModel", "GET", _IMPORTED_MODELS + "/{modelIdentifier}", 200, _get_imported_model),
+    Route(
+        "bedrock", "DeleteImportedModel", "DELETE", _IMPORTED_MODELS + "/{modelIdentifier}", 200, _delete_imported_model
+    ),
+    Route("bedrock-runtime", "InvokeModel", "POST", "/model/{modelId}/invoke", 200, _invoke_model),
 ]
 _ROUTE_TABLE = RouteTable((route.method, route.uri, route) for route in ROUTES)
 
@@ -188,7 +245,8 @@ def _reply(status: int, result: Any, record: RecordedRequest, error_code: str | 
 
 
 class BedrockEmulator(Emulator[RecordedRequest, Fault]):
-    """Bedrock (model customization, custom model deployments) and bedrock-runtime (Converse) on one port.
+    """Bedrock (model customization, custom model deployments, Custom Model Import) and bedrock-runtime (Converse,
+    InvokeModel on imported models) on one port.
 
     Point boto3 at it with ``AWS_ENDPOINT_URL_BEDROCK`` and ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` both set to
     ``endpoint_url`` (the two services' REST paths do not collide). ``s3`` is the S3 client the emulator
@@ -212,6 +270,7 @@ class BedrockEmulator(Emulator[RecordedRequest, Fault]):
         super().__init__(host, port)
         self._s3_given, self._s3_client = s3, None
         self.customizations = Customizations(self._s3, clock, phase_seconds, min_training_records, max_training_records)
+        self.model_imports = ModelImports(self._s3, clock, lambda: self.customizations.phase_seconds)
 
     def _s3(self) -> Any:
         given = self._s3_given
@@ -264,6 +323,20 @@ class BedrockEmulator(Emulator[RecordedRequest, Fault]):
             self.customizations.advance()
             return self.customizations.custom_models
 
+    @property
+    def import_jobs(self) -> dict[str, ImportJob]:
+        """Model import jobs by ARN, advanced to the present first."""
+        with self.lock:
+            self.model_imports.advance()
+            return self.model_imports.jobs
+
+    @property
+    def imported_models(self) -> dict[str, ImportedModel]:
+        """Imported models by ARN, advanced to the present first."""
+        with self.lock:
+            self.model_imports.advance()
+            return self.model_imports.models
+
     def inject_fault(self, operation: str, kind: FaultKind, times: int = 1, message: str | None = None) -> Fault:
         """The next ``times`` calls of ``operation`` (botocore's name, or "*") fail with ``kind``'s error
         (``lost_answer``: are carried out, and their connection dropped without an answer)."""
@@ -277,6 +350,11 @@ class BedrockEmulator(Emulator[RecordedRequest, Fault]):
         """Jobs created from now on end ``Failed`` with this failureMessage (None: they succeed again)."""
         with self.lock:
             self.customizations.job_failure = message
+
+    def fail_imports(self, message: str | None) -> None:
+        """Model import jobs created from now on end ``Failed`` with this failureMessage (None: they succeed again)."""
+        with self.lock:
+            self.model_imports.import_failure = message
 
     def fail_deployments(self, message: str | None) -> None:
         """Deployments created from now on end ``Failed`` with this failureMessage (None: they succeed again)."""

@@ -384,7 +384,8 @@ class EvaluationRequest(BaseModel):
 class DeletedModelResponse(BaseModel):
     run_id: str
     deleted: str = Field(
-        description="What was deleted: `custom_model_deployment` (a Bedrock run's on-demand deployment)."
+        description="What was deleted: `custom_model_deployment` (a Bedrock run's on-demand deployment) or "
+        "`imported_model` (an open run's imported model; its weights stay in the bucket)."
     )
     deployment_arn: str = Field(description="The deployment that no longer serves the run's model.")
     already_gone: bool = Field(description="True when Amazon Bedrock no longer knew the deployment.")

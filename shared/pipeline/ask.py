@@ -390,10 +390,10 @@ def delete_model(run_id: str) -> DeletedModelResponse:
     what = "was deleted" if existed else f"was already gone at {spec_of(run).label}"
     return DeletedModelResponse(
         run_id=run_id,
-        deleted="custom_model_deployment",
+        deleted=gateway.DEPLOYMENT_KIND,
         deployment_arn=deployment,
         already_gone=not existed,
-        message=f"Run {run_id}'s on-demand deployment {deployment} {what}; the run no longer has a model to ask.",
+        message=f"Run {run_id}'s {gateway.DEPLOYMENT_LABEL} {deployment} {what}; the run no longer has a model to ask.",
     )
 
 

@@ -115,6 +115,9 @@ def _start(run_id: str, owner: str) -> dict[str, Any]:
     try:
         provider = provider_for(run)
         job = provider.start_job(run, owner, lambda fields: runs.record_start(run_id, fields))
+        # A job found already trained is recorded in the run's terms (Bedrock: `deploying`, open: `importing`), never
+        # `succeeded` before its model can answer: the poll takes it the rest of the way.
+        job = provider.advance(run, job, serve=False).job
     except tuple(START_FAILURES) as error:
         return _fail_start(runs, run_id, error)
     observed_at = time.time_ns()

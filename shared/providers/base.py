@@ -228,7 +228,11 @@ class FineTuningProvider(Protocol):
 @runtime_checkable
 class ServesThroughDeployments(Protocol):
     """A provider that serves a tuned model through a deployment the run creates (Bedrock's on-demand
-    deployments), which `DELETE /runs/{id}/model` can delete. OpenAI serves its models without one."""
+    deployments, the open provider's imported models), which `DELETE /runs/{id}/model` can delete. OpenAI serves
+    its models without one. `DEPLOYMENT_KIND` names it in the API's answer, `DEPLOYMENT_LABEL` in its sentence."""
+
+    DEPLOYMENT_KIND: ClassVar[str]
+    DEPLOYMENT_LABEL: ClassVar[str]
 
     def delete_deployment(self, deployment_arn: str) -> bool:
         """Delete a deployment that serves a run's model; False when the provider no longer knew it."""
@@ -324,6 +328,8 @@ class ProviderSpec:
     # Said when a run's model is gone: who else may have lost it, and where the same data can train anew.
     gone_also: str = ""
     successor_hint: str = ""
+    # Why an evaluation leaves the base arms out, for a provider whose base models do not answer (None: they do).
+    base_not_served: str | None = None
 
     def gateway(self) -> FineTuningProvider:
         factory: Callable[[], FineTuningProvider] = _attribute(self.gateway_factory)

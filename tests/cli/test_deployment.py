@@ -91,6 +91,6 @@ def test_an_unknown_default_provider_is_refused_with_the_choices(monkeypatch: py
     with pytest.raises(CliError) as refused:
         deployment.from_environment()
     assert refused.value.message == (
-        "RAGTUNE_DEFAULT_PROVIDER is 'nova': set it to the stack's DefaultProvider, openai or bedrock, "
+        "RAGTUNE_DEFAULT_PROVIDER is 'nova': set it to the stack's DefaultProvider, openai, bedrock or open, "
         "or leave it unset for openai."
     )

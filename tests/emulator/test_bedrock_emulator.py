@@ -460,7 +460,7 @@ def test_faults_match_one_operation_or_any_and_bad_ones_are_refused(emu: Bedrock
     with pytest.raises(ValueError, match="unknown fault kind"):
         emu.inject_fault("Converse", "slow")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does not serve"):
-        emu.inject_fault("InvokeModel", "throttling")
+        emu.inject_fault("InvokeModelWithResponseStream", "throttling")
 
 
 def test_botocore_retries_throttling_by_default(emu: BedrockEmulator) -> None:

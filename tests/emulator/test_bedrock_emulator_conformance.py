@@ -44,6 +44,18 @@ EMULATED = {
     },
     "bedrock-runtime": {"Converse"},
 }
+# Custom Model Import's operations, exercised and checked against botocore in test_bedrock_model_import.py.
+MODEL_IMPORT = {
+    "bedrock": {
+        "CreateModelImportJob",
+        "GetModelImportJob",
+        "ListModelImportJobs",
+        "GetImportedModel",
+        "ListImportedModels",
+        "DeleteImportedModel",
+    },
+    "bedrock-runtime": {"InvokeModel"},
+}
 
 
 @cache
@@ -238,7 +250,8 @@ def _exercise_every_operation(emu: BedrockEmulator, clock: FakeClock, s3: Any) -
 
 def test_every_route_is_the_operation_botocore_describes() -> None:
     served = {(route.service, route.operation) for route in ROUTES}
-    assert served == {(service, name) for service, names in EMULATED.items() for name in names}
+    emulated = (EMULATED, MODEL_IMPORT)
+    assert served == {(service, name) for table in emulated for service, names in table.items() for name in names}
     for route in ROUTES:
         http = service_model(route.service).operation_model(route.operation).http
         assert (route.method, route.uri, route.status) == (http["method"], http["requestUri"], http["responseCode"])

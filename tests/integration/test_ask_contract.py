@@ -15,6 +15,7 @@ from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.bedrock.gateway import BEDROCK_ATTEMPTS
+from shared.providers.open.gateway import CLIENT_CONFIG as OPEN_CLIENT_CONFIG
 from tests.helpers import Aws, SetEnv, ask_question, trained_to_the_end
 
 QUESTION = "Question 17: what is measured in joules?"
@@ -69,7 +70,25 @@ def _bedrock(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
     )
 
 
-WINGS = {"openai": _openai, "bedrock": _bedrock}
+def _open(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
+    request.getfixturevalue("sagemaker")  # trains the run; the Bedrock emulator imports and serves it
+    emulator: BedrockEmulator = request.getfixturevalue("bedrock")
+
+    def calls() -> int:
+        return len([r for r in emulator.requests if r.operation == "InvokeModel"])
+
+    return Wing(
+        "open",
+        calls,
+        lambda: emulator.inject_fault("InvokeModel", "throttling"),
+        lambda: emulator.inject_fault("InvokeModel", "throttling", times=100),
+        OPEN_CLIENT_CONFIG.retries["total_max_attempts"],
+        lambda: emulator.inject_fault("InvokeModel", "validation", message="Bedrock said no to this"),
+        "Bedrock said no to this",
+    )
+
+
+WINGS = {"openai": _openai, "bedrock": _bedrock, "open": _open}
 
 
 @pytest.fixture(params=PROVIDER_NAMES)

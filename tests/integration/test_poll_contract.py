@@ -15,6 +15,7 @@ from functions.poll_job.app import lambda_handler as poll_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
+from local.sagemaker_emulator import SageMakerEmulator
 from shared.providers import PROVIDER_NAMES
 from tests.helpers import Aws, SetEnv, load_event, prepare_run, training_event
 
@@ -50,7 +51,18 @@ def _bedrock(request: pytest.FixtureRequest) -> Wing:
     )
 
 
-WINGS = {"openai": _openai, "bedrock": _bedrock}
+def _open(request: pytest.FixtureRequest) -> Wing:
+    emulator: SageMakerEmulator = request.getfixturevalue("sagemaker")
+    emulator.fail_jobs("AlgorithmError: CUDA out of memory (emulated)")
+    emulator.fail_jobs(None)
+    return Wing(
+        "open",
+        lambda: emulator.fail_jobs("AlgorithmError: CUDA out of memory (emulated)"),
+        lambda: "The SageMaker training job failed: AlgorithmError: CUDA out of memory (emulated)",
+    )
+
+
+WINGS = {"openai": _openai, "bedrock": _bedrock, "open": _open}
 
 
 @pytest.fixture(params=PROVIDER_NAMES)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from functions.evaluate.app import lambda_handler as evaluate_handler
-from shared.providers import PROVIDER_NAMES
+from shared.providers import PROVIDER_NAMES, spec
 from tests.helpers import Aws, SetEnv, trained_to_the_end
 
 
@@ -22,7 +22,7 @@ def succeeded(
     request: pytest.FixtureRequest, aws_account: Aws, set_env: SetEnv, lambda_context: Any, tmp_path: Path
 ) -> dict[str, Any]:
     """A run of 40 SciQ rows, a quarter held out as questions, trained by its provider's emulator."""
-    request.getfixturevalue({"openai": "emulator", "bedrock": "bedrock"}[request.param])
+    request.getfixturevalue({"openai": "emulator", "bedrock": "bedrock", "open": "sagemaker"}[request.param])
     finished = trained_to_the_end(
         aws_account, lambda_context, tmp_path, provider=request.param, validation_fraction=0.25
     )
@@ -55,7 +55,13 @@ def test_the_evaluation_asks_every_held_out_question_of_the_tuned_and_the_base_m
     arms = {summary["name"]: summary for summary in evaluation["arms"]}
     assert {"tuned", "base"} <= set(arms)
     assert arms["tuned"]["model"] == succeeded["fine_tuned_model"]
-    assert all(summary["errors"] == 0 for summary in arms.values())  # every question answered by every arm
+    left_out = spec(succeeded["provider"]).base_not_served
+    answering = {name: summary for name, summary in arms.items() if name == "tuned" or not left_out}
+    assert all(summary["errors"] == 0 for summary in answering.values())  # every question answered by each
     [report_key] = evaluation["report_keys"]
     lines = [json.loads(line) for line in aws_account.read(report_key).splitlines()]
-    assert len(lines) == questions and all({"tuned", "base"} <= set(line["arms"]) for line in lines)
+    assert len(lines) == questions and all(set(answering) <= set(line["arms"]) for line in lines)
+    if left_out:  # a provider whose base models do not answer: its base arms say why, and nothing was asked
+        base_arms = [summary for name, summary in arms.items() if name != "tuned"]
+        assert base_arms and all(arm["error"] == {"code": "base_not_served", "message": left_out} for arm in base_arms)
+        assert all(set(line["arms"]) == {"tuned"} for line in lines)

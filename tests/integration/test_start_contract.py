@@ -17,8 +17,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from functions.start_job.app import lambda_handler as start_handler
 from local.bedrock_emulator import BedrockEmulator
 from local.openai_emulator import OpenAIEmulator
+from local.sagemaker_emulator import SageMakerEmulator
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.bedrock.gateway import BEDROCK_ATTEMPTS
+from shared.providers.open.gateway import CLIENT_CONFIG as OPEN_CLIENT_CONFIG
 from tests.helpers import Aws, SetEnv, executions, prepare_run, training_event
 
 BEDROCK_CREATE = "CreateModelCustomizationJob"
@@ -91,7 +93,28 @@ def _bedrock(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
     )
 
 
-WINGS = {"openai": _openai, "bedrock": _bedrock}
+def _open(request: pytest.FixtureRequest, set_env: SetEnv) -> Wing:
+    emulator: SageMakerEmulator = request.getfixturevalue("sagemaker")
+    emulator.phase_seconds = 60  # a GPU job trains for a while: still InProgress when the start reads it back
+
+    def creates() -> int:
+        return len([r for r in emulator.requests if r.operation == "CreateTrainingJob"])
+
+    return Wing(
+        "open",
+        "running",
+        lambda: len(emulator.jobs),
+        creates,
+        lambda: emulator.inject_fault("CreateTrainingJob", "resource_limit"),
+        ("ResourceLimitExceeded", "service limit for training job instances is 0"),
+        lambda: emulator.inject_fault("CreateTrainingJob", "throttling", times=100),
+        OPEN_CLIENT_CONFIG.retries["total_max_attempts"],
+        lambda: set_env(OPEN_TRAINING_ROLE_ARN=""),
+        ("open_not_configured", "OPEN_TRAINING_ROLE_ARN"),
+    )
+
+
+WINGS = {"openai": _openai, "bedrock": _bedrock, "open": _open}
 
 
 @pytest.fixture(params=PROVIDER_NAMES)

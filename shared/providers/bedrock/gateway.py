@@ -232,6 +232,9 @@ def bedrock_hyperparameters(config: RunConfig) -> dict[str, str]:
 
 
 class BedrockGateway:
+    DEPLOYMENT_KIND: ClassVar[str] = "custom_model_deployment"
+    DEPLOYMENT_LABEL: ClassVar[str] = "on-demand deployment"
+
     def __init__(self, bedrock: Any, runtime: Any, *, deployment: str, role_arn: str | None) -> None:
         """`deployment` is this deployment's identity (the data bucket, where Bedrock reads and writes)."""
         self._bedrock = bedrock

@@ -123,7 +123,7 @@ class OpenState(BaseModel):
 
 SPEC = ProviderSpec(
     name="open",
-    label="Open weights (SageMaker + Bedrock Custom Model Import)",
+    label="AWS",  # SageMaker trains, Bedrock serves: messages name the service after the label
     short_label="Open",
     code_field="aws_code",
     default_model=OPEN_DEFAULT_MODEL,
@@ -136,5 +136,10 @@ SPEC = ProviderSpec(
     check_model=check_model,
     state_model=OpenState,
     gone_also="though its weights stay in this deployment's bucket",
+    base_not_served=(
+        "The base model is not imported: the open provider imports only the tuned weights (a second import would "
+        "be paid for and waited on), so this arm is left out. To compare with another model, evaluate with "
+        "compare_with a run of another provider."
+    ),
     successor_hint=("Import its weights again (GET /runs/{run_id} names them) or serve them elsewhere."),
 )

@@ -116,11 +116,6 @@ CLIENT_CONFIG = Config(
     read_timeout=60,
     retries={"total_max_attempts": 4, "mode": "standard"},
 )
-# Why an evaluation leaves the base arms out: importing the base model too would be a second import to pay for.
-BASE_NOT_SERVED = (
-    "The base model {model} is not imported: the open provider imports only the tuned weights, so this arm is left "
-    "out. To compare with another model, evaluate with compare_with a run of another provider."
-)
 _NOT_FOUND = re.compile(r"not found|does not exist|could not find", re.IGNORECASE)
 
 
@@ -162,18 +157,18 @@ def _classified_errors(service: str, action: str) -> Iterator[None]:
     try:
         yield
     except (BotoConnectionError, HTTPClientError) as error:
-        raise OpenTransientError(f"{service}: {action} failed transiently ({type(error).__name__})") from error
+        raise OpenTransientError(f"AWS {service}: {action} failed transiently ({type(error).__name__})") from error
     except ClientError as error:
         details = error.response.get("Error", {})
         code = str(details.get("Code") or "") or None
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in TRANSIENT_CODES or (code is None and isinstance(status, int) and (status == 429 or status >= 500)):
             raise OpenTransientError(
-                f"{service}: {action} failed transiently ({code or f'HTTP {status}'})", code
+                f"AWS {service}: {action} failed transiently ({code or f'HTTP {status}'})", code
             ) from error
         message = str(details.get("Message") or error).strip()
         advice = REFUSAL_ADVICE.get(code or "")
-        text = f"{service} refused {action} ({code}): {message}" + (f" {advice}" if advice else "")
+        text = f"AWS refused {action} ({code}): {service} says: {message}" + (f" {advice}" if advice else "")
         raise OpenRefusedError(text, status, code) from error
 
 
@@ -201,7 +196,7 @@ class JobSnapshot(providers.JobSnapshot):
     """A SageMaker training job in the common shape; `metadata` holds its output path, its model folder once
     trained, and SageMaker's own status."""
 
-    PROVIDER_LABEL: ClassVar[str] = "SageMaker"
+    PROVIDER_LABEL: ClassVar[str] = "AWS"
     CODE_FIELD: ClassVar[str] = "aws_code"
 
     @classmethod
@@ -250,6 +245,9 @@ def training_source() -> bytes:
 
 
 class OpenWeightsGateway:
+    DEPLOYMENT_KIND: ClassVar[str] = "imported_model"  # the served copy; the weights are never deleted
+    DEPLOYMENT_LABEL: ClassVar[str] = "imported model"
+
     def __init__(self, sagemaker: Any, bedrock: Any, runtime: Any, *, config: Settings) -> None:
         self._sagemaker = sagemaker
         self._bedrock = bedrock
@@ -575,8 +573,6 @@ class OpenWeightsGateway:
     def answer(self, model: str, system: str | None, question: str, temperature: float, max_tokens: int) -> Answer:
         """InvokeModel on the imported model with an OpenAI-style chat body (what models imported since
         2025-11-11 take, whatever their architecture; Converse does not serve Qwen2.5 imports)."""
-        if not model.startswith("arn:"):  # a base model of the catalogue: a Hugging Face id, never imported
-            raise OpenRefusedError(BASE_NOT_SERVED.format(model=model), None, "BaseModelNotImported")
         messages = ([{"role": "system", "content": system}] if system is not None else []) + [
             {"role": "user", "content": question}
         ]
