@@ -691,6 +691,8 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "deployment_arn",  # Bedrock runs' deployment fields: null on an OpenAI run
         "model_deleted_at",
         "deleted_deployment_arn",
+        "weights_uri",  # open runs' weights and their manifest's link: null on an OpenAI run
+        "weights_manifest_url",
         "metrics",
         "notification_error",  # null unless SNS refused the finished run's notice
         "events",

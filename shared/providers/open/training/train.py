@@ -170,15 +170,14 @@ def train(args: argparse.Namespace) -> None:
 
     set_seed(args.seed)
     token = read_hf_token(args.hf_token_secret) if args.hf_token_secret else None
-    # No revision pin (bandit B615): the gateway passes a catalogue model id, whose weights load as safetensors only.
-    tokenizer = AutoTokenizer.from_pretrained(args.model_id, token=token)  # nosec B615
+    tokenizer = AutoTokenizer.from_pretrained(args.model_id, token=token)  # nosec B615  # catalogue id, no code run
     train_set = encode_folder(tokenizer, args.train_dir, args.max_seq_length)
     valid_set = encode_folder(tokenizer, args.validation_dir, args.max_seq_length) if args.validation_dir else []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # torch_dtype="auto": the base model's own dtype (bf16 for Qwen 2.5), which the merged model is saved in.
-    model = AutoModelForCausalLM.from_pretrained(  # nosec B615
+    model = AutoModelForCausalLM.from_pretrained(  # nosec B615  # catalogue id, safetensors only
         args.model_id, torch_dtype="auto", use_safetensors=True, token=token
     )
     model.to(device)
