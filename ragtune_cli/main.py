@@ -698,6 +698,7 @@ def _model_rows(run: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, 
     return [
         ("base model", (config.get("fine_tune") or {}).get("model")),
         ("tuned model", run.get("fine_tuned_model") or run.get("deployment_arn")),
+        ("weights", run.get("weights_uri")),  # an open run's: the user's to keep
     ]
 
 
@@ -850,7 +851,8 @@ def delete_model(
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
-    """Delete the on-demand deployment that serves a Bedrock run's model: it stops answering and billing."""
+    """Delete what serves a run's model (a Bedrock run's on-demand deployment, an open run's imported model, never
+    its weights): it stops answering and billing."""
     with _sentences(as_json):
         run_id = _run_id(run_id)
         _, api = _api(stack, region)
@@ -870,8 +872,8 @@ def delete_model(
         except ApiError as error:
             if error.status == 409:
                 _fail(
-                    f"Run {run_id} has no model deployment to delete (status {_conflicting_status(error)}): only an "
-                    "Amazon Bedrock run whose model was deployed has one, until it is deleted.",
+                    f"Run {run_id} has no model deployment to delete (status {_conflicting_status(error)}): only a "
+                    "run whose model a deployment or an import serves has one, until it is deleted.",
                     error.code,
                 )
             raise

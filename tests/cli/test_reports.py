@@ -672,6 +672,6 @@ def test_delete_model_deletes_a_bedrock_runs_deployment_once_confirmed(fake_api:
     ]
     assert (no_deployment.code, no_deployment.stderr) == (
         2,
-        "Run expiring has no model deployment to delete (status succeeded): only an Amazon Bedrock run whose model "
-        "was deployed has one, until it is deleted.\n",
+        "Run expiring has no model deployment to delete (status succeeded): only a run whose model a deployment or "
+        "an import serves has one, until it is deleted.\n",
     )

@@ -29,7 +29,7 @@ def test_the_examples_cover_what_the_issue_lists() -> None:
     assert configs["csv-prompt-answer"]["template"]["user"] == "{prompt}"
     assert configs["validation-and-hyperparameters"]["validation_fraction"] > 0
     assert configs["validation-and-hyperparameters"]["fine_tune"]["hyperparameters"]
-    assert {configs["openai"]["provider"], configs["bedrock"]["provider"]} == {"openai", "bedrock"}
+    assert [configs[name]["provider"] for name in ("openai", "bedrock", "open")] == ["openai", "bedrock", "open"]
 
 
 def test_every_example_passes_ragtune_validate() -> None:
@@ -46,7 +46,7 @@ def test_every_example_passes_ragtune_validate() -> None:
     }
     results = {config: (*process.communicate(timeout=60), process.returncode) for config, process in processes.items()}
 
-    assert len(results) == 6
+    assert len(results) == 7
     for config, (stdout, stderr, code) in results.items():
         assert code == 0, f"{config.name}: {stderr}"
         checked = json.loads(stdout)
