@@ -356,7 +356,7 @@ def _matched_types(reference: PolicySentryReference, action: Action, resource: s
 @dataclass
 class Findings:
     problems: list[str]
-    untagged: list[str]  # bedrock grants without a tag condition, each with why that is right
+    untagged: list[str]  # bedrock and sagemaker grants without a tag condition, each with why that is right
     pairs: int = 0
 
 
@@ -444,7 +444,9 @@ def check(statements: list[dict[str, Any]], reference: PolicySentryReference) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--statements", action="store_true", help="print template.yaml's statements as JSON")
-    parser.add_argument("--verbose", action="store_true", help="list the bedrock grants without a tag condition")
+    parser.add_argument(
+        "--verbose", action="store_true", help="list the bedrock and sagemaker grants without a tag condition"
+    )
     arguments = parser.parse_args(argv)
     if arguments.statements:
         json.dump(template_statements(), sys.stdout, indent=1)
@@ -463,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     conditioned = sum(1 for statement in statements if statement["conditions"])
     print(
         f"iam_condition_keys: {conditioned} conditioned statements ({findings.pairs} action/key pairs) hold "
-        f"against {reference.label}'s Service Authorization Reference; {len(findings.untagged)} bedrock grants "
-        f"without a tag condition, each justified"
+        f"against {reference.label}'s Service Authorization Reference; {len(findings.untagged)} bedrock and "
+        f"sagemaker grants without a tag condition, each justified"
     )
     if arguments.verbose:
         for line in findings.untagged:

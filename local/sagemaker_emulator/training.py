@@ -234,7 +234,8 @@ class TrainingJob:
 
     @property
     def model_artifacts(self) -> str:
-        return join_s3(self.output_uri, "model.tar.gz" if self.compressed else "model/")
+        # Uncompressed: the folder, reported without a closing slash (the SageMaker SDK adds one "if necessary").
+        return join_s3(self.output_uri, "model.tar.gz" if self.compressed else "model")
 
     @property
     def metrics_uri(self) -> str | None:
@@ -564,7 +565,7 @@ class Training:
             self.s3().put_object(Bucket=bucket, Key=key, Body=model_folder.tarball(contents))
             return
         for name, data in contents.items():
-            self.s3().put_object(Bucket=bucket, Key=key + name, Body=data)
+            self.s3().put_object(Bucket=bucket, Key=f"{key}/{name}", Body=data)
 
 
 def _metric_rows(seed: str, total: int, steps_per_epoch: int, every: int, validated: bool) -> list[MetricRow]:

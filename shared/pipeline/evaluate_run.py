@@ -428,7 +428,7 @@ def _arm_result(
     """The arm's summary and its answers in question order (None: not answered, a recording's gap)."""
     left_out = None if arm.asks_the_runs_model else spec_of(arm.run).base_not_served
     if left_out:
-        unanswered = {"ci95": None, "errors": len(questions), "error": {"code": "base_not_served", "message": left_out}}
+        unanswered = {"ci95": None, "errors": 0, "error": {"code": "base_not_served", "message": left_out}}
         return summarise_arm(arm.name, arm.model, [], None, utc_now()) | unanswered, []
     if arm.known_gone(today):
         return _recorded_arm(run, arm, questions, match)

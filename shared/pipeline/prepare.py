@@ -210,7 +210,7 @@ def _split_validation(
     import numpy as np  # as in the gate
 
     n = gated.lines
-    token_limit = spec(config.provider).records().token_limit(config.fine_tune.model)
+    token_limit = spec(config.provider).records().token_limit(config.fine_tune)
     fraction = config.validation_fraction
     held_out = set(random.Random(config.seed).sample(range(n), max(1, round(n * fraction)))) if fraction else set()
     questions = None
@@ -301,7 +301,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
     if config.adopt is not None:
         return
     records = spec(config.provider).records()
-    limits, token_limit = records.limits(settings()), records.token_limit(config.fine_tune.model)
+    limits, token_limit = records.limits(settings()), records.token_limit(config.fine_tune)
     enforce(
         files.train_gate,
         "training file",

@@ -33,6 +33,7 @@ from shared.domain.training_curve import StepMetric
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 
 if TYPE_CHECKING:
+    from shared.domain.config import FineTuneSpec
     from shared.domain.data_gate import GateReport
     from shared.settings import Settings
 
@@ -262,8 +263,9 @@ class TrainingRecords(Protocol):
         """The gate's report on a file of such lines, as the provider would check them."""
         ...
 
-    def token_limit(self, model: str) -> int:
-        """The most tokens one example may hold for `model`."""
+    def token_limit(self, fine_tune: FineTuneSpec) -> int:
+        """The most tokens one example may hold for the config's model (and, where it sets one, its sequence
+        length): a file holding a longer one is refused before anything is spent."""
         ...
 
     def limits(self, settings: Settings) -> GateLimits: ...

@@ -518,7 +518,7 @@ def test_a_model_trained_by_the_sagemaker_emulator_imports_and_recalls_its_train
             ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
         )
         weights = sagemaker.describe_training_job(TrainingJobName="ragtune-run-9")["ModelArtifacts"]["S3ModelArtifacts"]
-        assert weights == f"s3://{BUCKET}/models/run-9/ragtune-run-9/output/model/"
+        assert weights == f"s3://{BUCKET}/models/run-9/ragtune-run-9/output/model"
         bedrock, runtime = clients(emu)
         job = bedrock.create_model_import_job(**import_request("run-9", weights))
         model = bedrock.get_model_import_job(jobIdentifier=job["jobArn"])["importedModelArn"]

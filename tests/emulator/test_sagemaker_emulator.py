@@ -165,7 +165,7 @@ def test_a_job_moves_through_its_phases_then_writes_the_model_folder_and_metrics
     for _ in range(4):
         job = sagemaker.describe_training_job(TrainingJobName="ragtune-run-1")
         seen.append((job["TrainingJobStatus"], job["SecondaryStatus"]))
-        assert job["ModelArtifacts"] == {"S3ModelArtifacts": f"s3://{BUCKET}/models/run-1/ragtune-run-1/output/model/"}
+        assert job["ModelArtifacts"] == {"S3ModelArtifacts": f"s3://{BUCKET}/models/run-1/ragtune-run-1/output/model"}
         assert "TrainingEndTime" not in job and "TrainingTimeInSeconds" not in job
         clock.advance(2)
     assert seen == [

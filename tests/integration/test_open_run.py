@@ -238,6 +238,7 @@ def test_deleting_an_open_runs_model_deletes_the_imported_model_but_never_the_we
         if poll(run, lambda_context)["status"] == "succeeded":
             break
     [done] = aws_account.runs()
+    assert done["status"] == "succeeded"
     model, weights = done["fine_tuned_model"], done["provider_state"]["weights_uri"]
     prefix = weights.removeprefix(f"s3://{DATA_BUCKET}/")
     before = aws_account.s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix=prefix)["KeyCount"]

@@ -200,3 +200,10 @@ def test_command_line_as_the_toolkit_passes_it(train_module: Any, monkeypatch: A
     }
     monkeypatch.delenv("SM_CHANNEL_VALIDATION")
     assert train_module.parse_args(["--model_id", "m", "--train_dir", "t"]).validation_dir is None
+
+
+def test_validation_runs_at_about_ten_logged_steps_and_the_last(train_module: Any) -> None:
+    every = train_module.validation_every
+    assert every(30, 3) == 3  # ten logged steps: each is validated
+    assert every(1000, 10) == 100  # a hundred logged steps: one in ten
+    assert every(7, 10) == 10  # fewer steps than one log: only the last

@@ -26,7 +26,7 @@ def test_every_registered_provider_has_a_spec_named_after_it_and_a_gateway_facto
         assert (ROOT / module.replace(".", "/")).with_suffix(".py").is_file() and function
     assert next(iter(REGISTRY)) == DEFAULT_PROVIDER
     assert provider_label("provider") == "The provider"
-    with pytest.raises(KeyError, match="known: openai, bedrock"):
+    with pytest.raises(KeyError, match="known: openai, bedrock, open"):
         spec("nova")
 
 
@@ -78,3 +78,25 @@ def test_no_code_outside_a_providers_package_names_a_provider() -> None:
         if not path.is_relative_to(providers) and (lines := _provider_name_literals(path))
     }
     assert named == {}
+
+
+def test_the_tracking_loop_retries_every_providers_transient_errors() -> None:
+    """Step Functions' Retry matches an error's class name: a provider whose transient errors are not listed would
+    end a run `tracking_failed` at its first throttle."""
+    import importlib
+    import json
+
+    from shared.providers.base import ProviderTransientError
+
+    for name in PROVIDER_NAMES:
+        importlib.import_module(spec(name).gateway_factory.partition(":")[0])
+    transient = {error.__name__ for error in ProviderTransientError.__subclasses__()}
+    assert len(transient) == len(PROVIDER_NAMES)
+    machine = json.loads((ROOT / "infra" / "statemachine" / "job_tracker.asl.json").read_text(encoding="utf-8"))
+    retried = [
+        set(retry["ErrorEquals"])
+        for state in machine["States"].values()
+        for retry in state.get("Retry", [])
+        if "OpenAITransientError" in retry["ErrorEquals"]
+    ]
+    assert len(retried) == 3 and all(transient <= errors for errors in retried)

@@ -23,6 +23,7 @@ from shared.providers.base import GateLimits
 from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED, nova_context_tokens
 
 if TYPE_CHECKING:
+    from shared.domain.config import FineTuneSpec
     from shared.settings import Settings
 
 BEDROCK_DEFAULT_EPOCHS = 2  # Nova's epochCount when not given
@@ -159,9 +160,9 @@ class NovaRecords:
     def inspect(self, lines: Iterable[bytes]) -> GateReport:
         return inspect_bedrock_jsonl(lines)
 
-    def token_limit(self, model: str) -> int:
+    def token_limit(self, fine_tune: FineTuneSpec) -> int:
         """The chosen Nova variant's context (`:128k`) is one record's limit."""
-        return nova_context_tokens(model) or MAX_TOKENS_PER_EXAMPLE
+        return nova_context_tokens(fine_tune.model) or MAX_TOKENS_PER_EXAMPLE
 
     def limits(self, settings: Settings) -> GateLimits:
         """Nova's record and size limits are settings: the published numbers are unconfirmed."""

@@ -33,6 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from shared import aws
 from shared.aws import session
 from shared.aws.storage import ObjectMissingError, ObjectRef, object_etag, put_bytes, read_bytes
 from shared.domain.config import RunConfig
@@ -225,6 +226,15 @@ class JobSnapshot(providers.JobSnapshot):
         )
 
 
+def _import_failed(job: providers.JobSnapshot, message: str) -> providers.JobSnapshot:
+    return replace(job, status=RunStatus.FAILED, error={"message": message, "run_code": "import_failed"})
+
+
+def _state(fields: dict[str, Any]) -> dict[str, Any]:
+    """What `advance` records of the provider's own, under the run's `provider_state` (nothing: nothing new)."""
+    return {"provider_state": fields} if fields else {}
+
+
 @cache
 def aws_client(service: str) -> Any:
     """`sagemaker`, `bedrock` or `bedrock-runtime` (botocore honours AWS_ENDPOINT_URL_<SERVICE>: the emulators)."""
@@ -382,6 +392,8 @@ class OpenWeightsGateway:
                 "VolumeSizeInGB": self._config.open_training_volume_gb,
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": self._config.open_training_max_runtime_seconds},
+            # Nothing but the model and the metrics is written (the training role may write nothing else).
+            "ProfilerConfig": {"DisableProfiler": True},
             "Tags": self.tags(run_id),
         }
 
@@ -485,38 +497,40 @@ class OpenWeightsGateway:
             return Progress(job)
         importing = replace(job, status=RunStatus.IMPORTING)
         state = OpenState.model_validate(run.provider_state or {})
-        weights = job.metadata.get("model_artifacts", "")
-        if not serve:
+        reported = job.metadata.get("model_artifacts", "")
+        if not serve or not reported:  # the API's cancel; or Completed before the folder is reported
             return Progress(importing)
-        if not weights:  # Completed before the folder is reported: the next poll sees it
-            return Progress(importing)
+        weights = reported.rstrip("/") + "/"  # a folder: SageMaker may report it without its slash
         if not self._owns_weights(run.run_id, weights):
-            message = f"The training job reported its model at {weights}, outside run {run.run_id}'s prefix."
-            return Progress(
-                replace(job, status=RunStatus.FAILED, error={"message": message, "run_code": "import_failed"})
-            )
+            message = f"The training job reported its model at {reported}, outside run {run.run_id}'s prefix."
+            return Progress(_import_failed(job, message))
         fields: dict[str, Any] = {}
         if state.weights_uri is None:
             self.write_manifest(run, weights)
             fields |= {"weights_uri": weights, "weights_manifest_key": self.manifest_ref(run.run_id).key}
         import_job = state.import_job_arn
-        if import_job is None:
-            import_job = self.create_import_job(run.run_id, weights)
-            fields["import_job_arn"] = import_job
-        with _classified_errors("Amazon Bedrock", "reading the model import job"):
-            imported = self._bedrock.get_model_import_job(jobIdentifier=import_job)
+        try:
+            if import_job is None:
+                import_job = self.create_import_job(run.run_id, weights)
+                fields["import_job_arn"] = import_job
+            with _classified_errors("Amazon Bedrock", "reading the model import job"):
+                imported = self._bedrock.get_model_import_job(jobIdentifier=import_job)
+        except OpenRefusedError as refused:  # e.g. the imported-model quota: the weights stay recorded
+            message = f"The model trained (its weights: {weights}), but Bedrock refused to import it: {refused.message}"
+            return Progress(_import_failed(job, message), _state(fields))
+        except OpenTransientError:
+            if "import_job_arn" not in fields:
+                raise  # nothing new to keep: the state machine's Retry asks again
+            return Progress(importing, _state(fields))  # the import job is recorded; the next poll reads it
         status = str(imported.get("status", ""))
-        recorded = {"provider_state": fields} if fields else {}
         if status == "Completed" and imported.get("importedModelArn"):
             model = str(imported["importedModelArn"])
-            recorded = {"provider_state": {**fields, "deployment_arn": model}}
-            return Progress(replace(job, fine_tuned_model=model), recorded)
+            return Progress(replace(job, fine_tuned_model=model), _state(fields | {"deployment_arn": model}))
         if status == "Failed":
             reason = str(imported.get("failureMessage") or "no reason was given.")
             message = f"The model trained (its weights: {weights}), but Bedrock could not import it: {reason}"
-            failed = replace(job, status=RunStatus.FAILED, error={"message": message, "run_code": "import_failed"})
-            return Progress(failed, recorded)
-        return Progress(importing, recorded)
+            return Progress(_import_failed(job, message), _state(fields))
+        return Progress(importing, _state(fields))
 
     def create_import_job(self, run_id: str, weights: str) -> str:
         """A Custom Model Import job of the run's weights (idempotent per run and weights); its ARN."""
@@ -551,7 +565,7 @@ class OpenWeightsGateway:
         put_bytes(self.manifest_ref(run.run_id), json.dumps(manifest, indent=2).encode(), "application/json")
 
     def _list(self, prefix: str) -> list[dict[str, Any]]:
-        s3 = session().client("s3")
+        s3 = aws.client("s3")
         files: list[dict[str, Any]] = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self._deployment, Prefix=prefix):
             for item in page.get("Contents", []):

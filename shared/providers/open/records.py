@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from shared.domain.data_gate import MIN_EXAMPLES, GateReport, chat_line, inspect_jsonl
 from shared.domain.tokens import ENCODING_NAME
 from shared.providers.base import GateLimits
-from shared.providers.open import OPEN_DEFAULT_EPOCHS, OPEN_MODELS
+from shared.providers.open import OPEN_DEFAULT_EPOCHS, OPEN_DEFAULTS, OPEN_MODELS
 
 if TYPE_CHECKING:
+    from shared.domain.config import FineTuneSpec
     from shared.settings import Settings
 
 # Launching the instance, downloading the image and the base model, merging and uploading the weights: billed
@@ -40,10 +41,13 @@ class OpenRecords:
     def inspect(self, lines: Iterable[bytes]) -> GateReport:
         return inspect_jsonl(lines)
 
-    def token_limit(self, model: str) -> int:
-        """The base model's context: longer examples could never be trained on whole."""
-        card = OPEN_MODELS.get(model)
-        return card.context_tokens if card else min(card.context_tokens for card in OPEN_MODELS.values())
+    def token_limit(self, fine_tune: FineTuneSpec) -> int:
+        """The run's `max_seq_length` (within the base model's context): the script would cut a longer example,
+        and with it the answer it is trained on, after the GPU is paid for."""
+        card = OPEN_MODELS.get(fine_tune.model)
+        context = card.context_tokens if card else min(card.context_tokens for card in OPEN_MODELS.values())
+        chosen = fine_tune.hyperparameters.model_dump().get("max_seq_length")
+        return min(context, int(chosen) if isinstance(chosen, int) else int(OPEN_DEFAULTS["max_seq_length"]))
 
     def limits(self, settings: Settings) -> GateLimits:
         return GateLimits(MIN_EXAMPLES)

@@ -17,6 +17,7 @@ from shared.domain.prices import training_price
 from shared.providers.base import GateLimits
 
 if TYPE_CHECKING:
+    from shared.domain.config import FineTuneSpec
     from shared.settings import Settings
 
 
@@ -31,7 +32,7 @@ class ChatRecords:
     def inspect(self, lines: Iterable[bytes]) -> GateReport:
         return inspect_jsonl(lines)
 
-    def token_limit(self, model: str) -> int:
+    def token_limit(self, fine_tune: FineTuneSpec) -> int:
         return MAX_TOKENS_PER_EXAMPLE
 
     def limits(self, settings: Settings) -> GateLimits:

@@ -152,6 +152,16 @@ def validation_loss(model: Any, examples: list[Example], batch_size: int, pad_id
     return total / count
 
 
+VALIDATIONS_PER_JOB = 10
+
+
+def validation_every(total_steps: int, logging_steps: int) -> int:
+    """Validate at about ten logged steps (and the last): every logged step would cost the validation set's size
+    times the steps logged, several times the training itself on a large set."""
+    logged = math.ceil(total_steps / logging_steps)
+    return logging_steps * max(1, math.ceil(logged / VALIDATIONS_PER_JOB))
+
+
 def log_step(metrics: TextIO, step: int, epoch: float, train_loss: float, valid_loss: float | None) -> None:
     """One logged step: the stdout lines the metric definitions parse and a flushed row of metrics.csv."""
     print(f"ragtune step={step} epoch={epoch:.4f} train_loss={train_loss:.6f}", flush=True)
@@ -204,6 +214,7 @@ def train(args: argparse.Namespace) -> None:
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     model.train()
     step, losses = 0, list[float]()
+    validate_every = validation_every(total_steps, args.logging_steps)
     with metrics_path.open("w", newline="", encoding="utf-8") as metrics:
         csv.writer(metrics).writerow(["step", "epoch", "train_loss", "valid_loss"])
         for _epoch in range(args.epochs):
@@ -221,7 +232,8 @@ def train(args: argparse.Namespace) -> None:
                 optimizer.zero_grad()
                 step += 1
                 if step % args.logging_steps == 0 or step == total_steps:
-                    valid = validation_loss(model, valid_set, args.batch_size, pad_id, device) if valid_set else None
+                    validating = bool(valid_set) and (step % validate_every == 0 or step == total_steps)
+                    valid = validation_loss(model, valid_set, args.batch_size, pad_id, device) if validating else None
                     log_step(metrics, step, step / steps_per_epoch, sum(losses) / len(losses), valid)
                     losses = []
 
