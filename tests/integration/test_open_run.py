@@ -24,6 +24,7 @@ from shared.providers.open import OPEN_DEFAULT_MODEL, SPEC
 from shared.providers.open.gateway import TRAINING_SOURCE
 from shared.settings import settings
 from tests.helpers import (
+    CONFIG_KEY,
     Aws,
     SetEnv,
     api_call,
@@ -32,7 +33,9 @@ from tests.helpers import (
     history_states,
     load_event,
     prepare_run,
+    sciq_row,
     training_event,
+    write_jsonl,
 )
 
 QUESTION = "Question 17: what is measured in joules?"
@@ -286,3 +289,56 @@ def test_a_job_writing_outside_the_runs_prefix_is_never_tracked(
 
     with pytest.raises(ForeignJobError, match="does not write to run another-run's models"):
         SPEC.gateway().retrieve_job(run["job_id"], run_id="another-run")
+
+
+def test_an_example_longer_than_max_seq_length_refuses_the_file_before_anything_is_created(
+    aws_account: Aws, sagemaker: SageMakerEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    from functions.prepare.app import lambda_handler as prepare_handler
+
+    data = write_jsonl(tmp_path / "rows.jsonl", [sciq_row(i, support="energy " * 200) for i in range(40)])
+    config = {
+        "provider": "open",
+        "dataset": {"source": aws_account.put_data(data)},
+        "template": {"user": "{support}\n\n{question}"},
+        "fine_tune": {"hyperparameters": {"max_seq_length": 128}},
+    }
+    aws_account.put_config(CONFIG_KEY, config)
+
+    [outcome] = prepare_handler(load_event("prepare-config-created.json"), lambda_context)["runs"]
+
+    [run] = aws_account.runs()
+    assert outcome["status"] == run["status"] == "failed" and run["error"]["code"] == "data_gate_failed"
+    assert "40 examples exceed 128 tokens" in run["error"]["message"]
+    assert sagemaker.requests == [] and "files" not in run
+
+
+def test_a_refused_import_fails_the_run_and_keeps_the_weights_on_record(
+    aws_account: Aws, sagemaker: SageMakerEmulator, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started(aws_account, lambda_context, tmp_path)
+    bedrock.inject_fault("CreateModelImportJob", "validation", message="The imported model quota is reached")
+
+    assert poll(run, lambda_context)["status"] == "failed"
+
+    [failed] = aws_account.runs()
+    weights = failed["provider_state"]["weights_uri"]
+    assert failed["error"]["code"] == "import_failed" and weights in failed["error"]["message"]
+    assert "The imported model quota is reached" in failed["error"]["message"]
+    assert aws_account.read(failed["provider_state"]["weights_manifest_key"])  # the manifest too
+
+
+def test_an_import_whose_first_read_fails_is_recorded_and_followed_by_the_next_poll(
+    aws_account: Aws, sagemaker: SageMakerEmulator, bedrock: BedrockEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = started(aws_account, lambda_context, tmp_path)
+    bedrock.inject_fault("GetModelImportJob", "throttling", times=100)
+
+    assert poll(run, lambda_context)["status"] == "importing"
+    [importing] = aws_account.runs()
+    import_job = importing["provider_state"]["import_job_arn"]
+    assert import_job in {job.arn for job in bedrock.import_jobs.values()}
+
+    bedrock.faults.clear()
+    assert poll(run, lambda_context)["status"] == "succeeded"
+    assert len(operations(bedrock, "CreateModelImportJob")) == 1
