@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for python3.12 (the Lambda runtime); pyenv exposes it when present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install install-train demo demo-migration local test test-fast test-train lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install install-chromium install-train dashboard demo demo-migration local test test-fast test-train lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,17 @@ install: ## Create .venv with everything to test, lint, validate, audit and buil
 	$(VENV)/audit/bin/pip install --quiet -r requirements-audit.txt
 	$(VENV)/audit/bin/pip install --quiet --no-deps policy_sentry==0.15.2  # see requirements-audit.txt
 	ln -sf ../audit/bin/checkov $(VENV)/bin/checkov
-	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version)"
+	$(MAKE) --no-print-directory install-chromium
+	@echo "installed: $$($(SAM) --version), $$($(PYTHON) --version), $$(chromium --version 2>/dev/null || echo 'no chromium')"
+
+# Playwright (in requirements-dev.txt) drives Debian's chromium: its own browser download cannot work offline.
+install-chromium: ## Debian's chromium for the dashboard's browser tests, through apt where missing (as root, or with sudo)
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the dashboard's browser tests will not run (make test says so)"; \
+	elif command -v sudo >/dev/null 2>&1; then sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing and apt needs root: the dashboard's browser tests will not run (make test says so)"; fi
 
 demo: ## The whole pipeline on this machine: local stack, sample data, a run, the tuned answer (PROVIDER=bedrock: Nova; PROVIDER=open: SageMaker LoRA + Custom Model Import; emulated)
 	$(PYTHON) -m local demo --provider $(PROVIDER)
@@ -38,11 +48,15 @@ demo: ## The whole pipeline on this machine: local stack, sample data, a run, th
 demo-migration: ## Before 2027-01-14: adopt an (emulated) OpenAI fine-tune, train its Bedrock successor, compare them before and after the old model shuts down
 	$(PYTHON) -m local demo --migration
 
-local: ## Serve the local stack (S3 endpoint + API) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key
+local: ## Serve the local stack (S3 endpoint + API + dashboard) until Ctrl-C; prints s3_endpoint, bucket, api_url, api_key, dashboard_url
 	$(PYTHON) -m local serve
 
+dashboard: ## Run every provider's demo, then serve the stack with their runs to browse: open the printed dashboard_url, paste api_key
+	$(PYTHON) -m local serve --demo-runs
+
 test: lint validate audit ## Lint, validate and audit the template and code, then run every test (the training script's too, once make install-train has run)
-	$(PYTHON) -m pytest -n 2
+	$(PYTHON) -m pytest -n 2 --dist loadgroup
+	@command -v chromium >/dev/null 2>&1 || echo "make test: the dashboard's browser tests (tests/browser) did NOT run: no chromium on this machine (make install-chromium installs Debian's, as root)."
 	@if [ -x .venv-train/bin/python ]; then $(MAKE) --no-print-directory test-train; else \
 	  echo "make test: the training script's tests (tests/training) did NOT run: they need PyTorch (its CPU build, 1.2 GB"; \
 	  echo "in .venv-train), which make install leaves out. Run make install-train, then make test (or make test-train)."; \
@@ -96,8 +110,9 @@ build-PollJobFunction: LAMBDA_DIR := poll_job
 build-AskFunction: LAMBDA_DIR := ask
 build-FailedEventsFunction: LAMBDA_DIR := failed_events
 build-EvaluateFunction: LAMBDA_DIR := evaluate
-.PHONY: build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction
-build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction:
+build-DashboardFunction: LAMBDA_DIR := dashboard
+.PHONY: build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction build-DashboardFunction
+build-StartJobFunction build-PollJobFunction build-AskFunction build-FailedEventsFunction build-EvaluateFunction build-DashboardFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)"; exit 1; }
 	mkdir -p "$(ARTIFACTS_DIR)/functions"
 	cp functions/__init__.py "$(ARTIFACTS_DIR)/functions/"
@@ -137,11 +152,12 @@ schema: ## Regenerate docs/run-config.schema.json from the pydantic model
 	$(PYTHON) -c "import json; from shared.domain.config import run_config_json_schema as s; \
 	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
 
-bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports, /ask overhead
+bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports, /ask overhead, the dashboard's first paint
 	$(PYTHON) -m benchmarks.prepare_vs_notebook
 	$(PYTHON) -m benchmarks.image_dependencies
 	$(PYTHON) -m benchmarks.cold_start
 	$(PYTHON) -m benchmarks.ask_overhead 1000
+	$(PYTHON) -m benchmarks.dashboard_first_paint
 
 clean: ## Remove build output
 	rm -rf .aws-sam

@@ -10,7 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-from local.demo import DEMO_CONFIGS, DEMO_OUTPUT, NOTEBOOK_TEST_QUESTION, SAMPLE_DATA, DemoFailed, run_demo
+from local.demo import (
+    DEMO_CONFIGS,
+    DEMO_OUTPUT,
+    NOTEBOOK_TEST_QUESTION,
+    SAMPLE_DATA,
+    DemoFailed,
+    run_demo,
+    run_every_demo,
+)
 from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_stack, run_migration_demo
 from local.stack import MotoStack
 
@@ -83,12 +91,19 @@ def serve(arguments: argparse.Namespace) -> int:
         if arguments.migration:
             add_notebook_model(stack)
             print(f"adoptable_model={NOTEBOOK_MODEL}")
+        if arguments.demo_runs:
+            try:
+                run_every_demo(stack, arguments.output)
+            except DemoFailed as failure:
+                print(f"demo failed: {failure}", file=sys.stderr)
+                return 1
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
         print(f"api_key={stack.api_key}")
         print(f"openai_base_url={stack.openai_base_url}")
         print(f"bedrock_endpoint_url={stack.bedrock_endpoint_url}")
+        print(f"dashboard_url={stack.api_url}/")
         # One pasteable line: the names the ragtune command and the README's walkthrough use, and the placeholder
         # credentials any AWS client needs to talk to the local endpoints.
         print(
@@ -143,6 +158,11 @@ def main() -> int:
         help="demo: adopt an emulated notebook fine-tune, train its Bedrock successor on the same questions, compare "
         "them, shut the old model down and compare again from its recording (emulators only); serve: the stack "
         "with that fine-tune at the OpenAI emulator and on AdoptableModels",
+    )
+    parser.add_argument(
+        "--demo-runs",
+        action="store_true",
+        help="serve: first run the demo of every provider (their runs to browse in the dashboard), then serve",
     )
     parser.add_argument(
         "--question",

@@ -135,8 +135,10 @@ def build_proxy_event(
     *,
     source_ip: str = "127.0.0.1",
     request_id: str | None = None,
+    request_path: str | None = None,
 ) -> dict[str, Any]:
-    """The REST proxy event API Gateway sends for this request; `path` is without the stage prefix."""
+    """The REST proxy event API Gateway sends for this request; `path` is without the stage prefix, `request_path`
+    the URL's path as sent (the stage, and a trailing slash or not: `/v1` and `/v1/` are both the root)."""
     single_headers, multi_headers = _single_and_multi(headers)
     query, multi_query = _single_and_multi(parse_qsl(query_string, keep_blank_values=True))
     lowered = {name.lower(): value for name, value in (single_headers or {}).items()}
@@ -164,7 +166,7 @@ def build_proxy_event(
             "resourceId": hashlib.sha256(route.path.encode()).hexdigest()[:6],
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{stage}{path}",
+            "path": request_path or f"/{stage}{path}",
             "stage": stage,
             "protocol": "HTTP/1.1",
             "requestId": request_id or str(uuid.uuid4()),
@@ -370,6 +372,7 @@ class LocalApiGateway:
             api_key if route.api_key_required else None,
             source_ip=request.client_ip,
             request_id=request_id,
+            request_path=split.path,
         )
         try:
             return _function_reply(self.invoke(route.function_logical_id, event))

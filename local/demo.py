@@ -209,6 +209,7 @@ def run_demo(
     timeout_seconds: float = 300,
     question: str = NOTEBOOK_TEST_QUESTION,
     output: Path = DEMO_OUTPUT,
+    config_key: str = DEMO_CONFIG_KEY,
 ) -> dict[str, Any]:
     """Returns the answer body from POST /ask; raises DemoFailed on any failed step.
 
@@ -219,11 +220,11 @@ def run_demo(
     s3 = stack.client("s3")
     out(f"uploading the dataset to s3://{stack.bucket}/data/{data.name}")
     s3.upload_file(str(data), stack.bucket, f"data/{data.name}")
-    out(f"dropping the run config into s3://{stack.bucket}/{DEMO_CONFIG_KEY}")
-    s3.put_object(Bucket=stack.bucket, Key=DEMO_CONFIG_KEY, Body=_with_uploaded_source(config, stack.bucket, data))
+    out(f"dropping the run config into s3://{stack.bucket}/{config_key}")
+    s3.put_object(Bucket=stack.bucket, Key=config_key, Body=_with_uploaded_source(config, stack.bucket, data))
 
     api = DemoApi(stack)
-    run = wait_for_run(api, out, timeout_seconds)
+    run = wait_for_run(api, out, timeout_seconds, config_key)
     if run["status"] != "succeeded":
         raise DemoFailed(f"the run ended {run['status']}: {(run.get('error') or {}).get('message')}")
 
@@ -283,3 +284,16 @@ def _with_uploaded_source(config: Path, bucket: str, data: Path) -> bytes:
         return raw
     document["dataset"]["source"] = f"s3://{bucket}/data/{data.name}"
     return json.dumps(document, ensure_ascii=False).encode()
+
+
+def run_every_demo(stack: MotoStack, output: Path = DEMO_OUTPUT, out: Callable[[str], None] = print) -> list[str]:
+    """The demo's run of each provider, one after the other (`configs/demo-<provider>.json`), for a stack served
+    to browse (the dashboard): their run ids."""
+    run_ids = []
+    for provider, config in DEMO_CONFIGS.items():
+        out(f"demo run ({provider})")
+        answer = run_demo(
+            stack, config=config, out=lambda _: None, output=output, config_key=f"configs/demo-{provider}.json"
+        )
+        run_ids.append(str(answer["run_id"]))
+    return run_ids

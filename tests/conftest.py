@@ -190,7 +190,9 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`served`: the tests that start the local stack (its HTTP servers and threads) as users run it."""
     for item in items:
-        if item.nodeid.startswith("tests/local/") or "local_stack" in getattr(item, "fixturenames", ()):
+        if item.nodeid.startswith(("tests/local/", "tests/browser/")) or "local_stack" in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.served)
 
 

@@ -32,8 +32,10 @@ from shared.domain.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
+    CurveResponse,
     DeletedModelResponse,
     ErrorBody,
+    EvaluationAnswersResponse,
     EvaluationRequest,
     EvaluationResponse,
     RequestValidationBody,
@@ -206,6 +208,28 @@ def delete_model(run_id: Annotated[RunId, PathParam()]) -> DeletedModelResponse:
 )
 def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
     return ask.get_evaluation(run_id)
+
+
+@app.get(
+    "/runs/<run_id>/evaluation/answers",
+    summary="Every evaluated question with each arm's answer",
+    description="The rows of `reports/<run_id>/evaluation.jsonl` (the dashboard's per-question view): [] until an "
+    "evaluation has written it.",
+    responses=_responses(HTTPStatus.OK, EvaluationAnswersResponse, "The answers", HTTPStatus.NOT_FOUND),
+)
+def get_evaluation_answers(run_id: Annotated[RunId, PathParam()]) -> EvaluationAnswersResponse:
+    return ask.get_evaluation_answers(run_id)
+
+
+@app.get(
+    "/runs/<run_id>/curve",
+    summary="A run's training curve as JSON",
+    description="The rows of `reports/<run_id>/metrics.csv` (step, training and validation loss and accuracy) once "
+    "the job has ended and its curve is published; `published` false and no rows before.",
+    responses=_responses(HTTPStatus.OK, CurveResponse, "The curve", HTTPStatus.NOT_FOUND),
+)
+def get_curve(run_id: Annotated[RunId, PathParam()]) -> CurveResponse:
+    return ask.get_curve(run_id)
 
 
 @app.post(

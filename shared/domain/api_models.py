@@ -90,7 +90,15 @@ class RunSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     config_key: str | None = None
+    base_model: str | None = Field(
+        default=None, description="The base model the run trains from (the config's fine_tune.model), or adopts."
+    )
     fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    finished_at: datetime | None = None
+    estimated_cost_usd: float | None = Field(
+        default=None, description="The training estimate's cost (estimate.cost_usd); null until prepared or unpriced."
+    )
     adopted: bool = Field(
         default=False,
         description="An adopted run: its model is an OpenAI fine-tune trained elsewhere (the config's adopt.model); "
@@ -232,7 +240,6 @@ class RunDetail(RunSummary):
     # The summary's fields, then everything else the run records (no docstring: it would become the
     # published schema's description).
     status_changed_at: datetime | None = None
-    finished_at: datetime | None = None
     config_version: str | None = Field(default=None, description="S3 version id of the config object.")
     config: dict[str, Any] | None = Field(
         default=None,
@@ -251,7 +258,6 @@ class RunDetail(RunSummary):
     training_file_id: str | None = Field(default=None, description="OpenAI file id of the uploaded training file.")
     validation_file_id: str | None = Field(default=None, description="OpenAI file id of the validation file.")
     job_id: str | None = None
-    trained_tokens: int | None = None
     estimated_finish: datetime | None = None
     deployment_arn: str | None = Field(
         default=None,
@@ -396,4 +402,30 @@ class CancelResponse(BaseModel):
     run_id: str
     status: str = Field(
         description="The job's status as its provider (OpenAI, Amazon Bedrock) reported it after the cancel request."
+    )
+
+
+class CurvePoint(BaseModel):
+    step: int
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    train_accuracy: float | None = None
+    valid_accuracy: float | None = None
+
+
+class CurveResponse(BaseModel):
+    """A run's training curve as published once its job ended (`reports/<run_id>/metrics.csv`), as JSON."""
+
+    run_id: str
+    published: bool = Field(description="False until the job has ended and its curve is published; rows are [] then.")
+    rows: list[CurvePoint]
+
+
+class EvaluationAnswersResponse(BaseModel):
+    """Every evaluated question with each arm's answer (`reports/<run_id>/evaluation.jsonl`), as JSON."""
+
+    run_id: str
+    answers: list[dict[str, Any]] = Field(
+        description="One per question: `index`, `question`, `reference`, and `arms`: by arm name, `model`, "
+        "`answer`, `refusal`, `correct`, `prompt_tokens`, `completion_tokens`, `latency_ms` (and `error`)."
     )

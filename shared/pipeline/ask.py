@@ -7,6 +7,7 @@ models this deployment trained, prompted as they were trained. Errors a caller c
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,12 +16,15 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.aws.runs import RunsRepository
-from shared.aws.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url
+from shared.aws.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url, read_bytes
 from shared.domain.api_models import (
     AskRequest,
     AskResponse,
     CancelResponse,
+    CurvePoint,
+    CurveResponse,
     DeletedModelResponse,
+    EvaluationAnswersResponse,
     EvaluationResponse,
     RunDetail,
     RunPage,
@@ -31,6 +35,7 @@ from shared.domain.config import lone_surrogate
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import NoValidationSplitError
 from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run, RunStatus
+from shared.domain.training_curve import CSV_COLUMNS, csv_rows, metric_value, step_number
 from shared.observability import logger, metrics
 from shared.providers.base import (
     FineTuningProvider,
@@ -249,6 +254,8 @@ def _described(run: Run) -> dict[str, Any]:
         | {
             "adopted": run.adopted_model is not None,
             "model_shutdown": run.shutdown_note(datetime.now(UTC).date()),
+            "base_model": run.adopted_model or ((run.config or {}).get("fine_tune") or {}).get("model"),
+            "estimated_cost_usd": (run.estimate or {}).get("cost_usd"),
         }
     )
 
@@ -457,3 +464,34 @@ def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse
         raise
     logger.info("Evaluation requested", extra={"compare_with": len(request.compare_with)})
     return _evaluation_response(_existing_run(run_id))
+
+
+CURVE_FILE_MAX_BYTES = 16 * 2**20
+ANSWERS_FILE_MAX_BYTES = 64 * 2**20  # 1,000 questions at most, each with every arm's answer
+
+
+def get_curve(run_id: str) -> CurveResponse:
+    """The run's published training curve (`reports/<run_id>/metrics.csv`) as JSON rows, for the dashboard's chart;
+    none until the job has ended and the curve is published."""
+    run = _existing_run(run_id)
+    key = (run.reports or {}).get("metrics_csv")
+    if not isinstance(key, str) or not key.startswith(f"{REPORTS_PREFIX}{run_id}/"):
+        return CurveResponse(run_id=run_id, published=False, rows=[])
+    content = read_bytes(ObjectRef(settings().data_bucket, key), CURVE_FILE_MAX_BYTES)
+    rows = [
+        CurvePoint(step=step, **{name: metric_value(row.get(name)) for name in CSV_COLUMNS[1:]})
+        for row in csv_rows(content)
+        if (step := step_number(row.get("step"))) is not None
+    ]
+    return CurveResponse(run_id=run_id, published=True, rows=rows)
+
+
+def get_evaluation_answers(run_id: str) -> EvaluationAnswersResponse:
+    """Every evaluated question with each arm's answer (`reports/<run_id>/evaluation.jsonl`), for the dashboard's
+    per-question view; [] until an evaluation has written it."""
+    run = _existing_run(run_id)
+    key = f"{REPORTS_PREFIX}{run_id}/evaluation.jsonl"
+    if key not in ((run.evaluation or {}).get("report_keys") or []):
+        return EvaluationAnswersResponse(run_id=run_id, answers=[])
+    lines = read_bytes(ObjectRef(settings().data_bucket, key), ANSWERS_FILE_MAX_BYTES).decode("utf-8").splitlines()
+    return EvaluationAnswersResponse(run_id=run_id, answers=[json.loads(line) for line in lines if line.strip()])

@@ -29,3 +29,10 @@ def test_ask_overhead_prints_p50_and_p99_beside_the_goals_for_both_cases() -> No
 
     for case in ("latest run", "named run"):
         assert re.search(rf"{case} +own p50_ms= *[\d.]+ \(goal <= 3\) +own p99_ms= *[\d.]+ \(goal <= 15\)", printed)
+
+
+def test_the_dashboards_first_paint_benchmark_prints_its_figure_beside_the_goal() -> None:
+    printed = _run("benchmarks.dashboard_first_paint", "1")
+
+    if "no chromium" not in printed:
+        assert re.search(r"runs table on screen +median +[\d.]+ ms +\(goal <= 1000 ms\)", printed), printed

@@ -613,6 +613,11 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
         "adopted",  # false: the run trains its model
         "model_shutdown",  # null until an OpenAI run records its model's shutdown date
         "error",
+        # What the dashboard's runs table shows beside them, null until known
+        "base_model",
+        "trained_tokens",
+        "finished_at",
+        "estimated_cost_usd",
     }
     assert (page["runs"][0]["adopted"], page["runs"][0]["model_shutdown"]) == (False, None)
     assert page["runs"][0]["status"] == "prepared"
@@ -670,6 +675,8 @@ def test_run_detail_shows_what_a_user_needs_and_nothing_internal(
         "status_changed_at",
         "finished_at",
         "config_key",
+        "base_model",  # the config's fine_tune.model, for the runs table
+        "estimated_cost_usd",  # the estimate's cost, for the runs table
         "config_version",
         "config",
         "counts",

@@ -67,13 +67,19 @@ def assert_shaped_like(event: dict[str, Any], event_file: str) -> None:
 # Routes from the template --------------------------------------------------------------------------
 
 
-def test_routes_are_the_ask_function_api_events_with_a_key_required() -> None:
-    events = load_template()["Resources"]["AskFunction"]["Properties"]["Events"].values()
-    declared = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in events if e["Type"] == "Api"}
+def test_routes_are_the_api_events_with_a_key_required_but_for_the_dashboards_page() -> None:
+    declared = {
+        (e["Properties"]["Path"], e["Properties"]["Method"].upper()): function
+        for function in ("AskFunction", "DashboardFunction")
+        for e in load_template()["Resources"][function]["Properties"]["Events"].values()
+        if e["Type"] == "Api"
+    }
     routes = routes_from_template()
-    assert {(route.path, route.method) for route in routes} == declared
-    assert {route.function_logical_id for route in routes} == {"AskFunction"}
-    assert all(route.api_key_required for route in routes)
+    assert {(route.path, route.method): route.function_logical_id for route in routes} == declared
+    assert {(route.path, route.method) for route in routes if not route.api_key_required} == {
+        ("/", "GET"),
+        ("/assets/{name}", "GET"),
+    }
     assert stage_name() == "v1"
 
 

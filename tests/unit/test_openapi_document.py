@@ -35,4 +35,6 @@ def test_every_route_requires_the_api_key_and_documents_its_success() -> None:
         ("/runs/{run_id}/model", "delete"): "200",
         ("/runs/{run_id}/evaluation", "get"): "200",
         ("/runs/{run_id}/evaluation", "post"): "202",
+        ("/runs/{run_id}/evaluation/answers", "get"): "200",
+        ("/runs/{run_id}/curve", "get"): "200",
     }

@@ -47,10 +47,12 @@ def test_prepare_environment_keeps_caches_under_tmp() -> None:
 
 
 def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> None:
+    """Every route but the dashboard's page and assets, which are static and ask for the key themselves."""
     translated = translated_template()["Resources"]
     body = translated["RagtuneApi"]["Properties"]["Body"]
     routes = {(path, method): spec for path, methods in body["paths"].items() for method, spec in methods.items()}
-    assert set(routes) == {
+    dashboard = {("/", "get"), ("/assets/{name}", "get")}
+    assert set(routes) - dashboard == {
         ("/ask", "post"),
         ("/runs", "get"),
         ("/runs/{run_id}", "get"),
@@ -58,8 +60,14 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
         ("/runs/{run_id}/model", "delete"),
         ("/runs/{run_id}/evaluation", "get"),
         ("/runs/{run_id}/evaluation", "post"),
+        ("/runs/{run_id}/evaluation/answers", "get"),
+        ("/runs/{run_id}/curve", "get"),
     }
-    assert all(spec["security"] == [{"api_key": []}] for spec in routes.values())
+    assert all(spec["security"] == [{"api_key": []}] for route, spec in routes.items() if route not in dashboard)
+    assert all(routes[route]["security"] == [] for route in dashboard)
+    assert {routes[route]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"] for route in dashboard} == {
+        "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${DashboardFunction.Arn}/invocations"
+    }
     assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     plan = translated["RagtuneApiUsagePlan"]["Properties"]
     assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"} and plan["Quota"]["Period"] == "DAY"
@@ -120,6 +128,7 @@ def test_every_zip_function_is_built_by_its_make_target_from_the_root() -> None:
     """CodeUri stays `.` so handlers keep their dotted paths; make picks the files, in the source tree."""
     assert ZIP_FUNCTIONS == [
         "AskFunction",
+        "DashboardFunction",
         "EvaluateFunction",
         "FailedEventsFunction",
         "PollJobFunction",
@@ -162,8 +171,13 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
         files = {path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file()}
         shared = {path.relative_to(ROOT).as_posix() for path in (ROOT / "shared").rglob("*.py")}
         assert shared and shared <= files, logical_id
-        # Python only, but for what the open provider's training job pip-installs beside its script
-        data = {"shared/providers/open/training/requirements.txt"}
+        # Python only, but for what the open provider's training job pip-installs beside its script, and the
+        # dashboard's page and assets (its own package only)
+        data = {"shared/providers/open/training/requirements.txt"} | {
+            file
+            for file in files
+            if logical_id == "DashboardFunction" and file.startswith("functions/dashboard/static/")
+        }
         assert not [file for file in files - data if "__pycache__" in file or not file.endswith(".py")], logical_id
 
         own_requirements = ROOT / "functions" / name / "requirements.txt"
@@ -227,8 +241,8 @@ def test_every_function_reserves_its_concurrency_unless_the_parameter_turns_it_o
         condition, amount, otherwise = function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
         assert (condition, otherwise) == ("ReserveConcurrency", {"Ref": "AWS::NoValue"}), logical_id
         reserved[logical_id] = amount
-    assert sum(reserved.values()) == 44  # the figure the ReservedConcurrency parameter's description gives
-    assert "44 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
+    assert sum(reserved.values()) == 46  # the figure the ReservedConcurrency parameter's description gives
+    assert "46 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
     scaling = functions["FailedEventsFunction"]["Properties"]["Events"]["FailedEvents"]["Properties"]["ScalingConfig"]
     assert scaling["MaximumConcurrency"] <= reserved["FailedEventsFunction"]
 

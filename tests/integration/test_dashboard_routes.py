@@ -1,0 +1,52 @@
+"""The two routes the dashboard reads besides the run itself: a run's curve and its evaluated answers, as JSON,
+from the files the pipeline published (through the real AskFunction handler, against moto and the emulator)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from functions.evaluate.app import lambda_handler as evaluate_handler
+from local.openai_emulator import OpenAIEmulator
+from tests.helpers import Aws, api_call, trained_to_the_end
+
+
+def test_a_runs_curve_is_its_published_metrics_csv_row_for_row(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = trained_to_the_end(aws_account, lambda_context, tmp_path)
+    status, before = api_call("GET", f"/runs/{run['run_id']}/curve", lambda_context)
+    assert (status, before) == (200, {"run_id": run["run_id"], "published": False, "rows": []})
+
+    evaluate_handler({"action": "training_curve", "run_id": run["run_id"]}, lambda_context)
+    status, curve = api_call("GET", f"/runs/{run['run_id']}/curve", lambda_context)
+
+    [published] = aws_account.runs()
+    rows = list(csv.DictReader(io.StringIO(aws_account.read(published["reports"]["metrics_csv"]).decode())))
+    assert status == 200 and curve["published"] is True
+    assert [point["step"] for point in curve["rows"]] == [int(row["step"]) for row in rows]
+    assert [point["train_loss"] for point in curve["rows"]] == [float(row["train_loss"]) for row in rows]
+
+
+def test_a_runs_evaluated_answers_are_its_evaluation_jsonl(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    run = trained_to_the_end(aws_account, lambda_context, tmp_path, validation_fraction=0.25)
+    status, before = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers", lambda_context)
+    assert (status, before["answers"]) == (200, [])
+
+    evaluate_handler({"action": "evaluate", "run_id": run["run_id"]}, lambda_context)
+    status, body = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers", lambda_context)
+
+    lines = aws_account.read(f"reports/{run['run_id']}/evaluation.jsonl").decode().splitlines()
+    assert status == 200 and body["answers"] == [json.loads(line) for line in lines]
+    assert {"tuned", "base"} <= set(body["answers"][0]["arms"])
+
+
+def test_both_routes_answer_404_for_an_unknown_run(aws_account: Aws, lambda_context: Any) -> None:
+    for route in ("curve", "evaluation/answers"):
+        status, body = api_call("GET", f"/runs/no-such-run/{route}", lambda_context)
+        assert (status, body["code"]) == (404, "run_not_found"), route
