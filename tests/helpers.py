@@ -158,15 +158,22 @@ def ask_question(context: Any, **body: Any) -> tuple[int, dict[str, Any]]:
 
 
 def api_call(method: str, path: str, context: Any) -> tuple[int, dict[str, Any]]:
-    """`method` `path` (a /runs/{run_id}... route) through the real AskFunction handler: its status and JSON body."""
+    """`method` `path` (a /runs/{run_id}... route, with a query string or not) through the real AskFunction handler:
+    its status and JSON body."""
+    from urllib.parse import parse_qs
+
     from functions.ask.app import lambda_handler as ask_handler
 
+    path, _, query = path.partition("?")
     run_id = path.split("/")[2]
+    parameters = parse_qs(query)
     event = load_event("ask-get-run.json") | {
         "httpMethod": method,
         "path": path,
         "resource": path.replace(run_id, "{run_id}", 1),
         "pathParameters": {"run_id": run_id},
+        "queryStringParameters": {name: values[-1] for name, values in parameters.items()} or None,
+        "multiValueQueryStringParameters": parameters or None,
     }
     response = ask_handler(event, context)
     return response["statusCode"], json.loads(response["body"])

@@ -46,6 +46,7 @@ from shared.domain.api_models import (
 )
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
+from shared.domain.run_record import RunStatus
 from shared.observability import logger, metrics, tracer
 from shared.pipeline import ask
 from shared.providers.base import (
@@ -137,8 +138,12 @@ def post_ask(request: Annotated[AskRequest, Body()]) -> AskResponse:
 def get_runs(
     limit: Annotated[int, Query(ge=1, le=100, description="Runs per page.")] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    status: Annotated[
+        RunStatus | None,
+        Query(description="Only the runs in this status, the latest to reach it first (a cursor is per status)."),
+    ] = None,
 ) -> RunPage:
-    return ask.list_runs(limit, cursor)
+    return ask.list_runs(limit, cursor, status)
 
 
 @app.get(
@@ -217,8 +222,12 @@ def get_evaluation(run_id: Annotated[RunId, PathParam()]) -> EvaluationResponse:
     "evaluation has written it.",
     responses=_responses(HTTPStatus.OK, EvaluationAnswersResponse, "The answers", HTTPStatus.NOT_FOUND),
 )
-def get_evaluation_answers(run_id: Annotated[RunId, PathParam()]) -> EvaluationAnswersResponse:
-    return ask.get_evaluation_answers(run_id)
+def get_evaluation_answers(
+    run_id: Annotated[RunId, PathParam()],
+    offset: Annotated[int, Query(ge=0, le=1000, description="next_offset of the previous page.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200, description="Questions per page.")] = 100,
+) -> EvaluationAnswersResponse:
+    return ask.get_evaluation_answers(run_id, offset, limit)
 
 
 @app.get(

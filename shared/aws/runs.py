@@ -300,7 +300,10 @@ class RunsRepository:
             if not _is_condition_failure(error):
                 raise
 
-    def list_newest_first(self, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
+    def list_newest_first(
+        self, limit: int, cursor: str | None, status: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        """Newest first; with `status`, the runs in that status, the latest to reach it first (the ByStatus index)."""
         query: dict[str, Any] = {
             "IndexName": BY_CREATED_INDEX,
             "KeyConditionExpression": "entity = :entity",
@@ -308,8 +311,15 @@ class RunsRepository:
             "ScanIndexForward": False,
             "Limit": limit,
         }
+        if status is not None:
+            query |= {
+                "IndexName": BY_STATUS_INDEX,
+                "KeyConditionExpression": "#status = :status",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":status": status},
+            }
         if cursor:
-            query["ExclusiveStartKey"] = _decode_cursor(cursor)
+            query["ExclusiveStartKey"] = _decode_cursor(cursor, status)
         page = self._table.query(**query)
         last = page.get("LastEvaluatedKey")
         return [_run(item) for item in page["Items"]], _encode_cursor(last) if last else None
@@ -496,16 +506,19 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(_from_dynamodb(key)).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, status: str | None = None) -> dict[str, Any]:
+    """The page's start key, as the listing (by creation, or by `status`) handed it out."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError) as error:
         raise InvalidCursorError("cursor is not one this API returned") from error
+    expected = {"run_id", "entity", "created_at"} if status is None else {"run_id", "status", "status_changed_at"}
     if (
         not isinstance(key, dict)
-        or set(key) != {"run_id", "entity", "created_at"}
+        or set(key) != expected
         or not all(isinstance(value, str) and value for value in key.values())
-        or key["entity"] != ENTITY
+        or key.get("entity", ENTITY) != ENTITY
+        or key.get("status", status) != status
     ):
         raise InvalidCursorError("cursor is not one this API returned")
     return key

@@ -429,3 +429,4 @@ class EvaluationAnswersResponse(BaseModel):
         description="One per question: `index`, `question`, `reference`, and `arms`: by arm name, `model`, "
         "`answer`, `refusal`, `correct`, `prompt_tokens`, `completion_tokens`, `latency_ms` (and `error`)."
     )
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null on the last page.")

@@ -237,9 +237,10 @@ def answer_question(request: AskRequest) -> AskResponse:
     )
 
 
-def list_runs(limit: int, cursor: str | None) -> RunPage:
-    """Newest first; an invalid cursor raises `shared.aws.runs.InvalidCursorError`."""
-    runs, next_cursor = _runs().list_newest_first(limit, cursor)
+def list_runs(limit: int, cursor: str | None, status: RunStatus | None = None) -> RunPage:
+    """Newest first (with `status`: those in it, the latest to reach it first); an invalid cursor raises
+    `shared.aws.runs.InvalidCursorError`."""
+    runs, next_cursor = _runs().list_newest_first(limit, cursor, status)
     return RunPage(runs=[RunSummary.model_validate(_described(run)) for run in runs], next_cursor=next_cursor)
 
 
@@ -486,12 +487,17 @@ def get_curve(run_id: str) -> CurveResponse:
     return CurveResponse(run_id=run_id, published=True, rows=rows)
 
 
-def get_evaluation_answers(run_id: str) -> EvaluationAnswersResponse:
-    """Every evaluated question with each arm's answer (`reports/<run_id>/evaluation.jsonl`), for the dashboard's
-    per-question view; [] until an evaluation has written it."""
+def get_evaluation_answers(run_id: str, offset: int, limit: int) -> EvaluationAnswersResponse:
+    """A page of the evaluated questions with each arm's answer (`reports/<run_id>/evaluation.jsonl`), for the
+    dashboard's per-question view; [] until an evaluation has written it. Paged: 1,000 questions of several arms
+    would pass the 6 MB a Lambda may answer."""
     run = _existing_run(run_id)
     key = f"{REPORTS_PREFIX}{run_id}/evaluation.jsonl"
     if key not in ((run.evaluation or {}).get("report_keys") or []):
-        return EvaluationAnswersResponse(run_id=run_id, answers=[])
-    lines = read_bytes(ObjectRef(settings().data_bucket, key), ANSWERS_FILE_MAX_BYTES).decode("utf-8").splitlines()
-    return EvaluationAnswersResponse(run_id=run_id, answers=[json.loads(line) for line in lines if line.strip()])
+        return EvaluationAnswersResponse(run_id=run_id, answers=[], next_offset=None)
+    content = read_bytes(ObjectRef(settings().data_bucket, key), ANSWERS_FILE_MAX_BYTES).decode("utf-8")
+    lines = [line for line in content.splitlines() if line.strip()]
+    page = [json.loads(line) for line in lines[offset : offset + limit]]
+    return EvaluationAnswersResponse(
+        run_id=run_id, answers=page, next_offset=offset + limit if offset + limit < len(lines) else None
+    )

@@ -112,11 +112,13 @@ def browser() -> Iterator[Any]:
 
 @dataclass
 class Tab:
-    """One page of the dashboard, and every dialog it opened (an alert would be script that should not run)."""
+    """One page of the dashboard, every dialog it opened (an alert would be script that should not run), every
+    request it made and every message it logged (a policy violation, the key)."""
 
     page: Any
     dialogs: list[str]
-    failed_requests: list[str]
+    requests: list[str]
+    console: list[str]
 
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -131,17 +133,22 @@ def tab(browser: Any, dashboard: Dashboard) -> Iterator[Tab]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)  # a machine busy with the rest of the suite is slow, not wrong
-    opened = Tab(page, [], [])
+    opened = Tab(page, [], [], [])
 
     def on_dialog(dialog: Any) -> None:
         opened.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.accept() if dialog.type == "confirm" else dialog.dismiss()
 
     page.on("dialog", on_dialog)
-    page.on("requestfailed", lambda request: opened.failed_requests.append(request.url))
+    page.on("request", lambda request: opened.requests.append(request.url))
+    page.on("console", lambda message: opened.console.append(f"{message.type}: {message.text}"))
     page.goto(dashboard.url)
     page.fill("#api-key", dashboard.api_key)
     page.click("#save-key")
     page.wait_for_selector("#runs-table tr[data-run-id]")
     yield opened
     context.close()
+    # Whatever the test did: the page asked its own origin only, broke no policy, and never logged the key.
+    origin = dashboard.url.split("/v1/")[0]
+    assert [url for url in opened.requests if not url.startswith((origin, "data:"))] == []
+    assert not [line for line in opened.console if "Content Security Policy" in line or dashboard.api_key in line]

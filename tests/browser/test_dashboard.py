@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import pytest
@@ -39,14 +40,21 @@ def _open_run(tab: Tab, run_id: str) -> None:
 
 def test_the_runs_table_lists_every_providers_finished_run(tab: Tab, dashboard: Dashboard) -> None:
     rows = tab.page.locator("#runs-table tr[data-run-id]")
-    shown = {rows.nth(i).get_attribute("data-run-id"): rows.nth(i).inner_text() for i in range(rows.count())}
+    shown = {
+        rows.nth(i).get_attribute("data-run-id"): [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+        for i in range(rows.count())
+    }
 
     for provider in ("openai", "bedrock", "open"):
         run = _demo_run(dashboard, provider)
+        cells = shown[run["run_id"]]
         assert run["status"] == "succeeded"
-        assert provider in shown[run["run_id"]] and "succeeded" in shown[run["run_id"]]
+        assert provider in cells and "succeeded" in cells and run["config"]["fine_tune"]["model"] in cells
     assert tab.dialogs == []
     tab.screenshot("runs")
+    tab.page.select_option("#status-filter", "failed")  # the API's filter: none of the demo's runs failed
+    tab.page.wait_for_function("() => !document.querySelector('#runs-table tr[data-run-id]')")
+    assert "No run has the status failed" in tab.page.inner_text("#runs-table")
 
 
 def test_a_run_shows_its_curve_with_one_point_per_metrics_row_and_its_evaluation_as_the_api_has_it(
@@ -62,14 +70,15 @@ def test_a_run_shows_its_curve_with_one_point_per_metrics_row_and_its_evaluation
     ].read()
     rows = list(csv.DictReader(io.StringIO(metrics.decode())))
     steps = tab.page.eval_on_selector_all("#curve circle.point", "points => points.map(p => p.dataset.step)")
-    assert len(set(steps)) == len(rows) > 1
+    assert steps == [row["step"] for row in rows] and len(rows) > 1
     evaluation = dashboard.api("GET", f"/runs/{run['run_id']}/evaluation").json()
     shown = {
         row.get_attribute("data-arm"): row.locator("td.accuracy").inner_text()
         for row in tab.page.locator("#evaluation-table tr[data-arm]").all()
     }
-    expected = {arm["name"]: f"{arm['accuracy']:.1%}" for arm in evaluation["arms"] if arm.get("accuracy") is not None}
-    assert {name: shown[name] for name in expected} == expected
+    assert set(shown) == {arm["name"] for arm in evaluation["arms"]} and len(shown) == 3
+    for arm in evaluation["arms"]:  # the page's one decimal, whichever way a tie rounds
+        assert abs(float(shown[arm["name"]].rstrip("%")) - 100 * arm["accuracy"]) <= 0.051, arm["name"]
     assert tab.page.locator("#accuracy-chart").count() == 1 and tab.page.locator("#answers-table tr").count() > 1
     assert tab.page.get_attribute("#curve-png", "href", timeout=5000)
     tab.screenshot("run")
@@ -86,31 +95,43 @@ def test_a_live_run_moves_on_the_page_without_a_reload(tab: Tab, dashboard: Dash
         tab.page.wait_for_timeout(250)
     tab.page.evaluate("() => { window.notReloaded = true; }")  # gone if the page were loaded again
     tab.page.evaluate(f"() => {{ location.hash = '#/runs/{run_id}'; }}")
-    seen = set()
+    seen, steps = [], []
     for _ in range(240):
         status = tab.page.locator("#run-status")
         if status.count():
-            seen.add(status.inner_text().strip())
-        if seen & set(FINAL):
+            seen.append(status.inner_text().strip())
+        progress = tab.page.locator("#progress")
+        if progress.count() and progress.is_visible() and progress.get_attribute("value"):
+            steps.append(float(str(progress.get_attribute("value"))))
+        if set(seen) & set(FINAL):
             break
-        tab.page.wait_for_timeout(250)
+        tab.page.wait_for_timeout(200)
 
-    assert "succeeded" in seen and len(seen) >= 2  # it moved through at least one live status on the same page
+    assert seen[-1] == "succeeded" and len(set(seen)) >= 2  # it moved through a live status on the same page
+    # The bar showed the job's steps while it trained (the emulated job trains for a second or two: the page may see
+    # one step count or several), never going back
+    assert steps and steps == sorted(steps)
     assert tab.page.evaluate("() => window.notReloaded") is True
 
 
 def test_nothing_a_run_holds_is_run_as_script(tab: Tab, dashboard: Dashboard) -> None:
-    rows = [sciq_row(i) for i in range(20)] + [sciq_row(99, correct_answer=XSS_ANSWER)]
+    rows = [sciq_row(i, correct_answer=f"{i} {XSS_ANSWER}") for i in range(24)]
     source = dashboard.drop_data("xss.jsonl", rows)
     template = {"system": XSS_SYSTEM}
-    dashboard.drop_config("configs/xss.json", {"dataset": {"source": source}, "template": template})
+    config = {"dataset": {"source": source}, "template": template, "validation_fraction": 0.25}
+    dashboard.drop_config("configs/xss.json", config)
     run = dashboard.run_of("configs/xss.json")
     assert run["status"] == "succeeded"
-    question = sciq_row(99)["question"]
+    trained = dashboard.s3.get_object(Bucket=dashboard.bucket, Key=run["files"]["train"]["key"])["Body"].read()
+    question = json.loads(trained.splitlines()[0])["messages"][1]["content"]
 
     tab.page.goto(f"{dashboard.url}#/runs/{run['run_id']}")
     tab.page.wait_for_function("() => (document.querySelector('#config') || {}).textContent")
+    # Every answer holds the payload; the table is drawn once the evaluation the run started has finished
+    tab.page.wait_for_selector("#answers-table tr[data-index]", state="attached", timeout=90_000)
     assert "<script>alert('config')</script>" in tab.page.inner_text("#config")
+    assert "<img src=x onerror=alert(1)>" in tab.page.inner_text("#answers-table")
+    assert tab.page.locator("#run-view img, #run-view script, #config *").count() == 0
     tab.page.goto(f"{dashboard.url}#/ask")
     tab.page.wait_for_selector(f"#ask-run option[value='{run['run_id']}']", state="attached")
     tab.page.select_option("#ask-run", run["run_id"])
@@ -118,8 +139,8 @@ def test_nothing_a_run_holds_is_run_as_script(tab: Tab, dashboard: Dashboard) ->
     tab.page.click("#ask-button")
     tab.page.wait_for_function("() => document.querySelector('#answer').textContent.length > 0", timeout=30_000)
 
-    assert XSS_ANSWER.split(" ", 1)[1].split(" measure")[0] in tab.page.inner_text("#answer")
-    assert tab.page.locator("#answer img, #config script, img[src='x']").count() == 0
+    assert "<img src=x onerror=alert(1)>" in tab.page.inner_text("#answer")
+    assert tab.page.locator("#answer *, img[src='x']").count() == 0
     assert tab.page.inner_text("#answer-model") and tab.page.inner_text("#answer-usage")
     assert "ms" in tab.page.inner_text("#answer-latency")
     tab.page.wait_for_timeout(500)
@@ -136,7 +157,7 @@ def test_a_wrong_key_is_told_in_a_sentence(browser: Any, dashboard: Dashboard) -
     page.wait_for_selector("#alert:not(:empty)")
 
     assert "403" in page.inner_text("#alert") and "key" in page.inner_text("#alert").lower()
-    assert page.evaluate("() => JSON.stringify(sessionStorage)").count("not-the-key") <= 1
+    assert "not-the-key" not in page.evaluate("() => JSON.stringify(sessionStorage)")  # a refused key is dropped
     assert "not-the-key" not in page.url
     context.close()
 
@@ -144,7 +165,9 @@ def test_a_wrong_key_is_told_in_a_sentence(browser: Any, dashboard: Dashboard) -
 def test_a_refused_cancel_shows_the_apis_sentence(tab: Tab, dashboard: Dashboard) -> None:
     run = _demo_run(dashboard, "bedrock")
     _open_run(tab, run["run_id"])
-    expected = dashboard.api("POST", f"/runs/{run['run_id']}/cancel").json()["message"]
+    refused = dashboard.api("POST", f"/runs/{run['run_id']}/cancel")
+    assert refused.status_code == 409
+    expected = refused.json()["message"]
 
     tab.page.click("#cancel-run")
     tab.page.wait_for_selector("#alert:not(:empty)")
@@ -167,9 +190,15 @@ def test_every_view_passes_axe_cores_serious_and_critical_rules(browser: Any, da
     context = browser.new_context(bypass_csp=True)
     context.add_init_script(f"sessionStorage.setItem('ragtune.apiKey', {dashboard.api_key!r})")
     page = context.new_page()
-    for view in ("#/runs", f"#/runs/{_demo_run(dashboard, 'open')['run_id']}", "#/compare", "#/ask"):
+    views = {
+        "#/runs": "#runs-table tr[data-run-id]",
+        f"#/runs/{_demo_run(dashboard, 'open')['run_id']}": "#evaluation-table tr[data-arm]",
+        "#/compare": "#compare-view input[type=checkbox]",
+        "#/ask": "#ask-run option",
+    }
+    for view, loaded in views.items():
         page.goto(f"{dashboard.url}{view}")
-        page.wait_for_timeout(1500)
+        page.wait_for_selector(loaded, state="attached")
         results = Axe().run(page)
         serious = [
             violation["id"]

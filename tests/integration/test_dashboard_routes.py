@@ -40,9 +40,15 @@ def test_a_runs_evaluated_answers_are_its_evaluation_jsonl(
 
     evaluate_handler({"action": "evaluate", "run_id": run["run_id"]}, lambda_context)
     status, body = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers", lambda_context)
+    pages, offset = [], 0
+    while offset is not None:  # pages of 3
+        _, page = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers?offset={offset}&limit=3", lambda_context)
+        pages.append(page["answers"])
+        offset = page["next_offset"]
 
     lines = aws_account.read(f"reports/{run['run_id']}/evaluation.jsonl").decode().splitlines()
-    assert status == 200 and body["answers"] == [json.loads(line) for line in lines]
+    assert status == 200 and body["answers"] == [json.loads(line) for line in lines] and body["next_offset"] is None
+    assert [answer for page in pages for answer in page] == body["answers"] and len(pages) == -(-len(lines) // 3)
     assert {"tuned", "base"} <= set(body["answers"][0]["arms"])
 
 
@@ -50,3 +56,38 @@ def test_both_routes_answer_404_for_an_unknown_run(aws_account: Aws, lambda_cont
     for route in ("curve", "evaluation/answers"):
         status, body = api_call("GET", f"/runs/no-such-run/{route}", lambda_context)
         assert (status, body["code"]) == (404, "run_not_found"), route
+
+
+def _list_runs(context: Any, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    from functions.ask.app import lambda_handler as ask_handler
+    from tests.helpers import load_event
+
+    event = load_event("ask-list-runs.json") | {
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()},
+    }
+    response = ask_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_runs_are_listed_by_status_across_pages_and_a_cursor_belongs_to_its_listing(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, tmp_path: Path
+) -> None:
+    from tests.helpers import prepare_run
+
+    trained = trained_to_the_end(aws_account, lambda_context, tmp_path)
+    for name in ("second", "third"):
+        prepare_run(aws_account, lambda_context, tmp_path / name, seed=len(name))  # `prepared`, never started
+
+    status, succeeded = _list_runs(lambda_context, {"status": "succeeded"})
+    _, first = _list_runs(lambda_context, {"status": "prepared", "limit": "1"})
+    _, second = _list_runs(lambda_context, {"status": "prepared", "limit": "1", "cursor": first["next_cursor"]})
+
+    assert status == 200 and [run["run_id"] for run in succeeded["runs"]] == [trained["run_id"]]
+    prepared = {run["run_id"] for run in first["runs"] + second["runs"]}
+    assert len(prepared) == 2 and trained["run_id"] not in prepared
+    assert {run["status"] for run in first["runs"] + second["runs"]} == {"prepared"}
+    status, refused = _list_runs(lambda_context, {"status": "succeeded", "cursor": first["next_cursor"]})
+    assert (status, refused["code"]) == (400, "invalid_cursor")  # a cursor of another status's listing
+    status, refused = _list_runs(lambda_context, {"status": "sleeping"})
+    assert status == 422

@@ -143,6 +143,26 @@ def test_every_zip_function_is_built_by_its_make_target_from_the_root() -> None:
     assert re.search(r"^build_in_source = true$", (ROOT / "samconfig.toml").read_text(encoding="utf-8"), re.M)
 
 
+def _pyc_of(source: str) -> str:
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/__pycache__/{name.removesuffix('.py')}.cpython-312.pyc".lstrip("/")
+
+
+def test_a_packages_bytecode_is_the_same_bytes_every_build(tmp_path: Path) -> None:
+    """Unchecked-hash .pyc files depend on the sources alone: two builds of a package are byte for byte alike."""
+    builds = []
+    for attempt in ("first", "second"):
+        package = tmp_path / attempt
+        subprocess.run(
+            ["make", "--silent", "build-PollJobFunction", f"ARTIFACTS_DIR={package}", "LAMBDA_DEPENDENCIES=skip"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        builds.append({path.relative_to(package): path.read_bytes() for path in package.rglob("*.pyc")})
+    assert builds[0] == builds[1] and len(builds[0]) > 50
+
+
 def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp_path: Path) -> None:
     """The package `sam build` makes (make build-<LogicalId>), without the wheels, which need the registry.
 
@@ -167,18 +187,29 @@ def test_each_zip_package_holds_only_its_handler_shared_and_what_they_import(tmp
             capture_output=True,
         )
         assert sorted(path.name for path in package.iterdir()) == ["functions", "shared"], logical_id
-        assert sorted(path.name for path in (package / "functions").iterdir()) == ["__init__.py", name], logical_id
+        assert sorted(path.name for path in (package / "functions").iterdir()) == [
+            "__init__.py",
+            "__pycache__",
+            name,
+        ], logical_id
         files = {path.relative_to(package).as_posix() for path in package.rglob("*") if path.is_file()}
         shared = {path.relative_to(ROOT).as_posix() for path in (ROOT / "shared").rglob("*.py")}
         assert shared and shared <= files, logical_id
-        # Python only, but for what the open provider's training job pip-installs beside its script, and the
-        # dashboard's page and assets (its own package only)
+        # Python and its bytecode only, but for what the open provider's training job pip-installs beside its
+        # script, and the dashboard's page and assets (its own package only)
         data = {"shared/providers/open/training/requirements.txt"} | {
             file
             for file in files
             if logical_id == "DashboardFunction" and file.startswith("functions/dashboard/static/")
         }
-        assert not [file for file in files - data if "__pycache__" in file or not file.endswith(".py")], logical_id
+        sources = {file for file in files if file.endswith(".py")}
+        bytecode = {file for file in files if "/__pycache__/" in file}
+        assert files - data - bytecode == sources, logical_id
+        # Lambda's Python (3.12) reads each module's bytecode as built: compiled once, unchecked-hash (PEP 552
+        # flags 0b01: hash-based, the source never checked), so a cold start compiles nothing
+        assert bytecode == {_pyc_of(file) for file in sources}, logical_id
+        for file in bytecode:
+            assert (package / file).read_bytes()[4:8] == (1).to_bytes(4, "little"), file
 
         own_requirements = ROOT / "functions" / name / "requirements.txt"
         shipped = _requirements(own_requirements) if own_requirements.exists() else shipped_by_all
@@ -241,8 +272,8 @@ def test_every_function_reserves_its_concurrency_unless_the_parameter_turns_it_o
         condition, amount, otherwise = function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
         assert (condition, otherwise) == ("ReserveConcurrency", {"Ref": "AWS::NoValue"}), logical_id
         reserved[logical_id] = amount
-    assert sum(reserved.values()) == 46  # the figure the ReservedConcurrency parameter's description gives
-    assert "46 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
+    assert sum(reserved.values()) == 49  # the figure the ReservedConcurrency parameter's description gives
+    assert "49 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
     scaling = functions["FailedEventsFunction"]["Properties"]["Events"]["FailedEvents"]["Properties"]["ScalingConfig"]
     assert scaling["MaximumConcurrency"] <= reserved["FailedEventsFunction"]
 

@@ -562,7 +562,8 @@
       onClick: () => state.page && state.page.next_cursor && go([...state.cursors, state.page.next_cursor]),
     });
     for (const control of [firstButton, previousButton, nextButton]) control.disabled = true;
-    filter.addEventListener("change", render);
+    // The API filters by status (GET /runs?status=): a new filter starts again from its first page.
+    filter.addEventListener("change", () => go([null]));
 
     function go(cursors) {
       state.cursors = cursors.length ? cursors : [null];
@@ -573,16 +574,16 @@
       const page = state.page;
       if (!page) return;
       const chosen = filter.value;
-      const runs = (page.runs || []).filter((run) => chosen === "all" || run.status === chosen);
+      const runs = (page.runs || []).filter((run) => chosen === "all" || run.status === chosen);  // one that moved on
       // Polling rebuilds the rows: keep the keyboard focus on the same run's link.
       const focusedRow = document.activeElement && body.contains(document.activeElement)
         ? document.activeElement.closest("tr[data-run-id]") : null;
       const focusedId = focusedRow ? focusedRow.getAttribute("data-run-id") : null;
       if (runs.length) setChildren(body, runs.map(runRow));
       else {
-        const empty = (page.runs || []).length
-          ? `No run on this page has the status ${chosen.replace(/_/g, " ")}.`
-          : "No runs yet: start one with the CLI (ragtune run) or by uploading a config.";
+        const empty = chosen !== "all"
+          ? `No run has the status ${chosen.replace(/_/g, " ")}.`
+          : "No runs yet: start one with the CLI (ragtune submit) or by uploading a config.";
         setChildren(body, el("tr", {}, el("td", { text: empty, attrs: { colspan: "8" } })));
       }
       if (focusedId !== null) {
@@ -604,7 +605,8 @@
       state.timer = null;
       const cursor = state.cursors[state.cursors.length - 1];
       try {
-        const page = await ctx.api("runs", { query: { limit: RUNS_PAGE, cursor } });
+        const status = filter.value === "all" ? null : filter.value;
+        const page = await ctx.api("runs", { query: { limit: RUNS_PAGE, cursor, status } });
         if (!ctx.alive) return;
         state.page = page;
         clearAlert();
@@ -1033,13 +1035,34 @@
         isFinal(run.status) ? "" : el("span", { class: "muted", text: " · updates every 2 seconds" }));
     }
 
-    function renderProgress(run) {
+    /** Step and total: the provider's metrics (open: `step`, `total_steps`), else its newest "Step N/M" event
+     * (OpenAI's), as the ragtune command reads them; a provider that reports no total (Bedrock) gives the step only. */
+    function stepsOf(run) {
       const metrics = run.metrics || {};
-      const step = metrics.step;
-      const total = metrics.total_steps;
-      const show = !isFinal(run.status) && isNumber(step) && isNumber(total) && total > 0;
-      progressPanel.hidden = !show;
-      if (!show) return;
+      let step = isNumber(metrics.step) ? metrics.step : null;
+      let total = isNumber(metrics.total_steps) ? metrics.total_steps : null;
+      for (const event of [...(run.events || [])].reverse()) {
+        const found = /\bStep (\d+)\/(\d+)\b/.exec(String(event.message || ""));
+        if (found) {
+          if (total === null) [step, total] = [Number(found[1]), Number(found[2])];
+          break;
+        }
+      }
+      return { step, total };
+    }
+
+    function renderProgress(run) {
+      const { step, total } = stepsOf(run);
+      const training = !isFinal(run.status) && isNumber(step);
+      progressPanel.hidden = !training;
+      if (!training) return;
+      if (!isNumber(total) || total <= 0) {  // no total known: an indeterminate bar, the step and the finish time
+        progress.removeAttribute("value");
+        const finish = toMillis(run.estimated_finish);
+        progressText.textContent = `Step ${fmtInt(step)}`
+          + (finish === null ? "." : `; about ${fmtDuration(Math.max(0, finish - Date.now()))} left.`);
+        return;
+      }
       progress.max = total;
       progress.value = Math.min(step, total);
       // Without the provider's estimated finish, the ETA is the rate of steps since this page saw the first one.
@@ -1201,7 +1224,14 @@
 
     async function loadAnswers() {
       try {
-        const result = await ctx.api(`${path}/evaluation/answers`);
+        // Paged by the API (a Lambda answers at most 6 MB): read every page, then draw the table once.
+        const result = { answers: [] };
+        for (let offset = 0; offset !== null && offset !== undefined;) {
+          const page = await ctx.api(`${path}/evaluation/answers?offset=${offset}&limit=200`);
+          if (!ctx.alive) return;
+          result.answers.push(...(page.answers || []));
+          offset = page.next_offset;
+        }
         if (!ctx.alive) return;
         const keep = document.getElementById("only-wrong");
         const wasChecked = keep ? keep.checked : false;
@@ -1243,7 +1273,9 @@
         if (!before || before.status !== run.status || !isFinal(run.status)) pending.push(loadCurve());
       }
       // The run's record says how its evaluation stands: read the evaluation when that changes or while it is live.
-      const evaluationLive = EVALUATION_LIVE.has(run.evaluation_status) || state.evaluationStatus === "running";
+      // A succeeded run with held-out questions is evaluated right after: wait for it while it has not started yet.
+      const evaluationDue = run.status === "succeeded" && !run.evaluation_status && Boolean((run.files || {}).questions);
+      const evaluationLive = evaluationDue || EVALUATION_LIVE.has(run.evaluation_status) || state.evaluationStatus === "running";
       if (!before || evaluationLive || before.evaluation_status !== run.evaluation_status) pending.push(loadEvaluation());
       await Promise.all(pending);
       if (!ctx.alive) return;
