@@ -1,8 +1,11 @@
-"""Make moto's DynamoDB conditional writes atomic, as DynamoDB's are.
+"""Where moto (5.2.5) differs from AWS in ways the stack relies on, made as AWS does it.
 
-moto checks a condition and then writes, with no lock between, so two threads can both
-pass `attribute_not_exists(...)`. Idempotency and the run's status leases rely on that
-check being atomic; a process-wide lock around moto's writes restores the guarantee.
+* DynamoDB: moto checks a condition and then writes, with no lock between, so two threads can both
+  pass `attribute_not_exists(...)`. Idempotency and the run's status leases rely on that check being
+  atomic; a process-wide lock around moto's writes restores the guarantee.
+* Step Functions' optimised integration with itself (`arn:aws:states:::states:startExecution`): its
+  parameters are written as AWS documents them (`StateMachineArn`, `Input`, `Name`), which Step Functions
+  maps to the API's own names; moto passes them to botocore unmapped, which fails every such task.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 _lock = threading.RLock()
@@ -34,3 +40,21 @@ def make_dynamodb_writes_atomic() -> None:
         write = getattr(DynamoDBBackend, name)
         if not getattr(write, "__wrapped_atomic__", False):
             setattr(DynamoDBBackend, name, _atomic(write))
+
+
+def _api_cased(normalise: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(normalise)
+    def mapped(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        normalise(self, parameters, *args, **kwargs)
+        for name in list(parameters):
+            parameters[name[:1].lower() + name[1:]] = parameters.pop(name)  # StateMachineArn -> stateMachineArn
+
+    mapped.__wrapped_api_cased__ = True  # type: ignore[attr-defined]
+    return mapped
+
+
+def map_step_functions_task_parameters() -> None:
+    """Idempotent: Step Functions tasks that start an execution name its parameters as the API does."""
+    normalise = StateTaskServiceSfn._normalise_parameters
+    if not getattr(normalise, "__wrapped_api_cased__", False):
+        StateTaskServiceSfn._normalise_parameters = _api_cased(normalise)  # type: ignore[method-assign]

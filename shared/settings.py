@@ -1,7 +1,5 @@
 """Environment settings, validated once per cold start and read through a cached getter."""
 
-from __future__ import annotations
-
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -122,10 +120,13 @@ class Settings(BaseModel):
     adoptable_models: Annotated[frozenset[str], BeforeValidator(_model_list)] = Field(
         default=frozenset(), alias="ADOPTABLE_MODELS"
     )
-    # The function POST /runs/{id}/evaluation starts (AskFunction), and PrepareFunction for an adopted run.
-    evaluate_function_name: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
-        default=None, alias="EVALUATE_FUNCTION_NAME"
+    # The state machine that runs an evaluation (plan, a Map over chunks of questions, merge): what POST
+    # /runs/{id}/evaluation, the job tracker and PrepareFunction (an adopted run) start.
+    evaluation_state_machine_arn: Annotated[str | None, BeforeValidator(lambda value: value or None)] = Field(
+        default=None, alias="EVALUATION_STATE_MACHINE_ARN"
     )
+    # Chunks of questions the evaluation's Map asks at once (each EVALUATION_CONCURRENCY calls at a time).
+    evaluation_map_concurrency: int = Field(default=4, ge=1, le=40, alias="EVALUATION_MAP_CONCURRENCY")
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,7 @@ PHYSICAL_NAMES = {
     "IdempotencyTable": "ragtune-idempotency",
     "RunNotificationsTopic": f"arn:aws:sns:{REGION}:{ACCOUNT}:ragtune-run-notifications",
     "EvaluateFunction": "ragtune-evaluate",
+    "EvaluationStateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:ragtune-evaluation",
 }
 
 
@@ -110,7 +111,7 @@ botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 from local.bedrock_emulator import BedrockEmulator  # noqa: E402
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
-from local.moto_fidelity import make_dynamodb_writes_atomic  # noqa: E402
+from local.moto_fidelity import make_dynamodb_writes_atomic, map_step_functions_task_parameters  # noqa: E402
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
 from local.openai_emulator.models import FAR_SHUTDOWN_DATES  # noqa: E402
 from local.sagemaker_emulator import SageMakerEmulator  # noqa: E402
@@ -129,10 +130,11 @@ from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
 make_dynamodb_writes_atomic()
+map_step_functions_task_parameters()
 
 
 def _create_functions_and_state_machine() -> None:
-    """PollJobFunction and EvaluateFunction in moto's Lambda and the real state machine definition wired to them."""
+    """PollJobFunction and EvaluateFunction in moto's Lambda and the real state machine definitions wired to them."""
     role_arn = boto3.client("iam").create_role(
         RoleName="ragtune-test", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
     )["Role"]["Arn"]
@@ -147,9 +149,18 @@ def _create_functions_and_state_machine() -> None:
         )["FunctionArn"]
         for logical_id, name in (("PollJobFunction", "ragtune-poll-job"), ("EvaluateFunction", "ragtune-evaluate"))
     }
-    boto3.client("stepfunctions").create_state_machine(
+    sfn = boto3.client("stepfunctions")
+    evaluation = sfn.create_state_machine(
+        name=os.environ["EVALUATION_STATE_MACHINE_ARN"].rsplit(":", 1)[1],
+        definition=state_machine_definition("EvaluationStateMachine", arns),
+        roleArn=role_arn,
+    )
+    assert evaluation["stateMachineArn"] == os.environ["EVALUATION_STATE_MACHINE_ARN"]
+    sfn.create_state_machine(
         name=os.environ["STATE_MACHINE_ARN"].rsplit(":", 1)[1],
-        definition=state_machine_definition("JobStateMachine", arns),
+        definition=state_machine_definition(
+            "JobStateMachine", arns | {"EvaluationStateMachineArn": evaluation["stateMachineArn"]}
+        ),
         roleArn=role_arn,
     )
 

@@ -7,6 +7,7 @@ modules import from here, never from conftest or from each other.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,7 +216,57 @@ def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) ->
     raise AssertionError(f"execution {arn} still running after {timeout} s")
 
 
+def finished_evaluations(run_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """The run's evaluation executions (the tracker starts one for a succeeded run, the API one per request),
+    once none of them is running; oldest first."""
+    sfn = boto3.client("stepfunctions")
+    machine = os.environ["EVALUATION_STATE_MACHINE_ARN"]
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+        described = [sfn.describe_execution(executionArn=execution["executionArn"]) for execution in listed]
+        ours = [execution for execution in described if json.loads(execution["input"]).get("run_id") == run_id]
+        if all(execution["status"] != "RUNNING" for execution in ours):
+            return sorted(ours, key=lambda execution: execution["startDate"])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"an evaluation of run {run_id} still running after {timeout} s")
+        time.sleep(0.05)
+
+
 def history_states(execution_arn: str) -> list[str]:
     """The states an execution entered, in order."""
     events = boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def evaluate_in_order(request: Any) -> dict[str, Any]:
+    """The evaluation state machine's steps run one after another in this process, as its definition orders them:
+    Plan; every chunk of the Map; Merge, or on a failure RecordFailure (the merge with the failure) and the error
+    raised. For the use case's own tests; tests/integration/test_evaluation_state_machine.py runs the definition."""
+    from shared.aws.runs import RunsRepository
+    from shared.pipeline.evaluate_run import (
+        ChunkRequest,
+        ClaimedEvaluation,
+        ask_chunk,
+        merge_evaluation,
+        plan_evaluation,
+    )
+    from shared.settings import settings
+
+    plan = plan_evaluation(request)
+    if plan["outcome"] != "evaluate":
+        run = RunsRepository(settings().runs_table).get(request.run_id)
+        return dict((run.evaluation if run else None) or {})
+    claim = {"run_id": plan["run_id"], "token": plan["token"], "compare_with": plan["compare_with"]}
+    claimed = ClaimedEvaluation(**claim, chunks=plan["chunks"])
+    try:
+        for chunk in plan["chunks"]:
+            ask_chunk(ChunkRequest(**claim, **chunk))
+        return merge_evaluation(claimed)
+    except Exception as error:
+        failure = {
+            "Error": type(error).__name__,
+            "Cause": json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}),
+        }
+        merge_evaluation(claimed.model_copy(update={"failure": failure}))
+        raise

@@ -26,8 +26,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from shared.aws.evaluation_starter import EvaluationNotStartedError
 from shared.aws.runs import InvalidCursorError
+from shared.aws.tracking import EvaluationNotStartedError
 from shared.domain.api_models import (
     AskRequest,
     AskResponse,

@@ -1,8 +1,9 @@
-"""EvaluateFunction: reports on a finished run, for the state machine and POST /runs/{id}/evaluation.
+"""EvaluateFunction: reports on a finished run, for the job tracker and the evaluation state machine.
 
-`training_curve` writes reports/<run_id>/metrics.csv and loss.png from the job's per-step metrics;
-`evaluate` asks the held-out questions of the tuned model, the base model with and without the
-passage, and any runs to compare with, and writes reports/<run_id>/evaluation.jsonl.
+`training_curve` writes reports/<run_id>/metrics.csv and loss.png from the job's per-step metrics. An
+evaluation asks the held-out questions of the tuned model, the base model with and without the passage, and
+any runs to compare with, in the evaluation state machine's three steps: `plan_evaluation` (claim, estimate,
+the chunks), `ask_chunk` (one Map iteration) and `merge_evaluation` (the report and the summaries).
 """
 
 from typing import Annotated, Any, Literal
@@ -11,25 +12,41 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.domain.evaluation import EvaluationRefusedError
 from shared.observability import logger, metrics, tracer
-from shared.pipeline.evaluate_run import EvaluationRequest, evaluate_or_skip
+from shared.pipeline.evaluate_run import (
+    ChunkRequest,
+    ClaimedEvaluation,
+    EvaluationRequest,
+    ask_chunk,
+    merge_evaluation,
+    plan_evaluation,
+)
 from shared.pipeline.reports import publish_training_curve
 
 
 class TrainingCurveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     action: Literal["training_curve"]
     run_id: str
 
 
-class EvaluateAction(EvaluationRequest):
-    action: Literal["evaluate"]
+class PlanAction(EvaluationRequest):
+    action: Literal["plan_evaluation"]
 
 
-# What the state machine's DrawTrainingCurve and EvaluateRun tasks send, or the API's asynchronous invoke.
-ReportRequest = Annotated[TrainingCurveRequest | EvaluateAction, Field(discriminator="action")]
-REPORT_REQUEST: TypeAdapter[TrainingCurveRequest | EvaluateAction] = TypeAdapter(
+class ChunkAction(ChunkRequest):
+    action: Literal["ask_chunk"]
+
+
+class MergeAction(ClaimedEvaluation):
+    action: Literal["merge_evaluation"]
+
+
+# What the state machines' tasks send (DrawTrainingCurve; Plan, the Map's AskChunk, Merge and RecordFailure).
+ReportRequest = Annotated[TrainingCurveRequest | PlanAction | ChunkAction | MergeAction, Field(discriminator="action")]
+REPORT_REQUEST: TypeAdapter[TrainingCurveRequest | PlanAction | ChunkAction | MergeAction] = TypeAdapter(
     ReportRequest, config=ConfigDict(title="EvaluateFunction input")
 )
 
@@ -38,8 +55,19 @@ REPORT_REQUEST: TypeAdapter[TrainingCurveRequest | EvaluateAction] = TypeAdapter
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @event_parser(model=REPORT_REQUEST)
-def lambda_handler(request: TrainingCurveRequest | EvaluateAction, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    request: TrainingCurveRequest | PlanAction | ChunkAction | MergeAction, context: LambdaContext
+) -> dict[str, Any]:
     logger.append_keys(run_id=request.run_id, action=request.action)
+    fields = request.model_dump(exclude={"action"})
     if isinstance(request, TrainingCurveRequest):
         return publish_training_curve(request.run_id)
-    return evaluate_or_skip(EvaluationRequest.model_validate(request.model_dump(exclude={"action"})))
+    if isinstance(request, ChunkAction):
+        return ask_chunk(ChunkRequest.model_validate(fields))
+    if isinstance(request, MergeAction):
+        return merge_evaluation(ClaimedEvaluation.model_validate(fields))
+    try:
+        return plan_evaluation(EvaluationRequest.model_validate(fields))
+    except EvaluationRefusedError as refused:  # e.g. a run without held-out questions, which the pipeline sends too
+        logger.info("Nothing to evaluate", extra={"code": refused.code, "reason": refused.message})
+        return {"run_id": request.run_id, "outcome": "skipped", "skipped": refused.code, "reason": refused.message}

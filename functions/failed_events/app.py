@@ -8,11 +8,12 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import logger, metrics, tracer
-from shared.pipeline.failed_deliveries import DeadLetter, settle_dead_letter
+from shared.pipeline.failed_deliveries import settle_dead_letter
 
-# Each message is parsed by Parser into a DeadLetter; the use case reads its body and drops one that is no S3
-# event, so only a failure worth retrying (DynamoDB, Step Functions) fails its record (partial batch).
-processor = BatchProcessor(event_type=EventType.SQS, model=DeadLetter)
+# Each message reaches the use case as Powertools' SQSRecord (its data class, not Parser's pydantic models, whose
+# import alone doubled this function's cold start); the use case drops a body that is no S3 event, so only a
+# failure worth retrying (DynamoDB, Step Functions) fails its record (partial batch).
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)

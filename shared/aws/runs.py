@@ -467,6 +467,28 @@ class RunsRepository:
         condition = "#evaluation.#token = :token AND #evaluation.#status = :running"
         return self._write_evaluation(run_id, condition, names, values)
 
+    def renew_evaluation_lease(self, run_id: str, token: str, lease_until: int) -> bool:
+        """Push the lease of the evaluation `token` holds running forward (each chunk of its Map does): a
+        long evaluation keeps its claim, one whose execution died loses it a lease after its last chunk."""
+        try:
+            self._table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #evaluation.#lease = :lease",
+                ConditionExpression="#evaluation.#token = :token AND #evaluation.#status = :running",
+                ExpressionAttributeNames={
+                    "#evaluation": "evaluation",
+                    "#lease": "lease_until",
+                    "#token": "token",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues={":lease": lease_until, ":token": token, ":running": "running"},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def fail_pending_evaluation(self, run_id: str, token: str, error: dict[str, str]) -> bool:
         """A claim whose evaluation could not be started ends `failed` with `error`, while `token` still holds
         it pending: the run may then be evaluated again at once instead of after the claim's lease."""

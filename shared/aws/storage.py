@@ -168,6 +168,17 @@ def put_bytes(ref: ObjectRef, body: bytes, content_type: str) -> None:
     client("s3").put_object(Bucket=ref.bucket, Key=ref.key, Body=body, ContentType=content_type)
 
 
+def delete_objects(refs: list[ObjectRef]) -> None:
+    """Small objects of one bucket deleted in batches of S3's 1,000 (one missing is no error)."""
+    for first in range(0, len(refs), 1000):
+        batch = refs[first : first + 1000]
+        response = client("s3").delete_objects(
+            Bucket=batch[0].bucket, Delete={"Objects": [{"Key": ref.key} for ref in batch], "Quiet": True}
+        )
+        if response.get("Errors"):
+            raise RuntimeError(f"S3 kept {len(response['Errors'])} objects: {response['Errors'][0].get('Code')}")
+
+
 def read_bytes(ref: ObjectRef, max_bytes: int) -> bytes:
     """A whole object known to be small; larger than `max_bytes` is an error, not a truncation."""
     read = read_object(ref, max_bytes)

@@ -1,14 +1,17 @@
-"""The one module that speaks to the tracking loop: the Step Functions execution that polls a
-run's job, and the SNS topic that announces a finished run.
+"""The one module that speaks to Step Functions and SNS: the tracking loop's execution that polls a run's
+job, the evaluation's execution (its Map asks the held-out questions), and the topic that announces a
+finished run.
 
-An execution's name is derived from the run, its job and the generation, so Step Functions
-dedupes a duplicate start; its ARN can therefore be recorded before the execution starts.
+A tracking execution's name is derived from the run, its job and the generation, so Step Functions
+dedupes a duplicate start; its ARN can therefore be recorded before the execution starts. An evaluation's
+is derived from the API's claim token, for the same reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -76,6 +79,40 @@ def newest_tracking(run_id: str, job_id: str) -> tuple[int, str] | None:
             return newest
         newest = (generation, str(described["status"]))
         generation += 1
+
+
+class EvaluationNotStartedError(Exception):
+    """Step Functions did not take the evaluation's execution (throttled, unreachable, refused)."""
+
+
+class EvaluationNotConfiguredError(EvaluationNotStartedError):
+    """The deployment names no evaluation state machine (EVALUATION_STATE_MACHINE_ARN is unset)."""
+
+
+def evaluation_input(run_id: str, compare_with: list[str], token: str | None) -> dict[str, Any]:
+    """The evaluation state machine's input (`token`: the API's claim on the run; None: the pipeline's own)."""
+    return {"run_id": run_id, "compare_with": compare_with, "token": token}
+
+
+def start_evaluation(run_id: str, compare_with: list[str], token: str | None) -> None:
+    """Start the evaluation's execution. The API's is named after its claim token, so a duplicate start of one
+    request is one execution; the pipeline's gets a fresh name, its duplicates stopped by the run's claim."""
+    state_machine = settings().evaluation_state_machine_arn
+    if not state_machine:
+        raise EvaluationNotConfiguredError("EVALUATION_STATE_MACHINE_ARN is not set; this deployment cannot evaluate.")
+    suffix = token if token is not None else uuid.uuid4().hex
+    try:
+        client("stepfunctions").start_execution(
+            stateMachineArn=state_machine,
+            name=f"{run_id[:47]}-{hashlib.sha256(suffix.encode()).hexdigest()[:32]}",
+            input=json.dumps(evaluation_input(run_id, compare_with, token)),
+        )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code != "ExecutionAlreadyExists":
+            raise EvaluationNotStartedError(f"Step Functions refused it ({code})") from error
+    except BotoCoreError as error:
+        raise EvaluationNotStartedError(f"Step Functions did not answer ({type(error).__name__})") from error
 
 
 class NoticeUnsentError(Exception):

@@ -4,8 +4,6 @@ Responses are built field by field from run items, so an internal attribute neve
 a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or epoch).
 """
 
-from __future__ import annotations
-
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -17,12 +15,18 @@ RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id
 EvaluationStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
-class ErrorBody(BaseModel):
+class _ApiModel(BaseModel):
+    """Schemas built on first use, not at import: a handler pays only for the models it touches."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorBody(_ApiModel):
     message: str = Field(description="What went wrong, for a person to read.")
     code: str = Field(description="Stable machine-readable reason, e.g. run_not_found.")
 
 
-class FieldError(BaseModel):
+class FieldError(_ApiModel):
     loc: list[str | int] = Field(description="Where: body, query or path, then the field's name or index.")
     msg: str = Field(description="What is wrong with it (pydantic's words; the value is never echoed).")
     type: str = Field(description="pydantic's error type, e.g. missing, string_too_short, json_invalid.")
@@ -40,10 +44,10 @@ class RunConflictBody(ErrorBody):
     status: str = Field(description="The run's status now, e.g. succeeded, or prepared when it has no job yet.")
 
 
-class AskRequest(BaseModel):
+class AskRequest(_ApiModel):
     """The model is never chosen here: it always comes from a run this deployment trained."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     question: str = Field(
         description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default)."
@@ -58,13 +62,13 @@ class AskRequest(BaseModel):
     max_tokens: int = Field(default=512, ge=1, le=4096, description="Upper bound on the answer's tokens.")
 
 
-class Usage(BaseModel):
+class Usage(_ApiModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
 
 
-class AskResponse(BaseModel):
+class AskResponse(_ApiModel):
     answer: str | None = Field(description="The model's answer; null when the model refused to answer.")
     refusal: str | None = Field(
         description="The model's refusal message when it declined to answer (OpenAI's `message.refusal`); "
@@ -75,13 +79,13 @@ class AskResponse(BaseModel):
     usage: Usage
 
 
-class RunError(BaseModel):
+class RunError(_ApiModel):
     code: str
     message: str
     openai_code: str | None = Field(default=None, description="OpenAI's own error code, when OpenAI gave one.")
 
 
-class RunSummary(BaseModel):
+class RunSummary(_ApiModel):
     run_id: str
     status: str
     provider: str = Field(
@@ -112,12 +116,12 @@ class RunSummary(BaseModel):
     error: RunError | None = None
 
 
-class RunPage(BaseModel):
+class RunPage(_ApiModel):
     runs: list[RunSummary] = Field(description="Newest first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class Counts(BaseModel):
+class Counts(_ApiModel):
     rows_read: int | None = None
     rows_kept: int | None = None
     rows_dropped: int | None = None
@@ -142,14 +146,14 @@ class Counts(BaseModel):
     )
 
 
-class Tokens(BaseModel):
+class Tokens(_ApiModel):
     """Tokens of the training file as counted by the data gate (o200k_base)."""
 
     total_tokens: int
     billing_tokens: int
 
 
-class Estimate(BaseModel):
+class Estimate(_ApiModel):
     """An openai run's estimate: billed tokens counted with o200k_base, priced per million tokens by model."""
 
     epochs: int
@@ -160,7 +164,7 @@ class Estimate(BaseModel):
     )
 
 
-class BedrockEstimate(BaseModel):
+class BedrockEstimate(_ApiModel):
     """A bedrock run's estimate: tokens estimated (o200k_base as a proxy for Nova's), priced per 1,000 tokens."""
 
     epochs: int
@@ -171,7 +175,7 @@ class BedrockEstimate(BaseModel):
     token_counting: str
 
 
-class OpenEstimate(BaseModel):
+class OpenEstimate(_ApiModel):
     """An open run's estimate: GPU hours on the training instance at a stated throughput, priced per hour, and
     the serving price per Custom Model Unit-minute (Bedrock bills an imported model only while it serves)."""
 
@@ -188,7 +192,7 @@ class OpenEstimate(BaseModel):
     token_counting: str
 
 
-class DataFile(BaseModel):
+class DataFile(_ApiModel):
     """A JSONL file prepared for OpenAI, as uploaded to the data bucket."""
 
     key: str = Field(description="S3 key in the data bucket, e.g. datasets/<run_id>/train.jsonl.")
@@ -196,13 +200,13 @@ class DataFile(BaseModel):
     examples: int
 
 
-class DatasetObject(BaseModel):
+class DatasetObject(_ApiModel):
     uri: str = Field(description="s3://<data bucket>/data/<file>")
     version_id: str | None = Field(description="The S3 version read (null in an unversioned bucket).")
     etag: str = Field(description="Its ETag: what its content was.")
 
 
-class RunFiles(BaseModel):
+class RunFiles(_ApiModel):
     train: DataFile | None = Field(default=None, description="Null only for an adopted run (nothing trained).")
     validation: DataFile | None = Field(default=None, description="Only when validation_fraction > 0.")
     questions: DataFile | None = Field(
@@ -212,7 +216,7 @@ class RunFiles(BaseModel):
     )
 
 
-class GateReport(BaseModel):
+class GateReport(_ApiModel):
     """The data gate's findings on one file (tokens counted with o200k_base)."""
 
     examples: int
@@ -224,12 +228,12 @@ class GateReport(BaseModel):
     format_errors: dict[str, int] = Field(default_factory=dict, description="Count per kind of format error.")
 
 
-class RunGate(BaseModel):
+class RunGate(_ApiModel):
     train: GateReport
     validation: GateReport | None = None
 
 
-class JobEvent(BaseModel):
+class JobEvent(_ApiModel):
     id: str
     created_at: datetime
     level: str
@@ -308,12 +312,12 @@ class RunDetail(RunSummary):
     )
 
 
-class RecordedArm(BaseModel):
+class RecordedArm(_ApiModel):
     recorded_at: datetime | None = Field(description="When the recorded answers were given.")
     questions: int = Field(description="This evaluation's questions; the arm answered `questions` of them.")
 
 
-class EvaluationArm(BaseModel):
+class EvaluationArm(_ApiModel):
     """One model (and prompt) asked every held-out question."""
 
     name: str = Field(
@@ -349,7 +353,7 @@ class EvaluationArm(BaseModel):
     )
 
 
-class EvaluationEstimate(BaseModel):
+class EvaluationEstimate(_ApiModel):
     """Recorded before the first model call: what the evaluation may spend at most."""
 
     calls: int
@@ -358,7 +362,7 @@ class EvaluationEstimate(BaseModel):
     max_cost_usd: float | None = None
 
 
-class EvaluationResponse(BaseModel):
+class EvaluationResponse(_ApiModel):
     run_id: str
     status: EvaluationStatus
     questions: int = Field(description="Held-out questions asked of each arm.")
@@ -373,10 +377,10 @@ class EvaluationResponse(BaseModel):
     error: ErrorBody | None = None
 
 
-class EvaluationRequest(BaseModel):
+class EvaluationRequest(_ApiModel):
     """Compare runs on this run's held-out questions; an empty body runs (again) the tuned/base arms."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     compare_with: list[RunId] = Field(
         default_factory=list,
@@ -387,7 +391,7 @@ class EvaluationRequest(BaseModel):
     )
 
 
-class DeletedModelResponse(BaseModel):
+class DeletedModelResponse(_ApiModel):
     run_id: str
     deleted: str = Field(
         description="What was deleted: `custom_model_deployment` (a Bedrock run's on-demand deployment) or "
@@ -398,14 +402,14 @@ class DeletedModelResponse(BaseModel):
     message: str
 
 
-class CancelResponse(BaseModel):
+class CancelResponse(_ApiModel):
     run_id: str
     status: str = Field(
         description="The job's status as its provider (OpenAI, Amazon Bedrock) reported it after the cancel request."
     )
 
 
-class CurvePoint(BaseModel):
+class CurvePoint(_ApiModel):
     step: int
     train_loss: float | None = None
     valid_loss: float | None = None
@@ -413,7 +417,7 @@ class CurvePoint(BaseModel):
     valid_accuracy: float | None = None
 
 
-class CurveResponse(BaseModel):
+class CurveResponse(_ApiModel):
     """A run's training curve as published once its job ended (`reports/<run_id>/metrics.csv`), as JSON."""
 
     run_id: str
@@ -421,7 +425,7 @@ class CurveResponse(BaseModel):
     rows: list[CurvePoint]
 
 
-class EvaluationAnswersResponse(BaseModel):
+class EvaluationAnswersResponse(_ApiModel):
     """Every evaluated question with each arm's answer (`reports/<run_id>/evaluation.jsonl`), as JSON."""
 
     run_id: str

@@ -20,6 +20,7 @@ import math
 import operator
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -38,16 +39,16 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from shared.domain.config_fields import RULE_ERROR, Auto
+from shared.domain.config_fields import MAX_CONFIG_BYTES, RULE_ERROR, Auto
 from shared.domain.config_fields import Strict as _Strict
 from shared.domain.config_fields import no_default as _no_default
 from shared.domain.config_fields import rule as _rule
 from shared.domain.errors import ConfigError
+from shared.domain.text import lone_surrogate
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 from shared.providers.base import ProviderSpec
 
 CONFIG_SCHEMA_VERSION = 1  # RunConfig.version's only allowed value
-MAX_CONFIG_BYTES = 64 * 1024
 MAX_CONFIG_DEPTH = 32  # objects and lists within each other; a full config needs 3
 
 DATA_PREFIX = "data/"  # the only prefix of the data bucket a dataset may be read from
@@ -317,7 +318,7 @@ else:  # every provider's fields, so a config naming another provider's hyperpar
         {
             "__module__": __name__,
             "__doc__": '`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused.',
-            "model_config": ConfigDict(extra="forbid", frozen=True),
+            "model_config": ConfigDict(extra="forbid", frozen=True, defer_build=True),
         },
     )
 
@@ -508,6 +509,15 @@ class AdoptSpec(_Strict):
         return model
 
 
+def _default_shown(model: type[_Strict]) -> Callable[[dict[str, Any]], None]:
+    """The schema shows a factory's default as an instance's, built when the schema is, not at import."""
+
+    def show(schema: dict[str, Any]) -> None:
+        schema["default"] = model().model_dump(mode="json")
+
+    return show
+
+
 class RunConfig(_Strict):
     """Version 1 of the run config."""
 
@@ -522,8 +532,9 @@ class RunConfig(_Strict):
         json_schema_extra=_no_default,
     )
     dataset: DatasetSpec
-    filter: FilterSpec = FilterSpec()
-    template: TemplateSpec = TemplateSpec()
+    # Factories, not instances: an instance here would build both schemas at import (see _default_shown).
+    filter: FilterSpec = Field(default_factory=FilterSpec, json_schema_extra=_default_shown(FilterSpec))
+    template: TemplateSpec = Field(default_factory=TemplateSpec, json_schema_extra=_default_shown(TemplateSpec))
     validation_fraction: Annotated[
         float,
         _number(
@@ -685,16 +696,6 @@ def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any
             raise ConfigError(f'config is not valid: the key "{key}" appears twice in one object; write it once')
         document[key] = value
     return document
-
-
-def lone_surrogate(text: str) -> str | None:
-    """The first lone surrogate in `text`, as its JSON escape: JSON escapes can spell them (\\ud800), and no
-    UTF-8 writer downstream accepts them."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return f"\\u{ord(error.object[error.start]):04x}"
-    return None
 
 
 def _check_unicode(document: Any) -> None:

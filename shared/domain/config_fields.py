@@ -8,6 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
 
+# The largest config read (a full one is about 2 KB); here, not in shared.domain.config, so a function that only
+# reads a config's bytes (FailedEventsFunction) does not import the schema.
+MAX_CONFIG_BYTES = 64 * 1024
 # A problem stated as a sentence about its field: rendered "<field> <message>", not "<field>: <message>".
 RULE_ERROR = "ragtune_rule"
 Auto = Literal["auto"]
@@ -16,7 +19,7 @@ Auto = Literal["auto"]
 class Strict(BaseModel):
     """Unknown keys are a typo the user must hear about, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def rule(message: str) -> PydanticCustomError:

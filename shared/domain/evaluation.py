@@ -158,6 +158,12 @@ class ArmAnswer:
     latency_ms: int
     error: str | None = None
 
+    @classmethod
+    def from_report(cls, line: dict[str, Any]) -> ArmAnswer:
+        """The answer as `report` wrote it (extra keys, e.g. the question's index, are ignored)."""
+        fields: dict[str, Any] = {name: line[name] for name in cls.__dataclass_fields__ if name in line}
+        return cls(**fields)
+
     def report(self) -> dict[str, Any]:
         return {
             "model": self.model,

@@ -17,8 +17,6 @@ recorded as given and tracked on). Two "finished" sets, on purpose:
   it any more; what a watcher (the demo, the README's loop) waits for.
 """
 
-from __future__ import annotations
-
 from datetime import date
 from enum import StrEnum
 from functools import cache
@@ -82,7 +80,7 @@ def _provider_state_fields() -> frozenset[str]:
 
 class _Recorded(BaseModel):
     # Whatever else an item holds (a field an older or newer version wrote) is kept, not refused.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class RecordedError(_Recorded):

@@ -18,9 +18,9 @@ import json
 from datetime import date
 from typing import Any
 
-from shared.aws.evaluation_starter import EvaluationNotStartedError, start_evaluation
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import ObjectRef, read_bytes
+from shared.aws.tracking import EvaluationNotStartedError, start_evaluation
 from shared.domain.config import RunConfig
 from shared.domain.errors import ConfigError
 from shared.domain.run_record import RunStatus
@@ -74,7 +74,7 @@ def recorded_questions(config: RunConfig, runs: RunsRepository) -> list[dict[str
 
 def start_adopted_evaluation(runs: RunsRepository, run_id: str) -> None:
     """The evaluation records the adopted model's answers: started as the pipeline starts it after a job. If
-    Lambda does not take the event, the run says so and how to ask again; the run itself stays succeeded."""
+    Step Functions does not take it, the run says so and how to ask again; the run itself stays succeeded."""
     try:
         start_evaluation(run_id, [], token=None)
     except EvaluationNotStartedError as error:

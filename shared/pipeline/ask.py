@@ -31,10 +31,10 @@ from shared.domain.api_models import (
     RunSummary,
     Usage,
 )
-from shared.domain.config import lone_surrogate
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import NoValidationSplitError
 from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run, RunStatus
+from shared.domain.text import lone_surrogate
 from shared.domain.training_curve import CSV_COLUMNS, csv_rows, metric_value, step_number
 from shared.observability import logger, metrics
 from shared.providers.base import (
@@ -445,13 +445,13 @@ def get_evaluation(run_id: str) -> EvaluationResponse:
 
 
 def start_evaluation(run_id: str, compare_with: list[str]) -> EvaluationResponse:
-    """Claim the run's evaluation and start EvaluateFunction without waiting (it takes minutes); what cannot
+    """Claim the run's evaluation and start its state machine without waiting (it takes minutes); what cannot
     be evaluated is an `EvaluationRefusedError`.
 
     Imported on demand: the evaluation's modules (token counting among them) stay out of /ask's cold start.
     """
-    from shared.aws.evaluation_starter import EvaluationNotStartedError
-    from shared.aws.evaluation_starter import start_evaluation as start_evaluation_function
+    from shared.aws.tracking import EvaluationNotStartedError
+    from shared.aws.tracking import start_evaluation as start_evaluation_function
     from shared.pipeline.evaluate_run import request_evaluation
 
     request = request_evaluation(run_id, compare_with)

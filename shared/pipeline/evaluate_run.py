@@ -1,8 +1,13 @@
 """Use case: does a run's tuned model replace the RAG data it was trained on? Ask it the held-out questions.
 
-`evaluate_run` asks every held-out question (`datasets/<run_id>/questions.jsonl`, written by prepare)
-of each arm, scores the answers without a judge model (`shared.domain.evaluation`), writes one report line
-per question to `reports/<run_id>/evaluation.jsonl` and records a summary per arm on the run:
+An evaluation asks every held-out question (`datasets/<run_id>/questions.jsonl`, written by prepare) of
+each arm, scores the answers without a judge model (`shared.domain.evaluation`), writes one report line
+per question to `reports/<run_id>/evaluation.jsonl` and records a summary per arm on the run. It runs as
+the evaluation state machine's three steps, so no evaluation is bounded by one Lambda's 15 minutes:
+`plan_evaluation` (claim, estimate, the chunks), `ask_chunk` (one Map iteration: up to CHUNK_QUESTIONS
+questions of one arm, its answers written beside the report) and `merge_evaluation` (every arm's answers in
+question order, scored, the report and the summaries; also the Catch's step, keeping the finished arms).
+The arms:
 
 * `tuned`: the run's model, the question alone, with the run's training system prompt;
 * `base`: the model it was tuned from, the same prompt;
@@ -24,6 +29,7 @@ claimed on the run with a lease, and a duplicate delivery of a claimed request c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -36,7 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from shared.aws.runs import RunsRepository, utc_now
-from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, put_bytes, read_bytes
+from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, delete_objects, put_bytes, read_bytes
 from shared.domain.data_gate import example_tokens
 from shared.domain.errors import without_internal_paths
 from shared.domain.evaluation import (
@@ -44,7 +50,6 @@ from shared.domain.evaluation import (
     CompareRunNotFoundError,
     CompareRunNotUsableError,
     EvaluationLimitError,
-    EvaluationRefusedError,
     EvaluationRunningError,
     Match,
     NoRecordedAnswersError,
@@ -78,7 +83,11 @@ MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a m
 TUNED = "tuned"
 
 
-class EvaluationRequest(BaseModel):
+# One Map iteration's questions: at EVALUATION_CONCURRENCY 4 and about 1 s a call, ~25 s of one Lambda.
+CHUNK_QUESTIONS = 100
+
+
+class EvaluationRequest(BaseModel, defer_build=True):
     """What the pipeline (after a run succeeds) or `POST /runs/{run_id}/evaluation` asks for.
 
     `token` is the API's claim on the run (it claims before starting us); None: the pipeline's own.
@@ -87,6 +96,47 @@ class EvaluationRequest(BaseModel):
     run_id: str = Field(min_length=1)
     compare_with: list[str] = Field(default_factory=list)
     token: str | None = None
+
+
+class Chunk(BaseModel, defer_build=True):
+    """`count` questions from `start`, asked of the arm `arm`: one item of the plan's Map."""
+
+    arm: str = Field(min_length=1)
+    start: int = Field(ge=0)
+    count: int = Field(ge=1, le=CHUNK_QUESTIONS)
+
+
+class ChunkRequest(Chunk):
+    """One iteration of the evaluation's Map, under the claim `token`."""
+
+    run_id: str = Field(min_length=1)
+    token: str = Field(min_length=1)
+    compare_with: list[str] = Field(default_factory=list)
+
+
+class ClaimedEvaluation(BaseModel, defer_build=True):
+    """The evaluation `token` claimed and the chunks its plan listed, to merge; `failure`: what the state
+    machine's Catch caught."""
+
+    run_id: str = Field(min_length=1)
+    token: str = Field(min_length=1)
+    compare_with: list[str] = Field(default_factory=list)
+    chunks: list[Chunk] = Field(default_factory=list)
+    failure: dict[str, Any] | None = None
+
+    def failure_message(self) -> str | None:
+        """The Catch's `{Error, Cause}` as a sentence: a Lambda error's Cause is its JSON (type and message)."""
+        if self.failure is None:
+            return None
+        cause = str(self.failure.get("Cause") or "")
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and "errorMessage" in parsed:
+            cause = f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"
+        error = str(self.failure.get("Error") or "States.Runtime")
+        return without_internal_paths(cause if cause.startswith(error) else f"{error}: {cause}".rstrip(": "))[:1000]
 
 
 @dataclass(frozen=True)
@@ -175,13 +225,11 @@ def _runs() -> RunsRepository:
     return RunsRepository(settings().runs_table)
 
 
-def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
-    """Evaluate the run's arms (or, with `compare_with`, add those runs' arms); the run's evaluation record.
-
-    Refuses with an `EvaluationRefusedError` what cannot be evaluated. A duplicate of a request already
-    claimed returns the record as it stands, asking nothing. An unexpected failure is recorded on the
-    run (status `failed`, with the reason) and raised.
-    """
+def plan_evaluation(request: EvaluationRequest) -> dict[str, Any]:
+    """The state machine's first step: refuse what cannot be evaluated (an `EvaluationRefusedError`), claim the
+    run, record the estimate before any call, and list the chunks the Map asks: each arm's questions in chunks
+    of CHUNK_QUESTIONS (an arm whose model is known gone, or whose provider serves no base model, has none: the
+    merge fills it in). A duplicate of a request already claimed plans nothing (`outcome` "duplicate")."""
     run, questions_file = _evaluable_run(request.run_id, needs_model=not request.compare_with)
     compared = _compared_runs(request.compare_with)
     _check_recordings(run, compared, questions_file)
@@ -189,32 +237,149 @@ def evaluate_run(request: EvaluationRequest) -> dict[str, Any]:
     evaluation = _claim(run, questions_file, token, from_api=request.token is not None)
     if evaluation is None:
         logger.info("Evaluation already claimed by this request: nothing to do", extra={"run_id": run.run_id})
-        current = _runs().get(run.run_id)
-        return dict((current.evaluation if current else None) or {})
+        return {"run_id": run.run_id, "outcome": "duplicate"}
     try:
         questions = _questions(questions_file)
         arms = _arms(run, compared, with_context=any(question.context for question in questions))
         evaluation |= {"questions": len(questions), "estimate": _estimate(arms, questions)}
         _runs().record_evaluation(run.run_id, evaluation)  # before any call: what the evaluation may spend
-        return _finish(run, arms, questions, evaluation)
     except Exception as error:
-        message = without_internal_paths(f"{type(error).__name__}: {error}")
-        recorded = _runs().get(run.run_id)
-        latest = recorded.evaluation if recorded and recorded.evaluation else evaluation
-        ours = latest if latest.get("token") == evaluation["token"] else evaluation  # the arms it finished
-        failed = _closed(ours, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
-        _runs().record_evaluation(run.run_id, failed)
+        _record_failure(run.run_id, evaluation, _failure_message(error))
         raise
+    today = datetime.now(UTC).date()
+    chunks = [
+        {"arm": arm.name, "start": start, "count": min(CHUNK_QUESTIONS, len(questions) - start)}
+        for arm in arms
+        if _asked(arm, today)
+        for start in range(0, len(questions), CHUNK_QUESTIONS)
+    ]
+    logger.info("Evaluation planned", extra={"run_id": run.run_id, "arms": len(arms), "chunks": len(chunks)})
+    return {
+        "run_id": run.run_id,
+        "outcome": "evaluate",
+        "token": token,
+        "compare_with": request.compare_with,
+        "chunks": chunks,
+        "map_concurrency": settings().evaluation_map_concurrency,
+    }
 
 
-def evaluate_or_skip(request: EvaluationRequest) -> dict[str, Any]:
-    """`evaluate_run` for the function: what cannot be evaluated (e.g. a run without held-out questions, which
-    the pipeline evaluates all the same) is skipped, said in the result, not raised."""
+def ask_chunk(chunk: ChunkRequest) -> dict[str, Any]:
+    """One Map iteration: ask the chunk's questions of its arm and write the answers (or the provider's refusal
+    of the arm) to the chunk's part, where the merge reads them; then push the claim's lease on. An iteration
+    delivered again finds its part and asks nothing; one whose claim has moved on asks nothing either."""
+    outcome = {"arm": chunk.arm, "start": chunk.start, "asked": 0}
+    run = _runs().get(chunk.run_id)
+    if run is None or run.files is None or run.files.questions is None or not _holds(run, chunk.token):
+        logger.warning("Chunk of an evaluation no longer claimed: nothing asked", extra={"run_id": chunk.run_id})
+        return outcome | {"skipped": "claim_lost"}
+    part = _part_ref(chunk.run_id, chunk.token, chunk.arm, chunk.start)
+    if _existing(part):
+        return outcome | {"skipped": "already_asked"}
+    questions = _questions(run.files.questions)
+    arm = _arm_named(run, _compared_runs(chunk.compare_with), questions, chunk.arm)
+    asked = questions[chunk.start : chunk.start + chunk.count]
     try:
-        return evaluate_run(request)
-    except EvaluationRefusedError as refused:
-        logger.info("Nothing to evaluate", extra={"code": refused.code, "reason": refused.message})
-        return {"run_id": request.run_id, "skipped": refused.code, "reason": refused.message}
+        answers = _ask_all(arm, asked, _match(run))
+        lines = [{"index": question.index, **answer.report()} for question, answer in zip(asked, answers, strict=True)]
+    except ProviderRefusedError as error:
+        logger.warning("Evaluation arm refused", extra={"run_id": arm.run.run_id, "arm": arm.name, "error": str(error)})
+        refusal = {"status": error.status_code, "code": f"{error.PROVIDER}_refused", "message": error.message}
+        lines = [{"refused": refusal}]
+    put_bytes(
+        part, b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines), "application/jsonl"
+    )
+    _runs().renew_evaluation_lease(chunk.run_id, chunk.token, int(time.time()) + LEASE_SECONDS)
+    return outcome | {"asked": len(asked)}
+
+
+def merge_evaluation(claimed: ClaimedEvaluation) -> dict[str, Any]:
+    """The state machine's last step, and its Catch's (`failure` set): each arm's answers from its chunks' parts
+    in question order, scored by the run's rule, written into the report and summarised on the run, which ends
+    `succeeded` (or `failed` with the failure, keeping every arm whose chunks all finished). The parts are then
+    deleted. Run again once the evaluation is closed, it changes nothing and returns the record."""
+    run = _runs().get(claimed.run_id)
+    if run is None or run.files is None or run.files.questions is None or not _holds(run, claimed.token):
+        return dict((run.evaluation if run else None) or {})
+    evaluation: dict[str, Any] = dict(run.evaluation or {})
+    failure = claimed.failure_message()
+    try:
+        progress = _merged(run, claimed, evaluation, complete_only=failure is not None)
+    except Exception as error:
+        if failure is None:
+            raise  # the Catch runs this step again with the failure: the finished arms are kept then
+        logger.exception("Merging the finished arms of a failed evaluation failed", extra={"run_id": run.run_id})
+        progress, failure = evaluation, f"{failure}; then merging its finished arms failed: {_failure_message(error)}"
+    if failure is None:
+        closed = _closed(progress, "succeeded")
+    else:
+        closed = _closed(progress, "failed") | {"error": {"code": "evaluation_failed", "message": failure}}
+    _runs().record_evaluation(run.run_id, closed)
+    delete_objects([_part_ref(run.run_id, claimed.token, chunk.arm, chunk.start) for chunk in claimed.chunks])
+    logger.info("Run evaluated", extra={"run_id": run.run_id, "status": closed["status"]})
+    return closed
+
+
+def _merged(run: Run, claimed: ClaimedEvaluation, evaluation: dict[str, Any], complete_only: bool) -> dict[str, Any]:
+    """The evaluation with this one's arms merged in, its report written; `complete_only`: an arm with a chunk
+    missing is left out (a failure's merge), else it is an error."""
+    assert run.files is not None and run.files.questions is not None
+    questions = _questions(run.files.questions)
+    arms = _arms(run, _compared_runs(claimed.compare_with), with_context=any(q.context for q in questions))
+    today = datetime.now(UTC).date()
+    summaries, answers = [], {}
+    for arm in arms:
+        starts = [chunk.start for chunk in claimed.chunks if chunk.arm == arm.name]
+        result = _arm_result(run, arm, questions, evaluation["match"], today, claimed.token, starts)
+        if result is None and not complete_only:
+            raise RuntimeError(f"the answers of arm {arm.name} are incomplete: a chunk of its questions is missing")
+        if result is not None:
+            summaries.append(result[0])
+            answers[arm.name] = result[1]
+    if not summaries:
+        return evaluation
+    report = _report_ref(run.run_id)
+    put_bytes(report, _merged_report(_existing(report), questions, answers), "application/jsonl")
+    return evaluation | {
+        "arms": _merged_summaries(evaluation.get("arms", []), summaries),
+        "report_keys": list(dict.fromkeys([*evaluation.get("report_keys", []), report.key])),
+    }
+
+
+def _holds(run: Run, token: str) -> bool:
+    """The evaluation `token` claimed is the run's, and running."""
+    evaluation = run.evaluation or {}
+    return evaluation.get("token") == token and evaluation.get("status") == "running"
+
+
+def _asked(arm: Arm, today: date) -> bool:
+    """The arm's model is asked (not left out for a provider that serves no base model, not known gone)."""
+    return not (_left_out(arm) or arm.known_gone(today))
+
+
+def _left_out(arm: Arm) -> str | None:
+    return None if arm.asks_the_runs_model else spec_of(arm.run).base_not_served
+
+
+def _arm_named(run: Run, compared: list[Run], questions: list[Question], name: str) -> Arm:
+    arms = _arms(run, compared, with_context=any(question.context for question in questions))
+    found = next((arm for arm in arms if arm.name == name), None)
+    if found is None:
+        raise ValueError(f"Run {run.run_id}'s evaluation has no arm {name!r}")
+    return found
+
+
+def _record_failure(run_id: str, evaluation: dict[str, Any], message: str) -> None:
+    """A failure before the Map: the evaluation ends `failed` with the reason, keeping what was recorded."""
+    recorded = _runs().get(run_id)
+    latest = recorded.evaluation if recorded and recorded.evaluation else evaluation
+    ours = latest if latest.get("token") == evaluation["token"] else evaluation
+    failed = _closed(ours, "failed") | {"error": {"code": "evaluation_failed", "message": message}}
+    _runs().record_evaluation(run_id, failed)
+
+
+def _failure_message(error: BaseException) -> str:
+    return without_internal_paths(f"{type(error).__name__}: {error}")
 
 
 def _evaluable_run(run_id: str, needs_model: bool) -> tuple[Run, PreparedFile]:
@@ -396,51 +561,31 @@ def _estimate(arms: list[Arm], questions: list[Question]) -> dict[str, Any]:
     }
 
 
-def _finish(run: Run, arms: list[Arm], questions: list[Question], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Ask each arm in turn (or read its recording, its model being gone), writing the report and recording
-    the summaries after each (an invocation that runs out of time keeps the arms it finished): the
-    evaluation as recorded."""
-    report = _report_ref(run.run_id)
-    earlier_report = _existing(report)
-    answers: dict[str, list[ArmAnswer | None]] = {}
-    summaries = []
-    progress = evaluation
-    today = datetime.now(UTC).date()
-    for arm in arms:
-        summary, answers[arm.name] = _arm_result(run, arm, questions, evaluation["match"], today)
-        summaries.append(summary)
-        put_bytes(report, _merged_report(earlier_report, questions, answers), "application/jsonl")
-        progress = evaluation | {
-            "arms": _merged_summaries(evaluation["arms"], summaries),
-            "report_keys": list(dict.fromkeys([*evaluation["report_keys"], report.key])),
-        }
-        if arm is not arms[-1]:
-            _runs().record_evaluation(run.run_id, progress)
-    finished = _closed(progress, "succeeded")
-    _runs().record_evaluation(run.run_id, finished)
-    logger.info("Run evaluated", extra={"run_id": run.run_id, "arms": [summary["name"] for summary in summaries]})
-    return finished
-
-
 def _arm_result(
-    run: Run, arm: Arm, questions: list[Question], match: Match, today: date
-) -> tuple[dict[str, Any], list[ArmAnswer | None]]:
-    """The arm's summary and its answers in question order (None: not answered, a recording's gap)."""
-    left_out = None if arm.asks_the_runs_model else spec_of(arm.run).base_not_served
+    run: Run, arm: Arm, questions: list[Question], match: Match, today: date, token: str, starts: list[int]
+) -> tuple[dict[str, Any], list[ArmAnswer | None]] | None:
+    """The arm's summary and its answers in question order (None in the list: not answered, a recording's gap),
+    from the parts of its chunks (`starts`; none: its model was not asked); None when a part is missing."""
+    left_out = _left_out(arm)
     if left_out:
         unanswered = {"ci95": None, "errors": 0, "error": {"code": "base_not_served", "message": left_out}}
         return summarise_arm(arm.name, arm.model, [], None, utc_now()) | unanswered, []
-    if arm.known_gone(today):
-        return _recorded_arm(run, arm, questions, match)
-    try:
-        answered = _ask_all(arm, questions, match)
-    except ProviderRefusedError as error:
-        logger.warning("Evaluation arm refused", extra={"run_id": arm.run.run_id, "arm": arm.name, "error": str(error)})
-        if error.status_code not in MODEL_GONE:
-            return _refused_summary(arm, error, len(questions)), []
+    if not starts:
+        return _recorded_arm(run, arm, questions, match)  # known gone when planned
+    lines: list[dict[str, Any]] = []
+    for start in sorted(starts):
+        part = _existing(_part_ref(run.run_id, token, arm.name, start))
+        if not part:
+            return None
+        lines.extend(map(json.loads, part.decode("utf-8").splitlines()))
+    refusal = next((line["refused"] for line in lines if "refused" in line), None)
+    if refusal is not None:
+        if refusal["status"] not in MODEL_GONE:
+            return _refused_summary(arm, refusal["code"], refusal["message"], len(questions)), []
         if arm.asks_the_runs_model:
             _runs().record_model_gone(arm.run.run_id)
         return _recorded_arm(run, arm, questions, match)
+    answered = [ArmAnswer.from_report(line) for line in lines]
     price = price_for(arm.priced_as, settings().inference_prices_per_million_tokens)
     return summarise_arm(arm.name, arm.model, answered, price, utc_now()), list(answered)
 
@@ -532,12 +677,12 @@ def _ms_since(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def _refused_summary(arm: Arm, error: ProviderRefusedError, questions: int) -> dict[str, Any]:
-    """An arm its provider refused (a shut-down model, a deleted deployment): no answers, the reason kept."""
+def _refused_summary(arm: Arm, code: str, message: str, questions: int) -> dict[str, Any]:
+    """An arm its provider refused (access denied, a deployment not ready): no answers, the reason kept."""
     return summarise_arm(arm.name, arm.model, [], None, utc_now()) | {
         "ci95": None,
         "errors": questions,
-        "error": {"code": f"{error.PROVIDER}_refused", "message": error.message},
+        "error": {"code": code, "message": message},
     }
 
 
@@ -563,6 +708,15 @@ def _existing(report: ObjectRef) -> bytes:
         return read_bytes(report, MAX_FILE_BYTES)
     except ObjectMissingError:
         return b""
+
+
+def _part_ref(run_id: str, token: str, arm: str, start: int) -> ObjectRef:
+    """Where one chunk writes its answers: beside the report, named by digests of the claim and the arm (a run id,
+    or tuned/base/base_with_context); the merge deletes it."""
+    claim, arm_digest = (hashlib.sha256(text.encode()).hexdigest()[:16] for text in (token, arm))
+    return ObjectRef(
+        settings().data_bucket, f"{REPORTS_PREFIX}{run_id}/evaluation-parts/{claim}/{arm_digest}-{start:06d}.jsonl"
+    )
 
 
 def _merged_report(existing: bytes, questions: list[Question], answers: dict[str, list[ArmAnswer | None]]) -> bytes:

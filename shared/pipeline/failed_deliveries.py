@@ -13,13 +13,13 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, event_objects, read_object, whole_object
 from shared.aws.tracking import newest_tracking, start_tracking
-from shared.domain.config import MAX_CONFIG_BYTES
+from shared.domain.config_fields import MAX_CONFIG_BYTES
 from shared.domain.errors import without_internal_paths
 from shared.domain.run_ids import derive_run_id, run_id_of_training_key
 from shared.domain.run_record import FINISHED
@@ -32,37 +32,30 @@ BODY_PREFIX_LOGGED = 64
 TRACKING_LIVE = frozenset({"RUNNING", "PENDING_REDRIVE"})
 
 
-class DeadLetter(SqsRecordModel):
-    """A message of the dead-letter queue: the event Lambda gave up on as its body, and the last
-    attempt's error in the `ErrorMessage` attribute Lambda adds. The body stays text: one that is no S3 event
-    is dropped by the use case, not failed by the parser (it would be redelivered for ever)."""
-
-    body: str
-
-    @property
-    def error_message(self) -> str:
-        error = self.messageAttributes.get("ErrorMessage")
-        return error.stringValue if error and error.stringValue else "unknown error"
+def _last_error(record: SQSRecord) -> str:
+    """The last attempt's error, from the `ErrorMessage` attribute Lambda adds to what it dead-letters."""
+    error = record.message_attributes["ErrorMessage"]
+    return error.string_value if error and error.string_value else "unknown error"
 
 
-class _S3Bucket(BaseModel):
+class _S3Bucket(BaseModel, defer_build=True):
     name: str
 
 
-class _S3Object(BaseModel):
+class _S3Object(BaseModel, defer_build=True):
     key: str
 
 
-class _S3Entity(BaseModel):
+class _S3Entity(BaseModel, defer_build=True):
     bucket: _S3Bucket
     object_: _S3Object = Field(alias="object")
 
 
-class _S3Record(BaseModel):
+class _S3Record(BaseModel, defer_build=True):
     s3: _S3Entity
 
 
-class _S3Notification(BaseModel):
+class _S3Notification(BaseModel, defer_build=True):
     """What `event_objects` reads of an S3 notification, so reading it cannot fail half-way."""
 
     Records: list[_S3Record]
@@ -94,16 +87,17 @@ def _run_id(ref: ObjectRef) -> str | None:
     return run_id_of_training_key(ref.key)
 
 
-def settle_dead_letter(record: DeadLetter) -> list[dict[str, Any]]:
-    """Entry point for one dead-lettered message (BatchProcessor passes it as `record`): what was decided for
-    each run its event names."""
+def settle_dead_letter(record: SQSRecord) -> list[dict[str, Any]]:
+    """Entry point for one dead-lettered message (BatchProcessor passes it as `record`; its body stays text, so
+    one that is no S3 event is dropped here, never failed by a parser and redelivered for ever): what was decided
+    for each run its event names."""
     try:
         refs = _s3_objects(record.body)
     except UnreadableDeadLetterError as unreadable:
         logger.warning(
             "Unreadable dead letter dropped",
             extra={
-                "message_id": record.messageId,
+                "message_id": record.message_id,
                 "reason": str(unreadable),
                 "body_prefix": record.body[:BODY_PREFIX_LOGGED],
             },
@@ -117,7 +111,7 @@ def settle_dead_letter(record: DeadLetter) -> list[dict[str, Any]]:
         if run_id is None:
             logger.warning("Failed event names no run", extra={"key": ref.key})
             continue
-        outcomes.append(_settle(runs, run_id, ref.key, record.error_message))
+        outcomes.append(_settle(runs, run_id, ref.key, _last_error(record)))
     return outcomes
 
 

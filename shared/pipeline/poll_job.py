@@ -33,7 +33,7 @@ CONTINUED = "continued"
 class PollState(BaseModel):
     """The state the loop carries from poll to poll (the execution's input, then each poll's output)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     action: Literal["poll"] = "poll"
     run_id: str
@@ -46,7 +46,7 @@ class PollState(BaseModel):
     error_message: str = ""
 
 
-class TrackingFailure(BaseModel):
+class TrackingFailure(BaseModel, defer_build=True):
     """What the state machine's Catch sends when polling itself failed for good."""
 
     action: Literal["record_tracking_failure"]

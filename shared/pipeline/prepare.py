@@ -42,7 +42,8 @@ from shared.aws.storage import (
     upload,
     whole_object,
 )
-from shared.domain.config import MAX_CONFIG_BYTES, RunConfig, parse_run_config
+from shared.domain.config import RunConfig, parse_run_config
+from shared.domain.config_fields import MAX_CONFIG_BYTES
 from shared.domain.data_gate import (
     GateReport,
     built_example_errors,

@@ -11,7 +11,8 @@ from typing import Any
 
 from functions.evaluate.app import lambda_handler as evaluate_handler
 from local.openai_emulator import OpenAIEmulator
-from tests.helpers import Aws, api_call, trained_to_the_end
+from shared.pipeline.evaluate_run import EvaluationRequest
+from tests.helpers import Aws, api_call, evaluate_in_order, trained_to_the_end
 
 
 def test_a_runs_curve_is_its_published_metrics_csv_row_for_row(
@@ -38,7 +39,7 @@ def test_a_runs_evaluated_answers_are_its_evaluation_jsonl(
     status, before = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers", lambda_context)
     assert (status, before["answers"]) == (200, [])
 
-    evaluate_handler({"action": "evaluate", "run_id": run["run_id"]}, lambda_context)
+    evaluate_in_order(EvaluationRequest(run_id=run["run_id"]))
     status, body = api_call("GET", f"/runs/{run['run_id']}/evaluation/answers", lambda_context)
     pages, offset = [], 0
     while offset is not None:  # pages of 3

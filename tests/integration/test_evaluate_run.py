@@ -24,7 +24,7 @@ from shared.domain.evaluation import EvaluationRefusedError, EvaluationRunningEr
 from shared.pipeline import evaluate_run
 from shared.pipeline.evaluate_run import EvaluationRequest
 from shared.providers.base import provider_for
-from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, sciq_row
+from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, evaluate_in_order, sciq_row
 
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
 NOVA_BASE = "amazon.nova-micro-v1:0:128k"
@@ -172,7 +172,7 @@ def test_a_succeeded_openai_run_is_evaluated_in_three_arms(aws_account: Aws, emu
     tuned = openai_tuned_model(emulator)
     put_run(aws_account, "run-a", tuned)
 
-    returned = evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    returned = evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     requests = chat_requests(emulator)
     assert len(requests) == 3 * len(HELD_OUT)
@@ -260,7 +260,7 @@ def test_the_estimate_is_recorded_before_the_first_call(
 
     monkeypatch.setattr(evaluate_run, "provider_for", Watching)
 
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     [before] = seen_at_first_call
     assert before["status"] == "running" and before["lease_until"] > time.time()
@@ -271,7 +271,7 @@ def test_the_estimate_is_recorded_before_the_first_call(
 def test_without_passages_there_is_no_base_with_context_arm(aws_account: Aws, emulator: OpenAIEmulator) -> None:
     put_run(aws_account, "run-a", openai_tuned_model(emulator), with_context=False)
 
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     assert len(chat_requests(emulator)) == 2 * len(HELD_OUT)
     assert [s["name"] for s in run_item(aws_account, "run-a")["evaluation"]["arms"]] == ["tuned", "base"]
@@ -281,14 +281,14 @@ def test_a_bedrock_run_compared_with_an_openai_run_adds_its_arm_and_keeps_the_ea
     aws_account: Aws, emulator: OpenAIEmulator, bedrock: BedrockEmulator
 ) -> None:
     put_run(aws_account, "openai-run", openai_tuned_model(emulator))
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="openai-run"))
+    evaluate_in_order(EvaluationRequest(run_id="openai-run"))
     earlier_lines = report_lines(aws_account, "openai-run")
     earlier_arms = run_item(aws_account, "openai-run")["evaluation"]["arms"]
     deployment = bedrock_deployment(aws_account, bedrock)
     put_run(aws_account, "nova-run", deployment, provider="bedrock")
     openai_calls = len(chat_requests(emulator))
 
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="openai-run", compare_with=["nova-run"]))
+    evaluate_in_order(EvaluationRequest(run_id="openai-run", compare_with=["nova-run"]))
 
     assert len(chat_requests(emulator)) == openai_calls  # earlier arms are not asked again
     converses = [request for request in bedrock.requests if request.operation == "Converse"]
@@ -318,7 +318,7 @@ def test_a_bedrock_run_compared_with_an_openai_run_adds_its_arm_and_keeps_the_ea
     boto3.client("bedrock", endpoint_url=bedrock.endpoint_url).delete_custom_model_deployment(
         customModelDeploymentIdentifier=deployment
     )
-    evaluate_run.evaluate_run(evaluate_run.request_evaluation("openai-run", ["nova-run"]))  # as the API starts it
+    evaluate_in_order(evaluate_run.request_evaluation("openai-run", ["nova-run"]))  # as the API starts it
 
     assert report_lines(aws_account, "openai-run") == lines
     again = run_item(aws_account, "openai-run")["evaluation"]
@@ -337,7 +337,7 @@ def test_a_refused_arm_fails_alone_and_the_others_go_on(aws_account: Aws, emulat
     gone = "ft:gpt-4o-mini-2024-07-18:emulator:gone:abcd1234"  # a model OpenAI does not know (404)
     put_run(aws_account, "run-a", gone)
 
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     evaluation = run_item(aws_account, "run-a")["evaluation"]
     assert evaluation["status"] == "succeeded"
@@ -362,7 +362,7 @@ def test_a_question_without_an_answer_is_an_error_on_it_alone_left_out_of_accura
     put_run(aws_account, "run-a", openai_tuned_model(emulator), with_context=False)
     emulator.inject_fault(r"/chat/completions", status=status, times=1)  # the tuned arm's first question
 
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     [first, *others] = report_lines(aws_account, "run-a")
     unanswered = first["arms"]["tuned"]
@@ -380,18 +380,18 @@ def test_a_duplicate_delivery_asks_nothing_again(aws_account: Aws, emulator: Ope
     pending = run_item(aws_account, "run-a")["evaluation"]
     assert (pending["status"], pending["token"], pending["arms"]) == ("pending", request.token, [])
 
-    first = evaluate_run.evaluate_run(request)
+    first = evaluate_in_order(request)
     calls = len(chat_requests(emulator))
     report = aws_account.read(REPORT_KEY.format(run_id="run-a"))
-    second = evaluate_run.evaluate_run(request)
+    second = evaluate_in_order(request)
 
     assert second == first == run_item(aws_account, "run-a")["evaluation"]
     assert first["token"] == request.token and first["requested_at"] == pending["requested_at"]
     assert len(chat_requests(emulator)) == calls == 12
     assert aws_account.read(REPORT_KEY.format(run_id="run-a")) == report
     # The pipeline's own request (no token) is idempotent too, once it has run.
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
-    evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
+    evaluate_in_order(EvaluationRequest(run_id="run-a"))
     assert len(chat_requests(emulator)) == 2 * calls
 
 
@@ -401,15 +401,15 @@ def test_while_a_request_is_pending_or_running_no_other_starts(aws_account: Aws,
 
     for other in (
         lambda: evaluate_run.request_evaluation("run-a", []),
-        lambda: evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a")),
+        lambda: evaluate_in_order(EvaluationRequest(run_id="run-a")),
     ):
         with pytest.raises(EvaluationRunningError):
             other()
-    superseded = evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a", token="an-older-claim"))
+    superseded = evaluate_in_order(EvaluationRequest(run_id="run-a", token="an-older-claim"))
 
     assert superseded["token"] == first.token and superseded["status"] == "pending"
     assert chat_requests(emulator) == []
-    assert evaluate_run.evaluate_run(first)["status"] == "succeeded"
+    assert evaluate_in_order(first)["status"] == "succeeded"
 
 
 def _refusal(aws: Aws, emulator: OpenAIEmulator, case: str) -> EvaluationRequest:
@@ -453,7 +453,7 @@ def test_what_cannot_be_evaluated_is_refused_with_its_code(
         if entry == "api":
             evaluate_run.request_evaluation(request.run_id, request.compare_with)
         else:
-            evaluate_run.evaluate_run(request)
+            evaluate_in_order(request)
 
     assert refused.value.code == case
     assert chat_requests(emulator) == []
@@ -466,7 +466,7 @@ def test_an_unexpected_failure_is_recorded_then_raised(aws_account: Aws, emulato
     aws_account.s3.delete_object(Bucket=aws_account.bucket, Key="datasets/run-a/questions.jsonl")
 
     with pytest.raises(ObjectMissingError, match=r"questions\.jsonl"):
-        evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+        evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     evaluation = run_item(aws_account, "run-a")["evaluation"]
     assert evaluation["status"] == "failed" and "lease_until" not in evaluation
@@ -497,35 +497,35 @@ def test_a_claim_whose_lease_ran_out_reads_as_failed_and_may_be_asked_again(
         "ask for it again with POST /runs/run-a/evaluation."
     )
     assert (get_evaluation("run-b").status, get_run("run-b").evaluation_status) == (status, status)
-    assert evaluate_run.evaluate_run(evaluate_run.request_evaluation("run-a", []))["status"] == "succeeded"
+    assert evaluate_in_order(evaluate_run.request_evaluation("run-a", []))["status"] == "succeeded"
     assert get_evaluation("run-a").status == "succeeded" and get_evaluation("run-a").error is None
 
 
-def test_an_evaluation_lambda_would_not_start_is_a_503_and_leaves_no_claim(
+def test_an_evaluation_step_functions_would_not_start_is_a_503_and_leaves_no_claim(
     aws_account: Aws, emulator: OpenAIEmulator, set_env: SetEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from botocore.exceptions import ClientError
 
-    from shared.aws import evaluation_starter
+    from shared.aws import tracking
     from tests.integration.test_evaluation_pipeline import api
 
     put_run(aws_account, "run-a", openai_tuned_model(emulator))
-    set_env(EVALUATE_FUNCTION_NAME="ragtune-EvaluateFunction")
-    throttled = ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartExecution")
 
-    class ThrottledLambda:
-        def invoke(self, **request: Any) -> Any:
+    class ThrottledStepFunctions:
+        def start_execution(self, **request: Any) -> Any:
             raise throttled
 
-    monkeypatch.setattr(evaluation_starter, "client", lambda service: ThrottledLambda())
+    monkeypatch.setattr(tracking, "client", lambda service: ThrottledStepFunctions())
     refused = api("ask-compare-runs.json", "run-a", {})
     _, seen = api("ask-get-evaluation.json", "run-a")
-    monkeypatch.undo()  # Lambda takes events again; moto runs this one before answering
-    set_env(EVALUATE_FUNCTION_NAME="")
+    monkeypatch.undo()
+    set_env(EVALUATION_STATE_MACHINE_ARN="")
     unconfigured = api("ask-compare-runs.json", "run-a", {})
 
     message = (
-        "The evaluation could not be started: Lambda refused it (TooManyRequestsException). Ask for it again shortly."
+        "The evaluation could not be started: Step Functions refused it (ThrottlingException). "
+        "Ask for it again shortly."
     )
     assert refused == (503, {"message": message, "code": "evaluation_not_started"})
     assert (seen["status"], seen["error"]) == ("failed", {"message": message, "code": "evaluation_not_started"})
@@ -548,7 +548,7 @@ def test_the_arms_finished_before_a_failure_are_kept_in_the_record_and_the_repor
     monkeypatch.setattr(evaluate_run, "_ask_all", failing_on_base)
 
     with pytest.raises(RuntimeError):
-        evaluate_run.evaluate_run(EvaluationRequest(run_id="run-a"))
+        evaluate_in_order(EvaluationRequest(run_id="run-a"))
 
     evaluation = run_item(aws_account, "run-a")["evaluation"]
     assert evaluation["status"] == "failed" and "ran out of memory" in evaluation["error"]["message"]

@@ -15,7 +15,15 @@ from functions.evaluate.app import lambda_handler as evaluate_handler
 from functions.start_job.app import lambda_handler as start_handler
 from local.lambda_runtime import LambdaContext
 from local.openai_emulator import OpenAIEmulator
-from tests.helpers import Aws, finished_execution, history_states, load_event, prepare_run, training_event
+from tests.helpers import (
+    Aws,
+    finished_evaluations,
+    finished_execution,
+    history_states,
+    load_event,
+    prepare_run,
+    training_event,
+)
 
 ARMS = ["tuned", "base", "base_with_context"]
 
@@ -37,6 +45,7 @@ def tracked_run(aws: Aws, context: Any, tmp_path: Path, **config: Any) -> tuple[
     run = prepare_run(aws, context, tmp_path, **config)
     start_handler(training_event(run["run_id"]), context)
     execution = finished_execution(run["run_id"], timeout=120)
+    finished_evaluations(run["run_id"], timeout=120)
     [done] = [item for item in aws.runs() if item["run_id"] == run["run_id"]]
     return done, execution
 
@@ -148,7 +157,15 @@ def test_posting_a_comparison_starts_the_evaluate_function_which_adds_an_arm(
     status, started = api("ask-compare-runs.json", first["run_id"], {"compare_with": [second["run_id"]]})
 
     assert status == 202 and started["run_id"] == first["run_id"]
-    # moto runs the asynchronous invoke before answering: the evaluation has already finished.
+    # The tracker's evaluation, then the API's: each an execution of the evaluation state machine.
+    executions = finished_evaluations(first["run_id"])
+    assert [execution["status"] for execution in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    [claimed] = [item for item in aws_account_executing.runs() if item["run_id"] == first["run_id"]]
+    assert json.loads(executions[-1]["input"]) == {
+        "run_id": first["run_id"],
+        "compare_with": [second["run_id"]],
+        "token": claimed["evaluation"]["token"],  # the API's claim: only this request's evaluation proceeds
+    }
     status, shown = api("ask-get-evaluation.json", first["run_id"])
     assert [arm["name"] for arm in shown["arms"]] == [*ARMS, second["run_id"]]
     assert shown["arms"][-1]["model"] == second["fine_tuned_model"]
@@ -160,8 +177,10 @@ def test_posting_a_comparison_starts_the_evaluate_function_which_adds_an_arm(
 
 
 def test_the_function_skips_a_request_it_cannot_serve_without_failing(aws_account: Aws, lambda_context: Any) -> None:
-    result = evaluate_handler({"action": "evaluate", "run_id": "no-such-run"}, lambda_context)
+    result = evaluate_handler(
+        {"action": "plan_evaluation", "run_id": "no-such-run", "compare_with": [], "token": None}, lambda_context
+    )
     curve = evaluate_handler({"action": "training_curve", "run_id": "no-such-run"}, lambda_context)
 
-    assert result["skipped"] == "run_not_found"
+    assert (result["outcome"], result["skipped"]) == ("skipped", "run_not_found")
     assert curve["skipped"] == "no such run"

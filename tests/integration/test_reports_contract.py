@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from functions.evaluate.app import lambda_handler as evaluate_handler
+from shared.pipeline.evaluate_run import EvaluationRequest
 from shared.providers import PROVIDER_NAMES, spec
-from tests.helpers import Aws, SetEnv, trained_to_the_end
+from tests.helpers import Aws, SetEnv, evaluate_in_order, trained_to_the_end
 
 
 @pytest.fixture(params=PROVIDER_NAMES)
@@ -46,7 +47,7 @@ def test_the_training_curve_is_published_from_the_providers_own_metrics(
 def test_the_evaluation_asks_every_held_out_question_of_the_tuned_and_the_base_model(
     succeeded: dict[str, Any], aws_account: Aws, lambda_context: Any
 ) -> None:
-    evaluate_handler({"action": "evaluate", "run_id": succeeded["run_id"]}, lambda_context)
+    evaluate_in_order(EvaluationRequest(run_id=succeeded["run_id"]))
 
     [run] = aws_account.runs()
     evaluation = run["evaluation"]

@@ -56,3 +56,47 @@ def test_in_a_lambda_sandbox_with_tracing_on_the_tracer_still_records_with_xray(
 
     assert provider.startswith("aws_xray_sdk.core")
     assert "aws_xray_sdk.core" in loaded
+
+
+# What a handler never needs at import (issue #23): the config schema in the API and the dead-letter handler
+# (they read a run's record, not a config), Powertools' Parser models (every event source's pydantic models).
+NOT_LOADED = {
+    "functions.ask.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser"},
+    "functions.failed_events.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(NOT_LOADED))
+def test_a_handler_imports_no_schema_it_does_not_use(module: str) -> None:
+    loaded, _ = _imported(module, POWERTOOLS_TRACE_DISABLED="true")
+
+    assert NOT_LOADED[module] & loaded == set()
+
+
+def test_the_models_of_the_shared_package_build_their_schema_on_first_use_not_at_import() -> None:
+    """pydantic builds a model's validator when its class is created unless `defer_build`: a handler importing
+    the shared package would pay for every model of it (about 100 ms as shipped), used or not."""
+    import importlib
+    import pkgutil
+
+    from pydantic import BaseModel
+
+    import shared
+
+    for module in pkgutil.walk_packages(shared.__path__, "shared."):
+        if "training" not in module.name:
+            importlib.import_module(module.name)
+    built_at_import = {"shared.settings.Settings"}  # read by every invocation: nothing to gain by waiting
+    models = {
+        f"{model.__module__}.{model.__qualname__}": model
+        for model in _subclasses(BaseModel)
+        if model.__module__.startswith("shared.")
+    }
+    assert len(models) > 40
+    eager = {name for name, model in models.items() if not model.model_config.get("defer_build")}
+    assert eager == built_at_import
+
+
+def _subclasses(model: type) -> set[type]:
+    found = set(model.__subclasses__())
+    return found.union(*(_subclasses(child) for child in found))

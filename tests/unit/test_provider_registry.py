@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,11 +94,27 @@ def test_the_tracking_loop_retries_every_providers_transient_errors() -> None:
         importlib.import_module(spec(name).gateway_factory.partition(":")[0])
     transient = {error.__name__ for error in ProviderTransientError.__subclasses__()}
     assert len(transient) == len(PROVIDER_NAMES)
-    machine = json.loads((ROOT / "infra" / "statemachine" / "job_tracker.asl.json").read_text(encoding="utf-8"))
-    retried = [
-        set(retry["ErrorEquals"])
-        for state in machine["States"].values()
+    retried = {
+        (machine, name): set(retry["ErrorEquals"])
+        for machine in ("job_tracker", "evaluation")
+        for name, state in _states(json.loads((ROOT / "infra" / "statemachine" / f"{machine}.asl.json").read_text()))
         for retry in state.get("Retry", [])
         if "OpenAITransientError" in retry["ErrorEquals"]
-    ]
-    assert len(retried) == 3 and all(transient <= errors for errors in retried)
+    }
+    # Polling and the training curve; the evaluation's plan, each chunk of its Map, and its merge.
+    assert set(retried) == {
+        ("job_tracker", "PollJob"),
+        ("job_tracker", "DrawTrainingCurve"),
+        ("evaluation", "Plan"),
+        ("evaluation", "AskChunk"),
+        ("evaluation", "Merge"),
+    }
+    assert all(transient <= errors for errors in retried.values())
+
+
+def _states(machine: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, those of a Map's ItemProcessor included."""
+    for name, state in machine["States"].items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from _states(state["ItemProcessor"])

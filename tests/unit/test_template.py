@@ -74,15 +74,19 @@ def test_every_api_route_requires_the_api_key_and_a_usage_plan_limits_it() -> No
 
 
 def test_state_machine_substitutions_are_all_declared_and_filled() -> None:
+    arns = {"PollJobFunctionArn": "arn:poll", "EvaluateFunctionArn": "arn:evaluate"}
     definition = json.loads(
-        state_machine_definition(
-            "JobStateMachine", {"PollJobFunctionArn": "arn:poll", "EvaluateFunctionArn": "arn:evaluate"}
-        )
+        state_machine_definition("JobStateMachine", arns | {"EvaluationStateMachineArn": "arn:evaluation"})
     )
     assert definition["States"]["PollJob"]["Resource"] == "arn:poll"
-    assert definition["States"]["EvaluateRun"]["Resource"] == "arn:evaluate"
+    assert definition["States"]["EvaluateRun"]["Parameters"]["StateMachineArn"] == "arn:evaluation"
     assert definition["States"]["DrawTrainingCurve"]["Resource"] == "arn:evaluate"
     assert "${" not in json.dumps(definition)
+    evaluation = json.loads(state_machine_definition("EvaluationStateMachine", arns))
+    tasks = [evaluation["States"][name] for name in ("Plan", "Merge", "RecordFailure")]
+    tasks.append(evaluation["States"]["AskChunks"]["ItemProcessor"]["States"]["AskChunk"])
+    assert [task["Resource"] for task in tasks] == ["arn:evaluate"] * 4
+    assert "${" not in json.dumps(evaluation)
 
 
 def test_zip_handlers_are_importable() -> None:
@@ -272,8 +276,8 @@ def test_every_function_reserves_its_concurrency_unless_the_parameter_turns_it_o
         condition, amount, otherwise = function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
         assert (condition, otherwise) == ("ReserveConcurrency", {"Ref": "AWS::NoValue"}), logical_id
         reserved[logical_id] = amount
-    assert sum(reserved.values()) == 49  # the figure the ReservedConcurrency parameter's description gives
-    assert "49 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
+    assert sum(reserved.values()) == 55  # the figure the ReservedConcurrency parameter's description gives
+    assert "55 in all" in load_template()["Parameters"]["ReservedConcurrency"]["Description"]
     scaling = functions["FailedEventsFunction"]["Properties"]["Events"]["FailedEvents"]["Properties"]["ScalingConfig"]
     assert scaling["MaximumConcurrency"] <= reserved["FailedEventsFunction"]
 

@@ -54,7 +54,7 @@ def check_model(model: str) -> str | None:
     return None
 
 
-class BedrockHyperparameters(BaseModel):
+class BedrockHyperparameters(BaseModel, defer_build=True):
     """Bedrock's own fields of `fine_tune.hyperparameters` (with `n_epochs`, Nova's epochCount 1 to 5)."""
 
     learning_rate: Annotated[
@@ -79,7 +79,7 @@ class BedrockState(BaseModel):
     """What a Bedrock run keeps of its own (`Run.provider_state`): the job's client token, the on-demand
     deployment that serves its model, and the one `DELETE /runs/{id}/model` deleted."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     bedrock_request_token: str | None = None
     deployment_arn: str | None = None

@@ -65,7 +65,7 @@ def _open_only(what: str, default: int | float) -> str:
     return f'open only ({what}); "auto" (the training script\'s default, {default}) unless given.'
 
 
-class OpenHyperparameters(BaseModel):
+class OpenHyperparameters(BaseModel, defer_build=True):
     """The open provider's own fields of `fine_tune.hyperparameters` (with `n_epochs`, 1 to 10)."""
 
     lora_learning_rate: Annotated[
@@ -112,7 +112,7 @@ class OpenState(BaseModel):
     user owns), the import job, and the imported model that serves it (`deployment_arn`, which
     `DELETE /runs/{id}/model` deletes, never the weights)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     weights_uri: str | None = None
     weights_manifest_key: str | None = None

@@ -19,7 +19,7 @@ def fine_tune_base(fine_tuned_model: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
 
 
-class OpenAIHyperparameters(BaseModel):
+class OpenAIHyperparameters(BaseModel, defer_build=True):
     """OpenAI's own fields of `fine_tune.hyperparameters` (with `n_epochs`, 1 to 50)."""
 
     batch_size: Annotated[
@@ -34,7 +34,7 @@ class OpenAIHyperparameters(BaseModel):
 class OpenAIState(BaseModel):
     """What an OpenAI run keeps of its own (`Run.provider_state`): the ids of the files it uploaded."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     training_file_id: str | None = None
     validation_file_id: str | None = None
