@@ -158,13 +158,14 @@ schema: ## Regenerate docs/run-config.schema.json from the pydantic model
 	$(PYTHON) -c "import json; from shared.domain.config import run_config_json_schema as s; \
 	open('docs/run-config.schema.json', 'w').write(json.dumps(s(), indent=2, ensure_ascii=False) + '\n')"
 
-bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports (in the venv, and as shipped), /ask overhead, the dashboard's first paint
+bench: ## Prepare vs the notebook's loop (100k rows, ratio), a cold 1k-row prepare, peak RSS 1M vs 100k, image size, handler imports (in the venv, and as shipped), /ask overhead, the dashboard's first paint, an evaluation fanned out at Map concurrency 1, 4, 16
 	$(PYTHON) -m benchmarks.prepare_vs_notebook
 	$(PYTHON) -m benchmarks.image_dependencies
 	$(PYTHON) -m benchmarks.cold_start
 	$(PYTHON) -m benchmarks.ask_overhead 1000
 	$(PYTHON) -m benchmarks.dashboard_first_paint
 	$(PYTHON) -m benchmarks.cold_start_shipped
+	$(PYTHON) -m benchmarks.evaluation_fan_out
 
 clean: ## Remove build output
 	rm -rf .aws-sam

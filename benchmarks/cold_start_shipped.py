@@ -3,7 +3,8 @@
 the same folder; and the same package without its bytecode (what the packages shipped before #23), side by side.
 
 `make build-<LogicalId>` builds each package with its dependencies into .aws-sam/bench/ (its wheels kept: a second
-run reinstalls only our code; delete the folder to reinstall them). The goal: every handler within 2x of `import boto3`, as shipped.
+run reinstalls only our code; delete the folder to reinstall them). The goal: every handler within 2x of
+`import boto3`, as shipped.
 Usage: python -m benchmarks.cold_start_shipped [--runs N] [LogicalId ...]
 """
 

@@ -362,11 +362,25 @@ class MotoStack:
                 role = f"{STACK_NAME}-{logical_id}"
                 self._resolver.resources[logical_id] = _Resource(role, {"Arn": f"arn:aws:iam::{ACCOUNT}:role/{role}"})
         self._secret()
-        for resource_type, create in creators.items():
-            for logical_id, resource in resources.items():
-                if resource["Type"] == resource_type:
-                    name = f"{STACK_NAME}-{logical_id}"
-                    self._resolver.resources[logical_id] = create(logical_id, name, resource.get("Properties", {}))
+        # In that order, except that a resource naming one not yet created waits for it (functions name the
+        # evaluation state machine, which names EvaluateFunction), as CloudFormation orders by reference.
+        pending = [(lid, r) for kind in creators for lid, r in resources.items() if r["Type"] == kind]
+        while pending:
+            waiting = []
+            for logical_id, resource in pending:
+                try:
+                    created = creators[resource["Type"]](
+                        logical_id, f"{STACK_NAME}-{logical_id}", resource.get("Properties", {})
+                    )
+                except KeyError as missing:
+                    if missing.args[0] not in resources or missing.args[0] in self._resolver.resources:
+                        raise
+                    waiting.append((logical_id, resource))
+                    continue
+                self._resolver.resources[logical_id] = created
+            if len(waiting) == len(pending):
+                raise ValueError(f"resources that name each other: {[logical_id for logical_id, _ in waiting]}")
+            pending = waiting
         for logical_id, resource in resources.items():
             if resource["Type"] == "AWS::S3::Bucket":
                 self._bucket_notifications(logical_id, resource["Properties"])

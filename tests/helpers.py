@@ -188,9 +188,9 @@ def training_event(run_id: str) -> dict[str, Any]:
 
 
 def executions() -> list[dict[str, Any]]:
-    """Every execution of the (only) state machine, described."""
+    """Every execution of the tracking state machine, described."""
     sfn = boto3.client("stepfunctions")
-    arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    arn = os.environ["STATE_MACHINE_ARN"]
     return [
         sfn.describe_execution(executionArn=e["executionArn"])
         for e in sfn.list_executions(stateMachineArn=arn)["executions"]

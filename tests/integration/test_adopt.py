@@ -14,19 +14,29 @@ from functions.prepare.app import lambda_handler as prepare_handler
 from local.lambda_runtime import in_process_lambdas
 from local.migration_demo import notebook_training_file
 from local.openai_emulator import OpenAIEmulator
-from tests.helpers import Aws, SetEnv, load_event, sciq_row, write_jsonl
+from tests.helpers import Aws, SetEnv, finished_evaluations, load_event, sciq_row, write_jsonl
 
 OLD_MODEL = "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"
 ROWS = [sciq_row(i, question=f"Question {i}: which quantity is measured in unit {i}?") for i in range(40)]
 
 
+@pytest.fixture
+def aws_account(aws_account_executing: Aws) -> Aws:
+    """Step Functions executes here: an adopted run's evaluation, and each the API starts, is an execution of the
+    evaluation state machine (the helpers below wait for it)."""
+    return aws_account_executing
+
+
 def prepare(aws_account: Aws, context: Any, tmp_path: Path, key: str, **config: Any) -> dict[str, Any]:
-    """The config under `key` (the 40 rows as its dataset), prepared by the real handler; returns its run."""
+    """The config under `key` (the 40 rows as its dataset), prepared by the real handler (an adopted run's
+    evaluation finished too); returns its run."""
     source = aws_account.put_data(write_jsonl(tmp_path / "rows.jsonl", ROWS))
     aws_account.put_config(key, {"dataset": {"source": source}, **config})
     event = load_event("prepare-config-created.json")
     event["Records"][0]["s3"]["object"]["key"] = key
     prepare_handler(event, context)
+    [run] = [run for run in aws_account.runs() if run.get("config_key") == key]
+    finished_evaluations(run["run_id"])
     [run] = [run for run in aws_account.runs() if run.get("config_key") == key]
     return run
 
@@ -190,6 +200,8 @@ def api(name: str, run_id: str, context: Any, body: dict[str, Any] | None = None
     event["pathParameters"] = {"run_id": run_id}
     event["body"] = None if body is None else json.dumps(body)
     response = ask_handler(event, context)
+    if event["httpMethod"] == "POST":
+        finished_evaluations(run_id)  # the evaluation it started, if any
     return response["statusCode"], json.loads(response["body"])
 
 

@@ -12,7 +12,7 @@ from functions.ask.app import lambda_handler as ask_handler
 from local.lambda_runtime import in_process_lambdas
 from local.migration_demo import notebook_training_file
 from local.openai_emulator import OpenAIEmulator
-from tests.helpers import Aws, SetEnv, load_event
+from tests.helpers import Aws, SetEnv, finished_evaluations, load_event
 from tests.integration.test_adopt import OLD_MODEL, ROWS, adopt
 
 
@@ -30,15 +30,16 @@ def post_evaluation(run_id: str, context: Any) -> dict[str, Any]:
     event["pathParameters"] = {"run_id": run_id}
     event["body"] = "{}"
     response: dict[str, Any] = ask_handler(event, context)
+    finished_evaluations(run_id)
     return response
 
 
 def test_a_run_is_evaluated_at_most_the_days_limit_then_429_with_retry_after_and_nothing_asked(
-    aws_account: Aws, lambda_context: Any, tmp_path: Path, known_model: OpenAIEmulator, set_env: SetEnv
+    aws_account_executing: Aws, lambda_context: Any, tmp_path: Path, known_model: OpenAIEmulator, set_env: SetEnv
 ) -> None:
     set_env(EVALUATIONS_PER_RUN_PER_DAY="2")
     with in_process_lambdas():
-        run = adopt(aws_account, lambda_context, tmp_path)  # its own evaluation: the pipeline's, not counted
+        run = adopt(aws_account_executing, lambda_context, tmp_path)  # its own evaluation: the pipeline's, not counted
         answers = [post_evaluation(run["run_id"], lambda_context) for _ in range(2)]
         asked = len(known_model.requests)
         refused = post_evaluation(run["run_id"], lambda_context)

@@ -375,7 +375,9 @@ def test_the_three_invocation_paths_reach_the_real_handlers(
     s3.upload_file(str(SAMPLE / "demo-config.json"), stack.bucket, "configs/paths.json")
     run = stack.run_for("configs/paths.json")
     sfn = stack.client("stepfunctions")
-    [machine] = sfn.list_state_machines()["stateMachines"]
+    machines = sfn.list_state_machines()["stateMachines"]
+    assert sorted(machine["name"] for machine in machines) == ["ragtune-evaluation", "ragtune-job-tracker"]
+    [machine] = [machine for machine in machines if machine["name"].endswith("-job-tracker")]
     executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
     [execution] = [e for e in executions if e["name"] == execution_name(run["run_id"], run["job_id"], 0)]
     history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ("functions.ask.app", "functions.start_job.app", "functions.poll_job.app")
@@ -97,6 +98,6 @@ def test_the_models_of_the_shared_package_build_their_schema_on_first_use_not_at
     assert eager == built_at_import
 
 
-def _subclasses(model: type) -> set[type]:
-    found = set(model.__subclasses__())
+def _subclasses(model: type[BaseModel]) -> set[type[BaseModel]]:
+    found: set[type[BaseModel]] = set(model.__subclasses__())
     return found.union(*(_subclasses(child) for child in found))
