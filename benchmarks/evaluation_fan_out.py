@@ -29,7 +29,8 @@ from typing import Any
 import boto3
 import requests
 
-from local.stack import ACCOUNT, REGION, STACK_NAME, MotoStack
+from local.stack import REGION, MotoStack
+from shared.pipeline.evaluate_run import CHUNK_QUESTIONS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "local" / "sample" / "sciq-sample.jsonl"
 ARMS = 5  # the most compare_with takes
@@ -39,14 +40,7 @@ EVALUATED_RUN = "bench-evaluated"
 COMPARED_RUNS = [f"bench-arm-{index}" for index in range(1, ARMS + 1)]
 RESULT_PREFIX = "RESULT "
 POLL_SECONDS = 0.25
-# local/stack.py creates every function before any state machine, but PrepareFunction's and AskFunction's
-# environment and JobStateMachine's substitutions !Ref EvaluationStateMachine: unresolved, the stack's start
-# fails (KeyError 'EvaluationStateMachine'). Pinned to the names the stack gives it; delete once it resolves them.
-EVALUATION_STATE_MACHINE = f"{STACK_NAME}-evaluation"
-STATE_MACHINE_REFS = {
-    "EvaluationStateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{EVALUATION_STATE_MACHINE}",
-    "EvaluationStateMachine.Name": EVALUATION_STATE_MACHINE,
-}
+TRAINING_ROWS = 12  # each compared run's model is tuned on these (the emulator wants 10 at least)
 
 
 def sciq_rows(count: int) -> list[dict[str, str]]:
@@ -168,15 +162,14 @@ def one_level(concurrency: int, questions: int, latency_ms: int) -> dict[str, An
     stack = MotoStack(
         emulator_phase_seconds=0.0,
         log_level="ERROR",
-        parameters={"EvaluationMapConcurrency": str(concurrency), **STATE_MACHINE_REFS},
+        parameters={"EvaluationMapConcurrency": str(concurrency)},
     )
     stack.start()
     try:
-        assert stack.emulator is not None
-        rows = sciq_rows(questions)
-        body = questions_jsonl(rows)
+        assert stack.emulator is not None, "main() refuses to run without the emulator"
+        body = questions_jsonl(sciq_rows(questions))
         for index, run_id in enumerate([EVALUATED_RUN, *COMPARED_RUNS]):
-            model = tuned_model(stack, f"arm{index}", rows[:12])
+            model = tuned_model(stack, f"arm{index}", sciq_rows(TRAINING_ROWS))
             put_run(stack, run_id, model, body, questions)
         before = chat_completions(stack)
         stack.emulator.inject_fault("/chat/completions", "slow", method="POST", delay=latency_ms / 1000, times=10**9)
@@ -222,26 +215,36 @@ def main() -> int:
     if arguments.level is not None:
         print(RESULT_PREFIX + json.dumps(one_level(arguments.level, arguments.questions, arguments.latency_ms)))
         return 0
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        print("PROBLEM: unset OPENAI_API_KEY and OPENAI_BASE_URL: the benchmark times the stack's OpenAI emulator")
+        return 1
     levels = sorted(set(arguments.concurrency))
     print(
         f"evaluation, local stack: {arguments.questions} held-out questions x {ARMS} arms "
         f"({arguments.questions * ARMS} calls), emulator latency {arguments.latency_ms} ms a call"
     )
     print(f"{'map concurrency':>15}  {'wall s':>8}  {'calls':>6}  {'calls/s':>8}  speed-up vs {levels[0]}")
-    first: float | None = None
+    baseline: float | None = None
     failed = False
+    chunk_concurrency: set[int] = set()
     for concurrency in levels:
         result = run_level(concurrency, arguments.questions, arguments.latency_ms)
         if "seconds" in result:
             seconds, calls = result["seconds"], result["calls"]
-            first = first or seconds
-            print(f"{concurrency:>15}  {seconds:>8.1f}  {calls:>6}  {calls / seconds:>8.1f}  {first / seconds:>6.2f}x")
+            if concurrency == levels[0]:
+                baseline = seconds
+            speed_up = f"{baseline / seconds:>6.2f}x" if baseline else "   n/a"
+            print(f"{concurrency:>15}  {seconds:>8.1f}  {calls:>6}  {calls / seconds:>8.1f}  {speed_up}")
         if result.get("map_concurrency_set", concurrency) != concurrency:
             result["problems"].append(f"the stack's EVALUATION_MAP_CONCURRENCY was {result['map_concurrency_set']}")
         for problem in result["problems"]:
             print(f"  PROBLEM at map concurrency {concurrency}: {problem}")
             failed = True
+        chunk_concurrency.update([result["chunk_concurrency"]] if "chunk_concurrency" in result else [])
         sys.stdout.flush()
+    if chunk_concurrency:
+        asked = "/".join(map(str, sorted(chunk_concurrency)))
+        print(f"(each Map iteration: a chunk of up to {CHUNK_QUESTIONS} questions of one arm, asked {asked} at a time)")
     return 1 if failed else 0
 
 

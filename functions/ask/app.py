@@ -9,6 +9,8 @@ whose detail stays in the logs.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from http import HTTPStatus
 from pathlib import Path
@@ -405,7 +407,31 @@ def unexpected_error(error: Exception) -> Response[dict[str, str]]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    unreadable = _unreadable_body(event)
+    if unreadable is not None:  # the resolver's own decoding would raise: a 422 that says why, never a 500
+        detail = [{"loc": ["body"], "msg": unreadable, "type": "body_not_utf8"}]
+        body = {"message": f"Invalid request: body: {unreadable}", "code": "invalid_request", "detail": detail}
+        return {
+            "statusCode": HTTPStatus.UNPROCESSABLE_ENTITY.value,
+            "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+            "body": json.dumps(body),
+            "isBase64Encoded": False,
+        }
     return app.resolve(event, context)
+
+
+def _unreadable_body(event: dict[str, Any]) -> str | None:
+    """Why the body cannot be read as text: API Gateway passes bytes that are not UTF-8 base64-encoded."""
+    if not event.get("isBase64Encoded") or not isinstance(event.get("body"), str):
+        return None
+    try:
+        base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except binascii.Error:
+        return "it is not the base64 API Gateway sends"
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        return f"it is not UTF-8 text (byte 0x{byte:02x} at offset {error.start}); send JSON as UTF-8"
+    return None
 
 
 def openapi_document() -> str:

@@ -306,6 +306,33 @@ def test_blank_too_long_or_broken_question_is_a_400_and_never_reaches_openai(
     assert chat_requests(emulator) == []
 
 
+@pytest.mark.parametrize("name", ["ask-question.json", "ask-compare-runs.json"])
+def test_a_body_that_is_not_utf8_is_a_422_naming_the_byte_and_reaches_nothing(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, name: str
+) -> None:
+    """API Gateway passes bytes that are not UTF-8 base64-encoded: the resolver's decoding raised (a 500)."""
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    event = load_event(name)
+    event["body"] = base64.b64encode('{"question": "café", "compare_with": []}'.encode("latin-1")).decode()
+    event["isBase64Encoded"] = True
+
+    status, body = invoke(event, lambda_context)
+
+    message = "it is not UTF-8 text (byte 0xe9 at offset 17); send JSON as UTF-8"
+    assert (status, body) == (
+        422,
+        {
+            "message": f"Invalid request: body: {message}",
+            "code": "invalid_request",
+            "detail": [{"loc": ["body"], "msg": message, "type": "body_not_utf8"}],
+        },
+    )
+    RequestValidationBody.model_validate(body)  # the document's 422 shape
+    assert chat_requests(emulator) == []
+    run = RunsRepository(os.environ["RUNS_TABLE"]).get("sciq-aaaaaaaaaaaa")
+    assert run is not None and run.evaluation is None  # nothing claimed
+
+
 def test_a_refusal_is_a_200_with_the_models_refusal_and_no_answer(
     aws_account: Aws, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
