@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from local.http_server import ANY_METHOD as ANY_HTTP_METHOD
 from local.http_server import LoopbackServer, Reply, Request
 from local.template import load_template, translated_template
 
@@ -42,6 +43,9 @@ _log = logging.getLogger(__name__)
 
 Invoke = Callable[[str, dict[str, Any]], object]
 """(function logical id, proxy event) -> the function's proxy response; raising is a function error."""
+
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's payload quota (REST): above it, its own 413
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,8 @@ class LocalApiGateway:
             self.handle,
             *self._address,
             name="local-api-gateway",
-            methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+            # Any method a client may send: one no route declares gets API Gateway's own answer, not a 501.
+            methods=(ANY_HTTP_METHOD,),
             keep_alive=False,
         )
         return self
@@ -360,6 +365,9 @@ class LocalApiGateway:
         api_key = next((value for name, value in headers if name.lower() == "x-api-key"), None)
         if route.api_key_required and api_key not in self.api_keys:
             return _gateway_error(403, "Forbidden", "ForbiddenException", self._response("INVALID_API_KEY"))
+        if len(request.body) > MAX_PAYLOAD_BYTES:
+            too_large = self._response("REQUEST_TOO_LARGE")
+            return _gateway_error(413, "Request Too Long", "RequestTooLargeException", too_large)
         event = build_proxy_event(
             route,
             method,

@@ -69,16 +69,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        self.wfile.write(reply.body)
+        if self.command != "HEAD":  # a HEAD answer has the headers of its body, never the body
+            self.wfile.write(reply.body)
+
+    def __getattr__(self, name: str) -> Any:
+        """`do_<METHOD>` for any method, where the server answers every method (`methods=ANY_METHOD`)."""
+        if name.startswith("do_") and self.server.any_method:
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s %s " + format, self.server.name, self.client_address[0], *args)
 
 
+ANY_METHOD = "*"
+
+
 class LoopbackServer(ThreadingHTTPServer):
     """Serves `app` on (host, port) from a daemon thread, from creation until stop(); port 0 picks a free one.
 
-    `methods` are the HTTP methods answered (any other gets the standard library's 501).
+    `methods` are the HTTP methods answered (any other gets the standard library's 501); ANY_METHOD: all.
     `keep_alive` speaks HTTP/1.1 and keeps connections open between requests; stop() then
     cannot wait for them, so it returns without waiting for requests still being answered.
     Without it (HTTP/1.0, a connection per request) stop() waits for them.
@@ -87,7 +97,8 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, app: App, host: str, port: int, *, name: str, methods: Iterable[str], keep_alive: bool) -> None:
-        serve = {f"do_{method}": _Handler._serve for method in methods}
+        self.any_method = ANY_METHOD in methods
+        serve = {f"do_{method}": _Handler._serve for method in methods if method != ANY_METHOD}
         handler = type("Handler", (_Handler,), {**serve, "protocol_version": "HTTP/1.1" if keep_alive else "HTTP/1.0"})
         self.app, self.name, self.block_on_close = app, name, not keep_alive
         super().__init__((host, port), handler)

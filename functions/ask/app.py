@@ -48,7 +48,7 @@ from shared.domain.api_models import (
 )
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
-from shared.domain.run_record import RunStatus
+from shared.domain.run_record import CURSOR_PATTERN, RunStatus
 from shared.observability import logger, metrics, tracer
 from shared.pipeline import ask
 from shared.providers.base import (
@@ -64,15 +64,16 @@ OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 def _json_body(text: str) -> Any:
     """json.loads, where a body it cannot take (an integer of thousands of digits, nesting deep enough to
-    exhaust the stack) is invalid JSON like any other: a 422, not a 500. Every body the API takes is an object:
-    anything else is refused here (the validator would answer an array's first element)."""
+    exhaust the stack) is invalid JSON like any other: a 422, not a 500. Every body the API takes is an object,
+    or null where the body is optional: anything else is refused here (the validator would answer an array's
+    first element)."""
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as error:
         if isinstance(error, json.JSONDecodeError):
             raise
         raise json.JSONDecodeError(f"Body cannot be read as JSON ({type(error).__name__})", text, 0) from None
-    if not isinstance(document, dict):
+    if document is not None and not isinstance(document, dict):
         raise json.JSONDecodeError(f"The body must be a JSON object, not {type(document).__name__}", text, 0)
     return document
 
@@ -81,19 +82,41 @@ app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_jso
 
 
 def _responses(
-    ok: HTTPStatus, model: type[BaseModel], description: str, *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]]
+    ok: HTTPStatus,
+    model: type[BaseModel],
+    description: str,
+    *errors: HTTPStatus | tuple[HTTPStatus, type[BaseModel]],
+    takes_body: bool = False,
 ) -> dict[int, Any]:
-    """A route's documented answers: its success body, then its errors (ErrorBody unless a model is
-    given with the status), then the 422 every route can give."""
+    """A route's documented answers: its success body, then its errors (ErrorBody unless a model is given with
+    the status), the 422 every route can give, and what API Gateway answers itself before the function runs."""
     answers = {ok: (description, model)} | {
         status: (status.phrase, body)
         for status, body in (error if isinstance(error, tuple) else (error, ErrorBody) for error in errors)
     }
     answers[HTTPStatus.UNPROCESSABLE_ENTITY] = ("Malformed request", RequestValidationBody)
+    gateway = GATEWAY_ANSWERS | (GATEWAY_BODY_TOO_LARGE | BODY_ANSWERS if takes_body else {})
+    for status, text in gateway.items():
+        own = answers.get(status)
+        answers[status] = (f"{own[0]}; or {text}" if own else text, ErrorBody)
     return {
         status.value: {"description": text, "content": {"application/json": {"model": body}}}
-        for status, (text, body) in answers.items()
+        for status, (text, body) in sorted(answers.items())
     }
+
+
+# API Gateway's own answers (template.yaml's GatewayResponses give them the API's {message, code} shape).
+GATEWAY_ANSWERS = {
+    HTTPStatus.FORBIDDEN: "API Gateway: no x-api-key header, or not a key of this API (`invalid_api_key`)",
+    HTTPStatus.TOO_MANY_REQUESTS: "API Gateway: the usage plan's rate (`throttled`) or daily quota "
+    "(`quota_exceeded`) was exceeded",
+    HTTPStatus.BAD_GATEWAY: "API Gateway: the function failed (`gateway_error`)",
+    HTTPStatus.GATEWAY_TIMEOUT: "API Gateway: no answer within its 29 s (`gateway_error`)",
+}
+GATEWAY_BODY_TOO_LARGE = {HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "API Gateway: a body over 10 MB (`request_too_large`)"}
+BODY_ANSWERS = {
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "A body sent as anything but application/json (`unsupported_media_type`)"
+}
 
 
 def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, str]]:
@@ -115,6 +138,8 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
     "`model_shut_down` from the day the run's `base_model_shutdown_date` says OpenAI shut its base model "
     "(and every fine-tune of it) down, without asking OpenAI; `model_gone` when OpenAI answers 404 "
     "`model_not_found` for the model the run recorded (shut down, deleted, or another organisation's key). "
+    "A 409 `temperature_above_provider_limit` is a temperature the named run's provider does not take (Bedrock: "
+    "at most 1). "
     'The message suggests training the same config on Amazon Bedrock (`"provider": "bedrock"`).',
     responses=_responses(
         HTTPStatus.OK,
@@ -126,6 +151,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[dict[str, st
         HTTPStatus.GONE,
         HTTPStatus.BAD_GATEWAY,
         HTTPStatus.SERVICE_UNAVAILABLE,
+        takes_body=True,
     ),
 )
 def post_ask(request: Annotated[AskRequest, Body()]) -> AskResponse:
@@ -139,10 +165,17 @@ def post_ask(request: Annotated[AskRequest, Body()]) -> AskResponse:
 )
 def get_runs(
     limit: Annotated[int, Query(ge=1, le=100, description="Runs per page.")] = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            max_length=200,
+            description="next_cursor of the previous page (a position: the page starts after it).",
+        ),
+    ] = None,
     status: Annotated[
         RunStatus | None,
-        Query(description="Only the runs in this status, the latest to reach it first (a cursor is per status)."),
+        Query(description="Only the runs in this status, the latest to reach it first."),
     ] = None,
 ) -> RunPage:
     return ask.list_runs(limit, cursor, status)
@@ -266,6 +299,7 @@ def get_curve(run_id: Annotated[RunId, PathParam()]) -> CurveResponse:
         HTTPStatus.CONFLICT,
         HTTPStatus.TOO_MANY_REQUESTS,
         HTTPStatus.SERVICE_UNAVAILABLE,
+        takes_body=True,
     ),
 )
 def post_evaluation(
@@ -386,7 +420,10 @@ def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
 
 @app.exception_handler(RequestUnsupportedContentType)
 def unsupported_content_type(error: RequestUnsupportedContentType) -> Response[dict[str, str]]:
-    return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json.")
+    return Response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE.value, content_types.APPLICATION_JSON, UNSUPPORTED_MEDIA_TYPE)
+
+
+UNSUPPORTED_MEDIA_TYPE = {"message": "Send the body as application/json.", "code": "unsupported_media_type"}
 
 
 @app.exception_handler(ServiceError)
@@ -407,17 +444,34 @@ def unexpected_error(error: Exception) -> Response[dict[str, str]]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # What the resolver cannot read is answered before it (its own parsing raised: 500s): a 4xx that says why.
+    media_type = _body_media_type(event)
+    if media_type is not None and media_type != content_types.APPLICATION_JSON:
+        return _proxy_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE)
     unreadable = _unreadable_body(event)
-    if unreadable is not None:  # the resolver's own decoding would raise: a 422 that says why, never a 500
+    if unreadable is not None:
         detail = [{"loc": ["body"], "msg": unreadable, "type": "body_not_utf8"}]
         body = {"message": f"Invalid request: body: {unreadable}", "code": "invalid_request", "detail": detail}
-        return {
-            "statusCode": HTTPStatus.UNPROCESSABLE_ENTITY.value,
-            "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
-            "body": json.dumps(body),
-            "isBase64Encoded": False,
-        }
+        return _proxy_response(HTTPStatus.UNPROCESSABLE_ENTITY, body)
     return app.resolve(event, context)
+
+
+def _proxy_response(status: HTTPStatus, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": status.value,
+        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def _body_media_type(event: dict[str, Any]) -> str | None:
+    """The media type the body is sent as (None: no body, or no Content-Type: read as JSON)."""
+    if not event.get("body"):
+        return None
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type")
+    return content_type.split(";")[0].strip().lower() if content_type else None
 
 
 def _unreadable_body(event: dict[str, Any]) -> str | None:

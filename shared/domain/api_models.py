@@ -9,9 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.domain.run_record import CURSOR_PATTERN
 from shared.providers import DEFAULT_PROVIDER
 
 RunId = Annotated[str, Field(min_length=1, max_length=128, description="A run id, as listed by GET /runs.")]
+# What a question must hold besides spaces, tabs and line breaks (the API strips exactly these).
+QUESTION_BLANKS = " \t\n\r\f\v"
 EvaluationStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
@@ -50,7 +53,9 @@ class AskRequest(_ApiModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     question: str = Field(
-        description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default)."
+        description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default): a 400 "
+        "`invalid_question` otherwise.",
+        json_schema_extra={"minLength": 1, "maxLength": 2000, "pattern": "[^ \\t\\n\\r\\f\\v]"},
     )
     run_id: RunId | None = Field(
         default=None,
@@ -118,7 +123,10 @@ class RunSummary(_ApiModel):
 
 class RunPage(_ApiModel):
     runs: list[RunSummary] = Field(description="Newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page.",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
+    )
 
 
 class Counts(_ApiModel):

@@ -27,6 +27,10 @@ from typing_extensions import TypedDict  # pydantic validates typing's own only 
 
 from shared.providers import DEFAULT_PROVIDER
 
+# A position in a listing: the time a run was created (or reached the listed status), then its id. Every string
+# of this form is a position (the page starts after it), so every cursor the document allows is accepted.
+CURSOR_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z~[A-Za-z0-9._-]{1,128}$"
+
 
 class RunStatus(StrEnum):
     PREPARING = "preparing"

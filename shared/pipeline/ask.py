@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import REPORTS_PREFIX, ObjectRef, presigned_get_url, read_bytes
 from shared.domain.api_models import (
+    QUESTION_BLANKS,
     AskRequest,
     AskResponse,
     CancelResponse,
@@ -71,6 +72,12 @@ class NoModelError(RunStateError):
     code = "no_model"
 
 
+class TemperatureAboveProviderError(RunStateError):
+    """The document allows up to 2 (OpenAI's range); the named run's provider takes less (Bedrock: 1)."""
+
+    code = "temperature_above_provider_limit"
+
+
 class ModelShutDownError(UserInputError):
     """The run's model can no longer answer: OpenAI has shut it down (410 Gone)."""
 
@@ -110,12 +117,13 @@ def _existing_run(run_id: str) -> Run:
 
 
 def _checked_question(question: str) -> str:
-    question = question.strip()
-    if not question:
-        raise InvalidQuestionError("question must not be empty.")
+    """The question as asked, its blanks (QUESTION_BLANKS, as the document's pattern names them) stripped."""
     limit = settings().max_question_chars
     if len(question) > limit:
         raise InvalidQuestionError(f"question is {len(question)} characters long; the limit is {limit} characters.")
+    question = question.strip(QUESTION_BLANKS)
+    if not question:
+        raise InvalidQuestionError("question must not be empty.")
     escape = lone_surrogate(question)
     if escape:
         raise InvalidQuestionError(
@@ -213,7 +221,7 @@ def answer_question(request: AskRequest) -> AskResponse:
     _refuse_if_shut_down(run, model)
     provider = provider_for(run)
     if request.temperature > provider.max_temperature:
-        raise InvalidQuestionError(
+        raise TemperatureAboveProviderError(
             f"temperature {request.temperature:g} is above {provider.max_temperature:g}, the most the models of "
             f"run {run.run_id} ({provider.name}) take."
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.faults import FaultKind
 from shared.aws.runs import RunsRepository
 from shared.domain.api_models import RequestValidationBody
+from shared.domain.run_record import CURSOR_PATTERN
 from shared.pipeline import ask
 from shared.providers.openai import gateway as openai_gateway
 from shared.providers.openai.gateway import JobSnapshot
@@ -331,6 +333,22 @@ def test_a_body_that_is_not_utf8_is_a_422_naming_the_byte_and_reaches_nothing(
     assert chat_requests(emulator) == []
     run = RunsRepository(os.environ["RUNS_TABLE"]).get("sciq-aaaaaaaaaaaa")
     assert run is not None and run.evaluation is None  # nothing claimed
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain; charset=utf-8", "application/xml"])
+def test_a_body_sent_as_anything_but_json_is_a_415(
+    aws_account: Aws, emulator: OpenAIEmulator, lambda_context: Any, content_type: str
+) -> None:
+    """multipart/form-data without a boundary made the resolver's parser raise (a 500)."""
+    trained_run(emulator, "sciq-aaaaaaaaaaaa")
+    event = ask_event({"question": "What is measured in joules?"})
+    event["headers"] = {**event["headers"], "Content-Type": content_type}
+    event["multiValueHeaders"] = {**event.get("multiValueHeaders", {}), "Content-Type": [content_type]}
+
+    status, body = invoke(event, lambda_context)
+
+    assert (status, body) == (415, {"message": "Send the body as application/json.", "code": "unsupported_media_type"})
+    assert chat_requests(emulator) == []
 
 
 def test_a_refusal_is_a_200_with_the_models_refusal_and_no_answer(
@@ -662,16 +680,11 @@ def test_runs_are_listed_newest_first_across_pages(aws_account: Aws, lambda_cont
     ]
 
 
-def test_bad_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None:
+def test_a_cursor_not_of_the_documented_form_is_a_422_naming_it(aws_account: Aws, lambda_context: Any) -> None:
     status, body = invoke(list_event(cursor="not-a-cursor"), lambda_context)
 
-    assert (status, body) == (
-        400,
-        {
-            "message": "cursor is not one this API returned; pass next_cursor from a previous page.",
-            "code": "invalid_cursor",
-        },
-    )
+    assert status == 422 and body["code"] == "invalid_request"
+    assert [error["loc"] for error in body["detail"]] == [["query", "cursor"]]
 
 
 # GET /runs/{run_id} ------------------------------------------------------------------------------
@@ -1007,12 +1020,22 @@ def test_an_unreadable_api_key_secret_is_a_503_that_blames_the_deployment(
     assert chat_requests(emulator) == []
 
 
-def test_a_forged_cursor_is_a_400(aws_account: Aws, lambda_context: Any) -> None:
-    forged = base64.urlsafe_b64encode(json.dumps({"run_id": "x", "entity": "job", "created_at": "y"}).encode())
+def test_any_cursor_of_the_documented_form_is_a_position_the_page_starts_after(
+    aws_account: Aws, lambda_context: Any
+) -> None:
+    """What the document allows is accepted: a cursor is a creation time and a run id, not a token to forge."""
+    for name in ("first", "second", "third"):
+        record_run(f"{name}-000000000000", "prepared")
+    _, everything = invoke(load_event("ask-list-runs.json"), lambda_context)
+    second = everything["runs"][1]
 
-    status, body = invoke(list_event(cursor=forged.decode()), lambda_context)
+    at_second = f"{second['created_at']}~{second['run_id']}"  # the listing's own fields make a cursor
+    status, after_second = invoke(list_event(cursor=at_second), lambda_context)
+    status_future, from_the_future = invoke(list_event(cursor="9999-12-31T23:59:59Z~z"), lambda_context)
 
-    assert (status, body["code"]) == (400, "invalid_cursor")
+    assert re.fullmatch(CURSOR_PATTERN, at_second)
+    assert (status, [run["run_id"] for run in after_second["runs"]]) == (200, ["first-000000000000"])
+    assert (status_future, len(from_the_future["runs"])) == (200, 3)
 
 
 @pytest.mark.parametrize(("kind", "status"), [("status", 429), ("status", 500), ("drop", 0), ("slow", 0)])

@@ -218,12 +218,12 @@ def test_a_model_timeout_is_a_503_to_try_again_not_a_refusal(
     assert (again[0], again[1]["answer"]) == (200, ANSWER)
 
 
-def test_a_temperature_above_what_converse_takes_is_a_400_and_asks_nothing(
+def test_a_temperature_above_what_converse_takes_is_a_409_and_asks_nothing(
     asked_run: dict[str, Any], bedrock: BedrockEmulator, lambda_context: Any
 ) -> None:
     status, body = ask_question(lambda_context, question=QUESTION, run_id=asked_run["run_id"], temperature=1.5)
 
-    assert (status, body["code"]) == (400, "invalid_question")
+    assert (status, body["code"]) == (409, "temperature_above_provider_limit")  # the document allows 1.5: the run not
     assert body["message"] == (
         f"temperature 1.5 is above 1, the most the models of run {asked_run['run_id']} (bedrock) take."
     )

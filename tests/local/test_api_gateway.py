@@ -220,6 +220,19 @@ def test_no_valid_api_key_is_forbidden_and_the_function_not_invoked(
     assert function.calls == []
 
 
+def test_a_body_over_api_gateways_10_mb_is_its_413_in_the_apis_shape_and_the_function_not_invoked(
+    api: str, function: RecordingInvoke
+) -> None:
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    body = b'{"question": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+
+    response = requests.post(f"{api}/ask", data=body, headers=headers, timeout=30)
+
+    assert response.status_code == 413
+    assert response.json() == {"message": "Request Too Long", "code": "request_too_large"}
+    assert function.calls == []
+
+
 def test_the_key_header_name_is_case_insensitive(api: str, function: RecordingInvoke) -> None:
     assert requests.get(f"{api}/runs", headers={"X-API-Key": KEY}, timeout=5).status_code == 200
     assert function.event["requestContext"]["identity"]["apiKey"] == KEY
@@ -227,7 +240,16 @@ def test_the_key_header_name_is_case_insensitive(api: str, function: RecordingIn
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("GET", "/runs/a/b/c"), ("DELETE", "/runs"), ("GET", "/ask"), ("POST", "/runs/x")],
+    [
+        ("GET", "/nope"),
+        ("GET", "/runs/a/b/c"),
+        ("DELETE", "/runs"),
+        ("GET", "/ask"),
+        ("POST", "/runs/x"),
+        ("TRACE", "/ask"),  # the standard library's server answered these two with its own 501 page
+        ("PATCH", "/runs"),
+        ("QUERY", "/runs/x"),  # any method at all
+    ],
 )
 def test_an_unknown_route_or_method_is_a_404_in_the_apis_error_shape(
     api: str, function: RecordingInvoke, method: str, path: str
@@ -240,6 +262,13 @@ def test_an_unknown_route_or_method_is_a_404_in_the_apis_error_shape(
         "code": "not_found",
     }
     assert function.calls == []
+
+
+def test_head_of_an_undeclared_method_is_the_404s_headers_without_its_body(api: str, function: RecordingInvoke) -> None:
+    response = requests.head(f"{api}/runs", headers={"x-api-key": KEY}, timeout=5)
+
+    assert (response.status_code, response.content) == (404, b"")
+    assert int(response.headers["Content-Length"]) > 0 and function.calls == []
 
 
 def test_without_gateway_responses_the_answers_are_api_gateways_own(function: RecordingInvoke) -> None:
