@@ -23,13 +23,15 @@ from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_s
 from local.stack import MotoStack
 
 
-def _stack(poll_interval: int | None, log_level: str | None = None) -> MotoStack:
+def _stack(poll_interval: int | None, log_level: str | None = None, phase_seconds: float = 1.5) -> MotoStack:
     """The emulator unless OPENAI_API_KEY or OPENAI_BASE_URL is set; then that endpoint, polled every 60 s."""
     if os.environ.get("OPENAI_API_KEY"):
         print("OPENAI_API_KEY is set: fine-tuning through a real endpoint costs money; see the README.")
     if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return MotoStack(poll_interval_seconds=poll_interval or 60, log_level=log_level)
-    return MotoStack(poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=1.5, log_level=log_level)
+    return MotoStack(
+        poll_interval_seconds=poll_interval or 1, emulator_phase_seconds=phase_seconds, log_level=log_level
+    )
 
 
 def demo(arguments: argparse.Namespace) -> int:
@@ -38,7 +40,7 @@ def demo(arguments: argparse.Namespace) -> int:
     if arguments.migration:
         return _migration_demo(arguments, started)
     try:
-        with _stack(arguments.poll_interval, log_level="WARNING") as stack:
+        with _stack(arguments.poll_interval, log_level="WARNING", phase_seconds=arguments.phase_seconds) as stack:
             print(stack.openai_endpoint)
             if arguments.provider in ("bedrock", "open"):
                 print(stack.bedrock_endpoint)
@@ -82,7 +84,9 @@ def serve(arguments: argparse.Namespace) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stopping.set())
     stack_to_serve = (
-        migration_stack(arguments.poll_interval or 1) if arguments.migration else _stack(arguments.poll_interval)
+        migration_stack(arguments.poll_interval or 1)
+        if arguments.migration
+        else _stack(arguments.poll_interval, phase_seconds=arguments.phase_seconds)
     )
     with stack_to_serve as stack:
         print(stack.openai_endpoint)
@@ -126,6 +130,12 @@ def main() -> int:
         type=int,
         default=None,
         help="seconds between job polls (default: 1 with the emulator, 60 with another endpoint)",
+    )
+    parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=1.5,
+        help="seconds an emulated job spends in each phase (validating, queued, running): longer, to watch one train",
     )
     parser.add_argument(
         "--data",

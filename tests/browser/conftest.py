@@ -79,7 +79,8 @@ class Dashboard:
 
 @pytest.fixture(scope="session")
 def served() -> Iterator[Serving]:
-    serving = start_serve("--demo-runs", "--output", str(ROOT / "test-output" / "demo"))
+    # Emulated jobs train for 4 s, two of the page's 2-second refreshes: a live run's bar is seen, not just hoped for.
+    serving = start_serve("--demo-runs", "--phase-seconds", "4", "--output", str(ROOT / "test-output" / "demo"))
     try:
         yield serving
     finally:
