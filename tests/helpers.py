@@ -198,7 +198,8 @@ def executions() -> list[dict[str, Any]]:
 
 
 def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) -> dict[str, Any]:
-    """The run's tracking execution once it has stopped running."""
+    """The run's tracking execution once it has stopped running, and the evaluation it started (its own execution,
+    not waited for by the tracker) once that has stopped too: the pipeline's work is then all done."""
     from shared.aws.runs import RunsRepository
     from shared.aws.tracking import execution_arn
     from shared.settings import settings
@@ -211,6 +212,7 @@ def finished_execution(run_id: str, timeout: float = 60, generation: int = 0) ->
     while time.monotonic() < deadline:
         execution: dict[str, Any] = sfn.describe_execution(executionArn=arn)
         if execution["status"] != "RUNNING":
+            finished_evaluations(run_id, timeout=max(1.0, deadline - time.monotonic()))
             return execution
         time.sleep(0.05)
     raise AssertionError(f"execution {arn} still running after {timeout} s")
