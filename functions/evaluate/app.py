@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from shared.domain.evaluation import EvaluationRefusedError
+from shared.domain.lazy_model import LazyModel
 from shared.observability import logger, metrics, tracer
 from shared.pipeline.evaluate_run import (
     ChunkRequest,
@@ -25,8 +26,8 @@ from shared.pipeline.evaluate_run import (
 from shared.pipeline.reports import publish_training_curve
 
 
-class TrainingCurveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+class TrainingCurveRequest(LazyModel):
+    model_config = ConfigDict(extra="forbid")
 
     action: Literal["training_curve"]
     run_id: str

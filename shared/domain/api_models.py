@@ -7,8 +7,9 @@ a caller by accident. Timestamps are ISO 8601 whatever their stored form (ISO or
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from shared.domain.lazy_model import LazyModel
 from shared.domain.run_record import CURSOR_PATTERN
 from shared.providers import DEFAULT_PROVIDER
 
@@ -18,10 +19,8 @@ QUESTION_BLANKS = " \t\n\r\f\v"
 EvaluationStatus = Literal["pending", "running", "succeeded", "failed"]
 
 
-class _ApiModel(BaseModel):
+class _ApiModel(LazyModel):
     """Schemas built on first use, not at import: a handler pays only for the models it touches."""
-
-    model_config = ConfigDict(defer_build=True)
 
 
 class ErrorBody(_ApiModel):
@@ -50,7 +49,7 @@ class RunConflictBody(ErrorBody):
 class AskRequest(_ApiModel):
     """The model is never chosen here: it always comes from a run this deployment trained."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
     question: str = Field(
         description="The question; not blank, and at most MAX_QUESTION_CHARS characters (2000 by default): a 400 "
@@ -388,7 +387,7 @@ class EvaluationResponse(_ApiModel):
 class EvaluationRequest(_ApiModel):
     """Compare runs on this run's held-out questions; an empty body runs (again) the tuned/base arms."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
     compare_with: list[RunId] = Field(
         default_factory=list,

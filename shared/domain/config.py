@@ -318,7 +318,7 @@ else:  # every provider's fields, so a config naming another provider's hyperpar
         {
             "__module__": __name__,
             "__doc__": '`"auto"` leaves a value to the provider; a hyperparameter of the other provider is refused.',
-            "model_config": ConfigDict(extra="forbid", frozen=True, defer_build=True),
+            "model_config": ConfigDict(extra="forbid", frozen=True),
         },
     )
 

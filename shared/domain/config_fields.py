@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
+
+from shared.domain.lazy_model import LazyModel
 
 # The largest config read (a full one is about 2 KB); here, not in shared.domain.config, so a function that only
 # reads a config's bytes (FailedEventsFunction) does not import the schema.
@@ -16,10 +18,10 @@ RULE_ERROR = "ragtune_rule"
 Auto = Literal["auto"]
 
 
-class Strict(BaseModel):
+class Strict(LazyModel):
     """Unknown keys are a typo the user must hear about, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def rule(message: str) -> PydanticCustomError:

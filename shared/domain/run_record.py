@@ -22,9 +22,10 @@ from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic validates typing's own only from Python 3.12
 
+from shared.domain.lazy_model import LazyModel
 from shared.providers import DEFAULT_PROVIDER
 
 # A position in a listing: the time a run was created (or reached the listed status), then its id. Every string
@@ -82,9 +83,9 @@ def _provider_state_fields() -> frozenset[str]:
     return frozenset(name for provider in PROVIDER_NAMES for name in spec(provider).state_fields())
 
 
-class _Recorded(BaseModel):
+class _Recorded(LazyModel):
     # Whatever else an item holds (a field an older or newer version wrote) is kept, not refused.
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow")
 
 
 class RecordedError(_Recorded):

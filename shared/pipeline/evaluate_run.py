@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shared.aws.runs import RunsRepository, utc_now
 from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, delete_objects, put_bytes, read_bytes
@@ -60,6 +60,7 @@ from shared.domain.evaluation import (
     question_digest,
     summarise_arm,
 )
+from shared.domain.lazy_model import LazyModel
 from shared.domain.prices import price_for
 from shared.domain.run_record import PreparedFile, Run, RunStatus
 from shared.observability import logger
@@ -87,7 +88,7 @@ TUNED = "tuned"
 CHUNK_QUESTIONS = 100
 
 
-class EvaluationRequest(BaseModel, defer_build=True):
+class EvaluationRequest(LazyModel):
     """What the pipeline (after a run succeeds) or `POST /runs/{run_id}/evaluation` asks for.
 
     `token` is the API's claim on the run (it claims before starting us); None: the pipeline's own.
@@ -98,7 +99,7 @@ class EvaluationRequest(BaseModel, defer_build=True):
     token: str | None = None
 
 
-class Chunk(BaseModel, defer_build=True):
+class Chunk(LazyModel):
     """`count` questions from `start`, asked of the arm `arm`: one item of the plan's Map."""
 
     arm: str = Field(min_length=1)
@@ -114,7 +115,7 @@ class ChunkRequest(Chunk):
     compare_with: list[str] = Field(default_factory=list)
 
 
-class ClaimedEvaluation(BaseModel, defer_build=True):
+class ClaimedEvaluation(LazyModel):
     """The evaluation `token` claimed and the chunks its plan listed, to merge; `failure`: what the state
     machine's Catch caught."""
 

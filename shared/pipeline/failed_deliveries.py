@@ -14,13 +14,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import CONFIGS_PREFIX, ObjectMissingError, ObjectRef, event_objects, read_object, whole_object
 from shared.aws.tracking import newest_tracking, start_tracking
 from shared.domain.config_fields import MAX_CONFIG_BYTES
 from shared.domain.errors import without_internal_paths
+from shared.domain.lazy_model import LazyModel
 from shared.domain.run_ids import derive_run_id, run_id_of_training_key
 from shared.domain.run_record import FINISHED
 from shared.observability import logger, metrics
@@ -38,24 +39,24 @@ def _last_error(record: SQSRecord) -> str:
     return error.string_value if error and error.string_value else "unknown error"
 
 
-class _S3Bucket(BaseModel, defer_build=True):
+class _S3Bucket(LazyModel):
     name: str
 
 
-class _S3Object(BaseModel, defer_build=True):
+class _S3Object(LazyModel):
     key: str
 
 
-class _S3Entity(BaseModel, defer_build=True):
+class _S3Entity(LazyModel):
     bucket: _S3Bucket
     object_: _S3Object = Field(alias="object")
 
 
-class _S3Record(BaseModel, defer_build=True):
+class _S3Record(LazyModel):
     s3: _S3Entity
 
 
-class _S3Notification(BaseModel, defer_build=True):
+class _S3Notification(LazyModel):
     """What `event_objects` reads of an S3 notification, so reading it cannot fail half-way."""
 
     Records: list[_S3Record]

@@ -17,10 +17,11 @@ import json
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared.aws.runs import RunsRepository
 from shared.aws.tracking import NoticeUnsentError, notify_finished, start_tracking
+from shared.domain.lazy_model import LazyModel
 from shared.domain.run_record import JobEvent, RunStatus
 from shared.observability import logger, metrics
 from shared.providers.base import JobSnapshot, provider_for
@@ -30,10 +31,10 @@ RECENT_EVENTS_KEPT = 20
 CONTINUED = "continued"
 
 
-class PollState(BaseModel):
+class PollState(LazyModel):
     """The state the loop carries from poll to poll (the execution's input, then each poll's output)."""
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="ignore")
 
     action: Literal["poll"] = "poll"
     run_id: str
@@ -46,7 +47,7 @@ class PollState(BaseModel):
     error_message: str = ""
 
 
-class TrackingFailure(BaseModel, defer_build=True):
+class TrackingFailure(LazyModel):
     """What the state machine's Catch sends when polling itself failed for good."""
 
     action: Literal["record_tracking_failure"]

@@ -120,6 +120,7 @@ class Tab:
     dialogs: list[str]
     requests: list[str]
     console: list[str]
+    refused: list[str]  # "<status> <url>" of every answer that was not 2xx: a failure says which request
 
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def tab(browser: Any, dashboard: Dashboard) -> Iterator[Tab]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)  # a machine busy with the rest of the suite is slow, not wrong
-    opened = Tab(page, [], [], [])
+    opened = Tab(page, [], [], [], [])
 
     def on_dialog(dialog: Any) -> None:
         opened.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -143,12 +144,19 @@ def tab(browser: Any, dashboard: Dashboard) -> Iterator[Tab]:
     page.on("dialog", on_dialog)
     page.on("request", lambda request: opened.requests.append(request.url))
     page.on("console", lambda message: opened.console.append(f"{message.type}: {message.text}"))
+
+    def on_response(response: Any) -> None:
+        if not response.ok:
+            opened.refused.append(f"{response.status} {response.url}")
+
+    page.on("response", on_response)
     page.goto(dashboard.url)
     page.fill("#api-key", dashboard.api_key)
     page.click("#save-key")
     page.wait_for_selector("#runs-table tr[data-run-id]")
     yield opened
     context.close()
+    print("Answers that were not 2xx:", opened.refused)  # shown beside a failure
     # Whatever the test did: the page asked its own origin only, broke no policy, and never logged the key.
     origin = dashboard.url.split("/v1/")[0]
     assert [url for url in opened.requests if not url.startswith((origin, "data:"))] == []

@@ -4,10 +4,11 @@ registry names; the gateway (boto3's bedrock clients) is imported only when a ru
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.domain.config_fields import Auto, auto_or, no_default
+from shared.domain.lazy_model import LazyModel
 from shared.providers.base import ProviderSpec, ReservedText
 
 # Nova models Bedrock fine-tunes and can then serve on demand (billed per token, no hourly charge).
@@ -54,7 +55,7 @@ def check_model(model: str) -> str | None:
     return None
 
 
-class BedrockHyperparameters(BaseModel, defer_build=True):
+class BedrockHyperparameters(LazyModel):
     """Bedrock's own fields of `fine_tune.hyperparameters` (with `n_epochs`, Nova's epochCount 1 to 5)."""
 
     learning_rate: Annotated[
@@ -75,11 +76,11 @@ class BedrockHyperparameters(BaseModel, defer_build=True):
     )
 
 
-class BedrockState(BaseModel):
+class BedrockState(LazyModel):
     """What a Bedrock run keeps of its own (`Run.provider_state`): the job's client token, the on-demand
     deployment that serves its model, and the one `DELETE /runs/{id}/model` deleted."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow")
 
     bedrock_request_token: str | None = None
     deployment_arn: str | None = None

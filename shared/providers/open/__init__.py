@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.domain.config_fields import Auto, auto_or, no_default
+from shared.domain.lazy_model import LazyModel
 from shared.providers.base import ProviderSpec
 
 
@@ -65,7 +66,7 @@ def _open_only(what: str, default: int | float) -> str:
     return f'open only ({what}); "auto" (the training script\'s default, {default}) unless given.'
 
 
-class OpenHyperparameters(BaseModel, defer_build=True):
+class OpenHyperparameters(LazyModel):
     """The open provider's own fields of `fine_tune.hyperparameters` (with `n_epochs`, 1 to 10)."""
 
     lora_learning_rate: Annotated[
@@ -107,12 +108,12 @@ class OpenHyperparameters(BaseModel, defer_build=True):
     )
 
 
-class OpenState(BaseModel):
+class OpenState(LazyModel):
     """What an open run keeps of its own (`Run.provider_state`): the training job's model folder (the weights the
     user owns), the import job, and the imported model that serves it (`deployment_arn`, which
     `DELETE /runs/{id}/model` deletes, never the weights)."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow")
 
     weights_uri: str | None = None
     weights_manifest_key: str | None = None

@@ -3,10 +3,11 @@ gateway (and the openai SDK) is imported only when a run needs it."""
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.domain.config_fields import Auto, auto_or, no_default
+from shared.domain.lazy_model import LazyModel
 from shared.providers.base import ProviderSpec
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
@@ -19,7 +20,7 @@ def fine_tune_base(fine_tuned_model: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "ft" and parts[1] else None
 
 
-class OpenAIHyperparameters(BaseModel, defer_build=True):
+class OpenAIHyperparameters(LazyModel):
     """OpenAI's own fields of `fine_tune.hyperparameters` (with `n_epochs`, 1 to 50)."""
 
     batch_size: Annotated[
@@ -31,10 +32,10 @@ class OpenAIHyperparameters(BaseModel, defer_build=True):
     ] = Field(default=None, description='openai only; "auto" unless given.', json_schema_extra=no_default)
 
 
-class OpenAIState(BaseModel):
+class OpenAIState(LazyModel):
     """What an OpenAI run keeps of its own (`Run.provider_state`): the ids of the files it uploaded."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = ConfigDict(extra="allow")
 
     training_file_id: str | None = None
     validation_file_id: str | None = None
