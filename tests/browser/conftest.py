@@ -130,8 +130,12 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: Any, dashboard: Dashboard) -> Iterator[Tab]:
+def tab(browser: Any, dashboard: Dashboard, request: pytest.FixtureRequest) -> Iterator[Tab]:
     """A fresh context (an empty sessionStorage) with the key pasted; confirmations are accepted and recorded."""
+    # One served stack for the module (make test: --dist loadgroup): a pytest whose xdist drops the group would
+    # quietly start one per worker
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@browser"), f"xdist_group ignored: {request.node.nodeid}"
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)  # a machine busy with the rest of the suite is slow, not wrong
