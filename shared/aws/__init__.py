@@ -6,6 +6,8 @@ ships (~420, once per model type) to check that one exists, 0.25-0.3 s of a Lamb
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,33 @@ from typing import Any
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import UnknownServiceError
+from botocore.exceptions import ClientError, HTTPClientError, UnknownServiceError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.loaders import Loader, create_loader, instance_cache
 
 AWS_CLIENT_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
     retries={"max_attempts": 4, "mode": "standard"},
+)
+# AWS error codes worth another try once botocore's own retries are spent (SageMaker says Throttling, Bedrock
+# ThrottlingException; the Model* codes: an imported model waking up, a model that failed or took too long on
+# this request).
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+        "ModelErrorException",
+    }
 )
 
 
@@ -80,3 +102,34 @@ def s3_link_signer() -> Any:
     """The S3 client that signs download links: Signature Version 4 (S3 refuses version 2 links in newer
     regions, and boto3 still signs presigned URLs with version 2 unless told)."""
     return session().client("s3", config=AWS_CLIENT_CONFIG.merge(Config(signature_version="s3v4")))
+
+
+@contextmanager
+def classified_errors(
+    provider: str,
+    action: str,
+    *,
+    transient: Callable[[str, str | None], Exception],
+    refused: Callable[[str, int | None, str | None], Exception],
+    advice: Mapping[str, str],
+    service: str | None = None,
+) -> Iterator[None]:
+    """botocore's failures as a provider's own: `transient(message, code)` for what may pass (timeouts, dropped
+    connections, throttling, 5xx), `refused(message, status, code)` for the rest, with the service's words and
+    what a user can do about that code (`advice`). A provider speaking to several services names the one."""
+    where = f"{provider} {service}" if service else provider
+    says = f"{service} says: " if service else ""
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as error:  # timeouts and dropped connections included
+        raise transient(f"{where}: {action} failed transiently ({type(error).__name__})", None) from error
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = str(details.get("Code") or "") or None
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in TRANSIENT_CODES or (code is None and isinstance(status, int) and (status == 429 or status >= 500)):
+            raise transient(f"{where}: {action} failed transiently ({code or f'HTTP {status}'})", code) from error
+        message = str(details.get("Message") or error).strip()
+        what_to_do = advice.get(code or "")
+        text = f"{provider} refused {action} ({code}): {says}{message}" + (f" {what_to_do}" if what_to_do else "")
+        raise refused(text, status, code) from error

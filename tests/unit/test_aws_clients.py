@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from boto3.exceptions import ResourceNotExistsError
-from botocore.exceptions import UnknownServiceError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, UnknownServiceError
 from botocore.loaders import Loader
 
 from shared import aws
@@ -191,3 +191,76 @@ def test_the_table_and_the_link_signer_follow_their_services_own_endpoint_url(
     link = aws.s3_link_signer().generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "a.jsonl"})
     assert link.startswith("http://127.0.0.1:4566/data/a.jsonl?")
     assert "X-Amz-Signature=" in link  # Signature Version 4
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, code: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, status: int | None, code: str | None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _client_error(code: str | None, status: int, message: str = "Rate exceeded") -> ClientError:
+    error = {"Code": code, "Message": message} if code else {}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, "CreateJob")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "says"),
+    [
+        (_client_error("Throttling", 400), "Throttling", "(Throttling)"),  # SageMaker's word for it
+        (_client_error("ThrottlingException", 400), "ThrottlingException", "(ThrottlingException)"),  # Bedrock's
+        (_client_error(None, 503), None, "(HTTP 503)"),  # no code at all: the status decides
+        (_client_error(None, 429), None, "(HTTP 429)"),
+        (EndpointConnectionError(endpoint_url="https://bedrock"), None, "(EndpointConnectionError)"),
+        (ReadTimeoutError(endpoint_url="https://bedrock"), None, "(ReadTimeoutError)"),
+    ],
+)
+def test_what_may_pass_is_the_providers_transient_error(raised: Exception, code: str | None, says: str) -> None:
+    with pytest.raises(_Transient) as caught, _sorted_errors("creating the job"):
+        raise raised
+    assert str(caught.value) == f"Amazon Bedrock: creating the job failed transiently {says}"
+    assert caught.value.code == code and caught.value.__cause__ is raised
+
+
+def test_a_refusal_keeps_the_services_words_status_and_code_and_adds_what_to_do() -> None:
+    with pytest.raises(_Refused) as caught, _sorted_errors("creating the job"):
+        raise _client_error("ValidationException", 400, "The model is not customizable.")
+    assert str(caught.value) == (
+        "Amazon Bedrock refused creating the job (ValidationException): The model is not customizable. "
+        "Check the config."
+    )
+    assert (caught.value.status, caught.value.code) == (400, "ValidationException")
+    with pytest.raises(_Refused) as unadvised, _sorted_errors("deleting the model"):
+        raise _client_error("AccessDeniedException", 403, "Not authorized.")
+    assert str(unadvised.value) == "Amazon Bedrock refused deleting the model (AccessDeniedException): Not authorized."
+
+
+def test_a_provider_speaking_to_several_services_names_the_one() -> None:
+    with pytest.raises(_Refused) as refused, _sorted_errors("stopping the job", provider="AWS", service="SageMaker"):
+        raise _client_error("ValidationException", 400, "No such job.")
+    assert str(refused.value) == (
+        "AWS refused stopping the job (ValidationException): SageMaker says: No such job. Check the config."
+    )
+    with (
+        pytest.raises(_Transient) as transient,
+        _sorted_errors("stopping the job", provider="AWS", service="SageMaker"),
+    ):
+        raise _client_error(None, 500)
+    assert str(transient.value) == "AWS SageMaker: stopping the job failed transiently (HTTP 500)"
+
+
+def _sorted_errors(action: str, provider: str = "Amazon Bedrock", service: str | None = None) -> Any:
+    return aws.classified_errors(
+        provider,
+        action,
+        transient=_Transient,
+        refused=_Refused,
+        advice={"ValidationException": "Check the config."},
+        service=service,
+    )

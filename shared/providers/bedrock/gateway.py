@@ -20,17 +20,15 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, ClassVar
 
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from shared import aws
 from shared.aws import session
 from shared.aws.storage import ObjectMissingError, ObjectRef, object_etag, read_bytes, read_object
 from shared.domain.config import RunConfig
@@ -71,22 +69,6 @@ JOB_STATUSES: dict[str, RunStatus] = {
     "Failed": RunStatus.FAILED,
     "Stopped": RunStatus.CANCELLED,
 }
-# Worth another try once botocore's own retries are spent.
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "ServiceUnavailableException",
-        "ServiceUnavailable",
-        "InternalServerException",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ModelNotReadyException",
-        "ModelTimeoutException",  # Converse: the model took too long on this request
-        "ModelErrorException",  # Converse: the model failed on this request
-    }
-)
 # What a user can do about a refusal, after Bedrock's own words.
 REFUSAL_ADVICE = {
     "AccessDeniedException": (
@@ -149,24 +131,10 @@ class BedrockSettingsError(ProviderNotConfiguredError):
     )
 
 
-@contextmanager
-def _classified_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (BotoConnectionError, HTTPClientError) as error:  # timeouts and dropped connections included
-        raise BedrockTransientError(f"Amazon Bedrock: {action} failed transiently ({type(error).__name__})") from error
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code = str(details.get("Code") or "") or None
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in TRANSIENT_CODES or (code is None and isinstance(status, int) and (status == 429 or status >= 500)):
-            raise BedrockTransientError(
-                f"Amazon Bedrock: {action} failed transiently ({code or f'HTTP {status}'})", code
-            ) from error
-        message = str(details.get("Message") or error).strip()
-        advice = REFUSAL_ADVICE.get(code or "")
-        text = f"Amazon Bedrock refused {action} ({code}): {message}" + (f" {advice}" if advice else "")
-        raise BedrockRefusedError(text, status, code) from error
+def _classified_errors(action: str) -> AbstractContextManager[None]:
+    return aws.classified_errors(
+        "Amazon Bedrock", action, transient=BedrockTransientError, refused=BedrockRefusedError, advice=REFUSAL_ADVICE
+    )
 
 
 def job_status(status: str) -> RunStatus | str:

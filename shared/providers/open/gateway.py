@@ -21,8 +21,7 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
@@ -30,8 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from shared import aws
 from shared.aws import session
@@ -82,22 +79,6 @@ JOB_STATUSES: dict[str, RunStatus] = {
     "Failed": RunStatus.FAILED,
     "Stopped": RunStatus.CANCELLED,
 }
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ModelNotReadyException",  # an imported model waking up after idle: Bedrock asks callers to retry
-        "ModelTimeoutException",
-        "ModelErrorException",
-    }
-)
 REFUSAL_ADVICE = {
     "AccessDeniedException": (
         "Check that the region offers SageMaker training on the instance type and Bedrock Custom Model Import "
@@ -153,24 +134,10 @@ class OpenSettingsError(ProviderNotConfiguredError):
     )
 
 
-@contextmanager
-def _classified_errors(service: str, action: str) -> Iterator[None]:
-    try:
-        yield
-    except (BotoConnectionError, HTTPClientError) as error:
-        raise OpenTransientError(f"AWS {service}: {action} failed transiently ({type(error).__name__})") from error
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        code = str(details.get("Code") or "") or None
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in TRANSIENT_CODES or (code is None and isinstance(status, int) and (status == 429 or status >= 500)):
-            raise OpenTransientError(
-                f"AWS {service}: {action} failed transiently ({code or f'HTTP {status}'})", code
-            ) from error
-        message = str(details.get("Message") or error).strip()
-        advice = REFUSAL_ADVICE.get(code or "")
-        text = f"AWS refused {action} ({code}): {service} says: {message}" + (f" {advice}" if advice else "")
-        raise OpenRefusedError(text, status, code) from error
+def _classified_errors(service: str, action: str) -> AbstractContextManager[None]:
+    return aws.classified_errors(
+        "AWS", action, transient=OpenTransientError, refused=OpenRefusedError, advice=REFUSAL_ADVICE, service=service
+    )
 
 
 def _not_found(error: OpenRefusedError) -> bool:
