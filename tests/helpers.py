@@ -241,6 +241,20 @@ def history_states(execution_arn: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
+def fail_the_base_arm(monkeypatch: Any) -> None:
+    """The evaluation's `base` arm dies as a sandbox running out of memory would; every other arm answers."""
+    from shared.pipeline import evaluate_run
+
+    ask_all = evaluate_run._ask_all
+
+    def failing_on_base(arm: Any, *args: Any) -> Any:
+        if arm.name == "base":
+            raise RuntimeError("the sandbox ran out of memory")
+        return ask_all(arm, *args)
+
+    monkeypatch.setattr(evaluate_run, "_ask_all", failing_on_base)
+
+
 def evaluate_in_order(request: Any) -> dict[str, Any]:
     """The evaluation state machine's steps run one after another in this process, as its definition orders them:
     Plan; every chunk of the Map; Merge, or on a failure RecordFailure (the merge with the failure) and the error

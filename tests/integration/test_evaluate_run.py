@@ -24,7 +24,7 @@ from shared.domain.evaluation import EvaluationRefusedError, EvaluationRunningEr
 from shared.pipeline import evaluate_run
 from shared.pipeline.evaluate_run import EvaluationRequest
 from shared.providers.base import provider_for
-from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, evaluate_in_order, sciq_row
+from tests.helpers import TEST_OPENAI_KEY, Aws, SetEnv, evaluate_in_order, fail_the_base_arm, sciq_row
 
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
 NOVA_BASE = "amazon.nova-micro-v1:0:128k"
@@ -538,14 +538,7 @@ def test_the_arms_finished_before_a_failure_are_kept_in_the_record_and_the_repor
 ) -> None:
     """An invocation that dies during an arm (here an unexpected error; a timeout likewise) keeps the others."""
     put_run(aws_account, "run-a", openai_tuned_model(emulator))
-    ask_all = evaluate_run._ask_all
-
-    def failing_on_base(arm: Any, *args: Any) -> Any:
-        if arm.name == "base":
-            raise RuntimeError("the sandbox ran out of memory")
-        return ask_all(arm, *args)
-
-    monkeypatch.setattr(evaluate_run, "_ask_all", failing_on_base)
+    fail_the_base_arm(monkeypatch)
 
     with pytest.raises(RuntimeError):
         evaluate_in_order(EvaluationRequest(run_id="run-a"))

@@ -5,7 +5,6 @@ what finished. (The use case's own rules: tests/integration/test_evaluate_run.py
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import boto3
 import pytest
@@ -14,7 +13,7 @@ from local.openai_emulator import OpenAIEmulator
 from shared.aws.tracking import start_evaluation
 from shared.pipeline import evaluate_run
 from shared.pipeline.evaluate_run import ChunkRequest, EvaluationRequest, ask_chunk, plan_evaluation
-from tests.helpers import Aws, SetEnv, finished_evaluations, history_states
+from tests.helpers import Aws, SetEnv, fail_the_base_arm, finished_evaluations, history_states
 from tests.integration.test_evaluate_run import (
     HELD_OUT,
     arm,
@@ -88,14 +87,7 @@ def test_a_failing_chunk_fails_the_evaluation_and_keeps_the_arms_that_finished(
     the failing one has finished, the arm after it never starts."""
     set_env(EVALUATION_MAP_CONCURRENCY="1")
     put_run(aws_account_executing, "run-a", openai_tuned_model(emulator))
-    ask_all = evaluate_run._ask_all
-
-    def failing_on_base(arm: Any, *args: Any) -> Any:
-        if arm.name == "base":
-            raise RuntimeError("the sandbox ran out of memory")
-        return ask_all(arm, *args)
-
-    monkeypatch.setattr(evaluate_run, "_ask_all", failing_on_base)
+    fail_the_base_arm(monkeypatch)
 
     start_evaluation("run-a", [], token=None)
     [execution] = finished_evaluations("run-a")
