@@ -38,3 +38,16 @@ def test_every_route_requires_the_api_key_and_documents_its_success() -> None:
         ("/runs/{run_id}/evaluation/answers", "get"): "200",
         ("/runs/{run_id}/curve", "get"): "200",
     }
+
+
+def test_the_documents_question_pattern_names_exactly_the_blanks_the_api_strips() -> None:
+    """A question of nothing but QUESTION_BLANKS is refused by both; any other character makes it a question."""
+    import re
+    import sys
+
+    from shared.domain.api_models import QUESTION_BLANKS
+
+    document = json.loads(openapi_document())
+    pattern = document["components"]["schemas"]["AskRequest"]["properties"]["question"]["pattern"]
+    refused = {character for character in map(chr, range(sys.maxunicode + 1)) if not re.search(pattern, character)}
+    assert refused == set(QUESTION_BLANKS)
