@@ -11,7 +11,8 @@ written to tiktoken's cache the first time.
 
 tiktoken holds the GIL while it encodes, so a second thread counts no faster. `TokenCounter`
 counts in a second process instead (`shared.domain.token_worker`), on the second vCPU, while the
-caller goes on reading, rendering and writing.
+caller goes on reading, rendering and writing; a small dataset is counted in the caller alone, since
+starting that process costs more than counting a few thousand texts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import tempfile
 import threading
 from array import array
 from collections import deque
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -127,6 +129,9 @@ _WORKER_COMMAND = [sys.executable, "-m", "shared.domain.token_worker"]
 _FRAMES_IN_FLIGHT = 8  # batches queued for the worker: enough to keep it busy, few enough to keep memory flat
 _CHUNK_TEXTS = 4096  # texts per frame: about 20 ms of counting
 _CHUNKS_AHEAD = 3  # frames the worker may be behind before the caller counts the next chunk itself
+COUNTED_HERE_FIRST = _CHUNK_TEXTS
+"""Texts the caller counts before any worker starts: about 20 ms of counting, against about 150 ms of CPU to
+start the worker (an interpreter, tiktoken, the encoding); a dataset this small never starts one."""
 _STDERR_TAIL_CHARS = 1000
 _PIPE_BYTES = 1 << 20
 
@@ -169,29 +174,16 @@ class TokenCounter:
     """
 
     def __init__(self) -> None:
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  # closed by close(); a file: nobody has to drain it
-        self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
-            _WORKER_COMMAND,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            cwd=Path(__file__).parents[2],  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
-            env=worker_environment(),
-        )
-        _widen(self._process.stdin, self._process.stdout)
-        self._frames: queue.Queue[bytes | None] = queue.Queue(maxsize=_FRAMES_IN_FLIGHT)
+        self._worker: _Worker | None = None  # started by the first chunk past COUNTED_HERE_FIRST texts
         self._batch_sizes: deque[int] = deque()  # of batches sent and not yet counted
         self._counts: array[int] = array("q")
         self._counted_here: array[int] = array("q")
         self._chunks: list[int] = []  # every chunk's size in submission order, negative for those counted here
+        self._texts_seen = 0
         self._problem: str | None = None
         self._input_ended = False
         self._finished = False
         self._closed = False
-        self._writer = threading.Thread(target=self._write_frames, name="token-worker-stdin", daemon=True)
-        self._reader = threading.Thread(target=self._read_counts, name="token-worker-stdout", daemon=True)
-        self._writer.start()
-        self._reader.start()
 
     def __enter__(self) -> TokenCounter:
         return self
@@ -211,34 +203,66 @@ class TokenCounter:
             if self._problem:
                 raise self._failure(self._problem)
             chunk = texts[start : start + _CHUNK_TEXTS]
+            self._texts_seen += len(chunk)
+            if self._worker is None and self._texts_seen <= COUNTED_HERE_FIRST:
+                self._count_here(chunk)
+                continue
+            worker = self._worker or self._start_worker()
             if len(self._batch_sizes) >= _CHUNKS_AHEAD:
-                encode = encoding().encode_ordinary
-                self._counted_here.extend([len(encode(text)) for text in chunk])
-                self._chunks.append(-len(chunk))
+                self._count_here(chunk)
                 continue
             frame = marshal.dumps(chunk)  # now: the caller may reuse its list once this returns
             self._batch_sizes.append(len(chunk))
             self._chunks.append(len(chunk))
             try:
-                self._frames.put(frame, timeout=WORKER_WAIT_SECONDS)
+                worker.frames.put(frame, timeout=WORKER_WAIT_SECONDS)
             except queue.Full:
                 raise self._failure(f"took no batch for {WORKER_WAIT_SECONDS:g} s") from None
+
+    def _count_here(self, chunk: list[str]) -> None:
+        encode = encoding().encode_ordinary
+        self._counted_here.extend([len(encode(text)) for text in chunk])
+        self._chunks.append(-len(chunk))
+
+    def _start_worker(self) -> _Worker:
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115  # closed by close(); a file: nobody has to drain it
+        process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
+            _WORKER_COMMAND,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=Path(__file__).parents[2],  # where `shared` imports from, here and at LAMBDA_TASK_ROOT
+            env=worker_environment(),
+        )
+        _widen(process.stdin, process.stdout)
+        worker = _Worker(
+            process,
+            stderr,
+            queue.Queue(maxsize=_FRAMES_IN_FLIGHT),
+            threading.Thread(target=self._write_frames, name="token-worker-stdin", daemon=True),
+            threading.Thread(target=self._read_counts, name="token-worker-stdout", daemon=True),
+        )
+        self._worker = worker
+        worker.writer.start()
+        worker.reader.start()
+        return worker
 
     def counts(self) -> array[int]:
         """Every submitted text's count, in submission order, once the worker has counted them all and exited."""
         if not self._finished:
             self._end_input()
-            self._reader.join(WORKER_WAIT_SECONDS)
-            if self._reader.is_alive():
-                raise self._failure(f"sent no counts for {WORKER_WAIT_SECONDS:g} s")
-            if self._problem:
-                raise self._failure(self._problem)
-            try:
-                exit_code = self._process.wait(WORKER_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                raise self._failure(f"did not exit within {WORKER_WAIT_SECONDS:g} s") from None
-            if exit_code != 0 or self._batch_sizes:
-                raise self._failure(f"ended with {len(self._batch_sizes)} batch(es) not counted")
+            if worker := self._worker:
+                worker.reader.join(WORKER_WAIT_SECONDS)
+                if worker.reader.is_alive():
+                    raise self._failure(f"sent no counts for {WORKER_WAIT_SECONDS:g} s")
+                if self._problem:
+                    raise self._failure(self._problem)
+                try:
+                    exit_code = worker.process.wait(WORKER_WAIT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    raise self._failure(f"did not exit within {WORKER_WAIT_SECONDS:g} s") from None
+                if exit_code != 0 or self._batch_sizes:
+                    raise self._failure(f"ended with {len(self._batch_sizes)} batch(es) not counted")
             self._finished = True
             self.close()
             self._counts = self._in_submission_order()
@@ -260,29 +284,35 @@ class TokenCounter:
         if self._closed:
             return
         self._closed = True
-        if self._process.poll() is None:
-            self._process.kill()
-        self._end_input()
-        self._process.wait(WORKER_WAIT_SECONDS)
-        self._writer.join(WORKER_WAIT_SECONDS)
-        self._reader.join(WORKER_WAIT_SECONDS)
-        if self._process.stdout:
-            self._process.stdout.close()
-        self._stderr.close()
+        worker = self._worker
+        if worker is None:
+            self._input_ended = True
+            return
+        if worker.process.poll() is None:
+            worker.process.kill()
+        self._end_input()  # the writer drops what it still takes, the worker being gone
+        worker.process.wait(WORKER_WAIT_SECONDS)
+        worker.writer.join(WORKER_WAIT_SECONDS)
+        worker.reader.join(WORKER_WAIT_SECONDS)
+        if worker.process.stdout:
+            worker.process.stdout.close()
+        worker.stderr.close()
 
     def _end_input(self) -> None:
         if not self._input_ended:
             self._input_ended = True
+            if self._worker is None:
+                return
             try:
-                self._frames.put(None, timeout=WORKER_WAIT_SECONDS)
+                self._worker.frames.put(None, timeout=WORKER_WAIT_SECONDS)
             except queue.Full:
                 raise self._failure(f"took no batch for {WORKER_WAIT_SECONDS:g} s") from None
 
     def _write_frames(self) -> None:
         """After a failed write it keeps taking batches (and drops them), so `submit` never waits on a dead worker."""
-        assert self._process.stdin is not None  # Popen was given stdin=PIPE
-        stdin = self._process.stdin
-        while (frame := self._frames.get()) is not None:
+        assert self._worker is not None and self._worker.process.stdin is not None  # started with stdin=PIPE
+        frames, stdin = self._worker.frames, self._worker.process.stdin
+        while (frame := frames.get()) is not None:
             if self._problem is None:
                 try:
                     stdin.write(FRAME_HEADER.pack(len(frame)))
@@ -294,8 +324,8 @@ class TokenCounter:
             stdin.close()  # the worker sees the end of its input, counts what it has and exits
 
     def _read_counts(self) -> None:
-        assert self._process.stdout is not None  # Popen was given stdout=PIPE
-        stdout = self._process.stdout
+        assert self._worker is not None and self._worker.process.stdout is not None  # started with stdout=PIPE
+        stdout = self._worker.process.stdout
         while header := stdout.read(FRAME_HEADER.size):
             waiting = self._batch_sizes[0] if self._batch_sizes else 0
             if len(header) != FRAME_HEADER.size or not waiting or FRAME_HEADER.unpack(header)[0] != waiting:
@@ -313,19 +343,34 @@ class TokenCounter:
     def _stop(self, problem: str) -> None:
         """Killing it also unblocks our writer, which may be waiting on a full pipe the worker no longer reads."""
         self._problem = problem
+        assert self._worker is not None
         with contextlib.suppress(OSError):
-            self._process.kill()
+            self._worker.process.kill()
 
     def _failure(self, what: str) -> RuntimeError:
         """The error to raise, with the worker's exit code and the end of its stderr; stops it if it still runs."""
-        if self._process.poll() is None:
-            self._process.kill()
-        exit_code = self._process.wait(WORKER_WAIT_SECONDS)
-        return RuntimeError(f"token worker {what}; exit code {exit_code}; stderr: {self._stderr_tail() or '(empty)'}")
+        assert self._worker is not None  # only a started worker fails
+        process, stderr = self._worker.process, self._worker.stderr
+        if process.poll() is None:
+            process.kill()
+        exit_code = process.wait(WORKER_WAIT_SECONDS)
+        return RuntimeError(f"token worker {what}; exit code {exit_code}; stderr: {_tail(stderr) or '(empty)'}")
 
-    def _stderr_tail(self) -> str:
-        if self._stderr.closed:
-            return ""
-        self._stderr.seek(0, os.SEEK_END)
-        self._stderr.seek(max(0, self._stderr.tell() - _STDERR_TAIL_CHARS))
-        return " | ".join(self._stderr.read().decode(errors="replace").strip().splitlines()[-5:])
+
+def _tail(stderr: IO[bytes]) -> str:
+    if stderr.closed:
+        return ""
+    stderr.seek(0, os.SEEK_END)
+    stderr.seek(max(0, stderr.tell() - _STDERR_TAIL_CHARS))
+    return " | ".join(stderr.read().decode(errors="replace").strip().splitlines()[-5:])
+
+
+@dataclass
+class _Worker:
+    """The counting process and what talks to it: a queue of frames, the thread writing them, the one reading."""
+
+    process: subprocess.Popen[bytes]
+    stderr: IO[bytes]
+    frames: queue.Queue[bytes | None]
+    writer: threading.Thread
+    reader: threading.Thread

@@ -350,6 +350,7 @@ def test_a_token_worker_that_dies_fails_the_attempt_and_the_retry_prepares_the_r
     aws_account.put_config(CONFIG_KEY, {"dataset": {"source": aws_account.put_data(sciq_file)}})
     worker = tokens._WORKER_COMMAND
     monkeypatch.setattr(tokens, "_WORKER_COMMAND", [sys.executable, "-c", "import sys; sys.exit(9)"])
+    monkeypatch.setattr(tokens, "COUNTED_HERE_FIRST", 0)  # a dataset this small is otherwise counted in-process
 
     with pytest.raises(RuntimeError, match=r"token worker .* exit code 9"):
         invoke(lambda_context)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import marshal
+import subprocess
 import sys
 import time
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tiktoken
@@ -106,6 +108,7 @@ def _generated_texts(count: int) -> list[str]:
 def _worker_running(monkeypatch: pytest.MonkeyPatch, program: str) -> None:
     """The next TokenCounter starts `program` instead of the real worker, and gives up on any wait after 2 s."""
     monkeypatch.setattr(tokens, "_WORKER_COMMAND", [sys.executable, "-c", program])
+    monkeypatch.setattr(tokens, "COUNTED_HERE_FIRST", 0)
     monkeypatch.setattr(tokens, "WORKER_WAIT_SECONDS", 2.0)
 
 
@@ -124,12 +127,39 @@ def test_the_worker_counts_every_batch_exactly_as_count_tokens_in_submission_ord
     assert counts[:2].tolist() == [2, len(tiktoken.get_encoding("o200k_base").encode_ordinary(SAMPLES[1]))]
 
 
-def test_nothing_submitted_gives_no_counts_and_the_worker_exits_cleanly() -> None:
+def test_nothing_submitted_gives_no_counts_and_starts_no_worker() -> None:
     counter = tokens.TokenCounter()
     counter.submit([])
 
     assert counter.counts().tolist() == []
-    assert counter._process.returncode == 0
+    assert counter._worker is None
+
+
+def test_a_small_dataset_is_counted_here_and_the_worker_starts_past_the_first_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def recording_popen(command: list[str], **options: Any) -> Any:
+        started.append(command)
+        return popen(command, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    small = _generated_texts(tokens.COUNTED_HERE_FIRST)
+
+    with tokens.TokenCounter() as counter:
+        counter.submit(small[:10])
+        counter.submit(small[10:])
+        assert counter.counts().tolist() == [tokens.count_tokens(text) for text in small]
+    assert started == []
+
+    larger = [*small, "one text more"]
+    with tokens.TokenCounter() as counter:
+        counter.submit(larger)
+        assert counter.counts().tolist() == [tokens.count_tokens(text) for text in larger]
+    assert started == [tokens._WORKER_COMMAND]
+    assert counter._worker is not None and counter._worker.process.returncode == 0
 
 
 def test_close_after_counts_is_harmless_and_counts_stay_readable() -> None:
@@ -210,6 +240,7 @@ def test_a_silent_worker_is_given_up_on_after_the_wait_limit(monkeypatch: pytest
 def test_the_worker_uses_the_tiktoken_cache_of_the_environment_it_inherits(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(tokens, "COUNTED_HERE_FIRST", 0)
     with tokens.TokenCounter() as counter:
         counter.submit(["Hello world"])
         counts = counter.counts()
