@@ -6,6 +6,15 @@
 * Step Functions' optimised integration with itself (`arn:aws:states:::states:startExecution`): its
   parameters are written as AWS documents them (`StateMachineArn`, `Input`, `Name`), which Step Functions
   maps to the API's own names; moto passes them to botocore unmapped, which fails every such task.
+
+And two places where moto is far slower than it need be. Its Step Functions parses a definition with a
+pure-Python ANTLR parser (about 40 ms for ours) at every create and every execution: the parse tree of a
+definition is kept by its text, and each caller still gets evaluation components of its own built from
+it. And it serialises every DynamoDB AttributeValue by
+walking botocore's shape of it, member by member, with several key spellings tried for each (about 1 ms
+per nested value: a run's row, read at every poll, took 10-20 ms to answer). The values it holds are
+already in the wire format, so they are written as they are; a binary value, or anything not a plain
+wire-format value, still takes moto's own path.
 """
 
 from __future__ import annotations
@@ -15,10 +24,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.models import DynamoDBBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 _lock = threading.RLock()
@@ -58,3 +70,55 @@ def map_step_functions_task_parameters() -> None:
     normalise = StateTaskServiceSfn._normalise_parameters
     if not getattr(normalise, "__wrapped_api_cased__", False):
         StateTaskServiceSfn._normalise_parameters = _api_cased(normalise)  # type: ignore[method-assign]
+
+
+_PLAIN_KINDS = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
+
+
+def _wire_attribute_value(value: Any) -> dict[str, Any] | None:
+    """`value` as DynamoDB's JSON writes it, or None where moto's own serialiser must decide (binary, other)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind in _PLAIN_KINDS:
+        return {kind: inner}
+    if kind == "M" and isinstance(inner, dict):
+        members = {name: _wire_attribute_value(member) for name, member in inner.items()}
+        return None if None in members.values() else {"M": members}
+    if kind == "L" and isinstance(inner, list):
+        items = [_wire_attribute_value(item) for item in inner]
+        return None if None in items else {"L": items}
+    return None
+
+
+def serialise_dynamodb_values_directly() -> None:
+    """Idempotent: AttributeValues in wire format skip moto's shape walk (the same JSON either way)."""
+    walk = BaseJSONSerializer._serialize_type_structure
+    if getattr(walk, "__direct_attribute_values__", False):
+        return
+
+    @functools.wraps(walk)
+    def serialise(self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        wire = _wire_attribute_value(value) if key and shape.name == "AttributeValue" else None
+        if wire is None:
+            walk(self, serialized, value, shape, key)
+        else:
+            serialized[self.get_serialized_name(shape, key)] = wire
+
+    serialise.__direct_attribute_values__ = True  # type: ignore[attr-defined]
+    BaseJSONSerializer._serialize_type_structure = serialise  # type: ignore[method-assign]
+
+
+def reuse_step_functions_parse_trees() -> None:
+    """Idempotent: a definition parsed once is not parsed again (a broken one still raises every time)."""
+    parse = AmazonStateLanguageParser.parse
+    if getattr(parse, "__reuses_trees__", False):
+        return
+    tree_of = functools.lru_cache(maxsize=64)(lambda definition: parse(definition)[1])
+
+    def parse_once(definition: str) -> tuple[Any, Any]:
+        tree = tree_of(definition)
+        return Preprocessor().visit(tree), tree
+
+    parse_once.__reuses_trees__ = True  # type: ignore[attr-defined]
+    AmazonStateLanguageParser.parse = staticmethod(parse_once)  # type: ignore[method-assign]

@@ -32,7 +32,12 @@ from moto.server import ThreadedMotoServer
 from local.api_gateway import LocalApiGateway, gateway_responses_from_template, routes_from_template, stage_name
 from local.bedrock_emulator import BedrockEmulator
 from local.lambda_runtime import in_process_lambdas
-from local.moto_fidelity import make_dynamodb_writes_atomic, map_step_functions_task_parameters
+from local.moto_fidelity import (
+    make_dynamodb_writes_atomic,
+    map_step_functions_task_parameters,
+    reuse_step_functions_parse_trees,
+    serialise_dynamodb_values_directly,
+)
 from local.openai_emulator import OpenAIEmulator
 from local.openai_emulator.models import upcoming_shutdown_dates
 from local.sagemaker_emulator import SageMakerEmulator
@@ -191,6 +196,8 @@ class MotoStack:
         self._sandbox_tmp = tempfile.mkdtemp(prefix="ragtune-local-")
         make_dynamodb_writes_atomic()
         map_step_functions_task_parameters()
+        serialise_dynamodb_values_directly()
+        reuse_step_functions_parse_trees()
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

@@ -111,7 +111,12 @@ botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 from local.bedrock_emulator import BedrockEmulator  # noqa: E402
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
-from local.moto_fidelity import make_dynamodb_writes_atomic, map_step_functions_task_parameters  # noqa: E402
+from local.moto_fidelity import (  # noqa: E402
+    make_dynamodb_writes_atomic,
+    map_step_functions_task_parameters,
+    reuse_step_functions_parse_trees,
+    serialise_dynamodb_values_directly,
+)
 from local.openai_emulator import OpenAIEmulator  # noqa: E402
 from local.openai_emulator.models import FAR_SHUTDOWN_DATES  # noqa: E402
 from local.sagemaker_emulator import SageMakerEmulator  # noqa: E402
@@ -131,6 +136,14 @@ from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, w
 
 make_dynamodb_writes_atomic()
 map_step_functions_task_parameters()
+serialise_dynamodb_values_directly()
+reuse_step_functions_parse_trees()
+
+
+# One boto3 session for the whole run (moto's default is a fresh one per mock): each session builds its
+# own client classes, and every client a test or handler makes would pay for that again. Nothing else is
+# kept: the session holds the same fake credentials and region throughout.
+KEEP_BOTO3_SESSION = {"core": {"reset_boto3_session": False}}
 
 
 def _create_functions_and_state_machine() -> None:
@@ -184,7 +197,7 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     aws.s3_link_signer.cache_clear()
     openai_gateway._secrets.cache_clear()
     ask.latest_succeeded_run.forget()
-    with mock_aws(config=config):  # type: ignore[arg-type]
+    with mock_aws(config=KEEP_BOTO3_SESSION | (config or {})):  # type: ignore[call-overload]
         s3 = boto3.client("s3")
         dynamodb = boto3.client("dynamodb")
         boto3.client("secretsmanager").create_secret(

@@ -1,0 +1,117 @@
+"""The speed patches of local/moto_fidelity.py answer exactly what moto itself answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.serialize import BaseJSONSerializer
+
+from local.moto_fidelity import reuse_step_functions_parse_trees, serialise_dynamodb_values_directly
+
+ROLE = "arn:aws:iam::123456789012:role/test"
+EVERY_KIND = {
+    "run_id": {"S": "run-1"},
+    "count": {"N": "12.50"},
+    "blob": {"B": b"\x00\xffbytes"},
+    "flag": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "names": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2.5"]},
+    "blobs": {"BS": [b"\x01", b"\x02"]},
+    "events": {
+        "L": [
+            {"M": {"at": {"N": "1"}, "message": {"S": "queued ü"}, "raw": {"B": b"\x03"}}},
+            {"M": {"at": {"N": "2"}, "tags": {"L": [{"S": "x"}, {"NULL": True}, {"BOOL": True}]}}},
+        ]
+    },
+    "gate": {"M": {"train": {"M": {"kept": {"N": "11"}, "dropped": {"M": {}}}}, "empty": {"L": []}}},
+}
+
+
+def _table_answers() -> dict[str, Any]:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    return {
+        "get": client.get_item(TableName="runs", Key={"run_id": {"S": "run-1"}}, ConsistentRead=True),
+        "scan": client.scan(TableName="runs"),
+        "update": client.update_item(
+            TableName="runs",
+            Key={"run_id": {"S": "run-1"}},
+            UpdateExpression="SET flag = :on",
+            ExpressionAttributeValues={":on": {"BOOL": True}},
+            ReturnValues="ALL_OLD",
+        ),
+    }
+
+
+def _answers_with(serialise: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", serialise)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="runs", Item=EVERY_KIND)
+        answers = _table_answers()
+    for answer in answers.values():
+        answer.pop("ResponseMetadata")
+    return answers
+
+
+def test_dynamodb_answers_the_same_items_with_the_direct_serialisation_as_with_motos_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    serialise_dynamodb_values_directly()
+    direct = BaseJSONSerializer._serialize_type_structure
+    assert getattr(direct, "__direct_attribute_values__", False)
+
+    assert _answers_with(direct, monkeypatch) == _answers_with(direct.__wrapped__, monkeypatch)  # type: ignore[attr-defined]
+    assert _answers_with(direct, monkeypatch)["get"]["Item"] == EVERY_KIND
+
+
+def _execute(sfn: Any, machine_arn: str, payload: dict[str, Any]) -> dict[str, Any]:
+    execution_arn = sfn.start_execution(
+        stateMachineArn=machine_arn, name=f"value-{payload['value']}", input=json.dumps(payload)
+    )["executionArn"]
+    deadline = time.monotonic() + 10
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    finished: dict[str, Any] = described
+    return finished
+
+
+def test_one_definition_parsed_once_still_runs_each_execution_on_its_own_input_and_a_broken_one_is_refused() -> None:
+    reuse_step_functions_parse_trees()
+    definition = json.dumps(
+        {
+            "StartAt": "Double",
+            "States": {
+                "Double": {"Type": "Pass", "Parameters": {"twice.$": "States.Array($.value, $.value)"}, "Next": "Done"},
+                "Done": {"Type": "Succeed"},
+            },
+        }
+    )
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        first, second = (
+            sfn.create_state_machine(name=name, definition=definition, roleArn=ROLE)["stateMachineArn"]
+            for name in ("first", "second")
+        )
+        outputs = [
+            json.loads(_execute(sfn, arn, {"value": value})["output"])
+            for arn, value in ((first, "a"), (second, "b"), (first, "c"))
+        ]
+        for _ in range(2):
+            with pytest.raises(ClientError, match=r"Error=ValueError .* in definition"):
+                sfn.create_state_machine(name="broken", definition='{"StartAt": "Nowhere"}', roleArn=ROLE)
+
+    assert outputs == [{"twice": ["a", "a"]}, {"twice": ["b", "b"]}, {"twice": ["c", "c"]}]
