@@ -23,6 +23,9 @@ from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_s
 from local.stack import MotoStack
 
 
+DEMO_RUNS_PHASE_SECONDS = 0.0
+
+
 def _stack(poll_interval: int | None, log_level: str | None = None, phase_seconds: float = 1.5) -> MotoStack:
     """The emulator unless OPENAI_API_KEY or OPENAI_BASE_URL is set; then that endpoint, polled every 60 s."""
     if os.environ.get("OPENAI_API_KEY"):
@@ -96,11 +99,15 @@ def serve(arguments: argparse.Namespace) -> int:
             add_notebook_model(stack)
             print(f"adoptable_model={NOTEBOOK_MODEL}")
         if arguments.demo_runs:
+            # They finish before anything is served, so nobody can watch them train: quick phases for them,
+            # --phase-seconds for the runs dropped once the stack serves.
+            stack.set_emulator_phase_seconds(DEMO_RUNS_PHASE_SECONDS)
             try:
                 run_every_demo(stack, arguments.output)
             except DemoFailed as failure:
                 print(f"demo failed: {failure}", file=sys.stderr)
                 return 1
+            stack.set_emulator_phase_seconds(arguments.phase_seconds)
         print(f"s3_endpoint={stack.endpoint_url}")
         print(f"bucket={stack.bucket}")
         print(f"api_url={stack.api_url}")
@@ -135,7 +142,8 @@ def main() -> int:
         "--phase-seconds",
         type=float,
         default=1.5,
-        help="seconds an emulated job spends in each phase (validating, queued, running): longer, to watch one train",
+        help="seconds an emulated job spends in each phase (validating, queued, running): longer, to watch one train "
+        "(serve --demo-runs: the runs dropped once it serves; its own demo runs go through quick phases)",
     )
     parser.add_argument(
         "--data",

@@ -244,6 +244,12 @@ class MotoStack:
         logger.setLevel(self._saved_log_level)
         shutil.rmtree(self._sandbox_tmp, ignore_errors=True)
 
+    def set_emulator_phase_seconds(self, seconds: float) -> None:
+        """How long each phase of an emulated job lasts from now on, at every emulator this stack runs."""
+        for emulator in (self._emulator, self._bedrock, self._sagemaker):
+            if emulator is not None:
+                emulator.phase_seconds = seconds
+
     def __enter__(self) -> MotoStack:
         return self.start()
 
