@@ -22,7 +22,6 @@ from local.demo import (
 from local.migration_demo import NOTEBOOK_MODEL, add_notebook_model, migration_stack, run_migration_demo
 from local.stack import MotoStack
 
-
 DEMO_RUNS_PHASE_SECONDS = 0.0
 
 
