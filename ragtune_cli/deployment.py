@@ -16,10 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -39,8 +35,6 @@ STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")
 DEFAULT_PROVIDER_VARIABLE = "RAGTUNE_DEFAULT_PROVIDER"
 # boto3's and the AWS CLI's default: a file this large or larger goes up in parts of this size.
 PART_BYTES = 8 * 1024 * 1024
-_TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
-_RETRIES = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 _LOCAL_CREDENTIALS_HINT = (
     "the local stack takes any: export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1"
 )
@@ -79,6 +73,8 @@ class StoredObject:
 @contextmanager
 def _aws_errors(doing: str, s3_endpoint: str | None = None) -> Iterator[None]:
     """botocore's exceptions as sentences naming what was being done and what to try next."""
+    from boto3.exceptions import S3UploadFailedError  # boto3 is loaded by then: the call made a client
+
     try:
         yield
     except (NoCredentialsError, PartialCredentialsError):
@@ -103,7 +99,12 @@ def _client(service: str, region: str | None, endpoint_url: str | None = None) -
     region = region or (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     if endpoint_url and not region:
         region = "us-east-1"
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=_RETRIES)
+    # Imported here: the commands that only call the ragtune API (show, runs, eval, ...) never load boto3 (0.13 s).
+    import boto3
+    from botocore.config import Config
+
+    retries = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=retries)
 
 
 def from_stack(stack: str, region: str | None) -> Deployment:
@@ -195,7 +196,10 @@ def upload_file(deployment: Deployment, key: str, path: Path) -> StoredObject:
     """A data file, in managed multipart parts when it is large; what the bucket then holds at `key`."""
     s3 = _client("s3", deployment.region, deployment.s3_endpoint)
     with _aws_errors(f"uploading {path} to s3://{deployment.bucket}/{key}", deployment.s3_endpoint):
-        s3.upload_file(str(path), deployment.bucket, key, Config=_TRANSFER)
+        from boto3.s3.transfer import TransferConfig
+
+        parts = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
+        s3.upload_file(str(path), deployment.bucket, key, Config=parts)
         return _described(s3.head_object(Bucket=deployment.bucket, Key=key))
 
 
