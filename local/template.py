@@ -6,6 +6,7 @@ what runs on a laptop cannot drift from what `sam deploy` creates.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -116,19 +117,58 @@ class _NoManagedPolicies:
         return {}
 
 
+TRANSLATION_CACHE = REPO_ROOT / ".aws-sam" / "translated-template"
+
+
 @lru_cache(maxsize=1)
 def translated_template() -> dict[str, Any]:
     """template.yaml expanded to plain CloudFormation by aws-sam-translator, offline.
 
     Local paths become the placeholders `sam package` would write, and the state machine's
     definition is inlined, so the translator accepts the template as it stands.
+
+    Every local stack and test session needs it, and translating costs about 1.3 s (the translator's
+    import included), so the result is kept in .aws-sam/ under a hash of everything it depends on: the
+    template, the definitions it inlines, this module's code, the translator's version and the region.
     """
+    import hashlib
+    import json
+
+    import samtranslator
+
+    document = load_template()
+    definition_files = sorted(
+        REPO_ROOT / resource["Properties"]["DefinitionUri"]
+        for resource in document["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in resource["Properties"]
+    )
+    # The translator takes the partition (aws, aws-cn, ...) from the session's region.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    digest = hashlib.sha256(f"{samtranslator.__version__} {region}".encode())
+    for source in (TEMPLATE_PATH, Path(__file__), *definition_files):
+        digest.update(source.read_bytes())
+    cached = TRANSLATION_CACHE / f"{digest.hexdigest()}.json"
+    try:
+        translated: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not there yet, or cut short: translate again
+        translated = _translate(document)
+        TRANSLATION_CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(translated), encoding="utf-8")
+        partial.replace(cached)  # atomic: a parallel reader sees the whole file or none
+        for stale in TRANSLATION_CACHE.glob("*.json"):
+            if stale != cached:
+                stale.unlink(missing_ok=True)
+    return translated
+
+
+def _translate(template: dict[str, Any]) -> dict[str, Any]:
     import copy
     import json
 
     from samtranslator.translator.transform import transform
 
-    document = copy.deepcopy(load_template())
+    document = copy.deepcopy(template)
     for resource in document["Resources"].values():
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function":

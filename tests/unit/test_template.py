@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from local import template
 from local.template import function_handler, load_template, state_machine_definition, translated_template
 from shared.settings import Settings
 
@@ -449,3 +452,33 @@ def test_prepare_reads_configs_and_data_and_writes_datasets_only() -> None:
         ("s3:AbortMultipartUpload", f"{bucket}/datasets/*"),
         ("s3:ListBucket", bucket),
     }
+
+
+def test_the_translation_is_kept_by_what_it_depends_on_and_a_damaged_copy_is_translated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(template, "TRANSLATION_CACHE", tmp_path)
+    fresh = template._translate(load_template())
+    template.translated_template.cache_clear()
+    try:
+        assert template.translated_template() == fresh
+        [kept] = tmp_path.iterdir()
+
+        def no_translation(document: dict[str, Any]) -> dict[str, Any]:
+            raise AssertionError("translated again")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(template, "_translate", no_translation)
+            template.translated_template.cache_clear()
+            assert template.translated_template() == fresh  # read back, not translated
+
+        kept.write_text(kept.read_text()[:1000])  # cut short
+        template.translated_template.cache_clear()
+        assert template.translated_template() == fresh
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-north-1")  # the translator's partition comes from the region
+        template.translated_template.cache_clear()
+        template.translated_template()
+        [other] = tmp_path.iterdir()  # its own copy; the one no longer matching is gone
+        assert other.name != kept.name
+    finally:
+        template.translated_template.cache_clear()
