@@ -6,6 +6,7 @@ what runs on a laptop cannot drift from what `sam deploy` creates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -149,9 +150,11 @@ def translated_template() -> dict[str, Any]:
         digest.update(source.read_bytes())
     cached = TRANSLATION_CACHE / f"{digest.hexdigest()}.json"
     try:
-        translated: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+        kept: dict[str, Any] = json.loads(cached.read_text(encoding="utf-8"))
+        return kept
     except (OSError, ValueError):  # not there yet, or cut short: translate again
         translated = _translate(document)
+    with contextlib.suppress(OSError):  # a checkout we cannot write to translates every time
         TRANSLATION_CACHE.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(translated), encoding="utf-8")

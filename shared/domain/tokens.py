@@ -170,7 +170,8 @@ class TokenCounter:
     RuntimeError, never a hang.
 
     Both cores count: when the worker is `_CHUNKS_AHEAD` frames behind, the caller counts the next chunk
-    itself, with the same encoding, so neither waits long for the other and the backlog stays small.
+    itself, with the same encoding, so neither waits long for the other and the backlog stays small. The
+    worker starts with the first chunk past `COUNTED_HERE_FIRST` texts, which the caller counts.
     """
 
     def __init__(self) -> None:
