@@ -146,13 +146,20 @@ reuse_step_functions_parse_trees()
 KEEP_BOTO3_SESSION = {"core": {"reset_boto3_session": False}}
 
 
+@functools.cache
+def _setup_client(service: str) -> Any:
+    """The clients that build every test's account, made once: a client costs milliseconds to make (eight of
+    them were half of each account's setup), and one made after moto's import is answered by every mock."""
+    return boto3.client(service, region_name=REGION)
+
+
 def _create_functions_and_state_machine() -> None:
     """PollJobFunction and EvaluateFunction in moto's Lambda and the real state machine definitions wired to them."""
-    role_arn = boto3.client("iam").create_role(
+    role_arn = _setup_client("iam").create_role(
         RoleName="ragtune-test", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
     )["Role"]["Arn"]
     arns = {
-        f"{logical_id}Arn": boto3.client("lambda").create_function(
+        f"{logical_id}Arn": _setup_client("lambda").create_function(
             FunctionName=name,
             Runtime="python3.12",
             Role=role_arn,
@@ -162,7 +169,7 @@ def _create_functions_and_state_machine() -> None:
         )["FunctionArn"]
         for logical_id, name in (("PollJobFunction", "ragtune-poll-job"), ("EvaluateFunction", "ragtune-evaluate"))
     }
-    sfn = boto3.client("stepfunctions")
+    sfn = _setup_client("stepfunctions")
     evaluation = sfn.create_state_machine(
         name=os.environ["EVALUATION_STATE_MACHINE_ARN"].rsplit(":", 1)[1],
         definition=state_machine_definition("EvaluationStateMachine", arns),
@@ -185,7 +192,9 @@ def _create_topic(logical_id: str) -> None:
         for key, value in resource_properties(logical_id).items()
         if key in ("KmsMasterKeyId", "DisplayName", "FifoTopic", "ContentBasedDeduplication")
     }
-    created = boto3.client("sns").create_topic(Name=PHYSICAL_NAMES[logical_id].rsplit(":", 1)[1], Attributes=attributes)
+    created = _setup_client("sns").create_topic(
+        Name=PHYSICAL_NAMES[logical_id].rsplit(":", 1)[1], Attributes=attributes
+    )
     assert created["TopicArn"] == PHYSICAL_NAMES[logical_id]
 
 
@@ -198,9 +207,9 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     openai_gateway._secrets.cache_clear()
     ask.latest_succeeded_run.forget()
     with mock_aws(config=KEEP_BOTO3_SESSION | (config or {})):  # type: ignore[call-overload]
-        s3 = boto3.client("s3")
-        dynamodb = boto3.client("dynamodb")
-        boto3.client("secretsmanager").create_secret(
+        s3 = _setup_client("s3")
+        dynamodb = _setup_client("dynamodb")
+        _setup_client("secretsmanager").create_secret(
             Name=os.environ["OPENAI_API_KEY_SECRET"], SecretString=TEST_OPENAI_KEY
         )
         _create_topic("RunNotificationsTopic")
