@@ -141,8 +141,8 @@ reuse_step_functions_parse_trees()
 
 
 # One boto3 session for the whole run (moto's default is a fresh one per mock): each session builds its
-# own client classes, and every client a test or handler makes would pay for that again. Nothing else is
-# kept: the session holds the same fake credentials and region throughout.
+# own client classes, and every client a test or handler makes would pay for that again. The session holds
+# the same fake credentials and region throughout; each test's resources are still made afresh.
 KEEP_BOTO3_SESSION = {"core": {"reset_boto3_session": False}}
 
 

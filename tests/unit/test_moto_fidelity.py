@@ -12,10 +12,14 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer
 
-from local.moto_fidelity import reuse_step_functions_parse_trees, serialise_dynamodb_values_directly
+from local.moto_fidelity import (
+    _wire_attribute_value,
+    reuse_step_functions_parse_trees,
+    serialise_dynamodb_values_directly,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/test"
-EVERY_KIND = {
+EVERY_KIND: dict[str, Any] = {
     "run_id": {"S": "run-1"},
     "count": {"N": "12.50"},
     "blob": {"B": b"\x00\xffbytes"},
@@ -75,6 +79,16 @@ def test_dynamodb_answers_the_same_items_with_the_direct_serialisation_as_with_m
 
     assert _answers_with(direct, monkeypatch) == _answers_with(direct.__wrapped__, monkeypatch)  # type: ignore[attr-defined]
     assert _answers_with(direct, monkeypatch)["get"]["Item"] == EVERY_KIND
+
+
+def test_plain_values_take_the_direct_path_and_anything_holding_a_binary_takes_motos() -> None:
+    """Without this, the comparison above would also pass if no value ever took the direct path."""
+    plain = {"gate": EVERY_KIND["gate"], "tags": EVERY_KIND["events"]["L"][1]["M"]["tags"]}
+    assert {name: _wire_attribute_value(value) for name, value in plain.items()} == plain
+    assert _wire_attribute_value(EVERY_KIND["count"]) == {"N": "12.50"}
+    for holding_a_binary in ("blob", "blobs", "events"):
+        assert _wire_attribute_value(EVERY_KIND[holding_a_binary]) is None
+    assert _wire_attribute_value({"S": "a", "N": "1"}) is None  # not one kind: moto decides
 
 
 def _execute(sfn: Any, machine_arn: str, payload: dict[str, Any]) -> dict[str, Any]:
