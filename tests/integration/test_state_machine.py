@@ -9,8 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.poll_job import app as poll_app
 from functions.start_job.app import lambda_handler as start_handler
 from local.openai_emulator import OpenAIEmulator
+from shared.pipeline.poll_job import poll_once
 from tests.helpers import Aws, SetEnv, finished_execution, history_states, prepare_run, training_event
 
 
@@ -92,14 +94,25 @@ def test_reaching_the_poll_bound_continues_in_a_fresh_execution_that_finishes_th
     lambda_context: Any,
     tmp_path: Path,
     set_env: SetEnv,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     set_env(MAX_POLLS_PER_EXECUTION="2")
     run = prepare_run(aws_account_executing, lambda_context, tmp_path)
     emulator.phase_seconds = 1000
+    polls: list[Any] = []
+
+    def poll_then_let_the_job_finish(request: Any) -> Any:
+        """The job finishes once the first execution has used its two polls, whatever the pace of the threads."""
+        polls.append(request)
+        state = poll_once(request)
+        if len(polls) == 2:
+            emulator.phase_seconds = 0
+        return state
+
+    monkeypatch.setattr(poll_app, "poll_once", poll_then_let_the_job_finish)
 
     start_handler(training_event(run["run_id"]), lambda_context)
     first = finished_execution(run["run_id"])
-    emulator.phase_seconds = 0
     second = finished_execution(run["run_id"], generation=1)
 
     assert first["status"] == "SUCCEEDED"
