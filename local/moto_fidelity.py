@@ -1,8 +1,10 @@
 """Where moto (5.2.5) differs from AWS in ways the stack relies on, made as AWS does it.
 
 * DynamoDB: moto checks a condition and then writes, with no lock between, so two threads can both
-  pass `attribute_not_exists(...)`. Idempotency and the run's status leases rely on that check being
-  atomic; a process-wide lock around moto's writes restores the guarantee.
+  pass `attribute_not_exists(...)`; and it builds an answer from the stored item after the write, while
+  another thread's write may be changing it ("dictionary changed size during iteration": a 500 where AWS
+  answers a snapshot). Idempotency and the run's status leases rely on each request being one atomic
+  step; a process-wide lock around each DynamoDB request (condition, write and answer) restores it.
 * Step Functions' optimised integration with itself (`arn:aws:states:::states:startExecution`): its
   parameters are written as AWS documents them (`StateMachineArn`, `Input`, `Name`), which Step Functions
   maps to the API's own names; moto passes them to botocore unmapped, which fails every such task.
@@ -25,33 +27,29 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.core.serialize import BaseJSONSerializer
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 _lock = threading.RLock()
 
 
-def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(write)
-    def locked(*args: Any, **kwargs: Any) -> Any:
+def make_dynamodb_requests_atomic() -> None:
+    """Idempotent: each DynamoDB request, its answer included, runs under one process-wide lock."""
+    call_action = DynamoHandler.call_action
+    if getattr(call_action, "__wrapped_atomic__", False):
+        return
+
+    @functools.wraps(call_action)
+    def locked(self: DynamoHandler) -> Any:
         with _lock:
-            return write(*args, **kwargs)
+            return call_action(self)
 
     locked.__wrapped_atomic__ = True  # type: ignore[attr-defined]
-    return locked
-
-
-def make_dynamodb_writes_atomic() -> None:
-    """Idempotent: wraps each write once."""
-    for name in _WRITES:
-        write = getattr(DynamoDBBackend, name)
-        if not getattr(write, "__wrapped_atomic__", False):
-            setattr(DynamoDBBackend, name, _atomic(write))
+    DynamoHandler.call_action = locked  # type: ignore[method-assign]
 
 
 def _api_cased(normalise: Callable[..., None]) -> Callable[..., None]:

@@ -33,7 +33,7 @@ from local.api_gateway import LocalApiGateway, gateway_responses_from_template, 
 from local.bedrock_emulator import BedrockEmulator
 from local.lambda_runtime import in_process_lambdas
 from local.moto_fidelity import (
-    make_dynamodb_writes_atomic,
+    make_dynamodb_requests_atomic,
     map_step_functions_task_parameters,
     reuse_step_functions_parse_trees,
     serialise_dynamodb_values_directly,
@@ -194,7 +194,7 @@ class MotoStack:
             logger.setLevel(self._log_level)
         self._saved_environment = dict(os.environ)
         self._sandbox_tmp = tempfile.mkdtemp(prefix="ragtune-local-")
-        make_dynamodb_writes_atomic()
+        make_dynamodb_requests_atomic()
         map_step_functions_task_parameters()
         serialise_dynamodb_values_directly()
         reuse_step_functions_parse_trees()

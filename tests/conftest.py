@@ -112,7 +112,7 @@ botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 from local.bedrock_emulator import BedrockEmulator  # noqa: E402
 from local.lambda_runtime import LambdaContext, in_process_lambdas  # noqa: E402
 from local.moto_fidelity import (  # noqa: E402
-    make_dynamodb_writes_atomic,
+    make_dynamodb_requests_atomic,
     map_step_functions_task_parameters,
     reuse_step_functions_parse_trees,
     serialise_dynamodb_values_directly,
@@ -134,7 +134,7 @@ from shared.providers.openai import gateway as openai_gateway  # noqa: E402
 from shared.settings import settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
-make_dynamodb_writes_atomic()
+make_dynamodb_requests_atomic()
 map_step_functions_task_parameters()
 serialise_dynamodb_values_directly()
 reuse_step_functions_parse_trees()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -11,9 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer
+from moto.dynamodb.models.dynamo_type import Item
 
 from local.moto_fidelity import (
     _wire_attribute_value,
+    make_dynamodb_requests_atomic,
     reuse_step_functions_parse_trees,
     serialise_dynamodb_values_directly,
 )
@@ -89,6 +92,53 @@ def test_plain_values_take_the_direct_path_and_anything_holding_a_binary_takes_m
     for holding_a_binary in ("blob", "blobs", "events"):
         assert _wire_attribute_value(EVERY_KIND[holding_a_binary]) is None
     assert _wire_attribute_value({"S": "a", "N": "1"}) is None  # not one kind: moto decides
+
+
+def test_a_write_waits_until_another_requests_answer_is_built_from_the_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a cancel beside a poll met: moto answered an update from the item while another thread's update
+    was adding to it. Here the first answer pauses (up to 0.5 s) for the second write, which must not come."""
+    make_dynamodb_requests_atomic()
+    answering, second_written = threading.Event(), threading.Event()
+    to_json = Item.to_json
+
+    def pausing_to_json(self: Item) -> dict[str, Any]:
+        if threading.current_thread().name == "first" and not answering.is_set():
+            answering.set()
+            second_written.wait(timeout=0.5)
+        return to_json(self)
+
+    monkeypatch.setattr(Item, "to_json", pausing_to_json)
+    answers: dict[str, Any] = {}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="runs", Item={"run_id": {"S": "run-1"}})
+
+        def update(name: str) -> None:
+            answers[name] = client.update_item(
+                TableName="runs",
+                Key={"run_id": {"S": "run-1"}},
+                UpdateExpression="SET #name = :on",
+                ExpressionAttributeNames={"#name": name},
+                ExpressionAttributeValues={":on": {"BOOL": True}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            if name == "second":
+                second_written.set()
+
+        first = threading.Thread(target=update, args=("first",), name="first")
+        first.start()
+        assert answering.wait(timeout=10)
+        update("second")
+        first.join(timeout=10)
+
+    assert answers["first"] == {"run_id": {"S": "run-1"}, "first": {"BOOL": True}}
+    assert answers["second"] == {"run_id": {"S": "run-1"}, "first": {"BOOL": True}, "second": {"BOOL": True}}
 
 
 def _execute(sfn: Any, machine_arn: str, payload: dict[str, Any]) -> dict[str, Any]:
