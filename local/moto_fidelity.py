@@ -9,7 +9,12 @@
   parameters are written as AWS documents them (`StateMachineArn`, `Input`, `Name`), which Step Functions
   maps to the API's own names; moto passes them to botocore unmapped, which fails every such task.
 
-And two places where moto is far slower than it need be (the local stack and the tests pay for both):
+And three places where moto is far slower than it need be (the local stack and the tests pay for all three):
+* Step Functions' parser imports its AWS Batch integration, which imports `moto.batch` for one enum, whose
+  `__init__` imports Batch's backend, which imports all of EC2: 0.8 s of every stack start and test worker (half
+  the stack's imports) for a service the stack never calls. `moto.batch`'s `__init__` now runs when a name it
+  defines is first read; its submodules import as before (the enum's module, and Batch's backend when a Batch
+  request does come).
 * Step Functions parses a definition with a pure-Python ANTLR parser (about 40 ms for ours) at every create
   and every execution: the parse tree of a definition is kept by its text, and each caller still gets
   evaluation components of its own built from it.
@@ -22,19 +27,47 @@ And two places where moto is far slower than it need be (the local stack and the
 from __future__ import annotations
 
 import functools
+import importlib.util
+import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.responses import DynamoHandler
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
-    StateTaskServiceSfn,
-)
-from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 _lock = threading.RLock()
+_DEFERRED_PACKAGE = "moto.batch"
+
+
+class _DeferredPackage(types.ModuleType):
+    """A package whose `__init__` runs at the first read of a name only it defines (`__getattr__` is asked only
+    for names the module lacks: its submodules' imports read `__path__` and `__spec__`, set beforehand)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        with _lock:
+            if isinstance(self, _DeferredPackage):
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
+                assert self.__spec__ is not None and self.__spec__.loader is not None
+                self.__spec__.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def defer_moto_batch_package() -> None:
+    """Idempotent; a no-op once `moto.batch` is imported. Call it before Step Functions' parser is imported."""
+    if _DEFERRED_PACKAGE in sys.modules:
+        return
+    spec = importlib.util.find_spec(_DEFERRED_PACKAGE)
+    assert spec is not None and spec.submodule_search_locations is not None
+    package = _DeferredPackage(spec.name)
+    package.__spec__, package.__loader__, package.__file__ = spec, spec.loader, spec.origin
+    package.__path__, package.__package__ = list(spec.submodule_search_locations), spec.name
+    sys.modules[spec.name] = package
+    parent, _, child = spec.name.rpartition(".")
+    setattr(importlib.import_module(parent), child, package)  # as the import system binds a submodule
 
 
 def make_dynamodb_requests_atomic() -> None:
@@ -65,6 +98,11 @@ def _api_cased(normalise: Callable[..., None]) -> Callable[..., None]:
 
 def map_step_functions_task_parameters() -> None:
     """Idempotent: Step Functions tasks that start an execution name its parameters as the API does."""
+    defer_moto_batch_package()
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
     normalise = StateTaskServiceSfn._normalise_parameters
     if not getattr(normalise, "__wrapped_api_cased__", False):
         StateTaskServiceSfn._normalise_parameters = _api_cased(normalise)  # type: ignore[method-assign]
@@ -109,6 +147,10 @@ def serialise_dynamodb_values_directly() -> None:
 
 def reuse_step_functions_parse_trees() -> None:
     """Idempotent: a definition parsed once is not parsed again (a broken one still raises every time)."""
+    defer_moto_batch_package()
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
     parse = AmazonStateLanguageParser.parse
     if getattr(parse, "__reuses_trees__", False):
         return

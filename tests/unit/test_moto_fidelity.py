@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -179,3 +181,35 @@ def test_one_definition_parsed_once_still_runs_each_execution_on_its_own_input_a
                 sfn.create_state_machine(name="broken", definition='{"StartAt": "Nowhere"}', roleArn=ROLE)
 
     assert outputs == [{"twice": ["a", "a"]}, {"twice": ["b", "b"]}, {"twice": ["c", "c"]}]
+
+
+DEFERRED_BATCH = """
+import sys
+from local.moto_fidelity import map_step_functions_task_parameters, reuse_step_functions_parse_trees
+map_step_functions_task_parameters()
+reuse_step_functions_parse_trees()
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
+print("ec2 after the parser:", "moto.ec2" in sys.modules)
+import boto3, moto.batch
+from moto import mock_aws
+from moto.batch import batch_backends
+from moto.batch.utils import JobStatus
+print("same enum:", state_task_service_batch.JobStatus is JobStatus, type(batch_backends).__name__)
+with mock_aws():
+    batch = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    print("batch answers:", batch.describe_compute_environments()["computeEnvironments"])
+print("ec2 after a Batch request:", "moto.ec2" in sys.modules)
+"""
+
+
+def test_step_functions_parser_loads_without_ec2_and_batch_still_works_when_asked() -> None:
+    """In a fresh interpreter: this one has long applied the deferral."""
+    printed = subprocess.run(
+        [sys.executable, "-c", DEFERRED_BATCH], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert printed == [
+        "ec2 after the parser: False",
+        "same enum: True BackendDict",
+        "batch answers: []",
+        "ec2 after a Batch request: True",
+    ]
