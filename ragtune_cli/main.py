@@ -886,18 +886,43 @@ def delete_model(
 # -- eval, curve ---------------------------------------------------------------------------------------
 
 
-def _evaluation_call(api: ApiClient, method: str, run_id: str, body: dict[str, Any] | None = None) -> Any:
-    try:
-        return api.call(method, run_path(run_id, "evaluation"), body)
-    except ApiError as error:
-        if error.status == 409:  # no held-out questions, or not evaluable now: the API says which and what to do
-            _fail(error.api_message, error.code)
-        if error.no_route:
-            _fail(
-                "This deployment has no evaluation endpoint (GET /runs/{id}/evaluation): deploy a newer ragtune.",
-                error.code,
-            )
-        raise
+EVALUATION_RUNNING = "evaluation_running"
+
+
+def _evaluation_call(
+    api: ApiClient,
+    method: str,
+    run_id: str,
+    body: dict[str, Any] | None = None,
+    running_waited_until: float | None = None,
+    interval: float = 5.0,
+) -> Any:
+    """With `running_waited_until`, an evaluation already under way (409 `evaluation_running`: say the one a run's
+    tracking starts when it succeeds, which a `watch` just before does not wait for) is waited out until then and
+    the call made again: the API runs one evaluation of a run at a time."""
+    said_waiting = False
+    while True:
+        try:
+            return api.call(method, run_path(run_id, "evaluation"), body)
+        except ApiError as error:
+            running = error.status == 409 and error.code == EVALUATION_RUNNING
+            if not (running and running_waited_until is not None and time.monotonic() < running_waited_until):
+                _evaluation_error(error)
+        if not said_waiting:
+            err.print(f"run {run_id} is being evaluated already: waiting for that to finish first", markup=False)
+            said_waiting = True
+        time.sleep(interval)
+
+
+def _evaluation_error(error: ApiError) -> NoReturn:
+    if error.status == 409:  # no held-out questions, or not evaluable now: the API says which and what to do
+        _fail(error.api_message, error.code)
+    if error.no_route:
+        _fail(
+            "This deployment has no evaluation endpoint (GET /runs/{id}/evaluation): deploy a newer ragtune.",
+            error.code,
+        )
+    raise error
 
 
 def _not_evaluated(run_id: str, status: str) -> str:
@@ -975,7 +1000,9 @@ def evaluate(
     compare: Annotated[
         list[str] | None,
         typer.Option(
-            "--compare", help="Another run to evaluate on the same questions (repeatable); starts a new evaluation."
+            "--compare",
+            help="Another run to evaluate on the same questions (repeatable); starts a new evaluation, once the "
+            "run's evaluation under way (if any) has finished.",
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for an evaluation under way to finish.")] = True,
@@ -993,11 +1020,12 @@ def evaluate(
         run_id = _run_id(run_id)
         others = [_run_id(other) for other in compare or []]
         _, api = _api(stack, region)
+        deadline = time.monotonic() + timeout
         if others:
-            evaluation = _evaluation_call(api, "POST", run_id, {"compare_with": others})
+            body = {"compare_with": others}
+            evaluation = _evaluation_call(api, "POST", run_id, body, deadline if wait else None, interval)
         else:
             evaluation = _evaluation_call(api, "GET", run_id)
-        deadline = time.monotonic() + timeout
         while evaluation.get("status") in {"pending", "running"}:
             if evaluation["status"] == "pending":
                 status = str(api.call("GET", run_path(run_id)).get("status"))

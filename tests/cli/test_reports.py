@@ -141,6 +141,7 @@ class FakeApi(ThreadingHTTPServer):
         self.evaluation: dict[str, Any] = {"status": "succeeded", "questions": 40, "arms": ARMS, "report_keys": []}
         self.polls_until_done = 0
         self.failures_left = 1
+        self.busy_posts = 0
 
     @property
     def url(self) -> str:
@@ -204,6 +205,14 @@ class FakeApi(ThreadingHTTPServer):
                 "arms": [],
                 "error": {"code": "evaluation_failed", "message": "OpenAI refused the request"},
             }
+        if path == "/v1/runs/busy/evaluation" and method == "POST":
+            self.busy_posts += 1
+            if self.busy_posts <= 2:  # the evaluation the run's tracking started is still running
+                message = "Run busy is being evaluated already; try again once it has finished."
+                return 409, {"message": message, "code": "evaluation_running"}
+            return 202, {**self.evaluation, "status": "running", "arms": []}
+        if path == "/v1/runs/busy/evaluation":
+            return 200, self.evaluation
         if path == "/v1/runs/done/evaluation" and method == "POST":
             self.polls_until_done = 2
             return 202, {**self.evaluation, "status": "running", "arms": []}
@@ -313,6 +322,22 @@ def test_eval_compare_starts_an_evaluation_and_waits_for_it(fake_api: FakeApi) -
         {"compare_with": ["other-a", "other-b"]},
     )
     assert [r[:2] for r in fake_api.requests[1:]] == [("GET", "/v1/runs/done/evaluation")] * 3
+
+
+def test_eval_compare_waits_out_the_evaluation_under_way_then_starts_its_own(fake_api: FakeApi) -> None:
+    """The README's migration walkthrough met it: `watch` returns when the run succeeds, while the evaluation its
+    tracking started then is still running, and the comparison asked for next was refused (409)."""
+    waited = ragtune("eval", "busy", "--compare", "other", "--interval", "0.1", "--json", env=_env(fake_api))
+    posts = [request for request in fake_api.requests if request[0] == "POST"]
+    fake_api.busy_posts = 0
+    refused = ragtune("eval", "busy", "--compare", "other", "--no-wait", env=_env(fake_api))
+
+    assert waited.code == 0, waited.stderr
+    assert waited.json()["status"] == "succeeded"
+    assert posts == [("POST", "/v1/runs/busy/evaluation", API_KEY, {"compare_with": ["other"]})] * 3
+    assert waited.stderr == "run busy is being evaluated already: waiting for that to finish first\n"
+    assert (refused.code, refused.stdout) == (2, "")
+    assert refused.stderr == "Run busy is being evaluated already; try again once it has finished.\n"
 
 
 def test_a_pending_evaluation_is_waited_for_only_once_its_run_has_succeeded(fake_api: FakeApi) -> None:
