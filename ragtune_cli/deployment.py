@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -26,8 +26,10 @@ from botocore.exceptions import (
 )
 
 from ragtune_cli.errors import CliError, ErrorCode
-from shared.domain.config import Provider
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
+
+if TYPE_CHECKING:
+    from shared.domain.config import Provider
 
 ENVIRONMENT_VARIABLES = ("RAGTUNE_API_URL", "RAGTUNE_API_KEY", "RAGTUNE_BUCKET", "RAGTUNE_S3_ENDPOINT")
 STACK_OUTPUTS = ("DataBucketName", "ApiUrl", "ApiKeyId")

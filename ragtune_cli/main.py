@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlencode
 
 import typer
@@ -32,11 +32,13 @@ from ragtune_cli import deployment
 from ragtune_cli.api import ApiClient, ApiError, run_path
 from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError, ErrorCode
 from ragtune_cli.progress import ProgressTracker, Snapshot
-from shared.domain.config import DATA_FILE_TYPES, RUN_ID_PATTERN, Provider, RunConfig, data_object_key, parse_run_config
 from shared.domain.errors import ConfigError, UserInputError
-from shared.domain.run_ids import derive_run_id
+from shared.domain.run_ids import RUN_ID_PATTERN, derive_run_id
 from shared.domain.run_record import FINISHED, JOB_FINISHED, READYING_MODEL, RunStatus
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
+
+if TYPE_CHECKING:
+    from shared.domain.config import Provider, RunConfig
 
 app = typer.Typer(
     name="ragtune",
@@ -198,7 +200,12 @@ def _read_config(path: Path) -> bytes:
 
 
 def _parse(path: Path, raw: bytes, default_provider: Provider = DEFAULT_PROVIDER) -> RunConfig:
-    """`default_provider`: what a config naming no provider gets (the deployment's DefaultProvider)."""
+    """`default_provider`: what a config naming no provider gets (the deployment's DefaultProvider).
+
+    The config's schema is imported here: building its models is a third of the command's start, which every
+    command but submit and validate would pay for nothing."""
+    from shared.domain.config import parse_run_config
+
     try:
         return parse_run_config(raw, default_provider=default_provider)
     except ConfigError as error:
@@ -351,6 +358,8 @@ def submit(
     as_json: AsJson = False,
 ) -> None:
     """Upload the data (with --data) and the config; the run starts as the config lands. Prints the run id."""
+    from shared.domain.config import DATA_FILE_TYPES, data_object_key
+
     with _sentences(as_json):
         raw = _read_config(config_path)
         target = deployment.find(stack, region)

@@ -44,6 +44,7 @@ from shared.domain.config_fields import Strict as _Strict
 from shared.domain.config_fields import no_default as _no_default
 from shared.domain.config_fields import rule as _rule
 from shared.domain.errors import ConfigError
+from shared.domain.run_ids import RUN_ID_PATTERN
 from shared.domain.text import lone_surrogate
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 from shared.providers.base import ProviderSpec
@@ -408,7 +409,6 @@ else:
 
 Match = Literal["start", "anywhere"]
 MAX_EVALUATION_QUESTIONS = 1000
-RUN_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?$"  # what shared.domain.run_ids.derive_run_id makes
 # OpenAI names a tuned model ft:<base model>:<organisation>:<suffix>:<id> (suffix may be empty).
 TUNED_MODEL_PATTERN = r"^ft:[A-Za-z0-9._-]+:[A-Za-z0-9._-]*:[A-Za-z0-9._-]*:[A-Za-z0-9._-]+$"
 

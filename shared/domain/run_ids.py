@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
+RUN_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,60}[a-z0-9])?$"  # what derive_run_id makes
 TRAINING_KEY = re.compile(r"^datasets/(?P<run_id>[a-z0-9-]+)/train\.jsonl$")
 
 
