@@ -16,7 +16,7 @@ import requests
 
 from local.stack import MotoStack
 from shared.domain.config import is_hub_id
-from shared.domain.run_record import FINISHED  # the run has stopped moving (tracking_failed included)
+from shared.domain.run_status import FINISHED  # the run has stopped moving (tracking_failed included)
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_DATA = SAMPLE_DIR / "sciq-sample.jsonl"

@@ -34,7 +34,7 @@ from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError, ErrorCode
 from ragtune_cli.progress import ProgressTracker, Snapshot
 from shared.domain.errors import ConfigError, UserInputError
 from shared.domain.run_ids import RUN_ID_PATTERN, derive_run_id
-from shared.domain.run_record import FINISHED, JOB_FINISHED, READYING_MODEL, RunStatus
+from shared.domain.run_status import FINISHED, JOB_FINISHED, READYING_MODEL, RunStatus
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 if TYPE_CHECKING:

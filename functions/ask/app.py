@@ -48,7 +48,8 @@ from shared.domain.api_models import (
 )
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import EvaluatedRunMissingError, EvaluationLimitError, EvaluationRefusedError
-from shared.domain.run_record import CURSOR_PATTERN, RunStatus
+from shared.domain.run_record import CURSOR_PATTERN
+from shared.domain.run_status import RunStatus
 from shared.observability import logger, metrics, tracer
 from shared.pipeline import ask
 from shared.providers.base import (

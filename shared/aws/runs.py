@@ -18,7 +18,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.aws import dynamodb_table
-from shared.domain.run_record import CURSOR_PATTERN, JOB_FINISHED, Run, RunStatus
+from shared.domain.run_record import CURSOR_PATTERN, Run
+from shared.domain.run_status import JOB_FINISHED, RunStatus
 
 ENTITY = "run"
 TRACKING_FAILED_CODE = "tracking_failed"  # the error code of a run whose tracking gave up (and its status)

@@ -1,24 +1,12 @@
-"""A run as the runs table records it, and the one vocabulary of run and job statuses.
+"""A run as the runs table records it.
 
 Import-light on purpose (pydantic only): every function reads runs, and the ask and poll
 functions' cold starts matter.
 
-A run's status is ours while the data is prepared and the job started (`preparing`,
-`prepared`, `starting`), then its job's, then `tracking_failed` if tracking gave up. Job
-statuses are a vocabulary common to every provider: a provider's gateway maps its own
-statuses onto `JOB_STATUSES` (OpenAI's are spelled the same; a status it does not know is
-recorded as given and tracked on). Two "finished" sets, on purpose:
-
-* `JOB_FINISHED` (succeeded, failed, cancelled): the job has ended, so the run's outcome is
-  final. Conditional writes never move a run out of it, one notice goes out, nothing is left to
-  cancel. `tracking_failed` is not in it: it is not a job status (the job may still be running),
-  so a cancel through the API can still bring such a run up to its job's real end.
-* `FINISHED` (`JOB_FINISHED` and `tracking_failed`): the run has stopped moving, nothing tracks
-  it any more; what a watcher (the demo, the README's loop) waits for.
+Statuses: `shared.domain.run_status`.
 """
 
 from datetime import date
-from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any
 
@@ -26,40 +14,13 @@ from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic validates typing's own only from Python 3.12
 
 from shared.domain.lazy_model import LazyModel
+from shared.domain.run_status import RunStatus
 from shared.providers import DEFAULT_PROVIDER
 
 # A position in a listing: the time a run was created (or reached the listed status), then its id. Every string
 # of this form is a position (the page starts after it), so every cursor the document allows is accepted.
 CURSOR_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z~[A-Za-z0-9._-]{1,128}$"
 
-
-class RunStatus(StrEnum):
-    PREPARING = "preparing"
-    PREPARED = "prepared"
-    STARTING = "starting"
-    VALIDATING_FILES = "validating_files"
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    # Trained; the model is being made ready to answer (Bedrock: its on-demand deployment is being created).
-    DEPLOYING = "deploying"
-    # Trained; the weights are being imported (the open provider: Bedrock Custom Model Import).
-    IMPORTING = "importing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TRACKING_FAILED = "tracking_failed"
-
-
-JOB_FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-# A job worth attaching a run to: still going, or done well. A failed or cancelled one is history.
-USABLE = frozenset(
-    {RunStatus.VALIDATING_FILES, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.SUCCEEDED}
-)
-JOB_STATUSES = USABLE | JOB_FINISHED
-FINISHED = JOB_FINISHED | {RunStatus.TRACKING_FAILED}
-# Trained, the model being made ready to answer: no job left to cancel, the metrics files are final.
-READYING_MODEL = frozenset({RunStatus.DEPLOYING, RunStatus.IMPORTING})
 
 # A status this code does not know (a provider's new one, recorded as given) stays a plain string.
 Status = Annotated[RunStatus | str, Field(union_mode="left_to_right")]

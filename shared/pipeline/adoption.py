@@ -23,7 +23,7 @@ from shared.aws.storage import ObjectRef, read_bytes
 from shared.aws.tracking import EvaluationNotStartedError, start_evaluation
 from shared.domain.config import RunConfig
 from shared.domain.errors import ConfigError
-from shared.domain.run_record import RunStatus
+from shared.domain.run_status import RunStatus
 from shared.observability import logger
 from shared.providers import spec
 from shared.settings import settings

@@ -34,7 +34,8 @@ from shared.domain.api_models import (
 )
 from shared.domain.errors import UserInputError
 from shared.domain.evaluation import NoValidationSplitError
-from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run, RunStatus
+from shared.domain.run_record import Run
+from shared.domain.run_status import JOB_FINISHED, READYING_MODEL, RunStatus
 from shared.domain.text import lone_surrogate
 from shared.domain.training_curve import CSV_COLUMNS, csv_rows, metric_value, step_number
 from shared.observability import logger, metrics

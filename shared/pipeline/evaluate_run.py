@@ -62,7 +62,8 @@ from shared.domain.evaluation import (
 )
 from shared.domain.lazy_model import LazyModel
 from shared.domain.prices import price_for
-from shared.domain.run_record import PreparedFile, Run, RunStatus
+from shared.domain.run_record import PreparedFile, Run
+from shared.domain.run_status import RunStatus
 from shared.observability import logger
 from shared.providers.base import (
     FineTuningProvider,

@@ -23,7 +23,7 @@ from shared.domain.config_fields import MAX_CONFIG_BYTES
 from shared.domain.errors import without_internal_paths
 from shared.domain.lazy_model import LazyModel
 from shared.domain.run_ids import derive_run_id, run_id_of_training_key
-from shared.domain.run_record import FINISHED
+from shared.domain.run_status import FINISHED
 from shared.observability import logger, metrics
 from shared.settings import settings
 

@@ -22,7 +22,8 @@ from pydantic import ConfigDict
 from shared.aws.runs import RunsRepository
 from shared.aws.tracking import NoticeUnsentError, notify_finished, start_tracking
 from shared.domain.lazy_model import LazyModel
-from shared.domain.run_record import JobEvent, RunStatus
+from shared.domain.run_record import JobEvent
+from shared.domain.run_status import RunStatus
 from shared.observability import logger, metrics
 from shared.providers.base import JobSnapshot, provider_for
 from shared.settings import settings

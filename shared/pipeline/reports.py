@@ -7,7 +7,8 @@ from typing import Any
 
 from shared.aws.runs import RunsRepository
 from shared.aws.storage import REPORTS_PREFIX, ObjectRef, put_bytes
-from shared.domain.run_record import JOB_FINISHED, READYING_MODEL, Run
+from shared.domain.run_record import Run
+from shared.domain.run_status import JOB_FINISHED, READYING_MODEL
 from shared.domain.training_curve import loss_png, metrics_csv
 from shared.providers.base import provider_for
 from shared.settings import settings

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from shared.domain.run_record import JOB_FINISHED, JobEvent, Run, RunStatus
+from shared.domain.run_record import JobEvent, Run
+from shared.domain.run_status import JOB_FINISHED, RunStatus
 from shared.domain.training_curve import StepMetric
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 

@@ -15,7 +15,8 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from shared.domain.config import RunConfig
-from shared.domain.run_record import JOB_STATUSES, Run, RunStatus
+from shared.domain.run_record import Run
+from shared.domain.run_status import JOB_STATUSES, RunStatus
 from shared.providers.base import (
     FineTuningProvider,
     ForeignJobError,

@@ -13,7 +13,8 @@ import yaml
 from local.openai_emulator import finetune
 from shared.aws.runs import _from_dynamodb, _to_dynamodb
 from shared.domain.api_models import RunDetail, RunSummary
-from shared.domain.run_record import FINISHED, JOB_FINISHED, JOB_STATUSES, READYING_MODEL, USABLE, Run, RunStatus
+from shared.domain.run_record import Run
+from shared.domain.run_status import FINISHED, JOB_FINISHED, JOB_STATUSES, READYING_MODEL, USABLE, RunStatus
 from shared.providers import PROVIDER_NAMES, spec
 from shared.providers.openai.gateway import job_status
 

@@ -34,7 +34,8 @@ from shared import aws
 from shared.aws import session
 from shared.aws.storage import ObjectMissingError, ObjectRef, object_etag, put_bytes, read_bytes
 from shared.domain.config import RunConfig
-from shared.domain.run_record import USABLE, JobEvent, Run, RunStatus
+from shared.domain.run_record import JobEvent, Run
+from shared.domain.run_status import USABLE, RunStatus
 from shared.domain.training_curve import StepMetric
 from shared.observability import logger
 from shared.providers import base as providers

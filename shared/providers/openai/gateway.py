@@ -28,7 +28,8 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from shared.aws import AWS_CLIENT_CONFIG
 from shared.aws.storage import ObjectRef, S3UploadSource
 from shared.domain.config import RunConfig
-from shared.domain.run_record import JOB_STATUSES, USABLE, JobEvent, Run, RunStatus
+from shared.domain.run_record import JobEvent, Run
+from shared.domain.run_status import JOB_STATUSES, USABLE, RunStatus
 from shared.domain.training_curve import StepMetric, merge_steps
 from shared.observability import logger
 from shared.providers import base as providers
