@@ -37,8 +37,9 @@ from typing import Any
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.responses import DynamoHandler
 
-_lock = threading.RLock()
+_lock = threading.RLock()  # DynamoDB's requests
 _DEFERRED_PACKAGE = "moto.batch"
+_deferred_package_lock = threading.Lock()
 
 
 class _DeferredPackage(types.ModuleType):
@@ -48,7 +49,7 @@ class _DeferredPackage(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        with _lock:
+        with _deferred_package_lock:
             if isinstance(self, _DeferredPackage):
                 self.__class__ = types.ModuleType  # type: ignore[assignment]
                 assert self.__spec__ is not None and self.__spec__.loader is not None
