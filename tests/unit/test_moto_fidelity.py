@@ -58,16 +58,22 @@ def _table_answers() -> dict[str, Any]:
     }
 
 
+def _runs_table() -> Any:
+    """A DynamoDB client of the current mock, with a `runs` table keyed by run_id."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName="runs",
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
 def _answers_with(serialise: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", serialise)
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="runs",
-            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client = _runs_table()
         client.put_item(TableName="runs", Item=EVERY_KIND)
         answers = _table_answers()
     for answer in answers.values():
@@ -112,13 +118,7 @@ def test_a_write_waits_until_another_requests_answer_is_built_from_the_item(monk
     monkeypatch.setattr(Item, "to_json", pausing_to_json)
     answers: dict[str, Any] = {}
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="runs",
-            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client = _runs_table()
         client.put_item(TableName="runs", Item={"run_id": {"S": "run-1"}})
 
         def update(name: str) -> None:
