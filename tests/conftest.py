@@ -221,12 +221,24 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`served`: the tests that start the local stack (its HTTP servers and threads) as users run it."""
+    """`served`: the tests that start the local stack (its HTTP servers and threads) as users run it.
+
+    They run first, then the other tests that wait on processes (the CLI's, the benchmarks'), then the in-process
+    ones: the long waits start while every worker is still busy, and the short tests fill the gaps they leave and
+    end the run together, rather than one worker finishing a served journey alone at the end.
+    """
     for item in items:
         if item.nodeid.startswith(("tests/local/", "tests/browser/")) or "local_stack" in getattr(
             item, "fixturenames", ()
         ):
             item.add_marker(pytest.mark.served)
+    items.sort(key=_start_order)  # stable: collection order within each kind
+
+
+def _start_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("served"):
+        return 0
+    return 1 if item.nodeid.startswith(("tests/cli/", "tests/benchmarks/")) else 2
 
 
 @pytest.fixture(autouse=True, scope="session")
