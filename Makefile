@@ -19,7 +19,7 @@ TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc 2>/dev/null || echo 1) )))
 # each worker rewrites every test module's asserts again (a worker's collection: 6.9 s -> 4.0 s).
 TEST_PYTHON := PYTHONDONTWRITEBYTECODE= $(PYTHON)
 
-.PHONY: help install install-chromium install-train dashboard demo demo-migration local test test-fast test-train lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
+.PHONY: help install install-chromium install-train dashboard demo demo-migration local test checks test-fast test-train lint format validate audit build deploy invoke-prepare invoke-start-job invoke-poll-job invoke-ask invoke-failed-events openapi schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,13 +61,24 @@ local: ## Serve the local stack (S3 endpoint + API + dashboard) until Ctrl-C; pr
 dashboard: ## Run every provider's demo, then serve the stack with their runs to browse: open the printed dashboard_url, paste api_key
 	$(PYTHON) -m local serve --demo-runs
 
-test: lint validate audit ## Lint, validate and audit the template and code, then run every test (the training script's too, once make install-train has run)
-	$(TEST_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+test: ## Every test, with lint, validate and audit beside them (the training script's tests too, once make install-train has run)
+	@log=$$(mktemp); nice -n 10 $(SUBMAKE) --no-print-directory checks >"$$log" 2>&1 & checks=$$!; \
+	$(TEST_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup; suite=$$?; \
+	wait $$checks; checked=$$?; echo "make test: lint, validate and audit (run beside the tests):"; cat "$$log"; rm -f "$$log"; \
+	if [ $$checked -ne 0 ]; then echo "make test: lint, validate or audit FAILED (above)."; fi; \
+	[ $$suite -eq 0 ] && [ $$checked -eq 0 ]
 	@command -v chromium >/dev/null 2>&1 || echo "make test: the dashboard's browser tests (tests/browser) did NOT run: no chromium on this machine (make install-chromium installs Debian's, as root)."
 	@if [ -x .venv-train/bin/python ]; then $(MAKE) --no-print-directory test-train; else \
 	  echo "make test: the training script's tests (tests/training) did NOT run: they need PyTorch (its CPU build, 1.2 GB"; \
 	  echo "in .venv-train), which make install leaves out. Run make install-train, then make test (or make test-train)."; \
 	  echo ".ci/run installs it and runs them."; fi
+
+# What make test runs beside the suite, at a lower priority: the suite keeps both cores busy but for the moments its
+# tests wait, and these fill them (sequential, they added 16 s to a warm run and 40 s to a fresh clone's, mypy's cache
+# empty).
+# (Through SUBMAKE, not $$(MAKE): make runs a $$(MAKE) line even under --dry-run, and a test dry-runs make test.)
+checks: lint validate audit
+SUBMAKE := $(MAKE)
 
 test-fast: ## The unit tests alone, on both cores: the loop while editing (no served stack, no benchmarks)
 	$(TEST_PYTHON) -m pytest -n 2 -q tests/unit

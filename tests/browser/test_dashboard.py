@@ -166,7 +166,7 @@ def test_a_refused_cancel_shows_the_apis_sentence(tab: Tab, dashboard: Dashboard
     run = _demo_run(dashboard, "bedrock")
     _open_run(tab, run["run_id"])
     refused = dashboard.api("POST", f"/runs/{run['run_id']}/cancel")
-    assert refused.status_code == 409
+    assert refused.status_code == 409, f"{refused.text} (the stack's log: test-output/serve/)"
     expected = refused.json()["message"]
 
     tab.page.click("#cancel-run")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVE_LOGS = ROOT / "test-output" / "serve"
 
 
 def user_environment() -> dict[str, str]:
@@ -30,6 +33,7 @@ class Serving:
     lines: list[str]  # every line up to and including the export line
     printed: dict[str, str]  # the `name=value` lines: s3_endpoint, bucket, api_url, api_key, ...
     exported: dict[str, str]  # the export line's variables
+    log: Path  # everything it printed after the export line (its warnings and errors, a 500's traceback)
 
     def kill(self) -> None:
         """Stop it without the clean SIGTERM path (tests of that path terminate `process` themselves)."""
@@ -58,4 +62,15 @@ def start_serve(*arguments: str, **variables: str) -> Serving:
         lines.append(line.strip())
     printed = dict(line.split("=", 1) for line in lines if "=" in line and " " not in line)
     exported = dict(assignment.split("=", 1) for assignment in lines[-1].removeprefix("export ").split(" "))
-    return Serving(process, lines, printed, exported)
+    SERVE_LOGS.mkdir(parents=True, exist_ok=True)
+    log = SERVE_LOGS / f"{process.pid}.log"
+    # Read on for the rest of its life: a pipe nobody reads fills (64 KB) and the stack's next log line would block.
+    threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True).start()
+    return Serving(process, lines, printed, exported, log)
+
+
+def _copy_lines(stream: IO[str], log: Path) -> None:
+    with log.open("w", encoding="utf-8") as copy:
+        for line in stream:
+            copy.write(line)
+            copy.flush()

@@ -1,4 +1,4 @@
-"""`make audit` (checkov + bandit) is part of `make test`; every finding it lets through has a written reason."""
+"""`make audit` (checkov + bandit) runs in `make test`, beside the suite; every finding it lets through has a reason."""
 
 from __future__ import annotations
 
@@ -15,14 +15,17 @@ def _dry_run(target: str) -> str:
     return result.stdout
 
 
-def test_make_test_runs_the_audit_before_the_tests() -> None:
-    commands = _dry_run("test").splitlines()
-    checkov = next(i for i, line in enumerate(commands) if "/checkov " in line)
-    bandit = next(i for i, line in enumerate(commands) if "/bandit " in line)
-    pytest = next(i for i, line in enumerate(commands) if "-m pytest" in line)
-    assert checkov < pytest and bandit < pytest
-    assert "--file template.yaml" in commands[checkov] and "--skip-download" in commands[checkov]
-    assert all(folder in commands[bandit] for folder in SCANNED) and "--severity-level medium" in commands[bandit]
+def test_make_test_runs_the_checks_beside_the_tests_and_fails_if_either_fails() -> None:
+    test = _dry_run("test")
+    assert "nice -n 10 make --no-print-directory checks >" in test and "checks=$!" in test
+    assert "-m pytest" in test and "wait $checks" in test
+    assert "[ $suite -eq 0 ] && [ $checked -eq 0 ]" in test
+    checks = _dry_run("checks").splitlines()
+    checkov = next(line for line in checks if "/checkov " in line)
+    bandit = next(line for line in checks if "/bandit " in line)
+    assert "--file template.yaml" in checkov and "--skip-download" in checkov
+    assert all(folder in bandit for folder in SCANNED) and "--severity-level medium" in bandit
+    assert any("/mypy" in line for line in checks) and any("validate --lint" in line for line in checks)
 
 
 def test_make_install_installs_both_auditors_pinned() -> None:
