@@ -33,7 +33,6 @@ class Serving:
     lines: list[str]  # every line up to and including the export line
     printed: dict[str, str]  # the `name=value` lines: s3_endpoint, bucket, api_url, api_key, ...
     exported: dict[str, str]  # the export line's variables
-    log: Path  # everything it printed after the export line (its warnings and errors, a 500's traceback)
 
     def kill(self) -> None:
         """Stop it without the clean SIGTERM path (tests of that path terminate `process` themselves)."""
@@ -64,9 +63,10 @@ def start_serve(*arguments: str, **variables: str) -> Serving:
     exported = dict(assignment.split("=", 1) for assignment in lines[-1].removeprefix("export ").split(" "))
     SERVE_LOGS.mkdir(parents=True, exist_ok=True)
     log = SERVE_LOGS / f"{process.pid}.log"
-    # Read on for the rest of its life: a pipe nobody reads fills (64 KB) and the stack's next log line would block.
+    # Read on for the rest of its life into SERVE_LOGS (a 500's traceback stays there): a pipe nobody reads fills
+    # (64 KB) and the stack's next log line would block.
     threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True).start()
-    return Serving(process, lines, printed, exported, log)
+    return Serving(process, lines, printed, exported)
 
 
 def _copy_lines(stream: IO[str], log: Path) -> None:

@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("functions", "shared", "local")
 
@@ -26,6 +28,22 @@ def test_make_test_runs_the_checks_beside_the_tests_and_fails_if_either_fails() 
     assert "--file template.yaml" in checkov and "--skip-download" in checkov
     assert all(folder in bandit for folder in SCANNED) and "--severity-level medium" in bandit
     assert any("/mypy" in line for line in checks) and any("validate --lint" in line for line in checks)
+
+
+@pytest.mark.parametrize(("suite", "checks"), [("true", "false"), ("false", "true")])
+def test_make_test_fails_when_the_suite_or_the_checks_fail_and_prints_the_checks(suite: str, checks: str) -> None:
+    """The recipe itself, with each side replaced by a command that passes or fails."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "test", f"TEST_PYTHON={suite}", f"SUBMAKE={checks}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "make test: lint, validate and audit (run beside the tests):" in result.stdout
+    assert ("lint, validate or audit FAILED" in result.stdout) == (checks == "false")
+    assert "training script's tests" not in result.stdout  # it stopped there
 
 
 def test_make_install_installs_both_auditors_pinned() -> None:
