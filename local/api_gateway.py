@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -292,6 +293,11 @@ class LocalApiGateway:
     ) -> None:
         self.routes = list(routes)
         self.invoke = invoke
+        # One request at a time per function, as one Lambda execution environment serves them: a handler keeps the
+        # request it serves in module state (Powertools' resolver: the route in `app.context`), and run side by side
+        # on this server's threads, a dashboard's parallel requests were validated against each other's routes
+        # (a 422 for a curve, a 500 for a refused cancel). Different functions still run side by side.
+        self._environments = {route.function_logical_id: threading.Lock() for route in self.routes}
         self.api_keys = frozenset(api_keys)
         self.stage = stage
         self.responses = responses or {}
@@ -383,7 +389,9 @@ class LocalApiGateway:
             request_path=split.path,
         )
         try:
-            return _function_reply(self.invoke(route.function_logical_id, event))
+            with self._environments[route.function_logical_id]:
+                reply = self.invoke(route.function_logical_id, event)
+            return _function_reply(reply)
         except Exception:  # any function failure is API Gateway's 502, never the server's crash
             _log.warning("function %s failed for %s %s", route.function_logical_id, method, split.path, exc_info=True)
             return _gateway_error(502, "Internal server error", "InternalServerErrorException")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +85,35 @@ def test_routes_are_the_api_events_with_a_key_required_but_for_the_dashboards_pa
         ("/assets/{name}", "GET"),
     }
     assert stage_name() == "v1"
+
+
+def test_a_function_serves_one_request_at_a_time_and_different_functions_run_side_by_side() -> None:
+    """As one Lambda execution environment per function: a handler's module state serves one request at a time."""
+    lock, running, most = threading.Lock(), Counter[str](), Counter[str]()
+    dashboard_started = threading.Event()
+    ask_saw_the_dashboard_running: list[bool] = []
+
+    def invoke(function_logical_id: str, event: dict[str, Any]) -> Any:
+        with lock:
+            running[function_logical_id] += 1
+            most[function_logical_id] = max(most[function_logical_id], running[function_logical_id])
+        if function_logical_id == "DashboardFunction":
+            dashboard_started.set()
+        else:  # waits while holding its function's turn: the other function must not wait behind it
+            ask_saw_the_dashboard_running.append(dashboard_started.wait(timeout=5))
+        time.sleep(0.05)
+        with lock:
+            running[function_logical_id] -= 1
+        return dict(OK_RESPONSE)
+
+    with (
+        LocalApiGateway(routes_from_template(), invoke, {KEY}, stage=stage_name()) as gateway,
+        ThreadPoolExecutor(max_workers=10) as pool,
+    ):
+        replies = list(pool.map(get, [f"{gateway.url}/runs"] * 5 + [f"{gateway.url}/"] * 5))
+    assert [reply.status_code for reply in replies] == [200] * 10
+    assert most == {"AskFunction": 1, "DashboardFunction": 1}
+    assert ask_saw_the_dashboard_running == [True] * 5
 
 
 # The proxy event -----------------------------------------------------------------------------------
