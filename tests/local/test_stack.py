@@ -31,16 +31,20 @@ DEMO_OUTPUT = Path(tempfile.mkdtemp(prefix="ragtune-demo-output-"))  # where the
 
 
 def demo(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m local demo` as a user runs it (their shell, or `environment`), within two minutes."""
-    return subprocess.run(
-        [sys.executable, "-m", "local", "demo", "--output", str(DEMO_OUTPUT), *arguments],
-        cwd=ROOT,
-        env=environment or user_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """`python -m local demo` as a user runs it (their shell, or `environment`), within two minutes; one that
+    hangs is stopped with SIGABRT, so the failure shows what every thread was doing (Python's faulthandler)."""
+    command = [sys.executable, "-m", "local", "demo", "--output", str(DEMO_OUTPUT), *arguments]
+    environment = {**(environment or user_environment()), "PYTHONFAULTHANDLER": "1"}
+    with subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stdout, stderr = process.communicate(timeout=30)
+            raise AssertionError(f"the demo hung for 120 s; it printed:\n{stdout}\nand its threads:\n{stderr}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_demo_prints_the_tuned_answer_and_exits_zero() -> None:
