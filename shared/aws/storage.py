@@ -6,13 +6,15 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from shared.aws import client, s3_link_signer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import S3Event
 
 CONFIGS_PREFIX = "configs/"
 DATASETS_PREFIX = "datasets/"
@@ -41,7 +43,11 @@ def event_objects(event: S3Event) -> list[ObjectRef]:
     S3 URL-encodes keys in events (`my run.json` arrives as `my+run.json`); Powertools' `S3Event.object_key`
     decodes them, for an event's first record, so each record is read as a one-record event of its own.
     (Parser's `S3Model` decodes nothing and requires fields moto's notifications leave out.)
+    Imported here: Powertools' data classes load every event source's (15 ms of a cold start), and only the
+    S3-triggered functions, which import them anyway, read an S3 event.
     """
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
     refs = []
     for record in event.records:
         single = S3Event({"Records": [record.raw_event]})
