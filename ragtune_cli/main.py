@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlencode
@@ -81,6 +80,9 @@ RunIdArgument = Annotated[
 
 def _print_version(wanted: bool) -> None:
     if wanted:
+        # Imported here: importlib.metadata is 26 ms of every command's start, and only --version reads it.
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             print(f"ragtune {version('ragtune')}")
         except PackageNotFoundError:  # run from a checkout that `pip install .` never saw

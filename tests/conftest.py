@@ -132,7 +132,6 @@ from local.template import (  # noqa: E402
     function_handler,
     state_machine_definition,
 )
-from shared import aws  # noqa: E402
 from shared.pipeline import ask  # noqa: E402
 from shared.providers.bedrock import gateway as bedrock_gateway  # noqa: E402
 from shared.providers.open import gateway as open_gateway  # noqa: E402
@@ -206,10 +205,9 @@ def _create_topic(logical_id: str) -> None:
 
 @contextmanager
 def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
+    # The code's own AWS clients (shared.aws) are kept from test to test, as _setup_client's: each made after
+    # moto's import is answered by every test's mock (making them again was ~6% of a worker's CPU).
     settings.cache_clear()
-    aws.client.cache_clear()
-    aws.dynamodb_table.cache_clear()
-    aws.s3_link_signer.cache_clear()
     openai_gateway._secrets.cache_clear()
     ask.latest_succeeded_run.forget()
     with mock_aws(config=KEEP_BOTO3_SESSION | (config or {})):  # type: ignore[call-overload]

@@ -6,6 +6,7 @@ modules import from here, never from conftest or from each other.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -22,6 +23,12 @@ TEST_OPENAI_KEY = "sk-ragtune-test-key"
 CONFIG_KEY = "configs/sciq-sample.json"
 # The set_env fixture: set_env(NAME="value", ...) sets variables for one test and re-reads the settings.
 SetEnv = Callable[..., None]
+
+
+@functools.cache
+def _table(name: str) -> Any:
+    """The tests' own view of a table, made once (as the setup clients: every test's mock answers it)."""
+    return boto3.resource("dynamodb").Table(name)
 
 
 @dataclass
@@ -62,8 +69,7 @@ class Aws:
     def runs(self) -> list[dict[str, Any]]:
         from shared.aws.runs import _from_dynamodb
 
-        table = boto3.resource("dynamodb").Table(self.runs_table)
-        items: list[dict[str, Any]] = _from_dynamodb(table.scan()["Items"])
+        items: list[dict[str, Any]] = _from_dynamodb(_table(self.runs_table).scan()["Items"])
         return items
 
 

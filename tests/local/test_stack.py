@@ -43,7 +43,8 @@ def demo(*arguments: str, environment: dict[str, str] | None = None) -> subproce
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGABRT)
             stdout, stderr = process.communicate(timeout=30)
-            raise AssertionError(f"the demo hung for 120 s; it printed:\n{stdout}\nand its threads:\n{stderr}") from None
+            threads = f"its threads (faulthandler):\n{stderr}"
+            raise AssertionError(f"the demo hung for 120 s; it printed:\n{stdout}\n{threads}") from None
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
