@@ -128,7 +128,10 @@ def serve(arguments: argparse.Namespace) -> int:
             "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
             flush=True,
         )
-        stopping.wait()
+        # Wakes every second: a signal handler runs only when the main thread runs Python, and a wait with no
+        # timeout may never return to it (a SIGTERM once left a stack running after its tests were done).
+        while not stopping.wait(timeout=1):
+            pass
         print("stopping", flush=True)
     return 0
 

@@ -84,8 +84,7 @@ def served() -> Iterator[Serving]:
     try:
         yield serving
     finally:
-        serving.process.terminate()
-        serving.process.wait(timeout=60)
+        serving.stop(seconds=60)
 
 
 @pytest.fixture(scope="session")

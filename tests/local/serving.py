@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -21,7 +23,8 @@ def user_environment() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "OPENAI_", "POWERTOOLS_", "HF_", "MOTO_"))
     }
-    environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # PYTHONFAULTHANDLER: a stack stopped with SIGABRT writes every thread's stack to its output (Serving.stop).
+    environment.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     return environment
 
 
@@ -39,6 +42,20 @@ class Serving:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=30)
+
+    def stop(self, seconds: float = 30) -> int:
+        """SIGTERM, as a user's Ctrl-C or `kill`, and its exit code; a stack still running after `seconds` is
+        stopped with SIGABRT, so its log (SERVE_LOGS) ends with what every thread was doing, and this fails."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(timeout=30)
+            log = SERVE_LOGS / f"{self.process.pid}.log"
+            time.sleep(0.5)  # the copying thread reaches the end of the pipe
+            ending = log.read_text(encoding="utf-8", errors="replace")[-6000:]
+            raise AssertionError(f"serve ignored SIGTERM for {seconds} s; {log} ends:\n{ending}") from None
 
 
 def start_serve(*arguments: str, **variables: str) -> Serving:

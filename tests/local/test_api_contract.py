@@ -23,8 +23,7 @@ EXAMPLES_PER_OPERATION = 20
 def served_with_runs() -> Iterator[Serving]:
     serving = start_serve("--demo-runs")
     yield serving
-    serving.process.terminate()
-    assert serving.process.wait(timeout=30) == 0
+    assert serving.stop() == 0
 
 
 def test_schemathesis_finds_no_failure_in_any_operation(served_with_runs: Serving, tmp_path: Path) -> None:

@@ -51,8 +51,7 @@ def _walkthrough() -> str:
 def served() -> Iterator[Serving]:
     serving = start_serve()
     yield serving
-    serving.process.terminate()
-    assert serving.process.wait(timeout=30) == 0
+    assert serving.stop() == 0
 
 
 def _another_run_succeeded(exported: dict[str, str]) -> str:
@@ -133,8 +132,7 @@ def test_the_readme_migration_walkthrough_runs_as_written(tmp_path: Path) -> Non
             check=False,
         )
     finally:
-        serving.process.terminate()
-        serving.process.wait(timeout=30)
+        serving.stop()
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert serving.printed["adoptable_model"] == "ft:gpt-4o-mini-2024-07-18:notebook-org::sciq0001"

@@ -334,8 +334,7 @@ def test_the_stack_honours_bedrock_endpoints_the_user_set(tmp_path: Path) -> Non
             )
             [run] = [r for r in stack.api("GET", "/runs").json()["runs"] if r["config_key"] == "configs/nova.json"]
         finally:
-            serving.process.terminate()
-            serving.process.wait(timeout=30)
+            serving.stop()
 
     run_id = run["run_id"]
     assert created.status == 201 and "jobArn" in created.response, created.response
