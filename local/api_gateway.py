@@ -295,8 +295,8 @@ class LocalApiGateway:
         self.invoke = invoke
         # One request at a time per function, as one Lambda execution environment serves them: a handler keeps the
         # request it serves in module state (Powertools' resolver: the route in `app.context`), and run side by side
-        # on this server's threads, a dashboard's parallel requests were validated against each other's routes
-        # (a 422 for a curve, a 500 for a refused cancel). Different functions still run side by side.
+        # on this server's threads, a dashboard's parallel requests could be validated against each other's routes
+        # (a browser test saw a 422 for a curve). Different functions still run side by side.
         self._environments = {route.function_logical_id: threading.Lock() for route in self.routes}
         self.api_keys = frozenset(api_keys)
         self.stage = stage
