@@ -224,7 +224,7 @@ def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
         yield Aws(s3, dynamodb, os.environ["DATA_BUCKET"], os.environ["RUNS_TABLE"])
 
 
-# Module-scoped fixtures that start a served stack (a process of ~5 CPU-s).
+# Fixtures that start a served stack (a process of ~5 CPU-s) for their module's tests.
 MODULE_STACKS = ("local_stack", "served", "served_with_runs")
 
 

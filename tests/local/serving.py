@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -36,6 +35,7 @@ class Serving:
     lines: list[str]  # every line up to and including the export line
     printed: dict[str, str]  # the `name=value` lines: s3_endpoint, bucket, api_url, api_key, ...
     exported: dict[str, str]  # the export line's variables
+    copying: threading.Thread  # copies the rest of its output to SERVE_LOGS/<pid>.log
 
     def kill(self) -> None:
         """Stop it without the clean SIGTERM path (tests of that path terminate `process` themselves)."""
@@ -52,8 +52,8 @@ class Serving:
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGABRT)
             self.process.wait(timeout=30)
+            self.copying.join(timeout=10)  # the pipe ends with the process: its last lines are in the log
             log = SERVE_LOGS / f"{self.process.pid}.log"
-            time.sleep(0.5)  # the copying thread reaches the end of the pipe
             ending = log.read_text(encoding="utf-8", errors="replace")[-6000:]
             raise AssertionError(f"serve ignored SIGTERM for {seconds} s; {log} ends:\n{ending}") from None
 
@@ -82,8 +82,9 @@ def start_serve(*arguments: str, **variables: str) -> Serving:
     log = SERVE_LOGS / f"{process.pid}.log"
     # Read on for the rest of its life into SERVE_LOGS (a 500's traceback stays there): a pipe nobody reads fills
     # (64 KB) and the stack's next log line would block.
-    threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True).start()
-    return Serving(process, lines, printed, exported)
+    copying = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
+    copying.start()
+    return Serving(process, lines, printed, exported, copying)
 
 
 def _copy_lines(stream: IO[str], log: Path) -> None:

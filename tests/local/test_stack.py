@@ -32,11 +32,16 @@ DEMO_OUTPUT = Path(tempfile.mkdtemp(prefix="ragtune-demo-output-"))  # where the
 
 def demo(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m local demo` as a user runs it (their shell, or `environment`), within two minutes; one that
-    hangs is stopped with SIGABRT, so the failure shows what every thread was doing (Python's faulthandler)."""
+    hangs is stopped with SIGABRT, so the failure shows what every thread was doing (the user environment turns
+    Python's faulthandler on)."""
     command = [sys.executable, "-m", "local", "demo", "--output", str(DEMO_OUTPUT), *arguments]
-    environment = {**(environment or user_environment()), "PYTHONFAULTHANDLER": "1"}
     with subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=environment or user_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             stdout, stderr = process.communicate(timeout=120)
