@@ -1,4 +1,6 @@
-"""The `ragtune` command as users run it: the installed script in a subprocess, against `python -m local serve`."""
+"""The `ragtune` command against `python -m local serve`: its code run in the test's process, in a user's environment
+alone, and the installed script in a subprocess where the script itself (its entry point, its terminal) is the subject.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import pty
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from typer.testing import CliRunner
 
 from tests.local.serving import ROOT, start_serve, user_environment
 
@@ -43,8 +47,31 @@ class Result:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
-def ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result:
-    """No terminal anywhere, stdin included: a command that would ask must not wait for an answer."""
+def ragtune(*arguments: str, env: dict[str, str]) -> Result:
+    """The command as `ragtune` runs it, in this process: typer's runner, with `env` as the whole environment, the
+    checkout as the working folder, and a default boto3 session of its own (one made by an earlier command or test
+    would keep the credentials it found then). No terminal anywhere, stdin included.
+
+    A subprocess costs ~0.3 CPU-s, mostly imports, and the CLI's tests ran ~110 of them: a tenth of the suite's CPU.
+    An exception escaping the command fails the test (a user would have seen a traceback).
+    """
+    from ragtune_cli.main import app  # imported under pytest's capture: its consoles see a pipe, as in a subprocess
+
+    whole_environment = {name: None for name in os.environ if name not in env} | env
+    session, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, None
+    working_folder = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(app, list(arguments), env=whole_environment, catch_exceptions=False)
+    finally:
+        os.chdir(working_folder)
+        boto3.DEFAULT_SESSION = session
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def installed_ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result:
+    """The installed script in a subprocess; no terminal anywhere, stdin included: a command that would ask must not
+    wait for an answer."""
     completed = subprocess.run(
         [str(RAGTUNE), *arguments],
         cwd=ROOT,
@@ -117,6 +144,14 @@ class LocalStack:
         )
         response.raise_for_status()
         return response.json()
+
+    def wait_for(self, path: str, until: Callable[[Any], bool], seconds: float = 30) -> Any:
+        """GET `path` until its body satisfies `until`; the last body."""
+        deadline = time.monotonic() + seconds
+        while not until(body := self.api(path)):
+            assert time.monotonic() < deadline, f"{path} after {seconds} s: {body}"
+            time.sleep(0.1)
+        return body
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from shared.domain.run_ids import derive_run_id
 
-from .conftest import EXAMPLES, RAGTUNE, LocalStack, ragtune, user_shell
+from .conftest import EXAMPLES, RAGTUNE, LocalStack, installed_ragtune, ragtune, user_shell
 
 FAQ = EXAMPLES / "data" / "faq.csv"
 WATCH = ("--interval", "0.2", "--timeout", "60")
 
 
 def test_make_install_put_the_command_beside_the_venvs_python() -> None:
-    result = ragtune("--help", env=user_shell())
+    result = installed_ragtune("--help", env=user_shell())
 
     assert RAGTUNE.is_file()
     assert result.code == 0
@@ -26,7 +26,7 @@ def test_make_install_put_the_command_beside_the_venvs_python() -> None:
 def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_derives(
     local_stack: LocalStack, tmp_path: Path
 ) -> None:
-    submitted = ragtune(
+    submitted = installed_ragtune(  # the script itself, once, on the way a user starts
         "submit", str(EXAMPLES / "csv-prompt-answer.json"), "--data", str(FAQ), "--json", env=local_stack.env
     )
 
@@ -67,6 +67,8 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
 
     # runs and show: the API's bodies as JSON, tables otherwise
     run_id, model = answer["run_id"], snapshots[-1]["fine_tuned_model"]
+    # The state machine draws the curve just after the job ends (until then `curve` says so, tests/cli/test_reports)
+    local_stack.wait_for(f"/runs/{run_id}", lambda run: "loss_png" in run["report_urls"])
     runs = ragtune("runs", "--json", env=local_stack.env)
     assert runs.code == 0 and run_id in [r["run_id"] for r in runs.json()["runs"]]
     [row] = [line for line in ragtune("runs", env=local_stack.env).stdout.splitlines() if run_id in line]

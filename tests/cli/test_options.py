@@ -1,14 +1,14 @@
-"""The options before the command: --version, and typer's shell completion."""
+"""The options before the command: --version, and typer's shell completion, of the installed script."""
 
 from __future__ import annotations
 
 from importlib.metadata import version
 
-from .conftest import ragtune, user_shell
+from .conftest import installed_ragtune, user_shell
 
 
 def test_version_prints_the_installed_packages_version() -> None:
-    result = ragtune("--version", env=user_shell())
+    result = installed_ragtune("--version", env=user_shell())
 
     assert (result.code, result.stdout, result.stderr) == (0, f"ragtune {version('ragtune')}\n", "")
 
@@ -17,10 +17,12 @@ def test_shell_completion_is_offered_and_completes_commands_and_statuses() -> No
     # typer asks shellingham which shell runs it unless told not to; a test names the shell itself
     no_detection = user_shell(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
 
-    helped = ragtune("--help", env=user_shell())
-    script = ragtune("--show-completion", "bash", env=no_detection)
-    command = ragtune(env=user_shell(_RAGTUNE_COMPLETE="complete_bash", COMP_WORDS="ragtune del", COMP_CWORD="1"))
-    status = ragtune(
+    helped = installed_ragtune("--help", env=user_shell())
+    script = installed_ragtune("--show-completion", "bash", env=no_detection)
+    command = installed_ragtune(
+        env=user_shell(_RAGTUNE_COMPLETE="complete_bash", COMP_WORDS="ragtune del", COMP_CWORD="1")
+    )
+    status = installed_ragtune(
         env=user_shell(_RAGTUNE_COMPLETE="complete_bash", COMP_WORDS="ragtune runs --status fa", COMP_CWORD="3")
     )
 

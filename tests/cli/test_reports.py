@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -547,16 +546,15 @@ def test_every_run_id_is_checked_before_anything_is_asked(fake_api: FakeApi) -> 
         ("ask", "Why?", "--run", typed),
     ]
 
-    with ThreadPoolExecutor(4) as pool:  # a second each, mostly imports: side by side
-        shown = list(pool.map(lambda command: ragtune(*command, env=_env(fake_api)), commands))
-        as_json = pool.submit(ragtune, "delete-model", typed, "--yes", "--json", env=_env(fake_api))
-        capital = pool.submit(ragtune, "show", "Sciq-1", env=_env(fake_api))
+    shown = [ragtune(*command, env=_env(fake_api)) for command in commands]
+    as_json = ragtune("delete-model", typed, "--yes", "--json", env=_env(fake_api))
+    capital = ragtune("show", "Sciq-1", env=_env(fake_api))
 
     for command, result in zip(commands, shown, strict=True):
         assert (result.code, result.stdout, result.stderr) == (2, "", refusal + "\n"), command
-    assert (as_json.result().code, as_json.result().stderr) == (2, "")
-    assert as_json.result().json() == {"error": {"code": "invalid_run_id", "message": refusal}}
-    assert capital.result().stderr.startswith("'Sciq-1' is not a run id: ")
+    assert (as_json.code, as_json.stderr) == (2, "")
+    assert as_json.json() == {"error": {"code": "invalid_run_id", "message": refusal}}
+    assert capital.stderr.startswith("'Sciq-1' is not a run id: ")
     assert fake_api.requests == []
 
 
