@@ -1083,16 +1083,35 @@ def curve(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Where to save the PNG (default: <run id>-loss.png).")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait for the curve of a job that has ended but is not drawn yet."),
+    ] = True,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 2.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Stop waiting after this many seconds.")] = 120,
     stack: Stack = None,
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
-    """Save the run's training and validation loss curve as a PNG."""
+    """Save the run's training and validation loss curve as a PNG.
+
+    The deployment draws it just after the job ends, so straight after `ragtune watch` it waits for it.
+    """
     with _sentences(as_json):
         run_id = _run_id(run_id)
         _, api = _api(stack, region)
         run = api.call("GET", run_path(run_id))
-        url = (run.get("report_urls") or {}).get("loss_png")
+        deadline = time.monotonic() + timeout
+        while not _curve_url(run) and wait and _curve_to_come(run):
+            if time.monotonic() > deadline:
+                _fail(
+                    f"Run {run_id} still has no loss curve {timeout:g} s after its job ended (deployments older than "
+                    f"the training curves draw none); `ragtune curve {run_id}` fetches it once it is drawn.",
+                    ErrorCode.TIMED_OUT,
+                )
+            time.sleep(interval)
+            run = api.call("GET", run_path(run_id))
+        url = _curve_url(run)
         if not url:
             _fail(_no_curve(run_id, run), ErrorCode.NOT_READY)
         path = output or Path(f"{run_id}-loss.png")
@@ -1110,6 +1129,21 @@ def curve(
 # The pipeline draws a run's curve once its job has ended (shared.pipeline.reports.JOB_ENDED): a Bedrock run's is over
 # when it starts deploying the model. A job that left no metrics gets a picture that says so.
 JOB_ENDED = JOB_FINISHED | READYING_MODEL
+
+
+def _curve_url(run: dict[str, Any]) -> str | None:
+    url = (run.get("report_urls") or {}).get("loss_png")
+    return str(url) if url else None
+
+
+def _curve_to_come(run: dict[str, Any]) -> bool:
+    """A job that has ended, whose tracking will draw its curve: moments away."""
+    return (
+        not run.get("adopted")
+        and bool(run.get("job_id"))
+        and run.get("status") in JOB_ENDED
+        and run.get("status") != RunStatus.TRACKING_FAILED
+    )
 
 
 def _no_curve(run_id: str, run: dict[str, Any]) -> str:

@@ -10,8 +10,7 @@ import pty
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,14 +143,6 @@ class LocalStack:
         )
         response.raise_for_status()
         return response.json()
-
-    def wait_for(self, path: str, until: Callable[[Any], bool], seconds: float = 30) -> Any:
-        """GET `path` until its body satisfies `until`; the last body."""
-        deadline = time.monotonic() + seconds
-        while not until(body := self.api(path)):
-            assert time.monotonic() < deadline, f"{path} after {seconds} s: {body}"
-            time.sleep(0.1)
-        return body
 
 
 @pytest.fixture(scope="module")

@@ -65,10 +65,15 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
     assert lines[-2].startswith(f"succeeded  step {snapshots[-1]['total_steps']}/{snapshots[-1]['total_steps']}")
     assert lines[-1] == f"run {answer['run_id']} succeeded: model {snapshots[-1]['fine_tuned_model']}"
 
-    # runs and show: the API's bodies as JSON, tables otherwise
     run_id, model = answer["run_id"], snapshots[-1]["fine_tuned_model"]
-    # The state machine draws the curve just after the job ends (until then `curve` says so, tests/cli/test_reports)
-    local_stack.wait_for(f"/runs/{run_id}", lambda run: "loss_png" in run["report_urls"])
+
+    # curve, straight after watch: it waits for the PNG the deployment draws just after the job ends
+    curve = ragtune("curve", run_id, "-o", str(tmp_path / "loss.png"), env=local_stack.env)
+    assert curve.code == 0, curve.stderr
+    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert curve.stdout.startswith(f"saved the loss curve of run {run_id} to {tmp_path / 'loss.png'} (")
+
+    # runs and show: the API's bodies as JSON, tables otherwise
     runs = ragtune("runs", "--json", env=local_stack.env)
     assert runs.code == 0 and run_id in [r["run_id"] for r in runs.json()["runs"]]
     [row] = [line for line in ragtune("runs", env=local_stack.env).stdout.splitlines() if run_id in line]
@@ -90,12 +95,6 @@ def test_submit_uploads_data_and_config_and_prints_the_run_id_the_pipeline_deriv
         table["estimate"]
         == f"{estimate['epochs']} epochs, {estimate['trained_tokens']:,} trained tokens, ${estimate['cost_usd']:,.4f}"
     )
-
-    # curve: the PNG the deployment drew, through its presigned URL
-    curve = ragtune("curve", run_id, "-o", str(tmp_path / "loss.png"), env=local_stack.env)
-    assert curve.code == 0, curve.stderr
-    assert (tmp_path / "loss.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert curve.stdout.startswith(f"saved the loss curve of run {run_id} to {tmp_path / 'loss.png'} (")
 
     # ask: the answer, the model and the run, the latest succeeded run's unless --run names one
     asked = ragtune("ask", "How do I lock the keypad?", "--run", run_id, "--json", env=local_stack.env)

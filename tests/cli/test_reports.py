@@ -139,6 +139,7 @@ class FakeApi(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, str | None, Any]] = []
         self.evaluation: dict[str, Any] = {"status": "succeeded", "questions": 40, "arms": ARMS, "report_keys": []}
         self.polls_until_done = 0
+        self.polls_until_drawn = 3
         self.failures_left = 1
         self.busy_posts = 0
 
@@ -177,6 +178,10 @@ class FakeApi(ThreadingHTTPServer):
                 "status": "succeeded",
                 "report_urls": {"loss_png": f"{self.url}/signed/loss.png"},
             }
+        if path == "/v1/runs/drawing":  # the job has just ended: its curve is drawn by the third look
+            self.polls_until_drawn -= 1
+            urls = {} if self.polls_until_drawn > 0 else {"loss_png": f"{self.url}/signed/loss.png"}
+            return 200, {"run_id": "drawing", "status": "succeeded", "job_id": "ftjob-3", "report_urls": urls}
         if path == "/v1/runs/early":
             return 200, {"run_id": "early", "status": "running", "report_urls": {}}
         if path == "/v1/runs/flaky":
@@ -511,10 +516,19 @@ def test_an_unreachable_api_is_a_sentence() -> None:
     )
 
 
+def test_curve_waits_for_the_curve_of_a_job_that_has_just_ended(fake_api: FakeApi, tmp_path: Path) -> None:
+    saved = ragtune("curve", "drawing", "-o", str(tmp_path / "loss.png"), "--interval", "0.1", env=_env(fake_api))
+
+    assert saved.code == 0, saved.stderr
+    assert (tmp_path / "loss.png").read_bytes() == PNG
+    assert [r[1] for r in fake_api.requests].count("/v1/runs/drawing") == 3
+
+
 def test_curve_says_whether_a_curve_is_still_to_come(fake_api: FakeApi) -> None:
     early = ragtune("curve", "early", env=_env(fake_api))
     flopped = ragtune("curve", "flopped", env=_env(fake_api))
-    stopped = ragtune("curve", "stopped", env=_env(fake_api))
+    stopped = ragtune("curve", "stopped", "--no-wait", env=_env(fake_api))
+    waited = ragtune("curve", "stopped", "--interval", "0.2", "--timeout", "1", "--json", env=_env(fake_api))
 
     assert (early.code, early.stderr) == (
         2,
@@ -530,6 +544,18 @@ def test_curve_says_whether_a_curve_is_still_to_come(fake_api: FakeApi) -> None:
         "Run stopped has no loss curve yet: the deployment draws it from the job's metrics just after the job ends "
         "(deployments older than the training curves draw none); try again in a minute.\n",
     )
+    assert waited.code == 2
+    assert waited.json() == {
+        "error": {
+            "code": "timed_out",
+            "message": "Run stopped still has no loss curve 1 s after its job ended (deployments older than the "
+            "training curves draw none); `ragtune curve stopped` fetches it once it is drawn.",
+        }
+    }
+    # early and flopped were asked once each: only a job that has ended is waited for
+    assert [r[1] for r in fake_api.requests].count("/v1/runs/early") == 1
+    assert [r[1] for r in fake_api.requests].count("/v1/runs/flopped") == 1
+    assert [r[1] for r in fake_api.requests].count("/v1/runs/stopped") >= 1 + 4
 
 
 def test_every_run_id_is_checked_before_anything_is_asked(fake_api: FakeApi) -> None:
