@@ -1085,10 +1085,12 @@ def curve(
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option("--wait/--no-wait", help="Wait for the curve of a job that has ended but is not drawn yet."),
+        typer.Option("--wait/--no-wait", help="Wait for the curve of a job that has just ended (drawn moments later)."),
     ] = True,
     interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 2.0,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Stop waiting after this many seconds.")] = 120,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Wait at most until this many seconds after the job ended.")
+    ] = 120,
     stack: Stack = None,
     region: Region = None,
     as_json: AsJson = False,
@@ -1101,19 +1103,25 @@ def curve(
         run_id = _run_id(run_id)
         _, api = _api(stack, region)
         run = api.call("GET", run_path(run_id))
-        deadline = time.monotonic() + timeout
-        while not _curve_url(run) and wait and _curve_to_come(run):
-            if time.monotonic() > deadline:
-                _fail(
-                    f"Run {run_id} still has no loss curve {timeout:g} s after its job ended (deployments older than "
-                    f"the training curves draw none); `ragtune curve {run_id}` fetches it once it is drawn.",
-                    ErrorCode.TIMED_OUT,
-                )
-            time.sleep(interval)
+        ended = _job_ended_at(run)
+        deadline = min(ended + timeout, time.time() + timeout) if wait and ended is not None else 0.0
+        waited = False
+        while not _curve_url(run) and (left := deadline - time.time()) > 0:
+            if not waited and not as_json:
+                err.print(f"waiting for the loss curve of run {run_id}, drawn just after its job ended", markup=False)
+            waited = True
+            time.sleep(min(interval, left))
             run = api.call("GET", run_path(run_id))
         url = _curve_url(run)
+        if not url and waited:
+            _fail(
+                f"Run {run_id} still has no loss curve {timeout:g} s after its job ended: drawing it failed, or the "
+                "deployment is older than the training curves and draws none.",
+                ErrorCode.TIMED_OUT,
+            )
         if not url:
-            _fail(_no_curve(run_id, run), ErrorCode.NOT_READY)
+            recent = ended is not None and time.time() - ended < timeout
+            _fail(_no_curve(run_id, run, recent=recent), ErrorCode.NOT_READY)
         path = output or Path(f"{run_id}-loss.png")
         content = api.download(url)
         try:
@@ -1126,27 +1134,23 @@ def curve(
         out.print(f"saved the loss curve of run {run_id} to {path} ({len(content):,} bytes)", markup=False)
 
 
-# The pipeline draws a run's curve once its job has ended (shared.pipeline.reports.JOB_ENDED): a Bedrock run's is over
-# when it starts deploying the model. A job that left no metrics gets a picture that says so.
-JOB_ENDED = JOB_FINISHED | READYING_MODEL
-
-
 def _curve_url(run: dict[str, Any]) -> str | None:
     url = (run.get("report_urls") or {}).get("loss_png")
     return str(url) if url else None
 
 
-def _curve_to_come(run: dict[str, Any]) -> bool:
-    """A job that has ended, whose tracking will draw its curve: moments away."""
-    return (
-        not run.get("adopted")
-        and bool(run.get("job_id"))
-        and run.get("status") in JOB_ENDED
-        and run.get("status") != RunStatus.TRACKING_FAILED
-    )
+def _job_ended_at(run: dict[str, Any]) -> float | None:
+    """When the job ended, for a run whose tracking draws its curve (the state machine does as the run finishes)."""
+    changed = run.get("status_changed_at")
+    if run.get("adopted") or not run.get("job_id") or run.get("status") not in JOB_FINISHED or not changed:
+        return None
+    try:
+        return datetime.fromisoformat(str(changed)).timestamp()
+    except ValueError:
+        return None
 
 
-def _no_curve(run_id: str, run: dict[str, Any]) -> str:
+def _no_curve(run_id: str, run: dict[str, Any], *, recent: bool) -> str:
     """Whether a curve is still to come, and why not when it never will."""
     status = run.get("status")
     if run.get("adopted"):
@@ -1155,10 +1159,20 @@ def _no_curve(run_id: str, run: dict[str, Any]) -> str:
         return f"Run {run_id} ended {status} before its fine-tuning job started: nothing was trained, so no loss curve."
     if status == RunStatus.TRACKING_FAILED:
         return f"Run {run_id} has no loss curve: its tracking failed, so nothing drew one when its job ended."
-    if status in JOB_ENDED:
+    if status in JOB_FINISHED and recent:
         return (
             f"Run {run_id} has no loss curve yet: the deployment draws it from the job's metrics just after the job "
-            "ends (deployments older than the training curves draw none); try again in a minute."
+            "ends; try again in a minute."
+        )
+    if status in JOB_FINISHED:
+        return (
+            f"Run {run_id} has no loss curve: none was drawn when its job ended (drawing it failed, or the deployment "
+            "is older than the training curves)."
+        )
+    if status in READYING_MODEL:
+        return (
+            f"Run {run_id} has no loss curve yet (it is {status}): the deployment draws it from the job's metrics "
+            "once the model is ready."
         )
     return (
         f"Run {run_id} has no loss curve yet (it is {status}): the deployment draws it from the job's metrics once "

@@ -8,9 +8,12 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,26 +49,63 @@ class Result:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
-def ragtune(*arguments: str, env: dict[str, str]) -> Result:
-    """The command as `ragtune` runs it, in this process: typer's runner, with `env` as the whole environment, the
-    checkout as the working folder, and a default boto3 session of its own (one made by an earlier command or test
-    would keep the credentials it found then). No terminal anywhere, stdin included.
+def ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result:
+    """The command as `ragtune` runs it, in this process: typer's runner, with `env` as the whole environment (and
+    whatever the command writes to it undone after), the checkout as the working folder, a default boto3 session of
+    its own (one made by an earlier command or test would keep the credentials it found then), Python's default
+    warning filters with warnings on its stderr, and `timeout` seconds. No terminal anywhere, stdin included.
 
     A subprocess costs ~0.3 CPU-s, mostly imports, and the CLI's tests ran ~110 of them: a tenth of the suite's CPU.
-    An exception escaping the command fails the test (a user would have seen a traceback).
+    An exception escaping the command fails the test (a user would have seen a traceback). The consoles are made at
+    the CLI's import, under pytest's capture: a pipe, as in a subprocess (not with `-s` on a terminal).
     """
-    from ragtune_cli.main import app  # imported under pytest's capture: its consoles see a pipe, as in a subprocess
+    from ragtune_cli.main import app
 
-    whole_environment = {name: None for name in os.environ if name not in env} | env
+    saved_environment, working_folder = dict(os.environ), Path.cwd()
     session, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, None
-    working_folder = Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
     os.chdir(ROOT)
     try:
-        result = CliRunner().invoke(app, list(arguments), env=whole_environment, catch_exceptions=False)
+        with warnings.catch_warnings(), _time_limit(timeout, arguments):
+            warnings.resetwarnings()
+            for ignored in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", ignored)
+            warnings.showwarning = _warning_to_stderr
+            result = CliRunner().invoke(app, list(arguments), catch_exceptions=False)
     finally:
         os.chdir(working_folder)
         boto3.DEFAULT_SESSION = session
+        os.environ.clear()
+        os.environ.update(saved_environment)
     return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def _warning_to_stderr(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Where Python prints a warning (the command's stderr); under pytest it would go to pytest's summary."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class CommandTimedOut(BaseException):
+    """Not an Exception: the command's own `except Exception` (its "Unexpected error" sentence) lets it through."""
+
+
+@contextmanager
+def _time_limit(seconds: float, arguments: tuple[str, ...]) -> Iterator[None]:
+    """A command still running after `seconds` is interrupted, as the subprocess's timeout did: it fails the test."""
+
+    def expire(_signal: int, _frame: Any) -> None:
+        raise CommandTimedOut(f"ragtune {' '.join(arguments)} still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def installed_ragtune(*arguments: str, env: dict[str, str], timeout: float = 60) -> Result:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -165,8 +167,19 @@ class FakeApi(ThreadingHTTPServer):
             return 200, RunDetail.model_validate(FLOPPED).model_dump(mode="json")
         if path == "/v1/runs/flopped/evaluation":
             return 200, {**self.evaluation, "run_id": "flopped", "status": "pending", "questions": 0, "arms": []}
-        if path == "/v1/runs/stopped":
-            return 200, {"run_id": "stopped", "status": "cancelled", "job_id": "ftjob-2", "report_urls": {}}
+        if path == "/v1/runs/stopped":  # cancelled 10 s ago, its curve not drawn (yet)
+            ended = _ago(seconds=10)
+            return 200, {"run_id": "stopped", "status": "cancelled", "job_id": "ftjob-2", "status_changed_at": ended}
+        if path == "/v1/runs/long-stopped":  # cancelled a week ago and never drawn (an older deployment's run)
+            ended = _ago(days=7)
+            return 200, {
+                "run_id": "long-stopped",
+                "status": "cancelled",
+                "job_id": "ftjob-4",
+                "status_changed_at": ended,
+            }
+        if path == "/v1/runs/deploying":  # a Bedrock run: the curve is drawn once the model is ready
+            return 200, {"run_id": "deploying", "status": "deploying", "job_id": "arn:job", "status_changed_at": _ago()}
         if path in {"/v1/runs/adopted", "/v1/runs/expiring"}:
             detail = ADOPTED if path.endswith("adopted") else EXPIRING
             return 200, RunDetail.model_validate(detail).model_dump(mode="json")
@@ -181,7 +194,13 @@ class FakeApi(ThreadingHTTPServer):
         if path == "/v1/runs/drawing":  # the job has just ended: its curve is drawn by the third look
             self.polls_until_drawn -= 1
             urls = {} if self.polls_until_drawn > 0 else {"loss_png": f"{self.url}/signed/loss.png"}
-            return 200, {"run_id": "drawing", "status": "succeeded", "job_id": "ftjob-3", "report_urls": urls}
+            return 200, {
+                "run_id": "drawing",
+                "status": "succeeded",
+                "job_id": "ftjob-3",
+                "status_changed_at": _ago(seconds=1),
+                "report_urls": urls,
+            }
         if path == "/v1/runs/early":
             return 200, {"run_id": "early", "status": "running", "report_urls": {}}
         if path == "/v1/runs/flaky":
@@ -226,6 +245,10 @@ class FakeApi(ThreadingHTTPServer):
                 return 200, {**self.evaluation, "status": "running", "arms": []}
             return 200, self.evaluation
         return 404, {"error": {"code": "run_not_found", "message": f"No run with id {path.split('/')[3]!r}."}}
+
+
+def _ago(**elapsed: float) -> str:
+    return (datetime.now(UTC) - timedelta(**elapsed)).isoformat()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -521,14 +544,20 @@ def test_curve_waits_for_the_curve_of_a_job_that_has_just_ended(fake_api: FakeAp
 
     assert saved.code == 0, saved.stderr
     assert (tmp_path / "loss.png").read_bytes() == PNG
+    assert saved.stderr == "waiting for the loss curve of run drawing, drawn just after its job ended\n"
+    assert saved.stdout.startswith(f"saved the loss curve of run drawing to {tmp_path / 'loss.png'} (")
     assert [r[1] for r in fake_api.requests].count("/v1/runs/drawing") == 3
 
 
 def test_curve_says_whether_a_curve_is_still_to_come(fake_api: FakeApi) -> None:
     early = ragtune("curve", "early", env=_env(fake_api))
     flopped = ragtune("curve", "flopped", env=_env(fake_api))
+    deploying = ragtune("curve", "deploying", env=_env(fake_api))
+    long_stopped = ragtune("curve", "long-stopped", env=_env(fake_api))
     stopped = ragtune("curve", "stopped", "--no-wait", env=_env(fake_api))
-    waited = ragtune("curve", "stopped", "--interval", "0.2", "--timeout", "1", "--json", env=_env(fake_api))
+    started = time.monotonic()
+    waited = ragtune("curve", "stopped", "--interval", "5", "--timeout", "11", "--json", env=_env(fake_api))
+    waited_seconds = time.monotonic() - started
 
     assert (early.code, early.stderr) == (
         2,
@@ -539,23 +568,34 @@ def test_curve_says_whether_a_curve_is_still_to_come(fake_api: FakeApi) -> None:
         2,
         "Run flopped ended failed before its fine-tuning job started: nothing was trained, so no loss curve.\n",
     )
+    assert (deploying.code, deploying.stderr) == (
+        2,
+        "Run deploying has no loss curve yet (it is deploying): the deployment draws it from the job's metrics once "
+        "the model is ready.\n",
+    )
+    assert (long_stopped.code, long_stopped.stderr) == (
+        2,
+        "Run long-stopped has no loss curve: none was drawn when its job ended (drawing it failed, or the deployment "
+        "is older than the training curves).\n",
+    )
     assert (stopped.code, stopped.stderr) == (
         2,
-        "Run stopped has no loss curve yet: the deployment draws it from the job's metrics just after the job ends "
-        "(deployments older than the training curves draw none); try again in a minute.\n",
+        "Run stopped has no loss curve yet: the deployment draws it from the job's metrics just after the job ends; "
+        "try again in a minute.\n",
     )
-    assert waited.code == 2
+    # waited until 11 s after the job ended (10 s before the command), not 11 s from the command's start
+    assert waited.code == 2 and waited_seconds < 5
     assert waited.json() == {
         "error": {
             "code": "timed_out",
-            "message": "Run stopped still has no loss curve 1 s after its job ended (deployments older than the "
-            "training curves draw none); `ragtune curve stopped` fetches it once it is drawn.",
+            "message": "Run stopped still has no loss curve 11 s after its job ended: drawing it failed, or the "
+            "deployment is older than the training curves and draws none.",
         }
     }
-    # early and flopped were asked once each: only a job that has ended is waited for
-    assert [r[1] for r in fake_api.requests].count("/v1/runs/early") == 1
-    assert [r[1] for r in fake_api.requests].count("/v1/runs/flopped") == 1
-    assert [r[1] for r in fake_api.requests].count("/v1/runs/stopped") >= 1 + 4
+    # only a job that ended moments ago is waited for: every other run was asked once
+    for run_id in ("early", "flopped", "deploying", "long-stopped"):
+        assert [r[1] for r in fake_api.requests].count(f"/v1/runs/{run_id}") == 1, run_id
+    assert [r[1] for r in fake_api.requests].count("/v1/runs/stopped") == 1 + 2
 
 
 def test_every_run_id_is_checked_before_anything_is_asked(fake_api: FakeApi) -> None:
