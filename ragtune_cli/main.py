@@ -30,7 +30,7 @@ from rich.text import Text
 from ragtune_cli import deployment
 from ragtune_cli.api import ApiClient, ApiError, run_path
 from ragtune_cli.errors import EXIT_ERROR, EXIT_FAILED, CliError, ErrorCode
-from ragtune_cli.progress import ProgressTracker, Snapshot
+from ragtune_cli.progress import ProgressTracker, Snapshot, api_time
 from shared.domain.errors import ConfigError, UserInputError
 from shared.domain.run_ids import RUN_ID_PATTERN, derive_run_id
 from shared.domain.run_status import FINISHED, JOB_FINISHED, READYING_MODEL, RunStatus
@@ -1141,13 +1141,10 @@ def _curve_url(run: dict[str, Any]) -> str | None:
 
 def _job_ended_at(run: dict[str, Any]) -> float | None:
     """When the job ended, for a run whose tracking draws its curve (the state machine does as the run finishes)."""
-    changed = run.get("status_changed_at")
-    if run.get("adopted") or not run.get("job_id") or run.get("status") not in JOB_FINISHED or not changed:
+    changed = api_time(run.get("status_changed_at"))
+    if run.get("adopted") or not run.get("job_id") or run.get("status") not in JOB_FINISHED or changed is None:
         return None
-    try:
-        return datetime.fromisoformat(str(changed)).timestamp()
-    except ValueError:
-        return None
+    return changed.timestamp()
 
 
 def _no_curve(run_id: str, run: dict[str, Any], *, recent: bool) -> str:

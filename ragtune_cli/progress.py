@@ -45,7 +45,8 @@ class Snapshot:
         return (self.status, self.step, self.train_loss, self.valid_loss, self.estimated_finish)
 
 
-def _time(text: Any) -> datetime | None:
+def api_time(text: Any) -> datetime | None:
+    """An API timestamp (ISO 8601, `Z` or an offset; UTC when it has none), None when it is not one."""
     if not isinstance(text, str):
         return None
     try:
@@ -69,10 +70,11 @@ class ProgressTracker:
 
     def snapshot(self, run: dict[str, Any], now: datetime) -> Snapshot:
         step, total, train_loss, valid_loss = self._steps_and_losses(run)
-        created = _time(run.get("created_at")) or now
+        created = api_time(run.get("created_at")) or now
         # A finished run ended when it reached its final status: after training, a Bedrock run still deploys.
         finished = run.get("status") in FINISHED
-        finished_at = (_time(run.get("status_changed_at")) or _time(run.get("finished_at"))) if finished else None
+        ended = api_time(run.get("status_changed_at")) or api_time(run.get("finished_at"))
+        finished_at = ended if finished else None
         return Snapshot(
             run_id=str(run.get("run_id")),
             status=str(run.get("status")),

@@ -232,9 +232,9 @@ MODULE_STACKS = ("local_stack", "served", "served_with_runs")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`served`: the tests that start the local stack (its HTTP servers and threads) as users run it.
 
-    They run first, then the other tests that wait on processes (the CLI's, the benchmarks'), then the in-process
-    ones: the long waits start while every worker is still busy, and the short tests fill the gaps they leave and
-    end the run together, rather than one worker finishing a served journey alone at the end.
+    They run first, then the other tests that wait on processes or servers (the CLI's, the benchmarks'), then the
+    in-process ones: the long waits start while every worker is still busy, and the short tests fill the gaps they
+    leave and end the run together, rather than one worker finishing a served journey alone at the end.
     The tests of one module's stack run on one worker (an xdist group), which starts that stack once: spread over
     the workers, each started its own.
     """
