@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -26,8 +25,7 @@ TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunk
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NoSuchBucket", "AccessDenied", "403"}
 
 
-@dataclass(frozen=True)
-class ObjectRef:
+class ObjectRef(NamedTuple):
     bucket: str
     key: str
     version_id: str | None = None
@@ -63,8 +61,7 @@ def _version_args(ref: ObjectRef) -> dict[str, str]:
     return {"VersionId": ref.version_id} if ref.version_id else {}
 
 
-@dataclass(frozen=True)
-class BoundedRead:
+class BoundedRead(NamedTuple):
     """The first bytes of an object (all of it when small enough), its real size and the version read."""
 
     body: bytes
@@ -254,8 +251,7 @@ class _S3ObjectStream(io.RawIOBase):
         super().close()
 
 
-@dataclass(frozen=True)
-class S3UploadSource:
+class S3UploadSource(NamedTuple):
     """An S3 object as the OpenAI gateway's UploadSource: streamed or read by ranges."""
 
     ref: ObjectRef

@@ -14,8 +14,7 @@ import math
 import statistics
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from shared.domain.errors import UserInputError
 from shared.domain.prices import ModelPrice
@@ -141,8 +140,7 @@ def cost_per_1k_questions(prompt_tokens_mean: float, completion_tokens_mean: flo
     return round(per_question * QUESTIONS_PER_COST, 6)
 
 
-@dataclass(frozen=True)
-class ArmAnswer:
+class ArmAnswer(NamedTuple):
     """One arm's answer to one question, as `reports/<run_id>/evaluation.jsonl` keeps it.
 
     `error` is set (and `correct` None) when no answer came back after the gateway's retries: such a
@@ -161,7 +159,7 @@ class ArmAnswer:
     @classmethod
     def from_report(cls, line: dict[str, Any]) -> ArmAnswer:
         """The answer as `report` wrote it (extra keys, e.g. the question's index, are ignored)."""
-        fields: dict[str, Any] = {name: line[name] for name in cls.__dataclass_fields__ if name in line}
+        fields: dict[str, Any] = {name: line[name] for name in cls._fields if name in line}
         return cls(**fields)
 
     def report(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 # metrics.csv's columns, in this order.
 CSV_COLUMNS = ("step", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy")
@@ -22,8 +22,7 @@ PNG_SIZE_INCHES, PNG_DPI = (10.0, 6.0), 100  # 1000 x 600 pixels
 NO_METRICS_TEXT = "No step metrics reported for this job"
 
 
-@dataclass(frozen=True)
-class StepMetric:
+class StepMetric(NamedTuple):
     """What is known of one training step; None where the provider reported nothing."""
 
     step: int
@@ -65,8 +64,8 @@ def merge_steps(*sources: Iterable[StepMetric]) -> list[StepMetric]:
     merged: dict[int, StepMetric] = {}
     for source in sources:
         for row in source:
-            given = {f.name: getattr(row, f.name) for f in fields(row) if getattr(row, f.name) is not None}
-            merged[row.step] = replace(merged.get(row.step, StepMetric(row.step)), **given)
+            given = {name: value for name, value in row._asdict().items() if value is not None}
+            merged[row.step] = merged.get(row.step, StepMetric(row.step))._replace(**given)
     return [merged[step] for step in sorted(merged)]
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -159,8 +160,7 @@ class JobSnapshot:
         return error
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """The model's reply: `text`, or, when it declined to answer, `refusal` (and `text` is None)."""
 
     text: str | None
@@ -173,14 +173,13 @@ class Answer:
 RecordStart = Callable[[dict[str, Any]], object]
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     """What a run records of its job after the provider's own steps past training (`advance`): the
     snapshot in the run's terms (its status may be `deploying`, its model the one that answers) and
     any fields of the provider's own (a deployment's ARN, a base model's shutdown date)."""
 
     job: JobSnapshot
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = MappingProxyType({})
 
 
 class FineTuningProvider(Protocol):
@@ -241,8 +240,7 @@ class ServesThroughDeployments(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class GateLimits:
+class GateLimits(NamedTuple):
     """What the provider takes of a training file (None: no limit of its own)."""
 
     min_examples: int
@@ -285,8 +283,7 @@ def no_base_in_name(model: str) -> None:
     return
 
 
-@dataclass(frozen=True)
-class ReservedText:
+class ReservedText(NamedTuple):
     """Text the provider's training refuses anywhere in a file: a template holding it is refused at once."""
 
     pattern: re.Pattern[str]
@@ -298,8 +295,7 @@ def any_model(model: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
+class ProviderSpec(NamedTuple):
     """What the shared code knows of one provider; its package holds the one instance (`SPEC`).
 
     Light on purpose: names, labels and rules only. The gateway (and with it the provider's SDK) is
