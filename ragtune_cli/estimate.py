@@ -18,7 +18,6 @@ from typing import Any
 from shared.domain.config import RunConfig
 from shared.domain.errors import UserInputError
 from shared.providers import spec
-from shared.settings import stack_defaults
 
 ESTIMATE_EXTRA = "pip install 'ragtune[estimate]'"
 
@@ -61,11 +60,10 @@ def estimate(config: RunConfig, path: Path) -> dict[str, Any]:
         count = max(1, round(len(lines) * config.validation_fraction))
         held_out = set(random.Random(config.seed).sample(range(len(lines)), count))  # nosec B311  # the pipeline's split
     train = [line for index, line in enumerate(lines) if index not in held_out]
-    defaults = stack_defaults()
     records = spec(config.provider).records()
     report = records.inspect(train)
-    enforce(report, "training file", records.limits(defaults).min_examples)
-    training = records.estimate(report, config.fine_tune.hyperparameters.n_epochs, config.fine_tune.model, defaults)
+    enforce(report, "training file", records.limits(offline=True).min_examples)
+    training = records.estimate(report, config.fine_tune.hyperparameters.n_epochs, config.fine_tune.model, offline=True)
     return {
         "counts": {
             **builder.counts.as_record(),

@@ -136,7 +136,7 @@ from shared.pipeline import ask  # noqa: E402
 from shared.providers.bedrock import gateway as bedrock_gateway  # noqa: E402
 from shared.providers.open import gateway as open_gateway  # noqa: E402
 from shared.providers.openai import gateway as openai_gateway  # noqa: E402
-from shared.settings import settings  # noqa: E402
+from shared.settings import forget_settings  # noqa: E402
 from tests.helpers import TEST_OPENAI_KEY, TRICKY_ROWS, Aws, SetEnv, sciq_row, write_jsonl  # noqa: E402
 
 make_dynamodb_requests_atomic()
@@ -207,7 +207,7 @@ def _create_topic(logical_id: str) -> None:
 def _emulated_aws(config: dict[str, Any] | None = None) -> Iterator[Aws]:
     # The code's own AWS clients (shared.aws) are kept from test to test, as _setup_client's: each made after
     # moto's import is answered by every test's mock (making them again was ~6% of a worker's CPU).
-    settings.cache_clear()
+    forget_settings()
     openai_gateway._secrets.cache_clear()
     ask.latest_succeeded_run.forget()
     with mock_aws(config=KEEP_BOTO3_SESSION | (config or {})):  # type: ignore[call-overload]
@@ -298,10 +298,10 @@ def set_env() -> Iterator[SetEnv]:
         def set_variables(**variables: str) -> None:
             for name, value in variables.items():
                 patch.setenv(name, value)
-            settings.cache_clear()
+            forget_settings()
 
         yield set_variables
-    settings.cache_clear()
+    forget_settings()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What models cost, as the stack's parameters give it: list prices to update, never a guess.
 
-Standard library only: settings parse these at every cold start.
+Standard library only: settings parse these at their first read.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def price_for(model: str, prices: dict[str, ModelPrice]) -> ModelPrice | None:
     matching = [prefix for prefix in prices if model.startswith(prefix)]
     return prices[max(matching, key=len)] if matching else None
 
+
+# The evaluation's default (the stack's InferencePricesPerMillionTokens): `<model-id prefix>=<input>/<output>`.
+DEFAULT_INFERENCE_PRICES = (
+    "gpt-4o-mini=0.15/0.60,ft:gpt-4o-mini=0.30/1.20,amazon.nova-micro=0.035/0.14,amazon.nova-lite=0.06/0.24,"
+    "amazon.nova-2-lite=0.30/2.50,amazon.nova-pro=0.80/3.20"
+)
 
 # OpenAI's list prices for fine-tuning, USD per million trained tokens, by model (an alias as its snapshot).
 DEFAULT_TRAINING_PRICES = (

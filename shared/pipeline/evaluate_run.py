@@ -37,9 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from shared.aws.runs import RunsRepository, utc_now
 from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, delete_objects, put_bytes, read_bytes
@@ -61,7 +61,7 @@ from shared.domain.evaluation import (
     summarise_arm,
 )
 from shared.domain.lazy_model import LazyModel
-from shared.domain.prices import price_for
+from shared.domain.prices import DEFAULT_INFERENCE_PRICES, ModelPrice, parse_prices, price_for
 from shared.domain.run_record import PreparedFile, Run
 from shared.domain.run_status import RunStatus
 from shared.observability import logger
@@ -73,7 +73,7 @@ from shared.providers.base import (
     provider_for,
     spec_of,
 )
-from shared.settings import settings
+from shared.settings import EnvironmentSettings, from_environment, settings
 
 # Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
 LEASE_SECONDS = 16 * 60
@@ -83,6 +83,31 @@ TEMPERATURE = 0.0
 NO_ANSWER_ERRORS = (ProviderTransientError, ProviderEmptyAnswerError)
 MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a model shut down or deleted
 TUNED = "tuned"
+
+
+def _prices(value: object) -> object:
+    """The environment gives text; anything else (a dict in a test) is left to pydantic."""
+    return parse_prices(value) if isinstance(value, str) else value
+
+
+class EvaluationSettings(EnvironmentSettings):
+    """The evaluation's own settings (the stack's Evaluation* parameters)."""
+
+    # What the arms cost: `<model-id prefix>=<input>/<output>` USD per 1M tokens, the longest matching prefix
+    # wins (a Bedrock deployment is priced as its base model). Public list prices, to update.
+    inference_prices_per_million_tokens: Annotated[dict[str, ModelPrice], BeforeValidator(_prices)] = Field(
+        default=DEFAULT_INFERENCE_PRICES, alias="INFERENCE_PRICES_PER_MILLION_TOKENS", validate_default=True
+    )
+    evaluation_max_tokens: int = Field(default=300, ge=1, le=4096, alias="EVALUATION_MAX_TOKENS")
+    evaluation_concurrency: int = Field(default=4, ge=1, le=32, alias="EVALUATION_CONCURRENCY")
+    # Evaluations the API starts per run in any 24 hours (each one pays for every question of every arm).
+    evaluations_per_run_per_day: int = Field(default=3, ge=1, le=100, alias="EVALUATIONS_PER_RUN_PER_DAY")
+    # Chunks of questions the evaluation's Map asks at once (each EVALUATION_CONCURRENCY calls at a time).
+    evaluation_map_concurrency: int = Field(default=4, ge=1, le=40, alias="EVALUATION_MAP_CONCURRENCY")
+
+
+def evaluation_settings() -> EvaluationSettings:
+    return from_environment(EvaluationSettings)
 
 
 # One Map iteration's questions: at EVALUATION_CONCURRENCY 4 and about 1 s a call, ~25 s of one Lambda.
@@ -262,7 +287,7 @@ def plan_evaluation(request: EvaluationRequest) -> dict[str, Any]:
         "token": token,
         "compare_with": request.compare_with,
         "chunks": chunks,
-        "map_concurrency": settings().evaluation_map_concurrency,
+        "map_concurrency": evaluation_settings().evaluation_map_concurrency,
     }
 
 
@@ -503,7 +528,7 @@ def _claim(
 
 def _check_daily_limit(run_id: str, requests: list[int], now: float) -> None:
     """Each evaluation asks every question of every arm (a 1,000-question run: about 3,000 paid calls)."""
-    limit = settings().evaluations_per_run_per_day
+    limit = evaluation_settings().evaluations_per_run_per_day
     if len(requests) >= limit:
         retry_after = max(1, int(min(requests) + DAY_SECONDS - now) + 1)
         raise EvaluationLimitError(
@@ -543,7 +568,7 @@ def _questions(questions_file: PreparedFile) -> list[Question]:
 def _estimate(arms: list[Arm], questions: list[Question]) -> dict[str, Any]:
     """The most the evaluation can spend: every call's prompt tokens (counted as the data gate counts a
     training example), every answer at max_tokens; no cost when an arm's model is not priced."""
-    config = settings()
+    config = evaluation_settings()
     prompt_tokens, max_cost, priced = 0, 0.0, True
     for arm in arms:
         system = [] if arm.run.system_prompt is None else [{"role": "system", "content": arm.run.system_prompt}]
@@ -588,7 +613,7 @@ def _arm_result(
             _runs().record_model_gone(arm.run.run_id)
         return _recorded_arm(run, arm, questions, match)
     answered = [ArmAnswer.from_report(line) for line in lines]
-    price = price_for(arm.priced_as, settings().inference_prices_per_million_tokens)
+    price = price_for(arm.priced_as, evaluation_settings().inference_prices_per_million_tokens)
     return summarise_arm(arm.name, arm.model, answered, price, utc_now()), list(answered)
 
 
@@ -611,7 +636,7 @@ def _recorded_arm(
         error = {"code": NoRecordedAnswersError.code, "message": message}
         unanswered = {"ci95": None, "errors": len(questions), "error": error}
         return summarise_arm(arm.name, arm.model, [], None, utc_now()) | unanswered, []
-    price = price_for(arm.priced_as, settings().inference_prices_per_million_tokens)
+    price = price_for(arm.priced_as, evaluation_settings().inference_prices_per_million_tokens)
     summary = summarise_arm(arm.name, arm.model, answered, price, utc_now())
     return summary | {"recorded": {"recorded_at": recording.recorded_at, "questions": len(questions)}}, answers
 
@@ -639,7 +664,7 @@ def _ask_all(arm: Arm, questions: list[Question], match: Match) -> list[ArmAnswe
     is gone, access denied) ends the arm: it is raised, and the questions not yet asked are dropped; a
     refusal of one question's request (400) is an error on that question only."""
     provider = provider_for(arm.run)
-    with ThreadPoolExecutor(max_workers=settings().evaluation_concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=evaluation_settings().evaluation_concurrency) as pool:
         futures = [pool.submit(_ask, provider, arm, question, match) for question in questions]
         try:
             return [future.result() for future in futures]
@@ -654,7 +679,11 @@ def _ask(provider: FineTuningProvider, arm: Arm, question: Question, match: Matc
     started = time.perf_counter()
     try:
         reply = provider.answer(
-            arm.model, arm.run.system_prompt, arm.prompt(question), TEMPERATURE, settings().evaluation_max_tokens
+            arm.model,
+            arm.run.system_prompt,
+            arm.prompt(question),
+            TEMPERATURE,
+            evaluation_settings().evaluation_max_tokens,
         )
     except NO_ANSWER_ERRORS as error:
         return ArmAnswer(arm.model, None, None, None, None, None, _ms_since(started), error=str(error))

@@ -302,7 +302,7 @@ def _enforce_gate(files: _LocalFiles, config: RunConfig) -> None:
     if config.adopt is not None:
         return
     records = spec(config.provider).records()
-    limits, token_limit = records.limits(settings()), records.token_limit(config.fine_tune)
+    limits, token_limit = records.limits(), records.token_limit(config.fine_tune)
     enforce(
         files.train_gate,
         "training file",
@@ -430,7 +430,7 @@ def _prepare(
 
 def _estimate(config: RunConfig, train: GateReport) -> dict[str, Any]:
     n_epochs = config.fine_tune.hyperparameters.n_epochs
-    return spec(config.provider).records().estimate(train, n_epochs, config.fine_tune.model, settings())
+    return spec(config.provider).records().estimate(train, n_epochs, config.fine_tune.model)
 
 
 def _source_record(files: _LocalFiles) -> dict[str, Any]:

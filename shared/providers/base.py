@@ -37,7 +37,6 @@ from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
 if TYPE_CHECKING:
     from shared.domain.config import FineTuneSpec
     from shared.domain.data_gate import GateReport
-    from shared.settings import Settings
 
 
 class ProviderTransientError(Exception):
@@ -267,10 +266,12 @@ class TrainingRecords(Protocol):
         length): a file holding a longer one is refused before anything is spent."""
         ...
 
-    def limits(self, settings: Settings) -> GateLimits: ...
+    def limits(self, *, offline: bool = False) -> GateLimits:
+        """Its limits as this deployment's settings give them; offline (no stack behind it), the template's."""
+        ...
 
-    def estimate(self, train: GateReport, n_epochs: int | str, model: str, settings: Settings) -> dict[str, Any]:
-        """The run's training estimate (tokens billed, cost), as the run records it."""
+    def estimate(self, train: GateReport, n_epochs: int | str, model: str, *, offline: bool = False) -> dict[str, Any]:
+        """The run's training estimate (tokens billed, cost), as the run records it (offline: the template's prices)."""
         ...
 
 

@@ -61,9 +61,16 @@ def test_in_a_lambda_sandbox_with_tracing_on_the_tracer_still_records_with_xray(
 
 # What a handler never needs at import (issue #23): the config schema in the API and the dead-letter handler
 # (they read a run's record, not a config), Powertools' Parser models (every event source's pydantic models), and
-# its data classes (every event source's, 15 ms) where no S3 event is read.
+# its data classes (every event source's, 15 ms) where no S3 event is read; and a provider's or the evaluation's
+# settings, which the request that needs them reads (an Ask of an OpenAI run never reads Bedrock's).
+ROLE_SETTINGS = {
+    "shared.providers.openai.settings",
+    "shared.providers.bedrock.settings",
+    "shared.providers.open.settings",
+    "shared.pipeline.evaluate_run",
+}
 NOT_LOADED = {
-    "functions.ask.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser"},
+    "functions.ask.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser", *ROLE_SETTINGS},
     "functions.failed_events.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser"},
     "functions.evaluate.app": {"aws_lambda_powertools.utilities.data_classes"},
     "functions.poll_job.app": {"aws_lambda_powertools.utilities.data_classes"},
@@ -92,7 +99,15 @@ def test_the_models_of_the_shared_package_build_their_schema_on_first_use_not_at
     for module in pkgutil.walk_packages(shared.__path__, "shared."):
         if "training" not in module.name:
             importlib.import_module(module.name)
-    built_at_import = {"shared.settings.Settings"}  # read by every invocation: nothing to gain by waiting
+    # Read by every invocation of a function that imports them: nothing to gain by waiting.
+    built_at_import = {
+        "shared.settings.EnvironmentSettings",  # their base, with no field
+        "shared.settings.Settings",
+        "shared.providers.openai.settings.OpenAISettings",
+        "shared.providers.bedrock.settings.BedrockSettings",
+        "shared.providers.open.settings.OpenSettings",
+        "shared.pipeline.evaluate_run.EvaluationSettings",
+    }
     models = {
         f"{model.__module__}.{model.__qualname__}": model
         for model in _subclasses(BaseModel)

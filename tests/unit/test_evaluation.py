@@ -12,8 +12,7 @@ from shared.domain.evaluation import (
     summarise_arm,
     wilson_interval,
 )
-from shared.domain.prices import ModelPrice, parse_prices, price_for
-from shared.settings import DEFAULT_INFERENCE_PRICES
+from shared.domain.prices import DEFAULT_INFERENCE_PRICES, ModelPrice, parse_prices, price_for
 
 PRICES = parse_prices(DEFAULT_INFERENCE_PRICES)
 

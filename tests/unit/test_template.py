@@ -15,6 +15,10 @@ import pytest
 
 from local import template
 from local.template import function_handler, load_template, state_machine_definition, translated_template
+from shared.pipeline.evaluate_run import EvaluationSettings
+from shared.providers.bedrock.settings import BedrockSettings
+from shared.providers.open.settings import OpenSettings
+from shared.providers.openai.settings import OpenAISettings
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +42,18 @@ def test_prepare_triggers_on_configs_json_only_so_its_output_cannot_retrigger_it
 
 
 def test_every_required_setting_is_provided_by_the_template() -> None:
+    """Of every role's settings (the stack's, each provider's, the evaluation's)."""
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
-    required = {f.alias for f in Settings.model_fields.values() if f.is_required()}
+    roles = (Settings, OpenAISettings, BedrockSettings, OpenSettings, EvaluationSettings)
+    required = {f.alias for role in roles for f in role.model_fields.values() if f.is_required()}
+    assert required == {
+        "DATA_BUCKET",
+        "RUNS_TABLE",
+        "IDEMPOTENCY_TABLE",
+        "STATE_MACHINE_ARN",
+        "NOTIFICATION_TOPIC_ARN",
+        "OPENAI_API_KEY_SECRET",
+    }
     assert required <= set(variables)
 
 

@@ -49,6 +49,7 @@ from shared.providers.base import (
 )
 from shared.providers.bedrock import BedrockState
 from shared.providers.bedrock.metrics import parse_bedrock_metrics
+from shared.providers.bedrock.settings import bedrock_settings
 from shared.settings import settings
 
 RUN_ID_TAG = "ragtune_run_id"
@@ -500,10 +501,9 @@ class BedrockGateway:
 
 
 def gateway() -> BedrockGateway:
-    config = settings()
     return BedrockGateway(
         bedrock_client("bedrock"),
         bedrock_client("bedrock-runtime"),
-        deployment=config.data_bucket,
-        role_arn=config.bedrock_customization_role_arn,
+        deployment=settings().data_bucket,
+        role_arn=bedrock_settings().bedrock_customization_role_arn,
     )

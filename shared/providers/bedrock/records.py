@@ -21,10 +21,11 @@ from shared.domain.data_gate import (
 from shared.domain.tokens import ENCODING_NAME
 from shared.providers.base import GateLimits
 from shared.providers.bedrock import BEDROCK_SCHEMA_VERSION, NOVA_RESERVED, nova_context_tokens
+from shared.providers.bedrock.settings import BedrockSettings
+from shared.settings import read_settings
 
 if TYPE_CHECKING:
     from shared.domain.config import FineTuneSpec
-    from shared.settings import Settings
 
 BEDROCK_DEFAULT_EPOCHS = 2  # Nova's epochCount when not given
 _BEDROCK_RECORD_KEYS = frozenset({"schemaVersion", "system", "messages"})
@@ -164,8 +165,9 @@ class NovaRecords:
         """The chosen Nova variant's context (`:128k`) is one record's limit."""
         return nova_context_tokens(fine_tune.model) or MAX_TOKENS_PER_EXAMPLE
 
-    def limits(self, settings: Settings) -> GateLimits:
+    def limits(self, *, offline: bool = False) -> GateLimits:
         """Nova's record and size limits are settings: the published numbers are unconfirmed."""
+        settings = read_settings(BedrockSettings, offline=offline)
         return GateLimits(
             settings.bedrock_min_records,
             settings.bedrock_max_records,
@@ -173,8 +175,9 @@ class NovaRecords:
             settings.bedrock_max_validation_bytes,
         )
 
-    def estimate(self, train: GateReport, n_epochs: int | str, model: str, settings: Settings) -> dict[str, Any]:
-        return estimate_bedrock_training(train, n_epochs, settings.bedrock_training_price_per_1k_tokens).as_record()
+    def estimate(self, train: GateReport, n_epochs: int | str, model: str, *, offline: bool = False) -> dict[str, Any]:
+        price = read_settings(BedrockSettings, offline=offline).bedrock_training_price_per_1k_tokens
+        return estimate_bedrock_training(train, n_epochs, price).as_record()
 
 
 RECORDS = NovaRecords()

@@ -52,7 +52,8 @@ from shared.providers.base import (
 )
 from shared.providers.open import OPEN_DEFAULT_EPOCHS, OPEN_DEFAULTS, OPEN_MODELS, OpenState
 from shared.providers.open.metrics import parse_open_metrics
-from shared.settings import Settings, settings
+from shared.providers.open.settings import OpenSettings, open_settings
+from shared.settings import settings
 
 RUN_ID_TAG = "ragtune_run_id"
 DEPLOYMENT_TAG = "ragtune_deployment"
@@ -226,12 +227,12 @@ class OpenWeightsGateway:
     DEPLOYMENT_KIND: ClassVar[str] = "imported_model"  # the served copy; the weights are never deleted
     DEPLOYMENT_LABEL: ClassVar[str] = "imported model"
 
-    def __init__(self, sagemaker: Any, bedrock: Any, runtime: Any, *, config: Settings) -> None:
+    def __init__(self, sagemaker: Any, bedrock: Any, runtime: Any, *, config: OpenSettings, deployment: str) -> None:
         self._sagemaker = sagemaker
         self._bedrock = bedrock
         self._runtime = runtime
         self._config = config
-        self._deployment = config.data_bucket
+        self._deployment = deployment
 
     @property
     def name(self) -> str:
@@ -584,5 +585,9 @@ class OpenWeightsGateway:
 
 def gateway() -> OpenWeightsGateway:
     return OpenWeightsGateway(
-        aws_client("sagemaker"), aws_client("bedrock"), aws_client("bedrock-runtime"), config=settings()
+        aws_client("sagemaker"),
+        aws_client("bedrock"),
+        aws_client("bedrock-runtime"),
+        config=open_settings(),
+        deployment=settings().data_bucket,
     )

@@ -15,10 +15,11 @@ from shared.domain.data_gate import MIN_EXAMPLES, GateReport, chat_line, inspect
 from shared.domain.tokens import ENCODING_NAME
 from shared.providers.base import GateLimits
 from shared.providers.open import OPEN_DEFAULT_EPOCHS, OPEN_DEFAULTS, OPEN_MODELS
+from shared.providers.open.settings import OpenSettings
+from shared.settings import read_settings
 
 if TYPE_CHECKING:
     from shared.domain.config import FineTuneSpec
-    from shared.settings import Settings
 
 # Launching the instance, downloading the image and the base model, merging and uploading the weights: billed
 # time that trains nothing, whatever the data's size (a stated assumption, like the throughput).
@@ -49,12 +50,13 @@ class OpenRecords:
         chosen = fine_tune.hyperparameters.model_dump().get("max_seq_length")
         return min(context, int(chosen) if isinstance(chosen, int) else int(OPEN_DEFAULTS["max_seq_length"]))
 
-    def limits(self, settings: Settings) -> GateLimits:
+    def limits(self, *, offline: bool = False) -> GateLimits:
         return GateLimits(MIN_EXAMPLES)
 
-    def estimate(self, train: GateReport, n_epochs: int | str, model: str, settings: Settings) -> dict[str, Any]:
+    def estimate(self, train: GateReport, n_epochs: int | str, model: str, *, offline: bool = False) -> dict[str, Any]:
         """GPU hours on the stack's training instance from the tokens trained at its stated throughput, plus the
         start-up time, priced per hour; and what serving the imported model costs per Custom Model Unit-minute."""
+        settings = read_settings(OpenSettings, offline=offline)
         epochs = n_epochs if isinstance(n_epochs, int) else OPEN_DEFAULT_EPOCHS
         trained_tokens = train.billing_tokens * epochs
         training_hours = trained_tokens / (settings.open_training_tokens_per_second * 3600)

@@ -45,6 +45,7 @@ from shared.providers.base import (
 )
 from shared.providers.openai import OpenAIState, fine_tune_base
 from shared.providers.openai.metrics import parse_openai_step_metrics
+from shared.providers.openai.settings import openai_settings
 from shared.settings import settings
 
 if TYPE_CHECKING:
@@ -346,7 +347,7 @@ class OpenAIGateway:
         """Named after the run and the content's ETag (`file_name` adds the deployment), so a lost
         answer can be found again by name."""
         source = S3UploadSource.of(ObjectRef(settings().data_bucket, key), f"{run_id}-{name}")
-        return self.upload_training_file(source, settings().upload_multipart_threshold_bytes)
+        return self.upload_training_file(source, openai_settings().upload_multipart_threshold_bytes)
 
     def _create_job_once(self, request: JobRequest) -> JobSnapshot:
         hyperparameters = {key: value for key, value in request.hyperparameters.items() if value != "auto"}
@@ -510,8 +511,8 @@ def _client(api_key: str, base_url: str | None, timeout_seconds: float, max_retr
 
 
 def gateway() -> OpenAIGateway:
-    """`Settings.openai_base_url` (`OPENAI_BASE_URL`) points the SDK elsewhere (the emulator, a proxy)."""
-    config = settings()
+    """`OpenAISettings.openai_base_url` (`OPENAI_BASE_URL`) points the SDK elsewhere (the emulator, a proxy)."""
+    config = openai_settings()
     client = _client(
         api_key_from_secret(config.openai_api_key_secret),
         config.openai_base_url,
@@ -519,5 +520,5 @@ def gateway() -> OpenAIGateway:
         config.openai_max_retries,
     )
     return OpenAIGateway(
-        client, config.upload_part_bytes, config.openai_retry_backoff_seconds, deployment=config.data_bucket
+        client, config.upload_part_bytes, config.openai_retry_backoff_seconds, deployment=settings().data_bucket
     )

@@ -15,10 +15,11 @@ from shared.domain.data_gate import (
 )
 from shared.domain.prices import training_price
 from shared.providers.base import GateLimits
+from shared.providers.openai.settings import OpenAISettings
+from shared.settings import read_settings
 
 if TYPE_CHECKING:
     from shared.domain.config import FineTuneSpec
-    from shared.settings import Settings
 
 
 class ChatRecords:
@@ -35,11 +36,12 @@ class ChatRecords:
     def token_limit(self, fine_tune: FineTuneSpec) -> int:
         return MAX_TOKENS_PER_EXAMPLE
 
-    def limits(self, settings: Settings) -> GateLimits:
+    def limits(self, *, offline: bool = False) -> GateLimits:
         return GateLimits(MIN_EXAMPLES)
 
-    def estimate(self, train: GateReport, n_epochs: int | str, model: str, settings: Settings) -> dict[str, Any]:
-        price = training_price(model, settings.training_prices_per_million_tokens)
+    def estimate(self, train: GateReport, n_epochs: int | str, model: str, *, offline: bool = False) -> dict[str, Any]:
+        prices = read_settings(OpenAISettings, offline=offline).training_prices_per_million_tokens
+        price = training_price(model, prices)
         return estimate_training(train, n_epochs, price).as_record()
 
 
