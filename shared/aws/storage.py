@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from shared.aws import client, s3_link_signer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import S3Event
+    from boto3.s3.transfer import TransferConfig
 
 CONFIGS_PREFIX = "configs/"
 DATASETS_PREFIX = "datasets/"
 REPORTS_PREFIX = "reports/"  # what the pipeline writes about a run: metrics.csv, loss.png, evaluation.jsonl
 PRESIGNED_URL_SECONDS = 900
-# Multipart above 16 MiB, 8 MiB parts, at most 4 in flight (boto3's default 10 put peak memory at 1M rows
-# 1.28-1.43x the 100k peak, 4 holds it at 1.15-1.17x): memory stays bounded whatever the file size.
-TRANSFER_CONFIG = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=8 * 2**20, max_concurrency=4)
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NoSuchBucket", "AccessDenied", "403"}
 
 
@@ -140,6 +138,16 @@ def whole_object(ref: ObjectRef, read: BoundedRead) -> Iterable[bytes]:
     return stream_object(ObjectRef(ref.bucket, ref.key, read.version_id or ref.version_id))
 
 
+@cache
+def _transfer_config() -> TransferConfig:
+    """Multipart above 16 MiB, 8 MiB parts, at most 4 in flight (boto3's default 10 put peak memory at 1M rows
+    1.28-1.43x the 100k peak, 4 holds it at 1.15-1.17x): memory stays bounded whatever the file size.
+    Imported on the first transfer: the API and the tracking loop make none (boto3's transfer module loads with it)."""
+    from boto3.s3 import transfer
+
+    return transfer.TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=8 * 2**20, max_concurrency=4)
+
+
 def download(ref: ObjectRef, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -148,7 +156,7 @@ def download(ref: ObjectRef, destination: Path) -> None:
             ref.key,
             str(destination),
             ExtraArgs=_version_args(ref) or None,
-            Config=TRANSFER_CONFIG,
+            Config=_transfer_config(),
         )
     except ClientError as error:
         if error.response["Error"]["Code"] in _MISSING:
@@ -162,7 +170,7 @@ def upload(source: Path, ref: ObjectRef, metadata: dict[str, str], content_type:
         ref.bucket,
         ref.key,
         ExtraArgs={"Metadata": metadata, "ContentType": content_type},
-        Config=TRANSFER_CONFIG,
+        Config=_transfer_config(),
     )
 
 

@@ -62,15 +62,17 @@ def test_in_a_lambda_sandbox_with_tracing_on_the_tracer_still_records_with_xray(
 # What a handler never needs at import (issue #23): the config schema in the API and the dead-letter handler
 # (they read a run's record, not a config), Powertools' Parser models (every event source's pydantic models), and
 # its data classes (every event source's, 15 ms) where no S3 event is read; and a provider's or the evaluation's
-# settings, which the request that needs them reads (an Ask of an OpenAI run never reads Bedrock's).
-ROLE_SETTINGS = {
+# settings, which the request that needs them reads (an Ask of an OpenAI run never reads Bedrock's); and boto3's
+# S3 transfer manager, which only functions that upload or download a file use.
+LOADED_WHERE_USED = {
     "shared.providers.openai.settings",
     "shared.providers.bedrock.settings",
     "shared.providers.open.settings",
     "shared.pipeline.evaluate_run",
+    "boto3.s3.transfer",
 }
 NOT_LOADED = {
-    "functions.ask.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser", *ROLE_SETTINGS},
+    "functions.ask.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser", *LOADED_WHERE_USED},
     "functions.failed_events.app": {"shared.domain.config", "aws_lambda_powertools.utilities.parser"},
     "functions.evaluate.app": {"aws_lambda_powertools.utilities.data_classes"},
     "functions.poll_job.app": {"aws_lambda_powertools.utilities.data_classes"},
