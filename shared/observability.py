@@ -62,11 +62,16 @@ class UntracedProvider(BaseProvider):
         pass
 
 
+# What the X-Ray SDK patches: the AWS SDK, the only traced library the functions call (the OpenAI SDK's HTTP client is
+# not one X-Ray knows). Powertools' default patches every library X-Ray supports that is installed, sqlite3 among them.
+PATCHED_MODULES = ("botocore",)
+
+
 def _tracer() -> Tracer:
     """Powertools' own rule decides whether tracing is off; only the provider then differs."""
     if Tracer._is_tracer_disabled():
         return Tracer(disabled=True, provider=UntracedProvider())
-    return Tracer()
+    return Tracer(patch_modules=PATCHED_MODULES)
 
 
 logger = Logger()

@@ -57,6 +57,14 @@ def test_in_a_lambda_sandbox_with_tracing_on_the_tracer_still_records_with_xray(
 
     assert provider.startswith("aws_xray_sdk.core")
     assert "aws_xray_sdk.core" in loaded
+    # The AWS SDK's calls are traced; nothing else X-Ray could patch is loaded for it (sqlite3, SQLAlchemy's hooks).
+    assert {name for name in loaded if name.startswith("aws_xray_sdk.ext.")} == {
+        "aws_xray_sdk.ext.boto_utils",
+        "aws_xray_sdk.ext.botocore",
+        "aws_xray_sdk.ext.botocore.patch",
+        "aws_xray_sdk.ext.util",
+    }
+    assert "sqlite3" not in loaded
 
 
 # What a handler never needs at import (issue #23): the config schema in the API and the dead-letter handler
