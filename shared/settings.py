@@ -72,7 +72,8 @@ def _registered_provider(name: str) -> str:
 
 
 class Settings(EnvironmentSettings):
-    """What every function reads: the stack's resources and its limits (template.yaml's Globals)."""
+    """The stack's resources and limits (template.yaml's Globals and the functions' Environment blocks): what every
+    function that uses the stack reads."""
 
     data_bucket: str = Field(alias="DATA_BUCKET")
     runs_table: str = Field(alias="RUNS_TABLE")

@@ -142,7 +142,8 @@ def whole_object(ref: ObjectRef, read: BoundedRead) -> Iterable[bytes]:
 def _transfer_config() -> TransferConfig:
     """Multipart above 16 MiB, 8 MiB parts, at most 4 in flight (boto3's default 10 put peak memory at 1M rows
     1.28-1.43x the 100k peak, 4 holds it at 1.15-1.17x): memory stays bounded whatever the file size.
-    Imported on the first transfer: the API and the tracking loop make none (boto3's transfer module loads with it)."""
+    Made at the first transfer; boto3's transfer module loads with the first S3 client (boto3 adds its transfer
+    methods then), not at import: the API makes one only for the requests that read or sign an object."""
     from boto3.s3 import transfer
 
     return transfer.TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=8 * 2**20, max_concurrency=4)

@@ -397,6 +397,7 @@ def _prepare(
         config = parse_run_config(
             config_object.body, size=config_object.size, default_provider=settings().default_provider
         )
+        spec(config.provider).check_settings()  # the deployment's own settings for the provider, before any work
         check_source_location(config.dataset, settings().data_bucket)  # before anything is read
         shutdown = check_adoptable(config) if config.adopt else None  # the only OpenAI call prepare makes
         _check_base_model(config, runs)

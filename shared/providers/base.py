@@ -33,6 +33,7 @@ from shared.domain.run_record import JobEvent, Run
 from shared.domain.run_status import JOB_FINISHED, RunStatus
 from shared.domain.training_curve import StepMetric
 from shared.providers import DEFAULT_PROVIDER, PROVIDER_NAMES, spec
+from shared.settings import EnvironmentSettings, from_environment
 
 if TYPE_CHECKING:
     from shared.domain.config import FineTuneSpec
@@ -319,6 +320,7 @@ class ProviderSpec(NamedTuple):
     check_model: Callable[[str], str | None] = any_model  # why a base model is refused, None if taken
     reserved_text: ReservedText | None = None
     adoption_factory: str | None = None  # "module:function": a model's shutdown date, if a config may adopt it
+    settings_model: str | None = None  # "module:Class": its own settings (an EnvironmentSettings), if it has any
     # What a run keeps of this provider's own (file ids, a deployment): the fields of its `provider_state`,
     # which the provider's gateway reads through this model.
     state_model: type[BaseModel] = BaseModel
@@ -354,6 +356,13 @@ class ProviderSpec(NamedTuple):
 
     def state_fields(self) -> tuple[str, ...]:
         return tuple(self.state_model.model_fields)
+
+    def check_settings(self) -> None:
+        """Read its settings from this deployment's environment: a bad one fails here, naming its variable, before
+        a run of it does any work."""
+        if self.settings_model is not None:
+            model: type[EnvironmentSettings] = _attribute(self.settings_model)
+            from_environment(model)
 
     def records(self) -> TrainingRecords:
         found: TrainingRecords = _attribute(self.records_factory)

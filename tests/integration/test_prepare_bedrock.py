@@ -7,7 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pydantic
+import pytest
+
 from functions.prepare.app import lambda_handler
+from shared.domain import dataset_source
 from tests.helpers import TRICKY_ROWS, Aws, SetEnv, load_event, sciq_row, write_jsonl
 
 NOTEBOOK_SYSTEM = "Given a science question, provide the correct answer with a detailed explanation."
@@ -248,3 +252,21 @@ def test_a_bedrock_config_breaking_its_providers_rules_fails_before_reading_anyt
         in (run["error"]["message"])
     )
     assert run["counts"] == {}
+
+
+def test_a_bad_bedrock_setting_of_the_deployment_fails_a_bedrock_run_before_its_dataset_is_read(
+    aws_account: Aws, lambda_context: Any, tmp_path: Path, set_env: SetEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's mistake, not the user's: the invocation fails (retried, then the dead-letter queue marks the
+    run failed) with the variable named, and nothing of the dataset is read or written first."""
+    set_env(BEDROCK_MIN_RECORDS="many")
+    put_rows(aws_account, tmp_path, [sciq_row(i) for i in range(12)], provider="bedrock")
+    downloads: list[Any] = []
+    monkeypatch.setattr(dataset_source, "download", lambda ref, destination: downloads.append(ref))
+
+    with pytest.raises(pydantic.ValidationError, match="BEDROCK_MIN_RECORDS"):
+        invoke(lambda_context)
+
+    assert downloads == []
+    assert aws_account.keys("datasets/") == []
+    assert only_run(aws_account)["status"] == "preparing"  # resumed by the retry, once the setting is mended

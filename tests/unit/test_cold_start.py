@@ -71,7 +71,8 @@ def test_in_a_lambda_sandbox_with_tracing_on_the_tracer_still_records_with_xray(
 # (they read a run's record, not a config), Powertools' Parser models (every event source's pydantic models), and
 # its data classes (every event source's, 15 ms) where no S3 event is read; and a provider's or the evaluation's
 # settings, which the request that needs them reads (an Ask of an OpenAI run never reads Bedrock's); and boto3's
-# S3 transfer manager, which only functions that upload or download a file use.
+# S3 transfer manager, which boto3 loads with the first S3 client (the API makes one only for the requests that
+# read or sign an object).
 LOADED_WHERE_USED = {
     "shared.providers.openai.settings",
     "shared.providers.bedrock.settings",

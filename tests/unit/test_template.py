@@ -16,10 +16,8 @@ import pytest
 from local import template
 from local.template import function_handler, load_template, state_machine_definition, translated_template
 from shared.pipeline.evaluate_run import EvaluationSettings
-from shared.providers.bedrock.settings import BedrockSettings
-from shared.providers.open.settings import OpenSettings
-from shared.providers.openai.settings import OpenAISettings
-from shared.settings import Settings
+from shared.providers import PROVIDER_NAMES, spec
+from shared.settings import EnvironmentSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = load_template()["Resources"]
@@ -42,9 +40,13 @@ def test_prepare_triggers_on_configs_json_only_so_its_output_cannot_retrigger_it
 
 
 def test_every_required_setting_is_provided_by_the_template() -> None:
-    """Of every role's settings (the stack's, each provider's, the evaluation's)."""
+    """Of every role's settings: the stack's, the evaluation's and each registered provider's."""
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
-    roles = (Settings, OpenAISettings, BedrockSettings, OpenSettings, EvaluationSettings)
+    providers = [spec(name).settings_model for name in PROVIDER_NAMES]
+    roles: list[type[EnvironmentSettings]] = [Settings, EvaluationSettings]
+    for module, _, name in (model.partition(":") for model in providers if model):
+        roles.append(getattr(importlib.import_module(module), name))
+    assert len(roles) == 2 + len(PROVIDER_NAMES)  # every provider has settings of its own
     required = {f.alias for role in roles for f in role.model_fields.values() if f.is_required()}
     assert required == {
         "DATA_BUCKET",

@@ -97,6 +97,7 @@ SPEC = ProviderSpec(
     hyperparameter_fields=BedrockHyperparameters,
     gateway_factory="shared.providers.bedrock.gateway:gateway",
     records_factory="shared.providers.bedrock.records:RECORDS",
+    settings_model="shared.providers.bedrock.settings:BedrockSettings",
     max_epochs=BEDROCK_MAX_EPOCHS,
     epochs_rule=f"an integer from 1 to {BEDROCK_MAX_EPOCHS} for bedrock (Bedrock's epochCount)",
     check_model=check_model,

@@ -132,6 +132,7 @@ SPEC = ProviderSpec(
     hyperparameter_fields=OpenHyperparameters,
     gateway_factory="shared.providers.open.gateway:gateway",
     records_factory="shared.providers.open.records:RECORDS",
+    settings_model="shared.providers.open.settings:OpenSettings",
     max_epochs=OPEN_MAX_EPOCHS,
     epochs_rule=f"an integer from 1 to {OPEN_MAX_EPOCHS} for open (the training script's epochs)",
     check_model=check_model,

@@ -54,6 +54,7 @@ SPEC = ProviderSpec(
     hyperparameter_fields=OpenAIHyperparameters,
     gateway_factory="shared.providers.openai.gateway:gateway",
     records_factory="shared.providers.openai.records:RECORDS",
+    settings_model="shared.providers.openai.settings:OpenAISettings",
     max_epochs=50,
     epochs_rule="an integer from 1 to 50",
     adoption_factory="shared.providers.openai.adoption:adopted_model_shutdown",
