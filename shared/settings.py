@@ -6,6 +6,7 @@ builds and validates only the fields of what it uses (an Ask of an OpenAI run ne
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -58,11 +59,15 @@ def blank_is_none(value: object) -> object:
     return value or None
 
 
-def _model_list(value: object) -> object:
+def parsed_text(parse: Callable[[str], object]) -> BeforeValidator:
+    """A setting the environment gives as text, read by `parse`; any other value (a dict in a test) is left to
+    pydantic."""
+    return BeforeValidator(lambda value: parse(value) if isinstance(value, str) else value)
+
+
+def _model_list(text: str) -> frozenset[str]:
     """`"ft:a,ft:b"` (the stack's AdoptableModels) as a set of ids; blanks and surrounding spaces ignored."""
-    if isinstance(value, str):
-        return frozenset(part.strip() for part in value.split(",") if part.strip())
-    return value
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 def _registered_provider(name: str) -> str:
@@ -90,7 +95,7 @@ class Settings(EnvironmentSettings):
     )
     # OpenAI fine-tunes a config may adopt (`adopt.model`): the stack's AdoptableModels, set by the operator at
     # sam deploy; empty, nothing is adoptable. A config writer cannot reach any other model of the organisation.
-    adoptable_models: Annotated[frozenset[str], BeforeValidator(_model_list)] = Field(
+    adoptable_models: Annotated[frozenset[str], parsed_text(_model_list)] = Field(
         default=frozenset(), alias="ADOPTABLE_MODELS"
     )
     # The state machine that runs an evaluation (plan, a Map over chunks of questions, merge): what POST

@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from shared.aws.runs import RunsRepository, utc_now
 from shared.aws.storage import REPORTS_PREFIX, ObjectMissingError, ObjectRef, delete_objects, put_bytes, read_bytes
@@ -73,7 +73,7 @@ from shared.providers.base import (
     provider_for,
     spec_of,
 )
-from shared.settings import EnvironmentSettings, from_environment, settings
+from shared.settings import EnvironmentSettings, from_environment, parsed_text, settings
 
 # Longer than a Lambda's 15-minute maximum: a claim expires only once its invocation is surely over.
 LEASE_SECONDS = 16 * 60
@@ -85,17 +85,12 @@ MODEL_GONE = (HTTPStatus.NOT_FOUND, HTTPStatus.GONE)  # how providers refuse a m
 TUNED = "tuned"
 
 
-def _prices(value: object) -> object:
-    """The environment gives text; anything else (a dict in a test) is left to pydantic."""
-    return parse_prices(value) if isinstance(value, str) else value
-
-
 class EvaluationSettings(EnvironmentSettings):
     """The evaluation's own settings (the stack's Evaluation* parameters)."""
 
     # What the arms cost: `<model-id prefix>=<input>/<output>` USD per 1M tokens, the longest matching prefix
     # wins (a Bedrock deployment is priced as its base model). Public list prices, to update.
-    inference_prices_per_million_tokens: Annotated[dict[str, ModelPrice], BeforeValidator(_prices)] = Field(
+    inference_prices_per_million_tokens: Annotated[dict[str, ModelPrice], parsed_text(parse_prices)] = Field(
         default=DEFAULT_INFERENCE_PRICES, alias="INFERENCE_PRICES_PER_MILLION_TOKENS", validate_default=True
     )
     evaluation_max_tokens: int = Field(default=300, ge=1, le=4096, alias="EVALUATION_MAX_TOKENS")

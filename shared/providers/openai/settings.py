@@ -5,12 +5,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 
 from shared.domain.prices import DEFAULT_TRAINING_PRICES, parse_training_prices
-from shared.settings import EnvironmentSettings, blank_is_none, from_environment
-
-
-def _training_prices(value: object) -> object:
-    """The environment gives text; anything else (a dict in a test) is left to pydantic."""
-    return parse_training_prices(value) if isinstance(value, str) else value
+from shared.settings import EnvironmentSettings, blank_is_none, from_environment, parsed_text
 
 
 class OpenAISettings(EnvironmentSettings):
@@ -27,7 +22,7 @@ class OpenAISettings(EnvironmentSettings):
     upload_part_bytes: int = Field(default=64_000_000, ge=5 * 2**10, le=64_000_000, alias="UPLOAD_PART_BYTES")
     # Fine-tuning's price by model (the stack's TrainingPricesPerMillionTokens); a model without one is
     # estimated without a cost ("no price known"), never at another model's rate.
-    training_prices_per_million_tokens: Annotated[dict[str, float], BeforeValidator(_training_prices)] = Field(
+    training_prices_per_million_tokens: Annotated[dict[str, float], parsed_text(parse_training_prices)] = Field(
         default=DEFAULT_TRAINING_PRICES, alias="TRAINING_PRICES_PER_MILLION_TOKENS", validate_default=True
     )
 
